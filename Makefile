@@ -1,0 +1,61 @@
+# ys1000 — the two commands a newcomer needs are `make demo` and `make test`.
+# Everything they need is installed by `make setup`: the Python venv (.venv/), restic and the
+# local Kubernetes control plane (bin/), built from the package registries only.
+
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+RESTIC_VERSION := v0.18.1
+SANDBOX_DIR ?= $(CURDIR)/.sandbox
+
+include tools/controlplane/Makefile.inc
+
+.PHONY: setup venv restic demo demo-ci test test-fast bench sandbox-up sandbox-down clean
+
+setup: venv restic controlplane
+
+venv: $(VENV)/.installed
+
+# requirements.lock pins the whole resolved set (apache-airflow has many loose transitive
+# dependencies); pyproject.toml pins the top level.
+$(VENV)/.installed: pyproject.toml requirements.lock
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version' 
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c requirements.lock -e '.[dev]'
+	touch $@
+
+restic: bin/restic
+
+# restic from the Go module proxy (ask for the exact version: @latest resolves to an old one).
+bin/restic:
+	@mkdir -p bin
+	GOBIN=$(CURDIR)/bin GOFLAGS=-buildvcs=false go install github.com/restic/restic/cmd/restic@$(RESTIC_VERSION)
+
+demo: setup
+	$(PY) -m ys1000.demo --dir $(SANDBOX_DIR)
+
+# The demo without waiting for Ctrl-C: what the test suite and CI run.
+demo-ci: setup
+	$(PY) -m ys1000.demo --dir $(SANDBOX_DIR) --no-wait
+
+test: setup
+	YS1000_REQUIRE_SANDBOX=1 PATH=$(CURDIR)/bin:$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# Unit tests only (no control plane needed).
+test-fast: venv
+	$(VENV)/bin/pytest -m 'not cluster and not slow' $(PYTEST_ARGS)
+
+bench: setup
+	PATH=$(CURDIR)/bin:$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m benchmarks
+
+sandbox-up: setup
+	$(VENV)/bin/ys1000 sandbox up --dir $(SANDBOX_DIR)
+
+sandbox-down:
+	$(VENV)/bin/ys1000 sandbox down --dir $(SANDBOX_DIR)
+
+clean:
+	-test -x $(VENV)/bin/ys1000 && $(VENV)/bin/ys1000 sandbox down --dir $(SANDBOX_DIR)
+	rm -rf $(VENV) bin .sandbox .pytest_cache

@@ -1,0 +1,44 @@
+"""``ys1000`` command line: works without Airflow, so an operator can act while it is down.
+
+Each sub-command group lives in its own module with a ``register(subparsers)`` function.
+Exit codes: 0 success, 1 failure, 2 bad usage, 3 partial success.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ys1000.cli import sandbox as sandbox_cmd
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ys1000", description=__doc__.splitlines()[0])
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sandbox_cmd.register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return args.func(args) or EXIT_OK
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # one readable line for the operator; -v shows the traceback
+        if args.verbose:
+            raise
+        print(f"ys1000: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
