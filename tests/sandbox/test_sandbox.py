@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -76,6 +75,11 @@ def run_job(cluster, ns: str, name: str, script: str, claim: str) -> dict:
     pods = cluster.core.list_namespaced_pod(ns, label_selector=f"job-name={name}").items
     assert len(pods) == 1
     return pods[0]
+
+
+def pod_log(cluster, ns: str, pod: str) -> str:
+    # the client's own str decoding of this endpoint returns repr(bytes); read raw bytes instead
+    return cluster.core.read_namespaced_pod_log(pod, ns, _preload_content=False).data.decode()
 
 
 def pv_dir(cluster, ns: str, claim: str) -> Path:
@@ -177,7 +181,7 @@ def test_executable_job_writes_to_pvc_and_snapshot_restores_it(source, namespace
     pod = run_job(source, namespace, "writer", "echo hi > /data/f && echo wrote-it", "data")
     assert (pv_dir(source, namespace, "data") / "f").read_text() == "hi\n"
     # the output is readable through the API server, as `kubectl logs` reads it
-    assert source.core.read_namespaced_pod_log(pod.metadata.name, namespace) == "wrote-it\n"
+    assert pod_log(source, namespace, pod.metadata.name) == "wrote-it\n"
 
     source.custom.create_namespaced_custom_object(*SNAP, namespace, "volumesnapshots", {
         "apiVersion": "snapshot.storage.k8s.io/v1",
@@ -201,7 +205,7 @@ def test_executable_job_writes_to_pvc_and_snapshot_restores_it(source, namespace
     wait_until(lambda: bound(source, namespace, "from-snap"), timeout=30, what="PVC from snapshot bound")
     assert (pv_dir(source, namespace, "from-snap") / "f").read_text() == "hi\n"
     reader = run_job(source, namespace, "reader", "cat /data/f", "from-snap")
-    assert source.core.read_namespaced_pod_log(reader.metadata.name, namespace) == "hi\n"
+    assert pod_log(source, namespace, reader.metadata.name) == "hi\n"
 
 
 def test_failing_executable_pod_fails_the_job(source, namespace):
@@ -217,7 +221,7 @@ def test_failing_executable_pod_fails_the_job(source, namespace):
     pod = source.core.list_namespaced_pod(namespace, label_selector="job-name=bad").items[0]
     assert pod.status.phase == "Failed"
     assert pod.status.container_statuses[0].state.terminated.exit_code == 3
-    assert source.core.read_namespaced_pod_log(pod.metadata.name, namespace) == "oops\n"
+    assert pod_log(source, namespace, pod.metadata.name) == "oops\n"
 
 
 def test_clusters_are_independent(source, target, make_namespace):
@@ -234,7 +238,7 @@ def test_clusters_are_independent(source, target, make_namespace):
 def test_sandbox_up_down_leaves_no_process(tmp_path, sandbox):
     """The CLI round trip on a separate one-cluster sandbox (the session's keeps running)."""
     d = tmp_path / "sb"
-    ys1000 = [sys.executable, "-m", "ys1000.cli"]
+    ys1000 = [str(Path(sys.executable).parent / "ys1000")]  # the installed console script
     out = subprocess.run([*ys1000, "sandbox", "up", "--dir", str(d), "--clusters", "1"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -96,8 +96,9 @@ class NodeAgent:
 
     def register(self) -> None:
         for name in self.nodes:
+            # InternalIP only: the API server dials the first preferred address type to reach the
+            # kubelet (logs), and a Hostname address would send it to DNS for "<cluster>-node-1".
             status = self._node_status()
-            status["addresses"].append({"type": "Hostname", "address": name})
             body = {
                 "apiVersion": "v1",
                 "kind": "Node",
@@ -121,7 +122,6 @@ class NodeAgent:
 
     def _heartbeat(self, name: str) -> None:
         status = self._node_status()
-        status["addresses"].append({"type": "Hostname", "address": name})
         self.core.patch_node_status(name, {"status": status})
         lease = {
             "metadata": {"name": name, "namespace": "kube-node-lease"},

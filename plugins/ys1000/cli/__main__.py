@@ -1,0 +1,5 @@
+import sys
+
+from ys1000.cli import main
+
+sys.exit(main())
