@@ -1,0 +1,151 @@
+"""What a backup records about itself: the manifest, the catalog entry and index lines.
+
+The manifest is the proof a backup completed: it holds the checksums every restore verifies,
+the counts the UI shows and the source cluster facts a restore needs (Kubernetes version for
+field compatibility). The catalog entry is a small copy of the listing fields so that listing a
+plan's backups never reads a manifest or an archive. Neither ever holds a credential.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .layout import group_resource
+
+FORMAT_VERSION = 1
+
+Scope = Literal["full", "volumes", "resources"]
+Status = Literal["Completed", "PartiallyFailed"]
+
+
+class ObjectRef(BaseModel):
+    """One stored object of a backup with its integrity facts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(description="key relative to the repository prefix")
+    sha256: str
+    size: int
+
+
+class Manifest(BaseModel):
+    """``backups/<id>/manifest.json`` (written last)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    format_version: int = FORMAT_VERSION
+    backup_id: str
+    plan: str
+    created: datetime
+    completed: datetime
+    cluster_name: str | None = None
+    kubernetes_version: str | None = None
+    namespaces: list[str] = Field(default_factory=list)
+    scope: Scope = "full"
+    selection: dict[str, Any] = Field(default_factory=dict)
+    counts: dict[str, int] = Field(default_factory=dict, description="objects per kind")
+    total: int = 0
+    restorable: int = Field(0, description="objects not marked restore: false")
+    uncompressed_size: int = Field(0, description="sum of the JSON documents' sizes")
+    archive: ObjectRef
+    index: ObjectRef
+    encryption: dict[str, Any] = Field(default_factory=dict)
+    volumes: list[dict[str, Any]] = Field(default_factory=list)
+    retain_until: datetime | None = Field(None, description="S3 Object Lock retention date")
+    status: Status = "Completed"
+    warnings: list[str] = Field(default_factory=list)
+
+
+class CatalogEntry(BaseModel):
+    """``catalog/<plan>/<id>.json``: what a backup list shows."""
+
+    model_config = ConfigDict(extra="allow")
+
+    backup_id: str
+    plan: str
+    created: datetime
+    completed: datetime
+    status: Status
+    scope: Scope
+    cluster_name: str | None = None
+    kubernetes_version: str | None = None
+    namespaces: list[str] = Field(default_factory=list)
+    total: int = 0
+    archive_size: int = 0
+    volumes: int = 0
+    retain_until: datetime | None = None
+    warnings: int = 0
+
+    @classmethod
+    def from_manifest(cls, m: Manifest) -> "CatalogEntry":
+        return cls(
+            backup_id=m.backup_id,
+            plan=m.plan,
+            created=m.created,
+            completed=m.completed,
+            status=m.status,
+            scope=m.scope,
+            cluster_name=m.cluster_name,
+            kubernetes_version=m.kubernetes_version,
+            namespaces=m.namespaces,
+            total=m.total,
+            archive_size=m.archive.size,
+            volumes=len(m.volumes),
+            retain_until=m.retain_until,
+            warnings=len(m.warnings),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class IndexEntry:
+    """One line of ``index.jsonl.gz``; ``path`` is the member name in the archive.
+
+    A plain dataclass rather than a pydantic model: an index can have hundreds of thousands of
+    lines and is read by the UI on every page view.
+    """
+
+    group: str
+    version: str
+    kind: str
+    resource: str
+    namespace: str | None
+    name: str
+    size: int
+    path: str
+    restore: bool = True
+    reason: str | None = None
+
+    @property
+    def group_resource(self) -> str:
+        return group_resource(self.resource, self.group)
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def to_json(self) -> dict[str, Any]:
+        d = {"group": self.group, "version": self.version, "kind": self.kind,
+             "resource": self.resource, "namespace": self.namespace, "name": self.name,
+             "size": self.size, "path": self.path, "restore": self.restore}
+        if self.reason is not None:
+            d["reason"] = self.reason
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "IndexEntry":
+        return cls(
+            group=d.get("group") or "",
+            version=d["version"],
+            kind=d["kind"],
+            resource=d["resource"],
+            namespace=d.get("namespace"),
+            name=d["name"],
+            size=int(d["size"]),
+            path=d["path"],
+            restore=bool(d.get("restore", True)),
+            reason=d.get("reason"),
+        )

@@ -1,0 +1,658 @@
+"""The backup repository: write backups, list, read, verify, delete and expire them.
+
+Write path (``BackupWriter``): each resource document is serialised, appended as a tar member to
+a gzip stream that feeds the streaming encryptor, whose output is hashed on its way to a spooled
+temporary file; the index line goes to a second gzip stream. Nothing per object stays in memory,
+so a 300k-object backup costs the same RAM as a 30-object one. ``commit`` uploads archive, index,
+then the manifest (the "complete" marker), then the catalog entry.
+
+Read path: the archive is downloaded once into a spooled temporary file while its sha256 is
+computed and compared with the manifest *before* anything is decrypted or yielded, so a restore
+from a corrupted archive writes nothing. Decryption then authenticates every segment.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import tarfile
+import tempfile
+import uuid
+import zlib
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from hashlib import sha256
+from typing import Any, BinaryIO, Iterator
+
+from . import layout
+from .connection import ConnectionReport, check_connection
+from .crypto import (
+    DEFAULT_SEGMENT_SIZE,
+    EncryptingWriter,
+    HashingWriter,
+    RepositoryKey,
+    new_kdf_params,
+    open_decrypting,
+)
+from .errors import (
+    BackupExists,
+    BackupNotFound,
+    ChecksumError,
+    DecryptionError,
+    IncompleteBackupError,
+    IntegrityError,
+    ObjectLocked,
+    ObjectNotFound,
+    RepositoryError,
+    RepositoryExists,
+    RepositoryNotInitialized,
+    StorageError,
+)
+from .manifest import FORMAT_VERSION, CatalogEntry, IndexEntry, Manifest, ObjectRef
+from .storage import ObjectStore
+
+REPO_FORMAT = "ys1000-repository"
+ENCRYPTION_SCHEME = "ys1000-stream-aes256gcm-v1"
+SPOOL_MEMORY = 8 << 20  # bytes kept in RAM before a spool rolls over to a temp file
+_BLOCK = tarfile.BLOCKSIZE
+_RECORD = tarfile.RECORDSIZE
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _aware(dt: datetime) -> datetime:
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def _spool() -> tempfile.SpooledTemporaryFile:
+    return tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY, prefix="ys1000-")
+
+
+# ------------------------------------------------------------------------------------ results
+
+
+@dataclass
+class VerifyResult:
+    """A backup that passed every check: checksums, decryption, JSON, index ↔ archive."""
+
+    backup_id: str
+    objects: int
+    archive_size: int
+    uncompressed_size: int
+    checks: list[str] = field(default_factory=list)
+    ok: bool = True
+
+
+@dataclass(frozen=True)
+class LockedBackup:
+    """A backup due for deletion that waits for its Object Lock retention to expire."""
+
+    backup_id: str
+    retain_until: datetime | None
+
+
+@dataclass
+class RetentionReport:
+    deleted: list[str] = field(default_factory=list)
+    waiting: list[LockedBackup] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class CleanupReport:
+    deleted: list[str] = field(default_factory=list)
+    in_flight: list[str] = field(default_factory=list)
+    waiting: list[LockedBackup] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------- writer
+
+
+class BackupWriter:
+    """Streams resource documents of one backup into the repository (not thread-safe).
+
+    Use as a context manager: an exception inside the block aborts (deletes what was uploaded).
+    """
+
+    def __init__(self, repo: "Repository", backup_id: str, plan: str, *, created: datetime,
+                 retain_until: datetime | None, compresslevel: int = 6):
+        self.repo = repo
+        self.backup_id = backup_id
+        self.plan = plan
+        self.created = created
+        self.retain_until = retain_until
+        self.counts: Counter[str] = Counter()
+        self.total = 0
+        self.restorable = 0
+        self.uncompressed_size = 0
+        self._uploaded: list[str] = []
+        self._state = "open"
+        self._mtime = int(created.timestamp())
+        # archive: tar → gzip → encrypt → sha256 → spool
+        self._archive_spool = _spool()
+        self._archive_hash = HashingWriter(self._archive_spool)
+        self._enc = EncryptingWriter(self._archive_hash, repo.key.archive_key, repo.archive_aad(backup_id),
+                                     DEFAULT_SEGMENT_SIZE)
+        self._tar_gz = gzip.GzipFile(fileobj=self._enc, mode="wb", compresslevel=compresslevel, mtime=0)
+        self._tar_bytes = 0
+        # index: jsonl → gzip → sha256 → spool
+        self._index_spool = _spool()
+        self._index_hash = HashingWriter(self._index_spool)
+        self._index_gz = gzip.GzipFile(fileobj=self._index_hash, mode="wb", compresslevel=6, mtime=0)
+
+    def __enter__(self) -> "BackupWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None and self._state != "committed":
+            self.abort()
+
+    def add(self, obj: dict, *, group: str, version: str, resource: str, kind: str,
+            restore: bool = True, reason: str | None = None) -> IndexEntry:
+        """Append one object (its ``metadata.name``/``namespace`` decide its archive path)."""
+        if self._state != "open":
+            raise RepositoryError(f"backup {self.backup_id!r} is {self._state}; cannot add objects")
+        meta = obj.get("metadata") or {}
+        name = meta.get("name")
+        if not name:
+            raise ValueError(f"object of kind {kind} has no metadata.name")
+        namespace = meta.get("namespace") or None
+        path = layout.member_path(layout.group_resource(resource, group), version, namespace, name)
+        data = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        info = tarfile.TarInfo(path)
+        info.size = len(data)
+        info.mtime = self._mtime
+        info.mode = 0o600
+        header = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+        pad = -len(data) % _BLOCK
+        self._tar_gz.write(header + data + b"\0" * pad)
+        self._tar_bytes += len(header) + len(data) + pad
+        entry = IndexEntry(group=group or "", version=version, kind=kind, resource=resource,
+                           namespace=namespace, name=name, size=len(data), path=path,
+                           restore=restore, reason=None if restore else reason)
+        self._index_gz.write(json.dumps(entry.to_json(), separators=(",", ":")).encode() + b"\n")
+        self.counts[kind] += 1
+        self.total += 1
+        self.restorable += bool(restore)
+        self.uncompressed_size += len(data)
+        return entry
+
+    def _finish_streams(self) -> None:
+        end = b"\0" * (2 * _BLOCK)
+        total = self._tar_bytes + len(end)
+        self._tar_gz.write(end + b"\0" * (-total % _RECORD))
+        self._tar_gz.close()
+        self._enc.finish()
+        self._index_gz.close()
+
+    def _put(self, key: str, data: bytes | BinaryIO) -> None:
+        self._uploaded.append(key)  # before the call: a failed multipart may leave parts
+        self.repo.store.put(key, data, retain_until=self.retain_until)
+
+    def commit(self, *, cluster_name: str | None = None, kubernetes_version: str | None = None,
+               namespaces: list[str] | None = None, scope: str = "full",
+               selection: dict[str, Any] | None = None, volumes: list[dict[str, Any]] | None = None,
+               status: str = "Completed", warnings: list[str] | None = None,
+               completed: datetime | None = None, **extra: Any) -> Manifest:
+        """Upload archive, index, manifest (last: marks the backup complete) and catalog entry."""
+        if self._state != "open":
+            raise RepositoryError(f"backup {self.backup_id!r} is {self._state}; cannot commit")
+        self._state = "committing"
+        try:
+            self._finish_streams()
+            bid = self.backup_id
+            archive = ObjectRef(key=layout.archive_key(bid), sha256=self._archive_hash.hexdigest(),
+                                size=self._archive_hash.size)
+            index = ObjectRef(key=layout.index_key(bid), sha256=self._index_hash.hexdigest(),
+                              size=self._index_hash.size)
+            manifest = Manifest(
+                format_version=FORMAT_VERSION, backup_id=bid, plan=self.plan, created=self.created,
+                completed=_aware(completed) if completed else _utcnow(), cluster_name=cluster_name,
+                kubernetes_version=kubernetes_version, namespaces=list(namespaces or []), scope=scope,
+                selection=dict(selection or {}), counts=dict(sorted(self.counts.items())),
+                total=self.total, restorable=self.restorable,
+                uncompressed_size=self.uncompressed_size, archive=archive, index=index,
+                encryption={"scheme": ENCRYPTION_SCHEME, "segment_size": DEFAULT_SEGMENT_SIZE},
+                volumes=list(volumes or []), retain_until=self.retain_until, status=status,
+                warnings=list(warnings or []), **extra,
+            )
+            self._archive_spool.seek(0)
+            self._put(archive.key, self._archive_spool)
+            self._index_spool.seek(0)
+            self._put(index.key, self._index_spool)
+            self._put(layout.manifest_key(bid), manifest.model_dump_json(indent=2).encode())
+            entry = CatalogEntry.from_manifest(manifest)
+            self._put(layout.catalog_key(self.plan, bid), entry.model_dump_json().encode())
+        except BaseException:
+            self._state = "failed"
+            raise
+        finally:
+            self._close_spools()
+        self._state = "committed"
+        return manifest
+
+    def _close_spools(self) -> None:
+        for f in (self._archive_spool, self._index_spool):
+            f.close()
+
+    def abort(self) -> list[str]:
+        """Delete what was uploaded; returns keys left behind (Object Lock keeps them)."""
+        if self._state == "committed":
+            raise RepositoryError(f"backup {self.backup_id!r} is committed; use delete_backup")
+        self._state = "aborted"
+        self._close_spools()
+        left: list[str] = []
+        # catalog and manifest first, like delete_backup
+        for key in sorted(self._uploaded, key=_delete_order):
+            try:
+                self.repo.store.delete(key)
+            except (ObjectLocked, StorageError):
+                left.append(key)
+        return left
+
+
+def _delete_order(key: str) -> int:
+    if key.startswith(layout.CATALOG):
+        return 0
+    if key.endswith("/" + layout.MANIFEST_NAME):
+        return 1
+    return 2
+
+
+# --------------------------------------------------------------------------------- repository
+
+
+class Repository:
+    """An opened repository: a store plus the key material from ``repo.json`` and a passphrase."""
+
+    def __init__(self, store: ObjectStore, key: RepositoryKey, config: dict[str, Any]):
+        self.store = store
+        self.key = key
+        self.config = config
+        self.id: str = config["id"]
+
+    def __repr__(self) -> str:
+        return f"Repository({self.store.describe()}, id={self.id})"
+
+    # -- lifecycle
+    @classmethod
+    def init(cls, store: ObjectStore, passphrase: str, *, exist_ok: bool = False) -> "Repository":
+        """Create ``repo.json`` (fresh salt and key-check); ``exist_ok`` opens an existing one."""
+        if store.exists(layout.REPO_CONFIG):
+            if exist_ok:
+                return cls.open(store, passphrase)
+            raise RepositoryExists(f"a repository already exists at {store.describe()}")
+        kdf = new_kdf_params()
+        key = RepositoryKey.from_passphrase(passphrase, kdf, None)
+        config = {
+            "format": REPO_FORMAT,
+            "version": FORMAT_VERSION,
+            "id": uuid.uuid4().hex,
+            "created": _utcnow().isoformat(),
+            "kdf": kdf,
+            "key_check": key.check_value,
+            "encryption": ENCRYPTION_SCHEME,
+        }
+        store.put(layout.REPO_CONFIG, json.dumps(config, indent=2).encode())
+        return cls(store, key, config)
+
+    @classmethod
+    def open(cls, store: ObjectStore, passphrase: str) -> "Repository":
+        """Read ``repo.json`` and check the passphrase (``WrongKeyError`` when it is wrong)."""
+        try:
+            raw = store.get(layout.REPO_CONFIG)
+        except ObjectNotFound:
+            raise RepositoryNotInitialized(
+                f"no repository at {store.describe()} ({layout.REPO_CONFIG} is missing); "
+                "initialise it first"
+            ) from None
+        try:
+            config = json.loads(raw)
+            if config.get("format") != REPO_FORMAT:
+                raise ValueError(f"format is {config.get('format')!r}")
+            if int(config.get("version", 0)) > FORMAT_VERSION:
+                raise ValueError(f"version {config['version']} is newer than this software supports")
+            kdf, check = config["kdf"], config["key_check"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RepositoryError(f"{layout.REPO_CONFIG} at {store.describe()} is not valid: {exc}") from None
+        return cls(store, RepositoryKey.from_passphrase(passphrase, kdf, check), config)
+
+    def test_connection(self) -> ConnectionReport:
+        return check_connection(self.store)
+
+    def restic_password(self) -> str:
+        """Password for the restic repositories of volume data under ``restic/``."""
+        return self.key.restic_password()
+
+    def archive_aad(self, backup_id: str) -> bytes:
+        """Binds an archive to this repository and backup id: moved elsewhere, it won't decrypt."""
+        return f"ys1000-archive\0{self.id}\0{backup_id}".encode()
+
+    # -- writing
+    def begin_backup(self, backup_id: str, plan: str, *, retention: timedelta | None = None,
+                     now: datetime | None = None, compresslevel: int = 6) -> BackupWriter:
+        """Start a backup. With Object Lock on the bucket and a ``retention``, every object of
+        the backup is written with retain-until = now + retention (COMPLIANCE)."""
+        layout.check_segment(backup_id, "backup id")
+        layout.check_segment(plan, "plan name")
+        if self.store.exists(layout.manifest_key(backup_id)):
+            raise BackupExists(backup_id)
+        created = _aware(now) if now else _utcnow()
+        retain_until = None
+        if retention is not None and retention > timedelta(0) and self.store.object_lock_enabled():
+            retain_until = created + retention
+            if retain_until <= _utcnow():  # back-dated backups (imports, tests): S3 refuses past dates
+                retain_until = None
+        return BackupWriter(self, backup_id, plan, created=created, retain_until=retain_until,
+                            compresslevel=compresslevel)
+
+    # -- reading
+    def list_backups(self, plan: str | None = None) -> list[CatalogEntry]:
+        """Completed backups (from the catalog only), newest first."""
+        keys = [o.key for o in self.store.list(layout.catalog_prefix(plan)) if o.key.endswith(".json")]
+
+        def load(key: str) -> CatalogEntry | None:
+            try:
+                return CatalogEntry.model_validate_json(self.store.get(key))
+            except ObjectNotFound:
+                return None  # deleted while listing
+
+        # one small GET per backup: overlap the round trips (boto3 clients are thread-safe)
+        with ThreadPoolExecutor(max_workers=min(8, len(keys) or 1)) as pool:
+            entries = [e for e in pool.map(load, keys) if e is not None]
+        entries.sort(key=lambda e: (e.created, e.backup_id), reverse=True)
+        return entries
+
+    def manifest(self, backup_id: str) -> Manifest:
+        """The manifest; ``IncompleteBackupError`` if the backup has objects but no manifest,
+        ``BackupNotFound`` if it has nothing."""
+        try:
+            raw = self.store.get(layout.manifest_key(backup_id))
+        except ObjectNotFound:
+            if any(True for _ in self.store.list(layout.backup_prefix(backup_id))):
+                raise IncompleteBackupError(backup_id) from None
+            raise BackupNotFound(backup_id) from None
+        try:
+            return Manifest.model_validate_json(raw)
+        except ValueError as exc:
+            raise IntegrityError(f"manifest of backup {backup_id!r} is not valid: {exc}") from None
+
+    def _fetch_verified(self, ref: ObjectRef) -> BinaryIO:
+        """Download into a spool while hashing; ``ChecksumError`` unless size and sha256 match."""
+        spool = _spool()
+        h = sha256()
+        size = 0
+        try:
+            with self.store.open(ref.key) as src:
+                while chunk := src.read(1 << 20):
+                    h.update(chunk)
+                    spool.write(chunk)
+                    size += len(chunk)
+            if h.hexdigest() != ref.sha256:
+                raise ChecksumError(ref.key, ref.sha256, h.hexdigest())
+            if size != ref.size:
+                raise ChecksumError(ref.key, str(ref.size), str(size), what="size")
+        except ObjectNotFound:
+            spool.close()
+            raise IntegrityError(f"{ref.key!r} is listed in the manifest but missing from the store") from None
+        except BaseException:
+            spool.close()
+            raise
+        spool.seek(0)
+        return spool
+
+    def read_index(self, backup_id: str) -> Iterator[IndexEntry]:
+        """The index entries in archive order (checksum verified before the first entry)."""
+        m = self.manifest(backup_id)
+        return self._index_entries(self._fetch_verified(m.index), m.index.key)
+
+    @staticmethod
+    def _index_entries(spool: BinaryIO, key: str) -> Iterator[IndexEntry]:
+        try:
+            with spool, gzip.GzipFile(fileobj=spool, mode="rb") as gz:
+                for n, line in enumerate(gz, 1):
+                    try:
+                        yield IndexEntry.from_json(json.loads(line))
+                    except (ValueError, KeyError, TypeError) as exc:
+                        raise IntegrityError(f"{key!r} line {n} is not a valid index entry: {exc}") from None
+        except (OSError, EOFError, zlib.error) as exc:
+            raise IntegrityError(f"{key!r} is not a valid gzip stream: {exc}") from None
+
+    def _archive_members(self, m: Manifest, spool: BinaryIO) -> Iterator[tuple[str, bytes]]:
+        """Decrypt + gunzip + untar, yielding ``(path, document bytes)``; authenticates to the end."""
+        name = m.archive.key
+        try:
+            with spool:
+                plain = open_decrypting(spool, self.key.archive_key, self.archive_aad(m.backup_id), name=name)
+                with gzip.GzipFile(fileobj=plain, mode="rb") as gz:
+                    tar = tarfile.open(fileobj=gz, mode="r|", encoding="utf-8")
+                    while (info := tar.next()) is not None:
+                        tar.members.clear()  # stream mode keeps every TarInfo otherwise
+                        if not info.isfile():
+                            continue
+                        f = tar.extractfile(info)
+                        yield info.name, f.read() if f else b""
+                    # drain: authenticates the final segment and checks the gzip CRC
+                    while gz.read(1 << 16):
+                        pass
+        except (DecryptionError, IntegrityError):
+            raise
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+            raise IntegrityError(f"{name!r} is not a valid archive after decryption: {exc}") from None
+
+    def _paired(self, backup_id: str) -> Iterator[tuple[IndexEntry, bytes]]:
+        """Archive members matched one-to-one with index entries; both verified up front."""
+        m = self.manifest(backup_id)
+        archive = self._fetch_verified(m.archive)
+        try:
+            index = self._fetch_verified(m.index)
+        except BaseException:
+            archive.close()
+            raise
+        return self._pair(m, archive, index)
+
+    def _pair(self, m: Manifest, archive: BinaryIO, index: BinaryIO) -> Iterator[tuple[IndexEntry, bytes]]:
+        entries = self._index_entries(index, m.index.key)
+        try:
+            for path, data in self._archive_members(m, archive):
+                entry = next(entries, None)
+                if entry is None:
+                    raise IntegrityError(f"backup {m.backup_id!r}: archive member {path!r} is not in the index")
+                if entry.path != path or entry.size != len(data):
+                    raise IntegrityError(
+                        f"backup {m.backup_id!r}: archive and index disagree at {path!r} "
+                        f"(index has {entry.path!r}, {entry.size} bytes; archive {len(data)} bytes)"
+                    )
+                yield entry, data
+            extra = next(entries, None)
+            if extra is not None:
+                raise IntegrityError(
+                    f"backup {m.backup_id!r}: index entry {extra.path!r} has no archive member"
+                )
+        finally:
+            entries.close()
+
+    def iter_documents(self, backup_id: str, *, restorable_only: bool = False
+                       ) -> Iterator[tuple[IndexEntry, bytes]]:
+        """Like ``iter_resources`` but yields each document's JSON bytes unparsed.
+
+        A restore keeps documents as bytes until it applies them: far less memory than dicts.
+        """
+        pairs = self._paired(backup_id)
+
+        def gen() -> Iterator[tuple[IndexEntry, bytes]]:
+            try:
+                for entry, data in pairs:
+                    if not restorable_only or entry.restore:
+                        yield entry, data
+            finally:
+                pairs.close()
+
+        return gen()
+
+    def iter_resources(self, backup_id: str, *, restorable_only: bool = False
+                       ) -> Iterator[tuple[IndexEntry, dict]]:
+        """Every stored object as ``(index entry, document)`` in backup order.
+
+        Raises ``IncompleteBackupError``/``ChecksumError`` at the call, before yielding, when the
+        manifest is missing or a checksum differs; decryption errors surface as ``DecryptionError``.
+        """
+        pairs = self._paired(backup_id)
+
+        def gen() -> Iterator[tuple[IndexEntry, dict]]:
+            try:
+                for entry, data in pairs:
+                    if restorable_only and not entry.restore:
+                        continue
+                    yield entry, _parse(entry, data)
+            finally:
+                pairs.close()
+
+        return gen()
+
+    def get_resource(self, backup_id: str, group_resource: str, namespace: str | None, name: str) -> dict:
+        """One document by group-resource (``deployments.apps``, ``configmaps``), namespace, name."""
+        for entry in self.read_index(backup_id):
+            if entry.group_resource == group_resource and entry.namespace == (namespace or None) and entry.name == name:
+                wanted = entry
+                break
+        else:
+            where = f"namespace {namespace!r}" if namespace else "cluster scope"
+            raise KeyError(f"{group_resource} {name!r} ({where}) is not in backup {backup_id!r}")
+        m = self.manifest(backup_id)
+        members = self._archive_members(m, self._fetch_verified(m.archive))
+        try:
+            for path, data in members:
+                if path == wanted.path:
+                    return _parse(wanted, data)
+        finally:
+            members.close()
+        raise IntegrityError(f"backup {backup_id!r}: {wanted.path!r} is in the index but not in the archive")
+
+    def verify(self, backup_id: str) -> VerifyResult:
+        """Check every checksum, decrypt and parse every document, and match index to archive.
+
+        Returns the result when everything holds; raises the first problem otherwise
+        (``ChecksumError``, ``DecryptionError``, ``IntegrityError``, ``IncompleteBackupError``).
+        """
+        m = self.manifest(backup_id)
+        checks = [f"manifest present ({layout.manifest_key(backup_id)})"]
+        count, size = 0, 0
+        counts: Counter[str] = Counter()
+        for entry, data in self._paired(backup_id):
+            _parse(entry, data)
+            count += 1
+            size += len(data)
+            counts[entry.kind] += 1
+        checks += [
+            f"archive sha256 {m.archive.sha256} and size {m.archive.size} match",
+            f"index sha256 {m.index.sha256} matches",
+            "archive decrypts and authenticates to the last segment",
+            f"{count} documents parse as JSON and match the index",
+        ]
+        if count != m.total or dict(counts) != {k: v for k, v in m.counts.items() if v}:
+            raise IntegrityError(
+                f"backup {backup_id!r}: manifest counts ({m.total} objects, {m.counts}) differ from the "
+                f"archive ({count} objects, {dict(counts)})"
+            )
+        checks.append("manifest counts match the archive")
+        return VerifyResult(backup_id, count, m.archive.size, size, checks)
+
+    # -- restore reports
+    def save_restore_report(self, restore_id: str, report: dict[str, Any]) -> str:
+        key = layout.restore_report_key(restore_id)
+        self.store.put(key, json.dumps(report, indent=2, default=str).encode())
+        return key
+
+    def load_restore_report(self, restore_id: str) -> dict[str, Any]:
+        return json.loads(self.store.get(layout.restore_report_key(restore_id)))
+
+    # -- deleting
+    def _catalog_keys_for(self, backup_id: str) -> list[str]:
+        suffix = f"/{backup_id}.json"
+        return [o.key for o in self.store.list(layout.CATALOG) if o.key.endswith(suffix)]
+
+    def delete_backup(self, backup_id: str, *, now: datetime | None = None) -> None:
+        """Delete catalog entry, then manifest (so it is never listed/usable half-deleted), then
+        the rest. ``ObjectLocked`` (nothing deleted) while the backup's retention runs."""
+        now = _aware(now) if now else _utcnow()
+        try:
+            m: Manifest | None = self.manifest(backup_id)
+        except IncompleteBackupError:
+            m = None
+        if m is not None and m.retain_until is not None and m.retain_until > now:
+            raise ObjectLocked(layout.manifest_key(backup_id), m.retain_until)
+        keys = [layout.catalog_key(m.plan, backup_id)] if m else self._catalog_keys_for(backup_id)
+        keys.append(layout.manifest_key(backup_id))
+        rest = [o.key for o in self.store.list(layout.backup_prefix(backup_id))]
+        keys += [k for k in rest if k not in keys]
+        for key in keys:
+            self.store.delete(key)
+
+    def apply_retention(self, plan: str, older_than: timedelta, now: datetime | None = None) -> RetentionReport:
+        """Delete the plan's backups created before ``now - older_than``; locked ones wait."""
+        now = _aware(now) if now else _utcnow()
+        cutoff = now - older_than
+        report = RetentionReport()
+        for entry in self.list_backups(plan):
+            bid = entry.backup_id
+            if entry.created >= cutoff:
+                report.kept.append(bid)
+                continue
+            if entry.retain_until is not None and entry.retain_until > now:
+                report.waiting.append(LockedBackup(bid, entry.retain_until))
+                continue
+            try:
+                self.delete_backup(bid, now=now)
+                report.deleted.append(bid)
+            except ObjectLocked as exc:
+                report.waiting.append(LockedBackup(bid, exc.retain_until))
+            except RepositoryError as exc:
+                report.errors[bid] = str(exc)
+        return report
+
+    def cleanup_incomplete(self, grace: timedelta, now: datetime | None = None) -> CleanupReport:
+        """Delete backups that have objects but no manifest and were last written before
+        ``now - grace`` (a younger one may still be uploading)."""
+        now = _aware(now) if now else _utcnow()
+        newest: dict[str, datetime] = {}
+        keys: dict[str, list[str]] = defaultdict(list)
+        complete: set[str] = set()
+        for info in self.store.list(layout.BACKUPS):
+            bid = layout.backup_id_of(info.key)
+            if bid is None:
+                continue
+            keys[bid].append(info.key)
+            if info.key.endswith("/" + layout.MANIFEST_NAME):
+                complete.add(bid)
+            if bid not in newest or info.last_modified > newest[bid]:
+                newest[bid] = info.last_modified
+        report = CleanupReport()
+        for bid in sorted(keys):
+            if bid in complete:
+                continue
+            if newest[bid] > now - grace:
+                report.in_flight.append(bid)
+                continue
+            try:
+                for key in self._catalog_keys_for(bid) + keys[bid]:
+                    self.store.delete(key)
+                report.deleted.append(bid)
+            except ObjectLocked as exc:
+                report.waiting.append(LockedBackup(bid, exc.retain_until))
+            except RepositoryError as exc:
+                report.errors[bid] = str(exc)
+        return report
+
+
+def _parse(entry: IndexEntry, data: bytes) -> dict:
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        raise IntegrityError(f"{entry.path!r} is not valid JSON: {exc}") from None

@@ -1,0 +1,294 @@
+"""Backups in the repository: round trip, encryption at rest, integrity, listing, deletion."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from repo_helpers import PASSPHRASE, configmap, write_backup
+from ys1000.repository import (
+    BackupExists,
+    BackupNotFound,
+    ChecksumError,
+    DecryptionError,
+    IncompleteBackupError,
+    IndexEntry,
+    LocalStore,
+    Repository,
+    RepositoryConfig,
+    RepositoryExists,
+    RepositoryNotInitialized,
+    WrongKeyError,
+    open_repository,
+)
+from ys1000.repository import layout
+
+SECRET_VALUE = "s3cr3t-P@ssw0rd-that-must-never-leak"
+
+
+def _objects(n: int):
+    """A varied set: namespaced core/grouped objects, cluster-scoped, unicode, long names."""
+    for i in range(n):
+        yield configmap("demo", f"cm-{i}", value=f"v{i}", text="ünïcødé ✓"), dict(
+            group="", version="v1", resource="configmaps", kind="ConfigMap")
+    yield ({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": "db", "namespace": "demo"},
+            "stringData": {"password": SECRET_VALUE}},
+           dict(group="", version="v1", resource="secrets", kind="Secret"))
+    yield ({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web-" + "x" * 200, "namespace": "demo"}, "spec": {"replicas": 2}},
+           dict(group="apps", version="v1", resource="deployments", kind="Deployment"))
+    yield ({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+            "metadata": {"name": "ys1000-local"}, "provisioner": "ys1000.io/local"},
+           dict(group="storage.k8s.io", version="v1", resource="storageclasses", kind="StorageClass"))
+    yield ({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-abc", "namespace": "demo"}},
+           dict(group="", version="v1", resource="pods", kind="Pod", restore=False,
+                reason="owned by ReplicaSet web-5d8f"))
+
+
+def _backup(repo: Repository, backup_id: str, n: int = 200, **begin):
+    expected = []
+    with repo.begin_backup(backup_id, "plan-a", **begin) as w:
+        for obj, kw in _objects(n):
+            w.add(obj, **kw)
+            expected.append(obj)
+        m = w.commit(cluster_name="source", kubernetes_version="v1.33.1", namespaces=["demo"],
+                     selection={"namespaces": ["demo"]})
+    return m, expected
+
+
+def _raw(obj) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def test_round_trip_is_byte_identical(repo):
+    m, expected = _backup(repo, "bk-1")
+    got = list(repo.iter_resources("bk-1"))
+    assert [_raw(o) for _, o in got] == [_raw(o) for o in expected]
+    assert [list(o) for _, o in got] == [list(o) for o in expected]  # key order kept
+    entries = [e for e, _ in got]
+    assert entries == list(repo.read_index("bk-1"))
+    sc = next(e for e in entries if e.kind == "StorageClass")
+    assert sc.namespace is None and sc.path == "resources/storageclasses.storage.k8s.io/v1/cluster/ys1000-local.json"
+    dep = next(e for e in entries if e.kind == "Deployment")
+    assert dep.group_resource == "deployments.apps" and dep.api_version == "apps/v1"
+    assert dep.path.startswith("resources/deployments.apps/v1/namespaces/demo/web-xxx")
+    pod = next(e for e in entries if e.kind == "Pod")
+    assert pod.restore is False and pod.reason == "owned by ReplicaSet web-5d8f"
+    assert all(e.size == len(_raw(o)) for e, o in got)
+    assert [o for e, o in repo.iter_resources("bk-1", restorable_only=True)] == expected[:-1]
+    # manifest facts
+    assert m.total == len(expected) and m.restorable == len(expected) - 1
+    assert m.counts == {"ConfigMap": 200, "Deployment": 1, "Pod": 1, "Secret": 1, "StorageClass": 1}
+    assert m.cluster_name == "source" and m.kubernetes_version == "v1.33.1" and m.status == "Completed"
+    assert repo.manifest("bk-1") == m
+    assert repo.get_resource("bk-1", "secrets", "demo", "db")["stringData"]["password"] == SECRET_VALUE
+    assert repo.get_resource("bk-1", "storageclasses.storage.k8s.io", None, "ys1000-local")["provisioner"]
+    with pytest.raises(KeyError):
+        repo.get_resource("bk-1", "secrets", "demo", "nope")
+    result = repo.verify("bk-1")
+    assert result.ok and result.objects == len(expected)
+
+
+def test_archive_is_a_velero_like_tar_inside(repo):
+    """Decrypting by hand gives a standard tar.gz with the documented member names."""
+    import io
+    import tarfile
+
+    from ys1000.repository.crypto import decrypt_bytes
+
+    m, expected = _backup(repo, "bk-tar", n=3)
+    plain = decrypt_bytes(repo.key.archive_key, repo.store.get(m.archive.key), repo.archive_aad("bk-tar"))
+    with tarfile.open(fileobj=io.BytesIO(plain), mode="r:gz") as tar:
+        names = tar.getnames()
+        assert json.loads(tar.extractfile("resources/secrets/v1/namespaces/demo/db.json").read()) == expected[3]
+    assert names[0] == "resources/configmaps/v1/namespaces/demo/cm-0.json" and len(names) == len(expected)
+
+
+def test_secret_value_is_absent_from_every_raw_object(repo):
+    _backup(repo, "bk-secret", n=5)
+    keys = [o.key for o in repo.store.list()]
+    assert {layout.archive_key("bk-secret"), layout.index_key("bk-secret"),
+            layout.manifest_key("bk-secret"), layout.catalog_key("plan-a", "bk-secret"),
+            layout.REPO_CONFIG} <= set(keys)
+    for key in keys:
+        raw = repo.store.get(key)
+        variants = [raw]
+        if key.endswith(".gz"):
+            variants.append(gzip.decompress(raw))
+        for blob in variants:
+            assert SECRET_VALUE.encode() not in blob, key
+            assert PASSPHRASE.encode() not in blob, key
+    # the index is readable without the key and names the Secret (metadata only)
+    index = gzip.decompress(repo.store.get(layout.index_key("bk-secret"))).decode()
+    assert '"kind":"Secret"' in index and '"name":"db"' in index
+
+
+def _flip_archive_byte(repo, backup_id, offset=100):
+    key = layout.archive_key(backup_id)
+    data = bytearray(repo.store.get(key))
+    data[offset] ^= 0x01
+    repo.store.put(key, bytes(data))
+
+
+def test_flipped_byte_fails_verify_and_restore_before_anything_is_yielded(repo):
+    _backup(repo, "bk-flip")
+    _flip_archive_byte(repo, "bk-flip")
+    with pytest.raises(ChecksumError) as info:
+        repo.verify("bk-flip")
+    assert "resources.tar.gz.enc" in str(info.value) and info.value.expected != info.value.actual
+    yielded = []
+    with pytest.raises(ChecksumError):
+        for item in repo.iter_resources("bk-flip"):
+            yielded.append(item)
+    assert yielded == []
+    with pytest.raises(ChecksumError):
+        repo.get_resource("bk-flip", "secrets", "demo", "db")
+
+
+def test_tampering_with_consistent_checksum_is_still_caught_by_authentication(repo):
+    """An attacker who rewrites the manifest's sha256 too still cannot forge ciphertext."""
+    m, _ = _backup(repo, "bk-forge")
+    _flip_archive_byte(repo, "bk-forge", offset=m.archive.size // 2)
+    from hashlib import sha256
+
+    data = repo.store.get(m.archive.key)
+    forged = m.model_copy(update={"archive": m.archive.model_copy(update={"sha256": sha256(data).hexdigest()})})
+    repo.store.put(layout.manifest_key("bk-forge"), forged.model_dump_json().encode())
+    with pytest.raises(DecryptionError, match="failed authentication"):
+        repo.verify("bk-forge")
+
+
+def test_archive_moved_to_another_backup_does_not_decrypt(repo):
+    m1, _ = _backup(repo, "bk-a", n=2)
+    m2, _ = _backup(repo, "bk-b", n=2)
+    repo.store.put(m2.archive.key, repo.store.get(m1.archive.key))
+    forged = m2.model_copy(update={"archive": m1.archive.model_copy(update={"key": m2.archive.key})})
+    repo.store.put(layout.manifest_key("bk-b"), forged.model_dump_json().encode())
+    with pytest.raises(DecryptionError):
+        list(repo.iter_resources("bk-b"))
+
+
+def test_wrong_passphrase_fails_at_open(repo):
+    with pytest.raises(WrongKeyError, match="wrong repository key"):
+        Repository.open(repo.store, "not the passphrase")
+    reopened = Repository.open(repo.store, PASSPHRASE)
+    assert reopened.id == repo.id and reopened.restic_password() == repo.restic_password()
+
+
+def test_open_and_init_edge_cases(store):
+    with pytest.raises(RepositoryNotInitialized, match="repo.json"):
+        Repository.open(store, PASSPHRASE)
+    repo = Repository.init(store, PASSPHRASE)
+    with pytest.raises(RepositoryExists):
+        Repository.init(store, PASSPHRASE)
+    assert Repository.init(store, PASSPHRASE, exist_ok=True).id == repo.id
+    with pytest.raises(WrongKeyError):
+        Repository.init(store, "other", exist_ok=True)
+    raw = store.get("repo.json").decode()
+    assert PASSPHRASE not in raw and "key_check" in raw
+
+
+def test_incomplete_and_missing_backups(repo):
+    w = repo.begin_backup("bk-half", "plan-a")
+    w.add(configmap("demo", "x"), group="", version="v1", resource="configmaps", kind="ConfigMap")
+    w._finish_streams()
+    w._archive_spool.seek(0)
+    repo.store.put(layout.archive_key("bk-half"), w._archive_spool)  # crash before the manifest
+    with pytest.raises(IncompleteBackupError, match="incomplete"):
+        repo.manifest("bk-half")
+    with pytest.raises(IncompleteBackupError):
+        repo.iter_resources("bk-half")
+    with pytest.raises(IncompleteBackupError):
+        repo.verify("bk-half")
+    with pytest.raises(BackupNotFound):
+        repo.manifest("never-was")
+    assert repo.list_backups() == []
+
+
+def test_listing_is_newest_first_and_per_plan(repo):
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    write_backup(repo, "a-1", "plan-a", now=t0)
+    write_backup(repo, "a-2", "plan-a", now=t0 + timedelta(days=1))
+    write_backup(repo, "b-1", "plan-b", now=t0 + timedelta(hours=1))
+    assert [e.backup_id for e in repo.list_backups()] == ["a-2", "b-1", "a-1"]
+    assert [e.backup_id for e in repo.list_backups("plan-a")] == ["a-2", "a-1"]
+    entry = repo.list_backups("plan-b")[0]
+    assert entry.total == 3 and entry.namespaces == ["demo"] and entry.status == "Completed"
+    with pytest.raises(BackupExists):
+        repo.begin_backup("a-1", "plan-a")
+
+
+def test_abort_and_exception_remove_uploaded_objects(repo):
+    with pytest.raises(RuntimeError):
+        with repo.begin_backup("bk-abort", "plan-a") as w:
+            w.add(configmap("demo", "x"), group="", version="v1", resource="configmaps", kind="ConfigMap")
+            raise RuntimeError("listing failed")
+    assert list(repo.store.list("backups/")) == []
+    # a failure during upload: what was uploaded is removed by abort
+    w = repo.begin_backup("bk-abort2", "plan-a")
+    w.add(configmap("demo", "x"), group="", version="v1", resource="configmaps", kind="ConfigMap")
+    store = repo.store
+    real_put = store.put
+
+    def failing_put(key, data, **kw):
+        if key.endswith("manifest.json"):
+            raise OSError("network down")
+        return real_put(key, data, **kw)
+
+    store.put = failing_put
+    try:
+        with pytest.raises(OSError):
+            w.commit()
+    finally:
+        del store.put
+    assert {o.key for o in store.list("backups/")} == {layout.archive_key("bk-abort2"), layout.index_key("bk-abort2")}
+    assert w.abort() == []
+    assert list(store.list("backups/")) == []
+
+
+def test_delete_backup_removes_catalog_then_manifest_first(repo):
+    write_backup(repo, "bk-del")
+    write_backup(repo, "bk-keep")
+    deleted = []
+    real_delete = repo.store.delete
+    repo.store.delete = lambda key: (deleted.append(key), real_delete(key))[1]
+    try:
+        repo.delete_backup("bk-del")
+    finally:
+        del repo.store.delete
+    assert deleted[:2] == [layout.catalog_key("plan-a", "bk-del"), layout.manifest_key("bk-del")]
+    assert set(deleted[2:]) == {layout.archive_key("bk-del"), layout.index_key("bk-del")}
+    assert [e.backup_id for e in repo.list_backups()] == ["bk-keep"]
+    assert list(repo.store.list("backups/bk-del/")) == []
+    repo.verify("bk-keep")
+
+
+def test_restore_reports_round_trip(repo):
+    key = repo.save_restore_report("rs-1", {"created": 3, "failed": []})
+    assert key == "restores/rs-1/report.json"
+    assert repo.load_restore_report("rs-1") == {"created": 3, "failed": []}
+
+
+def test_open_repository_from_config(s3, bucket, tmp_path):
+    cfg = RepositoryConfig(type="s3", bucket=bucket, prefix="cfg", region=s3.region,
+                           endpoint_url=s3.endpoint_url, access_key=s3.access_key,
+                           secret_key=s3.secret_key)
+    repo = open_repository(cfg, PASSPHRASE, create=True)
+    write_backup(repo, "bk-cfg")
+    again = open_repository(cfg, PASSPHRASE)
+    assert [e.backup_id for e in again.list_backups()] == ["bk-cfg"]
+    assert s3.client().head_object(Bucket=bucket, Key="cfg/backups/bk-cfg/manifest.json")
+    local = open_repository(RepositoryConfig(type="local", path=str(tmp_path / "l")), PASSPHRASE, create=True)
+    assert isinstance(local.store, LocalStore)
+    with pytest.raises(RepositoryNotInitialized):
+        open_repository(RepositoryConfig(type="local", path=str(tmp_path / "other")), PASSPHRASE)
+
+
+def test_index_entry_json_round_trip():
+    e = IndexEntry(group="apps", version="v1", kind="Deployment", resource="deployments",
+                   namespace="ns", name="web", size=10, path="p", restore=False, reason="why")
+    assert IndexEntry.from_json(json.loads(json.dumps(e.to_json()))) == e
