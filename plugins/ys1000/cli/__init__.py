@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 
+from ys1000.cli import engine as engine_cmd
 from ys1000.cli import sandbox as sandbox_cmd
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
@@ -19,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ys1000", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    engine_cmd.register(sub)
     sandbox_cmd.register(sub)
     return p
 
@@ -33,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args) or EXIT_OK
     except KeyboardInterrupt:
         return 130
+    except SystemExit:
+        raise
     except Exception as exc:  # one readable line for the operator; -v shows the traceback
         if args.verbose:
             raise

@@ -1,0 +1,195 @@
+"""Capture a backup's Kubernetes resources into the repository.
+
+Every namespaced, listable resource type the cluster serves is listed per selected namespace,
+page by page, by a small pool of workers; pages are handed to the single writer through a
+bounded queue, so memory stays at a few pages however big the namespaces are. Cluster-scoped
+objects the namespaces depend on follow: their Namespace objects, the PVs bound to their PVCs,
+the StorageClasses those PVCs use, the CRDs of their custom resources and the
+ClusterRoleBindings that bind their ServiceAccounts.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Callable, Iterable
+
+from ys1000.backup.ownership import not_restored_reason
+from ys1000.backup.preflight import Inventory, preflight
+from ys1000.backup.selection import BackupSpec, kind_selected
+from ys1000.kube import Discovery, Kube, ResourceType
+from ys1000.kube.discovery import CLUSTER_ROLE_BINDINGS, CRDS, NAMESPACES, PVS, SERVICES, STORAGE_CLASSES
+from ys1000.repository import Repository
+from ys1000.repository.manifest import Manifest
+
+log = logging.getLogger(__name__)
+
+# Never backed up: history, not state (events), or virtual kinds.
+SKIPPED_TYPES = {("", "events"), ("events.k8s.io", "events")}
+VOLUME_KINDS = {"PersistentVolumeClaim", "PersistentVolume"}
+LIST_WORKERS = 8
+PAGE_SIZE = 500
+
+Progress = Callable[[dict], None]
+
+
+@dataclass
+class BackupResult:
+    manifest: Manifest
+    inventory: Inventory
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        m = self.manifest
+        return {"backup_id": m.backup_id, "plan": m.plan, "status": m.status, "objects": m.total,
+                "restorable": m.restorable, "namespaces": m.namespaces, "archive_bytes": m.archive.size,
+                "counts": m.counts, "warnings": m.warnings}
+
+
+def _strip_noise(obj: dict) -> dict:
+    # managedFields is server bookkeeping, often the largest part of an object; never restored
+    obj.get("metadata", {}).pop("managedFields", None)
+    return obj
+
+
+def _list_pages(kube: Kube, work: Iterable[tuple[ResourceType, str]], label_selector: str | None,
+                out: queue.Queue, stop: threading.Event) -> None:
+    """Producer: list each (type, namespace) and put pages on ``out``; ``None`` marks the end."""
+
+    def one(item):
+        rt, ns = item
+        page: list[dict] = []
+        for obj in kube.list(rt, ns, label_selector=label_selector, page_size=PAGE_SIZE):
+            if stop.is_set():
+                return
+            page.append(obj)
+            if len(page) >= PAGE_SIZE:
+                out.put((rt, page))
+                page = []
+        if page:
+            out.put((rt, page))
+
+    try:
+        with ThreadPoolExecutor(LIST_WORKERS, thread_name_prefix="list") as pool:
+            for f in [pool.submit(one, item) for item in work]:
+                f.result()
+        out.put(None)
+    except BaseException as exc:  # the consumer re-raises it
+        out.put(exc)
+
+
+def run_backup(kube: Kube, repo: Repository, spec: BackupSpec, *, progress: Progress | None = None,
+               cancel: threading.Event | None = None) -> BackupResult:
+    """Preflight, capture and commit one backup; on any error nothing usable is left behind."""
+    inventory = preflight(kube, spec)  # raises before anything is written
+    discovery = Discovery.load(kube)
+    cancel = cancel or threading.Event()
+    report = progress or (lambda _: None)
+    services_with_selector = {
+        (s["metadata"]["namespace"], s["metadata"]["name"])
+        for ns in inventory.namespaces for s in kube.list(SERVICES, ns) if (s.get("spec") or {}).get("selector")
+    }
+    types = [
+        rt for rt in discovery.namespaced()
+        if (rt.group, rt.resource) not in SKIPPED_TYPES and "list" in rt.verbs
+        and kind_selected(rt.kind, rt.resource, spec)
+        and (spec.scope != "volumes" or rt.kind in VOLUME_KINDS)
+    ]
+    work = [(rt, ns) for rt in types for ns in inventory.namespaces]
+    retention = timedelta(days=spec.retention_days) if spec.retention_days else None
+    warnings = list(f"skipped {s}" for s in inventory.skipped)
+    crd_types: set[tuple[str, str]] = set()
+    builtin_groups = _builtin_groups(kube)
+    pages: queue.Queue = queue.Queue(maxsize=16)
+
+    stop_listing = threading.Event()
+    with repo.begin_backup(spec.backup_id, spec.plan, retention=retention) as writer:
+        producer = threading.Thread(target=_list_pages, args=(kube, work, spec.label_selector, pages, stop_listing),
+                                    name="backup-list", daemon=True)
+        producer.start()
+        try:
+            done = 0
+            while (item := pages.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                if cancel.is_set():
+                    raise InterruptedError(f"backup {spec.backup_id} cancelled")
+                rt, page = item
+                if rt.group not in builtin_groups:
+                    crd_types.add((rt.group, rt.resource))
+                for obj in page:
+                    reason = not_restored_reason(obj, rt.kind, services_with_selector)
+                    writer.add(_strip_noise(obj), group=rt.group, version=rt.version, resource=rt.resource,
+                               kind=rt.kind, restore=reason is None, reason=reason)
+                done += len(page)
+                report({"phase": "resources", "objects_done": done, "types_total": len(types)})
+        finally:
+            stop_listing.set()
+            while producer.is_alive():  # unblock a producer waiting on a full queue
+                try:
+                    pages.get(timeout=0.1)
+                except queue.Empty:
+                    pass
+        for rt, obj in _cluster_dependencies(kube, spec, inventory, crd_types):
+            writer.add(_strip_noise(obj), group=rt.group, version=rt.version, resource=rt.resource, kind=rt.kind)
+        manifest = writer.commit(
+            cluster_name=spec.cluster_name or kube.name or None,
+            kubernetes_version=kube.version().get("gitVersion"),
+            namespaces=inventory.namespaces,
+            scope=spec.scope,
+            selection=spec.selection_summary(),
+            warnings=warnings,
+            pvcs=[f"{c['metadata']['namespace']}/{c['metadata']['name']}" for c in inventory.pvcs],
+            limits={"max_namespaces": spec.limits.max_namespaces, "max_pods": spec.limits.max_pods,
+                    "max_pvcs": spec.limits.max_pvcs},
+        )
+    report({"phase": "committed", "objects_done": manifest.total})
+    return BackupResult(manifest, inventory, warnings)
+
+
+def _builtin_groups(kube: Kube) -> set[str]:
+    """API groups not served by CRDs (so their types need no CRD in the backup)."""
+    crd_groups = {c["spec"]["group"] for c in kube.list(CRDS)}
+    all_groups = {g["name"] for g in kube.get("/apis").get("groups", [])}
+    return ({""} | all_groups) - crd_groups
+
+
+def _cluster_dependencies(kube: Kube, spec: BackupSpec, inv: Inventory, crd_types: set[tuple[str, str]]):
+    """Cluster-scoped objects the selected namespaces need, each yielded once."""
+    for ns in inv.namespaces:
+        obj = kube.get_or_none(NAMESPACES.path(name=ns))
+        if obj:
+            obj.setdefault("apiVersion", "v1")
+            obj.setdefault("kind", "Namespace")
+            yield NAMESPACES, obj
+    if not spec.include_cluster_resources:
+        return
+    selected_pvcs = [c for c in inv.pvcs if kind_selected("PersistentVolumeClaim", "persistentvolumeclaims", spec)]
+    if kind_selected("PersistentVolume", "persistentvolumes", spec):
+        for name in sorted({(c.get("spec") or {}).get("volumeName") for c in selected_pvcs} - {None}):
+            pv = kube.get_or_none(PVS.path(name=name))
+            if pv:
+                yield PVS, _typed(pv, PVS)
+    if spec.scope == "volumes":
+        return
+    for name in sorted({(c.get("spec") or {}).get("storageClassName") for c in selected_pvcs} - {None}):
+        sc = kube.get_or_none(STORAGE_CLASSES.path(name=name))
+        if sc:
+            yield STORAGE_CLASSES, _typed(sc, STORAGE_CLASSES)
+    for crd in kube.list(CRDS):
+        if (crd["spec"]["group"], crd["spec"]["names"]["plural"]) in crd_types:
+            yield CRDS, _typed(crd, CRDS)
+    namespaces = set(inv.namespaces)
+    for crb in kube.list(CLUSTER_ROLE_BINDINGS):
+        if any(s.get("kind") == "ServiceAccount" and s.get("namespace") in namespaces for s in crb.get("subjects") or []):
+            yield CLUSTER_ROLE_BINDINGS, _typed(crb, CLUSTER_ROLE_BINDINGS)
+
+
+def _typed(obj: dict, rt: ResourceType) -> dict:
+    obj.setdefault("apiVersion", rt.api_version)
+    obj.setdefault("kind", rt.kind)
+    return obj

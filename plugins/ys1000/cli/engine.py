@@ -1,0 +1,217 @@
+"""``ys1000 backup | restore | backups list/show | verify | repo test``: the engine without Airflow."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import yaml
+
+from ys1000.backup import BackupSpec, Limits, run_backup
+from ys1000.cli.common import (
+    add_cluster_args, add_output_arg, add_repo_args, emit, kube_from, parse_mapping, repo_config, repo_from,
+)
+from ys1000.repository import check_connection, make_store
+from ys1000.restore import RestoreOptions, RestoreSpec, check_no_conflicts, run_restore
+
+EXIT_OK, EXIT_FAILED, EXIT_PARTIAL = 0, 1, 3
+
+
+def register(sub) -> None:
+    b = sub.add_parser("backup", help="back up namespaces' resources to a repository")
+    add_cluster_args(b)
+    add_repo_args(b)
+    add_output_arg(b)
+    b.add_argument("-n", "--namespace", action="append", default=[], help="namespace name (repeatable)")
+    b.add_argument("--namespace-glob", action="append", default=[], help="shell-style pattern, e.g. 'shop-*'")
+    b.add_argument("--namespace-selector", help="label selector on namespaces")
+    b.add_argument("--include-kind", action="append", default=[])
+    b.add_argument("--exclude-kind", action="append", default=[])
+    b.add_argument("-l", "--selector", help="label selector on the objects")
+    b.add_argument("--scope", choices=["full", "volumes", "resources"], default="full")
+    b.add_argument("--plan", default="adhoc", help="plan name the backup is catalogued under")
+    b.add_argument("--id", help="backup id (default: <plan>-<UTC time>)")
+    b.add_argument("--retention-days", type=float)
+    b.add_argument("--max-namespaces", type=int, default=Limits.max_namespaces)
+    b.add_argument("--max-pods", type=int, default=Limits.max_pods)
+    b.add_argument("--max-pvcs", type=int, default=Limits.max_pvcs)
+    b.set_defaults(func=_backup)
+
+    r = sub.add_parser("restore", help="restore a backup's resources into a cluster")
+    add_cluster_args(r)
+    add_repo_args(r)
+    add_output_arg(r)
+    r.add_argument("backup", help="backup id, or 'latest' (with --plan)")
+    r.add_argument("--plan", help="with backup 'latest': the plan whose newest backup to restore")
+    r.add_argument("--namespace-mapping", action="append", metavar="OLD=NEW")
+    r.add_argument("--storage-class-mapping", action="append", metavar="OLD=NEW")
+    r.add_argument("--image-registry-mapping", action="append", metavar="OLD=NEW")
+    r.add_argument("-n", "--namespace", action="append", default=[], help="restore only these source namespaces")
+    r.add_argument("--include-kind", action="append", default=[])
+    r.add_argument("--exclude-kind", action="append", default=[])
+    r.add_argument("--resource", action="append", default=[], help="Kind/namespace/name (repeatable)")
+    r.add_argument("--remove-node-constraints", action="store_true", help="drop nodeSelector, nodeName, affinity")
+    r.add_argument("--remove-tolerations", action="store_true")
+    r.add_argument("--reset-node-ports", action="store_true", help="let the target allocate new nodePorts")
+    r.add_argument("--existing", choices=["skip", "update", "fail"], default="skip",
+                   help="what to do with objects that already exist (default skip)")
+    r.add_argument("--refuse-conflicts", action="store_true",
+                   help="refuse before writing when the target has the namespaces or cluster objects")
+    r.add_argument("--dry-run", action="store_true", help="print what would be done; write nothing")
+    r.set_defaults(func=_restore)
+
+    bl = sub.add_parser("backups", help="list backups, show one")
+    bs = bl.add_subparsers(dest="backups_command", required=True, metavar="ACTION")
+    ls = bs.add_parser("list", help="backups in the repository, newest first")
+    add_repo_args(ls)
+    add_output_arg(ls)
+    ls.add_argument("--plan")
+    ls.set_defaults(func=_list)
+    sh = bs.add_parser("show", help="a backup's manifest and index, or the YAML of one resource")
+    add_repo_args(sh)
+    add_output_arg(sh)
+    sh.add_argument("backup")
+    sh.add_argument("--resource", metavar="KIND/[NAMESPACE/]NAME", help="print this resource's YAML")
+    sh.add_argument("--kind", help="filter the index by kind")
+    sh.add_argument("--show-secrets", action="store_true", help="do not mask Secret data")
+    sh.set_defaults(func=_show)
+
+    v = sub.add_parser("verify", help="check a backup's checksums, decryption and documents")
+    add_repo_args(v)
+    add_output_arg(v)
+    v.add_argument("backup")
+    v.set_defaults(func=_verify)
+
+    rp = sub.add_parser("repo", help="repository commands")
+    rs = rp.add_subparsers(dest="repo_command", required=True, metavar="ACTION")
+    t = rs.add_parser("test", help="write, read and delete a probe object")
+    add_repo_args(t)
+    add_output_arg(t)
+    t.set_defaults(func=_repo_test)
+    i = rs.add_parser("init", help="create the repository (its key parameters) if absent")
+    add_repo_args(i)
+    i.set_defaults(func=_repo_init)
+
+
+def _backup(args) -> int:
+    kube = kube_from(args)
+    repo = repo_from(args, create=True)
+    bid = args.id or f"{args.plan}-{datetime.now(timezone.utc):%Y%m%d%H%M%S}"
+    spec = BackupSpec(
+        backup_id=bid, plan=args.plan, namespaces=args.namespace, namespace_globs=args.namespace_glob,
+        namespace_selector=args.namespace_selector, include_kinds=args.include_kind,
+        exclude_kinds=args.exclude_kind, label_selector=args.selector, scope=args.scope,
+        limits=Limits(args.max_namespaces, args.max_pods, args.max_pvcs),
+        retention_days=args.retention_days, cluster_name=kube.name)
+    result = run_backup(kube, repo, spec)
+    s = result.summary()
+    text = (f"backup {s['backup_id']} {s['status']}: {s['objects']} objects ({s['restorable']} restorable) "
+            f"from {', '.join(s['namespaces'])}, archive {s['archive_bytes']} bytes")
+    for w in s["warnings"]:
+        text += f"\n  warning: {w}"
+    emit(args, s, text)
+    return EXIT_OK if s["status"] == "Completed" else EXIT_PARTIAL
+
+
+def _resolve_backup(repo, backup: str, plan: str | None) -> str:
+    if backup != "latest":
+        return backup
+    entries = [e for e in repo.list_backups(plan) if e.status == "Completed"]
+    if not entries:
+        raise SystemExit(f"ys1000: no completed backup{' of plan ' + plan if plan else ''} in the repository")
+    return entries[0].backup_id
+
+
+def _restore(args) -> int:
+    kube = kube_from(args)
+    repo = repo_from(args)
+    spec = RestoreSpec(
+        backup_id=_resolve_backup(repo, args.backup, args.plan),
+        options=RestoreOptions(
+            namespace_mapping=parse_mapping(args.namespace_mapping, "--namespace-mapping"),
+            storage_class_mapping=parse_mapping(args.storage_class_mapping, "--storage-class-mapping"),
+            image_registry_mapping=parse_mapping(args.image_registry_mapping, "--image-registry-mapping"),
+            remove_node_constraints=args.remove_node_constraints, remove_tolerations=args.remove_tolerations,
+            preserve_node_ports=not args.reset_node_ports),
+        namespaces=args.namespace, include_kinds=args.include_kind, exclude_kinds=args.exclude_kind,
+        resources=args.resource, existing_policy=args.existing, dry_run=args.dry_run)
+    if args.refuse_conflicts:
+        check_no_conflicts(kube, repo, spec)
+    report = run_restore(kube, repo, spec)
+    lines = [f"restore {report.restore_id} of {report.backup_id}{' (dry run)' if report.dry_run else ''}: "
+             f"{report.status} " + ", ".join(f"{n} {a}" for a, n in sorted(report.counts.items()))]
+    for i in report.items:
+        where = f"{i.namespace}/" if i.namespace else ""
+        lines.append(f"  {i.action:13} {i.kind} {where}{i.name}" + (f"  ({i.reason})" if i.reason else ""))
+    emit(args, report.to_json(), "\n".join(lines))
+    if report.status == "Completed":
+        return EXIT_OK
+    return EXIT_FAILED if report.status == "Failed" else EXIT_PARTIAL
+
+
+def _list(args) -> int:
+    entries = repo_from(args).list_backups(args.plan)
+    lines = [f"{'BACKUP':40} {'PLAN':16} {'CREATED':20} {'STATUS':16} {'OBJECTS':>7} {'BYTES':>10}  NAMESPACES"]
+    for e in entries:
+        lines.append(f"{e.backup_id:40} {e.plan:16} {e.created:%Y-%m-%d %H:%M:%S} {e.status:16} "
+                     f"{e.total:7} {e.archive_size:10}  {','.join(e.namespaces)}")
+    emit(args, [e.model_dump(mode="json") for e in entries], "\n".join(lines) if entries else "no backups")
+    return EXIT_OK
+
+
+def mask_secret(obj: dict) -> dict:
+    if obj.get("kind") == "Secret":
+        for key in ("data", "stringData"):
+            if obj.get(key):
+                obj[key] = {k: "***" for k in obj[key]}
+    return obj
+
+
+def _show(args) -> int:
+    repo = repo_from(args)
+    if args.resource:
+        parts = args.resource.split("/")
+        if len(parts) not in (2, 3):
+            raise SystemExit("ys1000: --resource KIND/NAME or KIND/NAMESPACE/NAME")
+        kind, ns, name = (parts[0], None, parts[1]) if len(parts) == 2 else parts
+        entry = next((e for e in repo.read_index(args.backup)
+                      if e.kind.lower() == kind.lower() and e.namespace == ns and e.name == name), None)
+        if entry is None:
+            raise SystemExit(f"ys1000: {args.resource} is not in backup {args.backup}")
+        obj = repo.get_resource(args.backup, entry.group_resource, ns, name)
+        if not args.show_secrets:
+            obj = mask_secret(obj)
+        emit(args, obj, yaml.safe_dump(obj, sort_keys=False))
+        return EXIT_OK
+    m = repo.manifest(args.backup)
+    index = [e for e in repo.read_index(args.backup) if not args.kind or e.kind.lower() == args.kind.lower()]
+    lines = [f"backup {m.backup_id} (plan {m.plan}) {m.status}, cluster {m.cluster_name} {m.kubernetes_version}",
+             f"  created {m.created:%Y-%m-%d %H:%M:%S}, scope {m.scope}, {m.total} objects, archive {m.archive.size} bytes",
+             f"  namespaces: {', '.join(m.namespaces)}", ""]
+    for e in index:
+        where = f"{e.namespace}/" if e.namespace else ""
+        lines.append(f"  {e.kind:28} {where}{e.name}" + ("" if e.restore else f"  [not restored: {e.reason}]"))
+    emit(args, {"manifest": m.model_dump(mode="json"), "index": [e.to_json() for e in index]}, "\n".join(lines))
+    return EXIT_OK
+
+
+def _verify(args) -> int:
+    result = repo_from(args).verify(args.backup)
+    emit(args, {"backup_id": result.backup_id, "objects": result.objects, "ok": result.ok, "checks": result.checks},
+         f"backup {result.backup_id}: OK ({result.objects} objects, archive {result.archive_size} bytes; "
+         f"checksums, decryption and documents verified)")
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _repo_init(args) -> int:
+    repo = repo_from(args, create=True)
+    print(f"repository {repo.store.describe()} ready")
+    return EXIT_OK
+
+
+def _repo_test(args) -> int:
+    report = check_connection(make_store(repo_config(args)))
+    data = {"ok": report.ok, "store": report.store, "object_lock": report.object_lock, "steps_ms": report.steps,
+            "warnings": report.warnings}
+    emit(args, data, f"repository {report.store}: OK (write, read, delete probe"
+                     f"{'; Object Lock enabled' if report.object_lock else ''})")
+    return EXIT_OK

@@ -1,0 +1,176 @@
+"""A thin JSON client over the kubernetes package's ApiClient.
+
+The engine handles arbitrary kinds (built-in and custom) as plain dicts, so it talks REST paths
+directly instead of the typed models: no per-object model (de)serialization on the hot path of a
+backup or restore, and one code path for every kind. Authentication, TLS and connection pooling
+stay the kubernetes client's.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+Obj = dict[str, Any]
+
+# Errors worth retrying: throttling, server-side trouble, timeouts.
+TRANSIENT_STATUS = {429, 500, 502, 503, 504}
+
+
+class KubeError(Exception):
+    """An API call failed; ``status`` and ``reason`` are the API's, ``message`` its explanation."""
+
+    def __init__(self, status: int, reason: str, message: str, method: str = "", path: str = ""):
+        self.status, self.reason, self.message = status, reason, message
+        self.method, self.path = method, path
+        super().__init__(f"{method} {path}: {status} {reason}: {message}".strip())
+
+    @property
+    def transient(self) -> bool:
+        return self.status in TRANSIENT_STATUS or self.status == 0
+
+    @classmethod
+    def from_api_exception(cls, exc: ApiException, method: str, path: str) -> "KubeError":
+        reason, message = exc.reason or "", ""
+        try:
+            body = json.loads(exc.body or "{}")
+            reason = body.get("reason") or reason
+            message = body.get("message") or ""
+        except (ValueError, TypeError):
+            message = (exc.body or "")[:300] if isinstance(exc.body, str) else ""
+        return cls(exc.status or 0, reason, message, method, path)
+
+
+@dataclass(frozen=True)
+class ResourceType:
+    """One listable API resource, as discovery describes it."""
+
+    group: str
+    version: str
+    resource: str  # plural, e.g. "deployments"
+    kind: str
+    namespaced: bool
+    verbs: frozenset[str]
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def group_resource(self) -> str:
+        """Velero's naming: ``deployments.apps``, ``configmaps`` for the core group."""
+        return f"{self.resource}.{self.group}" if self.group else self.resource
+
+    def path(self, namespace: str | None = None, name: str | None = None) -> str:
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.resource}"
+        return f"{base}/{name}" if name else base
+
+
+class Kube:
+    """JSON-over-REST access to one cluster; thread-safe (the ApiClient pools connections)."""
+
+    def __init__(self, api_client: client.ApiClient, name: str = ""):
+        self.api = api_client
+        self.name = name
+        # enough pooled connections for the engine's worker threads
+        api_client.rest_client.pool_manager.connection_pool_kw["maxsize"] = 32
+        self._lock = threading.Lock()
+        self._version: Obj | None = None
+
+    @classmethod
+    def from_kubeconfig(cls, path: str, context: str | None = None, name: str = "") -> "Kube":
+        return cls(config.new_client_from_config(config_file=path, context=context), name or (context or ""))
+
+    def request(self, method: str, path: str, *, query: dict | None = None, body: Any = None,
+                content_type: str | None = None, timeout: float = 60) -> Obj:
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type or "application/json"
+        try:
+            resp = self.api.call_api(
+                path, method,
+                query_params=list((query or {}).items()),
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _request_timeout=timeout,
+            )
+        except ApiException as exc:
+            raise KubeError.from_api_exception(exc, method, path) from None
+        except Exception as exc:  # connection refused, TLS, timeouts: worth a retry
+            raise KubeError(0, "Unreachable", str(exc), method, path) from exc
+        data = resp[0].data if isinstance(resp, tuple) else resp.data
+        return json.loads(data) if data else {}
+
+    def get(self, path: str, **query) -> Obj:
+        return self.request("GET", path, query=query or None)
+
+    def get_or_none(self, path: str) -> Obj | None:
+        try:
+            return self.get(path)
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def version(self) -> Obj:
+        with self._lock:
+            if self._version is None:
+                self._version = self.get("/version")
+            return self._version
+
+    def minor_version(self) -> int:
+        v = self.version()
+        digits = "".join(ch for ch in str(v.get("minor", "0")) if ch.isdigit())
+        return int(digits or 0)
+
+    def list(self, rt: ResourceType, namespace: str | None = None, *, label_selector: str | None = None,
+             field_selector: str | None = None, page_size: int = 500) -> Iterator[Obj]:
+        """Every object of one type (in one namespace), page by page; items get kind/apiVersion."""
+        query: dict[str, Any] = {"limit": page_size}
+        if label_selector:
+            query["labelSelector"] = label_selector
+        if field_selector:
+            query["fieldSelector"] = field_selector
+        while True:
+            page = self.request("GET", rt.path(namespace), query=query)
+            for item in page.get("items", []):
+                item.setdefault("apiVersion", rt.api_version)
+                item.setdefault("kind", rt.kind)
+                yield item
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return
+            query["continue"] = token
+
+    def create(self, rt: ResourceType, obj: Obj, namespace: str | None = None, dry_run: bool = False) -> Obj:
+        return self.request("POST", rt.path(namespace), body=obj, query={"dryRun": "All"} if dry_run else None)
+
+    def replace(self, rt: ResourceType, obj: Obj, namespace: str | None = None) -> Obj:
+        return self.request("PUT", rt.path(namespace, obj["metadata"]["name"]), body=obj)
+
+    def patch(self, rt: ResourceType, name: str, patch: Obj, namespace: str | None = None,
+              kind: str = "merge") -> Obj:
+        ctype = {"merge": "application/merge-patch+json",
+                 "strategic": "application/strategic-merge-patch+json"}[kind]
+        return self.request("PATCH", rt.path(namespace, name), body=patch, content_type=ctype)
+
+    def delete(self, rt: ResourceType, name: str, namespace: str | None = None,
+               propagation: str = "Background") -> Obj | None:
+        try:
+            return self.request("DELETE", rt.path(namespace, name),
+                                body={"kind": "DeleteOptions", "apiVersion": "v1",
+                                      "propagationPolicy": propagation})
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise

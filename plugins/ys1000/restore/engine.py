@@ -1,0 +1,312 @@
+"""Restore a backup's resources into a cluster: select, order, transform, apply, report.
+
+The archive's checksum is verified before the first object is read (the repository refuses a
+corrupted archive up front), so a damaged backup writes nothing. Documents are kept as JSON
+bytes, bucketed by priority class, and parsed only when applied; each class is applied by a
+pool of workers, and the next class starts when the previous one is in.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Callable, Literal
+
+from ys1000.kube import Discovery, Kube, KubeError, ResourceType
+from ys1000.kube.discovery import CRDS, NAMESPACES
+from ys1000.repository import Repository
+from ys1000.repository.manifest import IndexEntry
+from ys1000.restore.priorities import rank
+from ys1000.restore.transforms import RestoreOptions, transform
+from ys1000.waiting import wait_until
+
+log = logging.getLogger(__name__)
+
+ExistingPolicy = Literal["skip", "update", "fail"]
+Progress = Callable[[dict], None]
+RETRIES = 5
+
+
+class ConflictError(Exception):
+    """The target already has what a migration would create; nothing was written."""
+
+    def __init__(self, conflicts: list[str]):
+        self.conflicts = conflicts
+        super().__init__("the target cluster already has: " + "; ".join(conflicts))
+
+
+@dataclass
+class RestoreSpec:
+    backup_id: str
+    restore_id: str = field(default_factory=lambda: f"restore-{datetime.now(timezone.utc):%Y%m%d%H%M%S}-{uuid.uuid4().hex[:4]}")
+    options: RestoreOptions = field(default_factory=RestoreOptions)
+    namespaces: list[str] = field(default_factory=list)  # source namespaces to restore (empty: all)
+    include_kinds: list[str] = field(default_factory=list)
+    exclude_kinds: list[str] = field(default_factory=list)
+    resources: list[str] = field(default_factory=list)  # "Kind/namespace/name" or "Kind/name"
+    include_cluster_resources: bool = True
+    existing_policy: ExistingPolicy = "skip"
+    dry_run: bool = False
+    workers: int = 16
+
+
+@dataclass
+class ItemResult:
+    kind: str
+    namespace: str | None
+    name: str
+    action: str  # created | updated | skipped | failed | would-create | would-update | would-skip | would-fail
+    reason: str = ""
+
+
+@dataclass
+class RestoreReport:
+    restore_id: str
+    backup_id: str
+    dry_run: bool
+    started: str
+    finished: str = ""
+    items: list[ItemResult] = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(i.action for i in self.items))
+
+    @property
+    def failed(self) -> list[ItemResult]:
+        return [i for i in self.items if i.action in ("failed", "would-fail")]
+
+    @property
+    def status(self) -> str:
+        if not self.failed:
+            return "Completed"
+        return "Failed" if len(self.failed) == len(self.items) else "PartiallyFailed"
+
+    def to_json(self) -> dict:
+        return {"restore_id": self.restore_id, "backup_id": self.backup_id, "dry_run": self.dry_run,
+                "status": self.status, "started": self.started, "finished": self.finished,
+                "counts": self.counts, "items": [asdict(i) for i in self.items]}
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _selected(entry: IndexEntry, spec: RestoreSpec) -> bool:
+    if entry.namespace is None and entry.kind != "Namespace" and not spec.include_cluster_resources:
+        return False
+    names = {entry.kind.lower(), entry.resource.lower()}
+    if spec.include_kinds and not names & {k.lower() for k in spec.include_kinds}:
+        return False
+    if names & {k.lower() for k in spec.exclude_kinds}:
+        return False
+    if spec.namespaces:
+        ns = entry.name if entry.kind == "Namespace" else entry.namespace
+        if ns is not None and ns not in spec.namespaces:
+            return False
+    if spec.resources:
+        ref = f"{entry.kind}/{entry.namespace}/{entry.name}" if entry.namespace else f"{entry.kind}/{entry.name}"
+        wanted = {r.lower() for r in spec.resources}
+        # a named namespaced resource brings its Namespace along
+        if ref.lower() not in wanted and not (
+            entry.kind == "Namespace" and any(r.split("/")[1:2] == [entry.name.lower()] for r in wanted if r.count("/") == 2)
+        ):
+            return False
+    return True
+
+
+class Restorer:
+    """One restore run against one target cluster."""
+
+    def __init__(self, kube: Kube, repo: Repository, spec: RestoreSpec, progress: Progress | None = None,
+                 cancel: threading.Event | None = None):
+        self.kube = kube
+        self.repo = repo
+        self.spec = spec
+        self.progress = progress or (lambda _: None)
+        self.cancel = cancel or threading.Event()
+        self.report = RestoreReport(spec.restore_id, spec.backup_id, spec.dry_run, _now())
+        self._lock = threading.Lock()
+        self._discovery: Discovery | None = None
+        self._new_namespaces: set[str] = set()
+
+    # -- reading --------------------------------------------------------------------------------
+    def buckets(self) -> list[tuple[tuple[int, str], list[tuple[IndexEntry, bytes]]]]:
+        """The backup's selected documents grouped by priority class, in restore order."""
+        crd_groups: set[str] = set()
+        groups: dict[tuple[int, str], list] = {}
+        docs = self.repo.iter_documents(self.spec.backup_id, restorable_only=True)
+        pending: list[tuple[IndexEntry, bytes]] = []
+        for entry, data in docs:
+            if not _selected(entry, self.spec):
+                continue
+            if entry.kind == "CustomResourceDefinition":
+                crd_groups.add(json.loads(data)["spec"]["group"])
+            pending.append((entry, data))
+        for entry, data in pending:
+            key = rank(entry.group_resource, entry.group in crd_groups)
+            groups.setdefault(key, []).append((entry, data))
+        return sorted(groups.items())
+
+    # -- applying -------------------------------------------------------------------------------
+    def run(self) -> RestoreReport:
+        self.spec.options.target_minor = self.kube.minor_version()
+        self.spec.options.labels = {**self.spec.options.labels, "ys1000.io/backup": self.spec.backup_id[:63],
+                                    "ys1000.io/restore": self.spec.restore_id[:63]}
+        buckets = self.buckets()
+        total = sum(len(items) for _, items in buckets)
+        done = 0
+        self.progress({"phase": "restore", "objects_done": 0, "objects_total": total})
+        with ThreadPoolExecutor(self.spec.workers, thread_name_prefix="restore") as pool:
+            for (_, group_resource), items in buckets:
+                if self.cancel.is_set():
+                    raise InterruptedError(f"restore {self.spec.restore_id} cancelled")
+                results = list(pool.map(self._apply_one, items))
+                with self._lock:
+                    self.report.items.extend(results)
+                done += len(items)
+                self.progress({"phase": "restore", "objects_done": done, "objects_total": total,
+                               "current": group_resource})
+                if group_resource == CRDS.group_resource and not self.spec.dry_run:
+                    self._wait_crds_established([r.name for r in results if r.action in ("created", "updated", "skipped")])
+        self.report.finished = _now()
+        if not self.spec.dry_run:
+            self.repo.save_restore_report(self.spec.restore_id, self.report.to_json())
+        return self.report
+
+    @property
+    def discovery(self) -> Discovery:
+        if self._discovery is None:
+            self._discovery = Discovery.load(self.kube)
+        return self._discovery
+
+    def _wait_crds_established(self, names: list[str]) -> None:
+        def established(name):
+            crd = self.kube.get_or_none(CRDS.path(name=name)) or {}
+            return any(c.get("type") == "Established" and c.get("status") == "True"
+                       for c in (crd.get("status") or {}).get("conditions") or [])
+
+        for name in names:
+            wait_until(lambda: established(name), timeout=60, what=f"CRD {name} to be Established")
+        self._discovery = None  # the new types are served now
+
+    def _resource_type(self, entry: IndexEntry) -> ResourceType | None:
+        rt = self.discovery.by_kind(entry.kind, entry.group)
+        if rt is None and entry.group:
+            self._discovery = None  # maybe a type that appeared after our discovery
+            rt = self.discovery.by_kind(entry.kind, entry.group)
+        return rt
+
+    def _apply_one(self, item: tuple[IndexEntry, bytes]) -> ItemResult:
+        entry, data = item
+        obj = json.loads(data)
+        if entry.kind == "PersistentVolume" and (obj["metadata"].get("annotations") or {}).get("pv.kubernetes.io/provisioned-by"):
+            return ItemResult(entry.kind, None, entry.name, "would-skip" if self.spec.dry_run else "skipped",
+                              "dynamically provisioned: its claim is provisioned anew")
+        obj = transform(obj, self.spec.options)
+        md = obj["metadata"]
+        ns, name = md.get("namespace"), md["name"]
+        rt = self._resource_type(entry)
+        if rt is None:
+            return ItemResult(entry.kind, ns, name, "would-fail" if self.spec.dry_run else "failed",
+                              f"the target cluster does not serve {entry.group or 'core'}/{entry.kind}")
+        obj["apiVersion"] = rt.api_version
+        try:
+            if self.spec.dry_run:
+                return self._dry_run(rt, obj, entry.kind, ns, name)
+            return self._create(rt, obj, entry.kind, ns, name)
+        except KubeError as exc:
+            return ItemResult(entry.kind, ns, name, "would-fail" if self.spec.dry_run else "failed",
+                              f"{exc.status} {exc.reason}: {exc.message}")
+
+    def _call(self, fn, *args, **kwargs):
+        """Retry throttling and server errors with backoff; anything else is the object's result."""
+        for attempt in range(RETRIES):
+            try:
+                return fn(*args, **kwargs)
+            except KubeError as exc:
+                if not exc.transient or attempt == RETRIES - 1:
+                    raise
+                time.sleep(min(5.0, 0.2 * 2**attempt))
+
+    def _create(self, rt: ResourceType, obj: dict, kind: str, ns: str | None, name: str) -> ItemResult:
+        try:
+            self._call(self.kube.create, rt, obj, ns)
+            return ItemResult(kind, ns, name, "created")
+        except KubeError as exc:
+            # An existing object can also surface as a validation error (a Service's nodePort
+            # "already allocated" by itself), so any 409/422 is checked against the live object.
+            if exc.status not in (409, 422):
+                raise
+            if exc.reason != "AlreadyExists" and self._call(self.kube.get_or_none, rt.path(ns, name)) is None:
+                raise
+        policy = self.spec.existing_policy
+        if policy == "skip":
+            return ItemResult(kind, ns, name, "skipped", "exists")
+        if policy == "fail":
+            return ItemResult(kind, ns, name, "failed", "exists (existing-resource policy: fail)")
+        live = self._call(self.kube.get, rt.path(ns, name))
+        merged = _for_update(obj, live)
+        self._call(self.kube.replace, rt, merged, ns)
+        return ItemResult(kind, ns, name, "updated")
+
+    def _dry_run(self, rt: ResourceType, obj: dict, kind: str, ns: str | None, name: str) -> ItemResult:
+        live = self._call(self.kube.get_or_none, rt.path(ns, name))
+        if live is not None:
+            action = {"skip": "would-skip", "update": "would-update", "fail": "would-fail"}[self.spec.existing_policy]
+            return ItemResult(kind, ns, name, action, "exists")
+        if kind == "Namespace":
+            with self._lock:
+                self._new_namespaces.add(name)
+            self._call(self.kube.create, rt, obj, ns, dry_run=True)
+            return ItemResult(kind, ns, name, "would-create")
+        if ns and ns in self._new_namespaces:
+            return ItemResult(kind, ns, name, "would-create", "in a namespace this restore creates")
+        self._call(self.kube.create, rt, obj, ns, dry_run=True)  # the server validates it
+        return ItemResult(kind, ns, name, "would-create")
+
+
+def _for_update(obj: dict, live: dict) -> dict:
+    """The backed-up object, on top of what the server owns in the live one."""
+    obj["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
+    if obj.get("kind") == "Service":
+        for key in ("clusterIP", "clusterIPs"):
+            if key in (live.get("spec") or {}):
+                obj.setdefault("spec", {})[key] = live["spec"][key]
+    if obj.get("kind") == "PersistentVolumeClaim":
+        obj["spec"] = live["spec"]  # a bound claim's spec is immutable
+    return obj
+
+
+def run_restore(kube: Kube, repo: Repository, spec: RestoreSpec, *, progress: Progress | None = None,
+                cancel: threading.Event | None = None) -> RestoreReport:
+    return Restorer(kube, repo, spec, progress, cancel).run()
+
+
+def find_conflicts(kube: Kube, repo: Repository, spec: RestoreSpec) -> list[str]:
+    """F24: what a restore would find already present in the target (namespaces, cluster objects)."""
+    conflicts: list[str] = []
+    restorer = Restorer(kube, repo, spec)
+    for entry in repo.read_index(spec.backup_id):
+        if not entry.restore or not _selected(entry, spec) or entry.namespace is not None:
+            continue
+        name = spec.options.ns(entry.name) if entry.kind == "Namespace" else entry.name
+        if entry.kind == "PersistentVolume":
+            continue  # provisioned anew or renamed with its claim
+        rt = NAMESPACES if entry.kind == "Namespace" else restorer._resource_type(entry)
+        if rt is not None and kube.get_or_none(rt.path(name=name)) is not None:
+            conflicts.append(f"{entry.kind} {name}")
+    return conflicts
+
+
+def check_no_conflicts(kube: Kube, repo: Repository, spec: RestoreSpec) -> None:
+    conflicts = find_conflicts(kube, repo, spec)
+    if conflicts:
+        raise ConflictError(conflicts)
