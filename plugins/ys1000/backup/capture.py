@@ -83,8 +83,12 @@ def _list_pages(kube: Kube, work: Iterable[tuple[ResourceType, str]], label_sele
 
 
 def run_backup(kube: Kube, repo: Repository, spec: BackupSpec, *, progress: Progress | None = None,
-               cancel: threading.Event | None = None) -> BackupResult:
-    """Preflight, capture and commit one backup; on any error nothing usable is left behind."""
+               cancel: threading.Event | None = None, finalize: bool = True) -> BackupResult:
+    """Preflight, capture and commit one backup; on any error nothing usable is left behind.
+
+    ``finalize=False`` stops at a pending backup (``Repository.finalize_backup`` completes it),
+    so a pipeline can copy volume data and verify before the backup counts as complete.
+    """
     inventory = preflight(kube, spec)  # raises before anything is written
     discovery = Discovery.load(kube)
     cancel = cancel or threading.Event()
@@ -146,6 +150,7 @@ def run_backup(kube: Kube, repo: Repository, spec: BackupSpec, *, progress: Prog
             pvcs=[f"{c['metadata']['namespace']}/{c['metadata']['name']}" for c in inventory.pvcs],
             limits={"max_namespaces": spec.limits.max_namespaces, "max_pods": spec.limits.max_pods,
                     "max_pvcs": spec.limits.max_pvcs},
+            final=finalize,
         )
     report({"phase": "committed", "objects_done": manifest.total})
     return BackupResult(manifest, inventory, warnings)

@@ -6,6 +6,7 @@
     catalog/<plan>/<backup-id>.json         small summary per backup: listing without archives
     backups/<id>/resources.tar.gz.enc       encrypted tar.gz of every resource document
     backups/<id>/index.jsonl.gz             plain index (one JSON line per object), for the UI
+    backups/<id>/pending.json               the manifest-to-be between capture and commit (pipelines)
     backups/<id>/manifest.json              written LAST: its presence means "complete"
     restores/<id>/report.json               restore reports
     restic/...                              restic repositories for volume data (later issue)
@@ -29,6 +30,7 @@ RESTIC = "restic/"
 ARCHIVE_NAME = "resources.tar.gz.enc"
 INDEX_NAME = "index.jsonl.gz"
 MANIFEST_NAME = "manifest.json"
+PENDING_NAME = "pending.json"  # the manifest-to-be while volume data is still being copied
 
 # ids and plan names become key segments: keep them to DNS-label-like characters
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
@@ -54,6 +56,10 @@ def archive_key(backup_id: str) -> str:
 
 def index_key(backup_id: str) -> str:
     return backup_prefix(backup_id) + INDEX_NAME
+
+
+def pending_key(backup_id: str) -> str:
+    return backup_prefix(backup_id) + PENDING_NAME
 
 
 def manifest_key(backup_id: str) -> str:

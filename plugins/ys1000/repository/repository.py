@@ -199,8 +199,13 @@ class BackupWriter:
                namespaces: list[str] | None = None, scope: str = "full",
                selection: dict[str, Any] | None = None, volumes: list[dict[str, Any]] | None = None,
                status: str = "Completed", warnings: list[str] | None = None,
-               completed: datetime | None = None, **extra: Any) -> Manifest:
-        """Upload archive, index, manifest (last: marks the backup complete) and catalog entry."""
+               completed: datetime | None = None, final: bool = True, **extra: Any) -> Manifest:
+        """Upload archive, index, manifest (last: marks the backup complete) and catalog entry.
+
+        With ``final=False`` the manifest goes to ``pending.json`` instead (no catalog entry): the
+        backup stays incomplete until ``Repository.finalize_backup`` — a pipeline copies volume
+        data in between, and a run killed before that leaves nothing that looks usable.
+        """
         if self._state != "open":
             raise RepositoryError(f"backup {self.backup_id!r} is {self._state}; cannot commit")
         self._state = "committing"
@@ -226,9 +231,14 @@ class BackupWriter:
             self._put(archive.key, self._archive_spool)
             self._index_spool.seek(0)
             self._put(index.key, self._index_spool)
-            self._put(layout.manifest_key(bid), manifest.model_dump_json(indent=2).encode())
-            entry = CatalogEntry.from_manifest(manifest)
-            self._put(layout.catalog_key(self.plan, bid), entry.model_dump_json().encode())
+            if not final:
+                # unlocked: it is replaced by the manifest at finalize time
+                self._uploaded.append(layout.pending_key(bid))
+                self.repo.store.put(layout.pending_key(bid), manifest.model_dump_json(indent=2).encode())
+            else:
+                self._put(layout.manifest_key(bid), manifest.model_dump_json(indent=2).encode())
+                entry = CatalogEntry.from_manifest(manifest)
+                self._put(layout.catalog_key(self.plan, bid), entry.model_dump_json().encode())
         except BaseException:
             self._state = "failed"
             raise
@@ -383,6 +393,36 @@ class Repository:
         except ValueError as exc:
             raise IntegrityError(f"manifest of backup {backup_id!r} is not valid: {exc}") from None
 
+    def pending_manifest(self, backup_id: str) -> Manifest:
+        """The manifest-to-be of a captured, not yet finalized backup."""
+        try:
+            raw = self.store.get(layout.pending_key(backup_id))
+        except ObjectNotFound:
+            raise IncompleteBackupError(backup_id) from None
+        return Manifest.model_validate_json(raw)
+
+    def finalize_backup(self, backup_id: str, *, volumes: list[dict[str, Any]] | None = None,
+                        status: str | None = None, warnings: list[str] | None = None,
+                        **extra: Any) -> Manifest:
+        """Turn a pending backup into a complete one: write the manifest (last), the catalog
+        entry, then drop ``pending.json``. Idempotent: a retry after success returns the manifest."""
+        if not self.store.exists(layout.pending_key(backup_id)) and self.store.exists(layout.manifest_key(backup_id)):
+            return self.manifest(backup_id)
+        m = self.pending_manifest(backup_id)
+        update: dict[str, Any] = {"completed": _utcnow(), **extra}
+        if volumes is not None:
+            update["volumes"] = list(volumes)
+        if status is not None:
+            update["status"] = status
+        if warnings:
+            update["warnings"] = [*m.warnings, *warnings]
+        m = Manifest.model_validate({**m.model_dump(), **update})
+        self.store.put(layout.manifest_key(backup_id), m.model_dump_json(indent=2).encode(), retain_until=m.retain_until)
+        entry = CatalogEntry.from_manifest(m)
+        self.store.put(layout.catalog_key(m.plan, backup_id), entry.model_dump_json().encode(), retain_until=m.retain_until)
+        self.store.delete(layout.pending_key(backup_id))
+        return m
+
     def _fetch_verified(self, ref: ObjectRef) -> BinaryIO:
         """Download into a spool while hashing; ``ChecksumError`` unless size and sha256 match."""
         spool = _spool()
@@ -535,17 +575,25 @@ class Repository:
             members.close()
         raise IntegrityError(f"backup {backup_id!r}: {wanted.path!r} is in the index but not in the archive")
 
-    def verify(self, backup_id: str) -> VerifyResult:
+    def verify(self, backup_id: str, *, pending: bool = False) -> VerifyResult:
         """Check every checksum, decrypt and parse every document, and match index to archive.
 
         Returns the result when everything holds; raises the first problem otherwise
         (``ChecksumError``, ``DecryptionError``, ``IntegrityError``, ``IncompleteBackupError``).
+        ``pending=True`` verifies a captured backup that is not finalized yet.
         """
-        m = self.manifest(backup_id)
-        checks = [f"manifest present ({layout.manifest_key(backup_id)})"]
+        m = self.pending_manifest(backup_id) if pending else self.manifest(backup_id)
+        key = layout.pending_key(backup_id) if pending else layout.manifest_key(backup_id)
+        checks = [f"manifest present ({key})"]
         count, size = 0, 0
         counts: Counter[str] = Counter()
-        for entry, data in self._paired(backup_id):
+        archive = self._fetch_verified(m.archive)
+        try:
+            index = self._fetch_verified(m.index)
+        except BaseException:
+            archive.close()
+            raise
+        for entry, data in self._pair(m, archive, index):
             _parse(entry, data)
             count += 1
             size += len(data)
