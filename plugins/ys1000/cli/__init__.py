@@ -11,6 +11,7 @@ import logging
 import sys
 
 from ys1000.cli import engine as engine_cmd
+from ys1000.cli.common import UsageError
 from ys1000.cli import sandbox as sandbox_cmd
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
@@ -37,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except SystemExit:
         raise
+    except UsageError as exc:
+        print(f"ys1000: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except Exception as exc:  # one readable line for the operator; -v shows the traceback
         if args.verbose:
             raise

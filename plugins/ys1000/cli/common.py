@@ -14,6 +14,10 @@ from ys1000.repository import Repository, RepositoryConfig, open_repository
 KEY_ENV = "YS1000_REPO_KEY"
 
 
+class UsageError(Exception):
+    """Bad flags or inputs: exit code 2 with the message, no traceback."""
+
+
 def add_cluster_args(p, required: bool = True) -> None:
     p.add_argument("--kubeconfig", required=required and not os.environ.get("KUBECONFIG"),
                    default=os.environ.get("KUBECONFIG"), help="kubeconfig file (default $KUBECONFIG)")
@@ -36,7 +40,9 @@ def add_output_arg(p) -> None:
 
 def kube_from(args) -> Kube:
     if not args.kubeconfig:
-        raise SystemExit("ys1000: give --kubeconfig (or set KUBECONFIG)")
+        raise UsageError("give --kubeconfig (or set KUBECONFIG)")
+    if not Path(args.kubeconfig).is_file():
+        raise UsageError(f"kubeconfig {args.kubeconfig} does not exist")
     return Kube.from_kubeconfig(args.kubeconfig, args.context, name=args.context or Path(args.kubeconfig).stem)
 
 
@@ -49,7 +55,7 @@ def repo_config(args) -> RepositoryConfig:
             secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY"))
     if url.scheme in ("local", "file", ""):
         return RepositoryConfig(type="local", path=url.path if url.scheme else args.repo)
-    raise SystemExit(f"ys1000: --repo {args.repo!r}: expected s3://BUCKET[/PREFIX] or local:///DIR")
+    raise UsageError(f"--repo {args.repo!r}: expected s3://BUCKET[/PREFIX] or local:///DIR")
 
 
 def passphrase(args) -> str:
@@ -57,7 +63,7 @@ def passphrase(args) -> str:
         return args.key_file.read_text().strip()
     key = os.environ.get(KEY_ENV)
     if not key:
-        raise SystemExit(f"ys1000: the repository key is needed: set ${KEY_ENV} or give --key-file")
+        raise UsageError(f"the repository key is needed: set ${KEY_ENV} or give --key-file")
     return key
 
 
@@ -78,6 +84,6 @@ def parse_mapping(pairs: list[str] | None, what: str) -> dict[str, str]:
     for pair in pairs or []:
         old, sep, new = pair.partition("=")
         if not sep or not old or not new:
-            raise SystemExit(f"ys1000: {what} {pair!r}: expected OLD=NEW")
+            raise UsageError(f"{what} {pair!r}: expected OLD=NEW")
         out[old] = new
     return out

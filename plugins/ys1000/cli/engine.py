@@ -8,7 +8,7 @@ import yaml
 
 from ys1000.backup import BackupSpec, Limits, run_backup
 from ys1000.cli.common import (
-    add_cluster_args, add_output_arg, add_repo_args, emit, kube_from, parse_mapping, repo_config, repo_from,
+    UsageError, add_cluster_args, add_output_arg, add_repo_args, emit, kube_from, parse_mapping, repo_config, repo_from,
 )
 from ys1000.repository import check_connection, make_store
 from ys1000.restore import RestoreOptions, RestoreSpec, check_no_conflicts, run_restore
@@ -93,8 +93,8 @@ def register(sub) -> None:
 
 
 def _backup(args) -> int:
-    kube = kube_from(args)
     repo = repo_from(args, create=True)
+    kube = kube_from(args)
     bid = args.id or f"{args.plan}-{datetime.now(timezone.utc):%Y%m%d%H%M%S}"
     spec = BackupSpec(
         backup_id=bid, plan=args.plan, namespaces=args.namespace, namespace_globs=args.namespace_glob,
@@ -117,13 +117,13 @@ def _resolve_backup(repo, backup: str, plan: str | None) -> str:
         return backup
     entries = [e for e in repo.list_backups(plan) if e.status == "Completed"]
     if not entries:
-        raise SystemExit(f"ys1000: no completed backup{' of plan ' + plan if plan else ''} in the repository")
+        raise LookupError(f"no completed backup{' of plan ' + plan if plan else ''} in the repository")
     return entries[0].backup_id
 
 
 def _restore(args) -> int:
-    kube = kube_from(args)
     repo = repo_from(args)
+    kube = kube_from(args)
     spec = RestoreSpec(
         backup_id=_resolve_backup(repo, args.backup, args.plan),
         options=RestoreOptions(
@@ -171,12 +171,12 @@ def _show(args) -> int:
     if args.resource:
         parts = args.resource.split("/")
         if len(parts) not in (2, 3):
-            raise SystemExit("ys1000: --resource KIND/NAME or KIND/NAMESPACE/NAME")
+            raise UsageError("--resource KIND/NAME or KIND/NAMESPACE/NAME")
         kind, ns, name = (parts[0], None, parts[1]) if len(parts) == 2 else parts
         entry = next((e for e in repo.read_index(args.backup)
                       if e.kind.lower() == kind.lower() and e.namespace == ns and e.name == name), None)
         if entry is None:
-            raise SystemExit(f"ys1000: {args.resource} is not in backup {args.backup}")
+            raise LookupError(f"{args.resource} is not in backup {args.backup}")
         obj = repo.get_resource(args.backup, entry.group_resource, ns, name)
         if not args.show_secrets:
             obj = mask_secret(obj)

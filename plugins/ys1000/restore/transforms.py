@@ -90,13 +90,9 @@ def service(obj: dict, opt: RestoreOptions) -> dict:
     if obj.get("kind") != "Service":
         return obj
     spec = obj.get("spec") or {}
-    if spec.get("clusterIP") not in ("None", None):
+    if spec.get("clusterIP") != "None":  # headless Services keep "None"
         spec.pop("clusterIP", None)
         spec.pop("clusterIPs", None)
-    elif spec.get("clusterIP") == "None":
-        spec["clusterIPs"] = ["None"] if spec.get("clusterIPs") else spec.get("clusterIPs")
-        if spec["clusterIPs"] is None:
-            spec.pop("clusterIPs")
     spec.pop("healthCheckNodePort", None)
     if not opt.preserve_node_ports:
         for p in spec.get("ports") or []:
