@@ -91,7 +91,22 @@ class Kube:
 
     def request(self, method: str, path: str, *, query: dict | None = None, body: Any = None,
                 content_type: str | None = None, timeout: float = 60) -> Obj:
-        headers = {"Accept": "application/json"}
+        data = self._raw(method, path, query=query, body=body, content_type=content_type, timeout=timeout)
+        return json.loads(data) if data else {}
+
+    def pod_log(self, namespace: str, pod: str, container: str | None = None, tail_lines: int | None = None) -> str:
+        """A container's log as text (what ``kubectl logs`` shows), through the API server."""
+        query: dict[str, Any] = {}
+        if container:
+            query["container"] = container
+        if tail_lines is not None:
+            query["tailLines"] = tail_lines
+        return self._raw("GET", f"/api/v1/namespaces/{namespace}/pods/{pod}/log", query=query,
+                         accept="*/*").decode(errors="replace")
+
+    def _raw(self, method: str, path: str, *, query: dict | None = None, body: Any = None,
+             content_type: str | None = None, timeout: float = 60, accept: str = "application/json") -> bytes:
+        headers = {"Accept": accept}
         if body is not None:
             headers["Content-Type"] = content_type or "application/json"
         try:
@@ -108,8 +123,7 @@ class Kube:
             raise KubeError.from_api_exception(exc, method, path) from None
         except Exception as exc:  # connection refused, TLS, timeouts: worth a retry
             raise KubeError(0, "Unreachable", str(exc), method, path) from exc
-        data = resp[0].data if isinstance(resp, tuple) else resp.data
-        return json.loads(data) if data else {}
+        return resp[0].data if isinstance(resp, tuple) else resp.data
 
     def get(self, path: str, **query) -> Obj:
         return self.request("GET", path, query=query or None)

@@ -270,7 +270,7 @@ class BackupWriter:
 def _delete_order(key: str) -> int:
     if key.startswith(layout.CATALOG):
         return 0
-    if key.endswith("/" + layout.MANIFEST_NAME):
+    if key.endswith(("/" + layout.MANIFEST_NAME, "/" + layout.PENDING_NAME)):
         return 1
     return 2
 
@@ -422,6 +422,19 @@ class Repository:
         self.store.put(layout.catalog_key(m.plan, backup_id), entry.model_dump_json().encode(), retain_until=m.retain_until)
         self.store.delete(layout.pending_key(backup_id))
         return m
+
+    def discard_pending(self, backup_id: str) -> list[str]:
+        """Delete a captured backup that will not be finalized (its pipeline failed or was
+        cancelled); returns keys Object Lock keeps. A complete backup is refused."""
+        if self.store.exists(layout.manifest_key(backup_id)):
+            raise RepositoryError(f"backup {backup_id!r} is complete; use delete_backup")
+        left: list[str] = []
+        for key in sorted((o.key for o in self.store.list(layout.backup_prefix(backup_id))), key=_delete_order):
+            try:
+                self.store.delete(key)
+            except ObjectLocked:
+                left.append(key)
+        return left
 
     def _fetch_verified(self, ref: ObjectRef) -> BinaryIO:
         """Download into a spool while hashing; ``ChecksumError`` unless size and sha256 match."""

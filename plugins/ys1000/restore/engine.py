@@ -17,10 +17,10 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Literal
+from typing import Any, Callable, Literal
 
 from ys1000.kube import Discovery, Kube, KubeError, ResourceType
-from ys1000.kube.discovery import CRDS, NAMESPACES
+from ys1000.kube.discovery import CRDS, NAMESPACES, PVCS
 from ys1000.repository import Repository
 from ys1000.repository.manifest import IndexEntry
 from ys1000.restore.priorities import rank
@@ -55,6 +55,9 @@ class RestoreSpec:
     existing_policy: ExistingPolicy = "skip"
     dry_run: bool = False
     workers: int = 16
+    # volume data (ys1000.volumes.restore.VolumeRestorer): prepare(pvc, source_ns) edits each PVC
+    # before it is created; populate([(ns, name)]) fills the created ones before the workloads
+    volume_hooks: Any = None
 
 
 @dataclass
@@ -174,6 +177,9 @@ class Restorer:
                 done += len(items)
                 self.progress({"phase": "restore", "objects_done": done, "objects_total": total,
                                "current": group_resource})
+                if group_resource == PVCS.group_resource and self.spec.volume_hooks and not self.spec.dry_run:
+                    self.progress({"phase": "volumes", "objects_done": done, "objects_total": total})
+                    self.spec.volume_hooks.populate([(r.namespace, r.name) for r in results if r.action == "created"])
                 if group_resource == CRDS.group_resource and not self.spec.dry_run:
                     self._wait_crds_established([r.name for r in results if r.action in ("created", "updated", "skipped")])
         self.report.finished = _now()
@@ -211,6 +217,8 @@ class Restorer:
             return ItemResult(entry.kind, None, entry.name, "would-skip" if self.spec.dry_run else "skipped",
                               "dynamically provisioned: its claim is provisioned anew")
         obj = transform(obj, self.spec.options)
+        if entry.kind == "PersistentVolumeClaim" and self.spec.volume_hooks and not self.spec.dry_run:
+            obj = self.spec.volume_hooks.prepare(obj, entry.namespace)
         md = obj["metadata"]
         ns, name = md.get("namespace"), md["name"]
         rt = self._resource_type(entry)

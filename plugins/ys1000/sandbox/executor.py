@@ -85,6 +85,7 @@ class PodRun:
     # -- volumes ----------------------------------------------------------------------------
     def prepare_volumes(self, pv_dir_of) -> None:
         """Give every pod volume a directory; ``pv_dir_of(pv_dict)`` maps a PV to its directory."""
+        self.work_dir.mkdir(parents=True, exist_ok=True)
         for vol in self.pod["spec"].get("volumes") or []:
             name = vol["name"]
             target = self.work_dir / "volumes" / name
@@ -314,10 +315,11 @@ def _write_file(path: Path, data: bytes) -> None:
 
 def base_env(api_host: str, api_port: int) -> dict[str, str]:
     """What every executed container starts with: this host's PATH (venv first) and the API."""
-    venv_bin = str(Path(sys.executable).parent)
-    path = os.environ.get("PATH", "/usr/bin:/bin")
+    # the project's venv and bin/ (restic) first: what a mover image would have
+    first = [str(Path(sys.executable).parent), str(Path(__file__).resolve().parents[3] / "bin")]
+    rest = [p for p in os.environ.get("PATH", "/usr/bin:/bin").split(":") if p not in first]
     return {
-        "PATH": f"{venv_bin}:{path}" if venv_bin not in path.split(":") else path,
+        "PATH": ":".join(first + rest),
         "HOME": os.environ.get("HOME", "/root"),
         "LANG": "C.UTF-8",
         "PYTHONUNBUFFERED": "1",
