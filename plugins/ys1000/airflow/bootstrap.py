@@ -1,0 +1,156 @@
+"""Airflow objects ys1000 needs besides DAGs: one pool per cluster, and for the sandbox the
+connections and Variable pointing at it.
+
+- ``ensure_pools(config)``: one pool per configured cluster (``ys1000_cluster_<name>``, 1 slot) so
+  jobs on the same cluster queue visibly instead of colliding (F32). Needs an initialised
+  metadata database (``airflow db migrate``); existing pools keep their slot count.
+- ``sandbox_connections(sandbox_dir)`` / ``sandbox_env(sandbox_dir)``: the sandbox's clusters and
+  S3 as Airflow connections (``kubernetes`` with ``kube_config_path``; ``aws`` with keys,
+  ``endpoint_url`` and ``region_name``) and the repository key Variable, as
+  ``AIRFLOW_CONN_<ID>`` / ``AIRFLOW_VAR_<NAME>`` environment variables: tests and the demo need
+  no database writes for them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ys1000.config import Config
+
+SANDBOX_REPO_KEY = "ys1000-sandbox-demo-key"  # the sandbox only; real repositories use their own
+SANDBOX_KEY_VARIABLE = "ys1000_repo_key"
+SANDBOX_CLUSTER_CONNECTIONS = {"source": "ys1000_source", "target": "ys1000_target"}
+SANDBOX_S3_CONNECTION = "ys1000_s3"
+
+
+def pool_name(cluster: str) -> str:
+    from ys1000.airflow.dagfactory import pool_for
+
+    return pool_for(cluster)
+
+
+def ensure_pools(config: "Config", slots: int = 1) -> list[str]:
+    """Create the missing cluster pools (``slots`` each); returns the names created."""
+    from airflow.models.pool import Pool
+    from airflow.utils.session import create_session
+
+    created: list[str] = []
+    with create_session() as session:
+        existing = {p.pool for p in session.query(Pool).all()}
+        for cluster, spec in config.clusters.items():
+            name = pool_name(cluster)
+            if name in existing:
+                continue
+            session.add(Pool(pool=name, slots=slots, include_deferred=False,
+                             description=f"ys1000: jobs on cluster {cluster} (connection {spec.connection_id}) "
+                                         "run one at a time"))
+            created.append(name)
+    return created
+
+
+@dataclass(frozen=True)
+class ConnectionDef:
+    """An Airflow connection as data (``to_env`` gives the ``AIRFLOW_CONN_<ID>`` JSON form)."""
+
+    conn_id: str
+    conn_type: str
+    login: str | None = None
+    password: str | None = None
+    extra: dict[str, Any] | None = None
+    description: str = ""
+
+    def to_json(self) -> str:
+        data: dict[str, Any] = {"conn_type": self.conn_type}
+        if self.login is not None:
+            data["login"] = self.login
+        if self.password is not None:
+            data["password"] = self.password
+        if self.extra:
+            data["extra"] = self.extra
+        if self.description:
+            data["description"] = self.description
+        return json.dumps(data)
+
+    @property
+    def env_name(self) -> str:
+        return f"AIRFLOW_CONN_{self.conn_id.upper()}"
+
+
+def kubernetes_connection(conn_id: str, kubeconfig: str | Path, context: str | None = None) -> ConnectionDef:
+    extra: dict[str, Any] = {"kube_config_path": str(kubeconfig)}
+    if context:
+        extra["cluster_context"] = context
+    return ConnectionDef(conn_id, "kubernetes", extra=extra, description="ys1000 cluster")
+
+
+def s3_connection(conn_id: str, *, endpoint_url: str | None, access_key: str, secret_key: str,
+                  region: str) -> ConnectionDef:
+    extra: dict[str, Any] = {"region_name": region}
+    if endpoint_url:
+        extra["endpoint_url"] = endpoint_url
+    return ConnectionDef(conn_id, "aws", login=access_key, password=secret_key, extra=extra,
+                         description="ys1000 repository")
+
+
+def sandbox_connections(sandbox_dir: str | Path) -> tuple[list[ConnectionDef], dict[str, str]]:
+    """Connections (``ys1000_source``, ``ys1000_target``, ``ys1000_s3``) and Variables
+    (``ys1000_repo_key``) for the sandbox running in ``sandbox_dir``."""
+    from ys1000.sandbox import supervisor
+    from ys1000.sandbox.s3 import S3Endpoint
+
+    root = Path(sandbox_dir)
+    info = supervisor.status(root)
+    if not info:
+        raise RuntimeError(f"no sandbox is running in {root} (start one with `ys1000 sandbox up`)")
+    conns = [kubernetes_connection(conn_id, info["clusters"][name]["kubeconfig"])
+             for name, conn_id in SANDBOX_CLUSTER_CONNECTIONS.items()]
+    s3 = S3Endpoint.from_env_file(Path(info["s3"]["env_file"]))
+    conns.append(s3_connection(SANDBOX_S3_CONNECTION, endpoint_url=s3.endpoint_url, access_key=s3.access_key,
+                               secret_key=s3.secret_key, region=s3.region))
+    return conns, {SANDBOX_KEY_VARIABLE: SANDBOX_REPO_KEY}
+
+
+def connection_env(connections: list[ConnectionDef], variables: dict[str, str]) -> dict[str, str]:
+    """``AIRFLOW_CONN_<ID>`` / ``AIRFLOW_VAR_<NAME>`` entries for connections and Variables."""
+    env = {c.env_name: c.to_json() for c in connections}
+    env.update({f"AIRFLOW_VAR_{k.upper()}": v for k, v in variables.items()})
+    return env
+
+
+def sandbox_env(sandbox_dir: str | Path) -> dict[str, str]:
+    """The environment that makes the sandbox's connections and Variable visible to Airflow."""
+    return connection_env(*sandbox_connections(sandbox_dir))
+
+
+def apply_env(env: dict[str, str]) -> None:
+    """Export ``env`` into this process (children inherit it)."""
+    os.environ.update(env)
+
+
+def shell_exports(env: dict[str, str]) -> str:
+    """``export NAME='value'`` lines (for ``eval`` in a shell, e.g. the demo)."""
+    import shlex
+
+    return "\n".join(f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items()))
+
+
+def run_ensure_pools(config_dir: str | Path | None = None) -> int:
+    """CLI logic (``ys1000 airflow pools``): create the cluster pools of the configuration."""
+    from ys1000.config import default_config_dir, load_config
+
+    config = load_config(Path(config_dir) if config_dir else default_config_dir())
+    created = ensure_pools(config)
+    for name in sorted(pool_name(c) for c in config.clusters):
+        print(f"pool {name}: {'created' if name in created else 'exists'}")
+    return 0
+
+
+def run_sandbox_env(sandbox_dir: str | Path) -> int:
+    """CLI logic (``ys1000 airflow sandbox-env DIR``): print the sandbox's connection exports."""
+    print(shell_exports(sandbox_env(sandbox_dir)))
+    return 0

@@ -1,0 +1,369 @@
+"""Plans in ``config/`` → Airflow DAGs.
+
+- ``BackupPlan``  → ``ys1000_backup__<plan>``: preflight → capture → verify → commit → retention
+  (volume and hook tasks slot in between capture and verify later).
+- ``RestorePlan`` → ``ys1000_restore__<plan>``: preflight → restore.
+- one generic ``ys1000_restore`` DAG (no schedule) whose trigger form (Params) asks for the backup,
+  target cluster, mappings, selection, existing-resource policy and dry run.
+- ``MigrationPlan``: not built yet (a later issue adds ``ys1000_migrate__<plan>``).
+
+Cheap to parse: the factory reads YAML and builds DAG objects; no cluster, S3, database or
+Variable access (operators resolve connections in ``execute``, providers are imported there).
+When a task runs, ``get_parsing_context().dag_id`` names the DAG, and only that one is built.
+
+Broken plan files. Airflow keys import errors by the *Python file* that was parsed, and it marks
+every DAG defined by a file that has an import error stale (``DagModel.is_stale``,
+``has_import_errors``: the scheduler stops them). So a broken plan must not raise in the factory
+file, or one bad plan would stop every plan. Instead:
+
+- ``dags/ys1000_dags.py`` (``register``) builds the DAGs of every valid plan and skips broken ones;
+- ``dags/ys1000_config_errors.py`` (``raise_plan_errors``) defines no DAG and raises one
+  ``PlanConfigError`` listing each broken plan file with its field, value and what is allowed.
+  Its import error is what the UI's "Import errors" panel shows; as the file defines no DAG, the
+  other plans' DAGs stay active. When every plan is fixed, the file parses cleanly and the
+  error disappears.
+
+Errors in ``clusters.yaml``/``repositories.yaml``/``policies.yaml`` invalidate every plan, so
+then the factory file itself raises (one import error; no plan DAG is trustworthy).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow.sdk import DAG
+
+    from ys1000.config import BackupPlan, Config, RestorePlan
+
+GENERIC_RESTORE_DAG_ID = "ys1000_restore"
+START_DATE = datetime(2024, 1, 1, tzinfo=timezone.utc)  # fixed: keeps the serialized DAG stable
+POOL_PREFIX = "ys1000_cluster_"
+
+RETRIES = 3
+RETRY_DELAY = timedelta(seconds=30)
+RETRY_BACKOFF = 2.0  # 30 s, 60 s, 120 s
+MAX_RETRY_DELAY = timedelta(minutes=10)
+
+#: ``execution_timeout`` per task id.
+TIMEOUTS = {
+    "preflight": timedelta(minutes=10),
+    "capture": timedelta(hours=2),
+    "verify": timedelta(hours=1),
+    "commit": timedelta(minutes=10),
+    "retention": timedelta(minutes=30),
+    "restore": timedelta(hours=4),
+}
+
+
+class PlanConfigError(ValueError):
+    """One or more plan files are invalid; the message names each file, field and problem."""
+
+
+def pool_for(cluster: str) -> str:
+    """The Airflow pool of a cluster (one slot: jobs on one cluster queue, F32)."""
+    return f"{POOL_PREFIX}{cluster}"
+
+
+@dataclass
+class Loaded:
+    """What the factory built: DAGs by id, and errors by plan file (display path → message)."""
+
+    config_dir: Path
+    dags: dict[str, "DAG"] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def _resolve_dir(config_dir: str | Path | None) -> Path:
+    from ys1000.config import default_config_dir
+
+    return Path(config_dir) if config_dir else default_config_dir()
+
+
+def load(config_dir: str | Path | None = None, *, only_dag_id: str | None = None) -> Loaded:
+    """Build the DAGs of every valid plan (only ``only_dag_id`` when given) and collect the errors
+    of broken plan files. Raises ``ConfigError`` when the shared config files are invalid."""
+    from ys1000.config import BackupPlan, ConfigError, MigrationPlan, RestorePlan, load_plans
+    from ys1000.config.loader import display_path
+
+    cdir = _resolve_dir(config_dir).resolve()
+    config, results = load_plans(cdir)
+    out = Loaded(cdir)
+    for path, result in results.items():
+        shown = display_path(path, cdir)
+        if isinstance(result, ConfigError):
+            out.errors[shown] = str(result)
+            continue
+        plan = result
+        if isinstance(plan, MigrationPlan):
+            continue  # migration DAGs come with the migration issue
+        if only_dag_id and plan.dag_id != only_dag_id:
+            continue
+        try:
+            if isinstance(plan, BackupPlan):
+                out.dags[plan.dag_id] = backup_dag(plan, config, path)
+            elif isinstance(plan, RestorePlan):
+                out.dags[plan.dag_id] = restore_plan_dag(plan, config, path)
+        except Exception as exc:  # a plan that validates but cannot become a DAG: that file only
+            out.errors[shown] = f"{shown}: cannot build DAG {plan.dag_id}: {type(exc).__name__}: {exc}"
+    if (not only_dag_id or only_dag_id == GENERIC_RESTORE_DAG_ID) and config.repositories and config.clusters:
+        out.dags[GENERIC_RESTORE_DAG_ID] = generic_restore_dag(config)
+    return out
+
+
+def build_dags(config_dir: str | Path | None = None) -> dict[str, "DAG"]:
+    """Every DAG the configuration defines (broken plan files are skipped; see ``plan_errors``)."""
+    return load(config_dir).dags
+
+
+def plan_errors(config_dir: str | Path | None = None) -> dict[str, str]:
+    """Broken plan files: display path → message naming the file, field and problem."""
+    return load(config_dir).errors
+
+
+def _parsing_dag_id() -> str | None:
+    from airflow.sdk import get_parsing_context
+
+    return get_parsing_context().dag_id
+
+
+def register(globals_dict: dict[str, Any], config_dir: str | Path | None = None) -> dict[str, "DAG"]:
+    """For the factory entry file: put the DAGs into the module's globals (Airflow finds them
+    there). When a task runs, only the DAG being run is built."""
+    dag_id = _parsing_dag_id()
+    loaded = load(config_dir, only_dag_id=dag_id)
+    if dag_id and dag_id not in loaded.dags:  # not one of ours (or renamed): build all
+        loaded = load(config_dir)
+    for dag_id, dag in loaded.dags.items():
+        globals_dict[re.sub(r"\W", "_", dag_id)] = dag
+    return loaded.dags
+
+
+def raise_plan_errors(config_dir: str | Path | None = None) -> None:
+    """For the errors entry file: raise ``PlanConfigError`` listing every broken plan file."""
+    if _parsing_dag_id():
+        return  # a task is running: it only needs its own DAG, from the factory file
+    try:
+        loaded = load(config_dir)
+    except Exception:
+        return  # the shared config is broken: the factory file reports that
+    if loaded.errors:
+        n = len(loaded.errors)
+        raise PlanConfigError(
+            f"{n} plan file{'s' if n > 1 else ''} in {loaded.config_dir} {'are' if n > 1 else 'is'} invalid "
+            "(their DAGs are not built; the other plans' DAGs are unaffected):\n"
+            + "\n".join(loaded.errors.values()))
+
+
+# -- DAGs ---------------------------------------------------------------------------------------
+
+
+def _default_args(owner: str, pool: str | None) -> dict[str, Any]:
+    args: dict[str, Any] = {
+        "owner": owner,
+        "retries": RETRIES,
+        "retry_delay": RETRY_DELAY,
+        "retry_exponential_backoff": RETRY_BACKOFF,
+        "max_retry_delay": MAX_RETRY_DELAY,
+    }
+    if pool:
+        args["pool"] = pool
+    return args
+
+
+def _doc_backup(plan: "BackupPlan", config: "Config", path: Path) -> str:
+    policy = config.policy_for(plan)
+    policy_name = plan.policy if isinstance(plan.policy, str) else "inline"
+    ns = plan.namespaces
+    sel = ", ".join([*ns.names, *ns.globs] + ([f"selector `{ns.selector}`"] if ns.selector else []))
+    repo = config.repositories[plan.repository]
+    lines = [
+        f"### Backup plan `{plan.name}`",
+        "",
+        plan.description or "",
+        "",
+        f"- **Cluster**: `{plan.cluster}` (connection `{config.clusters[plan.cluster].connection_id}`, "
+        f"pool `{pool_for(plan.cluster)}`)",
+        f"- **Repository**: `{plan.repository}` ({repo.describe()})",
+        f"- **Namespaces**: {sel}",
+        f"- **Policy** ({policy_name}): scope `{policy.scope}`, method `{policy.method}`, "
+        f"schedule: {policy.schedule.describe()}, retention {_fmt(policy.retention)}",
+        f"- **Limits**: {plan.limits.max_namespaces} namespaces, {plan.limits.max_pods} pods, "
+        f"{plan.limits.max_pvcs} PVCs",
+        f"- **Plan file**: `{path}`",
+        "",
+        "Tasks: `preflight` (connections, namespaces, limits) → `capture` (resources into a pending "
+        "backup) → `verify` (checksums, decryption, documents) → `commit` (manifest: the backup is "
+        "complete) → `retention` (old and incomplete backups removed).",
+    ]
+    return "\n".join(lines)
+
+
+def _fmt(td: timedelta) -> str:
+    from ys1000.config import format_duration
+
+    return format_duration(td)
+
+
+def backup_dag(plan: "BackupPlan", config: "Config", path: Path) -> "DAG":
+    """``ys1000_backup__<plan>``: preflight → capture → verify → commit → retention."""
+    from airflow.sdk import DAG
+
+    from ys1000.airflow.operators import (
+        BackupPreflightOperator,
+        CaptureResourcesOperator,
+        CommitBackupOperator,
+        RetentionOperator,
+        VerifyBackupOperator,
+    )
+    from ys1000.config import to_timetable
+
+    common = {"plan": plan.name, "config_dir": str(config.config_dir)}
+    with DAG(
+        auto_register=False,  # found through the factory module's globals only
+        dag_id=plan.dag_id,
+        schedule=to_timetable(config.schedule_for(plan)),
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        tags=list(dict.fromkeys(["ys1000", "backup", plan.cluster, *plan.tags])),
+        doc_md=_doc_backup(plan, config, path),
+        description=(plan.description or f"Back up {plan.cluster}")[:200],
+        default_args=_default_args(plan.owner, pool_for(plan.cluster)),
+    ) as dag:
+        ops = [
+            BackupPreflightOperator(task_id="preflight", execution_timeout=TIMEOUTS["preflight"], **common),
+            CaptureResourcesOperator(task_id="capture", execution_timeout=TIMEOUTS["capture"], **common),
+            VerifyBackupOperator(task_id="verify", execution_timeout=TIMEOUTS["verify"], **common),
+            CommitBackupOperator(task_id="commit", execution_timeout=TIMEOUTS["commit"], **common),
+            RetentionOperator(task_id="retention", execution_timeout=TIMEOUTS["retention"], **common),
+        ]
+        for upstream, downstream in zip(ops, ops[1:]):
+            upstream >> downstream
+    return dag
+
+
+def restore_plan_dag(plan: "RestorePlan", config: "Config", path: Path) -> "DAG":
+    """``ys1000_restore__<plan>``: preflight (resolves ``latest``) → restore."""
+    from airflow.sdk import DAG
+
+    from ys1000.airflow.operators import RestoreOperator, RestorePreflightOperator
+    from ys1000.config import to_timetable
+
+    doc = "\n".join([
+        f"### Restore plan `{plan.name}`", "", plan.description or "", "",
+        f"- **Backup**: `{plan.backup.id}` of plan `{plan.backup.plan}` in repository `{plan.repository}`",
+        f"- **Target cluster**: `{plan.target_cluster}` (pool `{pool_for(plan.target_cluster)}`)",
+        f"- **Namespace mapping**: {plan.namespace_mapping or 'none'}",
+        f"- **StorageClass mapping**: {plan.storage_class_mapping or 'none'}",
+        f"- **Existing resources**: {plan.existing_resource_policy}; remove node constraints: "
+        f"{plan.remove_node_constraints}; dry run: {plan.dry_run}",
+        f"- **Plan file**: `{path}`",
+    ])
+    common = {"restore_plan": plan.name, "config_dir": str(config.config_dir)}
+    with DAG(
+        auto_register=False,  # found through the factory module's globals only
+        dag_id=plan.dag_id,
+        schedule=to_timetable(config.schedule_for(plan)),
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        tags=list(dict.fromkeys(["ys1000", "restore", plan.target_cluster, *plan.tags])),
+        doc_md=doc,
+        description=(plan.description or f"Restore into {plan.target_cluster}")[:200],
+        default_args=_default_args(plan.owner, pool_for(plan.target_cluster)),
+    ) as dag:
+        pre = RestorePreflightOperator(task_id="preflight", execution_timeout=TIMEOUTS["preflight"], **common)
+        run = RestoreOperator(task_id="restore", execution_timeout=TIMEOUTS["restore"],
+                              backup="{{ ti.xcom_pull(task_ids='preflight', key='backup_id') }}", **common)
+        pre >> run
+    return dag
+
+
+def restore_params(config: "Config") -> dict[str, Any]:
+    """The generic restore DAG's trigger form."""
+    from airflow.sdk import Param
+
+    repos = list(config.repositories)
+    clusters = list(config.clusters)
+    plans = sorted(config.backup_plans) or None
+    return {
+        "backup": Param("latest", type="string", minLength=1, title="Backup",
+                        description="A backup id from the backup list, or 'latest' for the newest completed "
+                                    "backup of the plan below."),
+        "plan": Param(None, type=["null", "string"], title="Backup plan",
+                      description="With backup 'latest': the backup plan whose newest backup to restore "
+                                  "(e.g. " + ", ".join(plans or ["wordpress-backup"]) + ")."),
+        "repository": Param(repos[0], type="string", enum=repos, title="Repository",
+                            description="The repository holding the backup (repositories.yaml)."),
+        "target_cluster": Param(clusters[0], type="string", enum=clusters, title="Target cluster",
+                                description="The cluster to restore into (clusters.yaml); its image registry "
+                                            "rewrite applies."),
+        "namespaces": Param([], type="array", items={"type": "string"}, title="Namespaces",
+                            description="Restore only these namespaces of the backup (empty: all)."),
+        "namespace_mapping": Param({}, type="object", additionalProperties={"type": "string"},
+                                   title="Namespace mapping",
+                                   description="Restore namespace OLD as NEW, e.g. {\"wordpress\": \"wordpress-copy\"}."),
+        "storage_class_mapping": Param({}, type="object", additionalProperties={"type": "string"},
+                                       title="StorageClass mapping",
+                                       description="Provision PVCs of StorageClass OLD in NEW."),
+        "include_kinds": Param([], type="array", items={"type": "string"}, title="Include kinds",
+                               description="Restore only these kinds (e.g. Deployment, ConfigMap); empty: all."),
+        "exclude_kinds": Param([], type="array", items={"type": "string"}, title="Exclude kinds",
+                               description="Never restore these kinds."),
+        "resources": Param([], type="array", items={"type": "string"}, title="Resources",
+                           description="Restore only these objects: 'Kind/namespace/name' or 'Kind/name'."),
+        "remove_node_constraints": Param(False, type="boolean", title="Remove node constraints",
+                                         description="Drop nodeSelector, nodeName and affinity (other cluster)."),
+        "existing_resource_policy": Param("skip", type="string", enum=["skip", "update", "fail"],
+                                          title="Existing resources",
+                                          description="What to do with objects that already exist: skip them, "
+                                                      "update them to the backed-up version, or fail them."),
+        "dry_run": Param(False, type="boolean", title="Dry run",
+                         description="Only report what would be done (the API server validates each object)."),
+    }
+
+
+def generic_restore_dag(config: "Config") -> "DAG":
+    """``ys1000_restore``: an on-demand restore whose arguments come from the trigger form."""
+    from airflow.sdk import DAG
+
+    from ys1000.airflow.operators import RestoreOperator, RestorePreflightOperator
+
+    args = {
+        "backup": "{{ params.backup }}", "plan": "{{ params.plan }}",
+        "repository": "{{ params.repository }}", "target_cluster": "{{ params.target_cluster }}",
+        "namespaces": "{{ params.namespaces }}", "namespace_mapping": "{{ params.namespace_mapping }}",
+        "storage_class_mapping": "{{ params.storage_class_mapping }}",
+        "include_kinds": "{{ params.include_kinds }}", "exclude_kinds": "{{ params.exclude_kinds }}",
+        "resource_refs": "{{ params.resources }}", "remove_node_constraints": "{{ params.remove_node_constraints }}",
+        "existing_resource_policy": "{{ params.existing_resource_policy }}", "dry_run": "{{ params.dry_run }}",
+        "config_dir": str(config.config_dir),
+    }
+    with DAG(
+        auto_register=False,  # found through the factory module's globals only
+        dag_id=GENERIC_RESTORE_DAG_ID,
+        schedule=None,
+        start_date=START_DATE,
+        catchup=False,
+        tags=["ys1000", "restore"],
+        params=restore_params(config),
+        render_template_as_native_obj=True,
+        description="Restore a backup into a cluster (on demand, from the trigger form)",
+        doc_md="### Restore a backup\n\nTrigger with the form: choose the backup (an id or `latest` of a "
+               "plan), the target cluster, mappings and filters, the existing-resource policy and whether "
+               "to dry-run. `preflight` checks the cluster, repository and backup; `restore` applies it and "
+               "fails (without retry) when any object failed, listing each with its reason.\n\n"
+               "The target cluster is chosen per run, so these tasks use the default pool, not a "
+               "cluster pool.",
+        default_args=_default_args("ys1000", None),
+    ) as dag:
+        pre = RestorePreflightOperator(task_id="preflight", execution_timeout=TIMEOUTS["preflight"], **args)
+        run = RestoreOperator(task_id="restore", execution_timeout=TIMEOUTS["restore"],
+                              **{**args, "backup": "{{ ti.xcom_pull(task_ids='preflight', key='backup_id') }}"})
+        pre >> run
+    return dag
