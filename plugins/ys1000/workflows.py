@@ -34,7 +34,8 @@ def backup_with_volumes(kube: Kube, repo: Repository, repo_cfg: RepositoryConfig
 
 
 def restore_with_volumes(kube: Kube, repo: Repository, repo_cfg: RepositoryConfig, spec: RestoreSpec,
-                         same_cluster: bool, volume_opts: VolumeRestoreOptions | None = None) -> RestoreReport:
+                         same_cluster: bool, volume_opts: VolumeRestoreOptions | None = None,
+                         progress=None, cancel=None) -> RestoreReport:
     """Restore resources; PVCs get their data (snapshot or restic) before the workloads start."""
     manifest = repo.manifest(spec.backup_id)
     if manifest.volumes and not spec.dry_run:
@@ -42,4 +43,4 @@ def restore_with_volumes(kube: Kube, repo: Repository, repo_cfg: RepositoryConfi
         opts.same_cluster = same_cluster
         spec.volume_hooks = VolumeRestorer(kube, repo_cfg, repo.restic_password(), manifest.volumes,
                                            spec.options.namespace_mapping, spec.restore_id, opts)
-    return run_restore(kube, repo, spec)
+    return run_restore(kube, repo, spec, progress=progress, cancel=cancel)

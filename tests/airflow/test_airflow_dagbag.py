@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 from af_helpers import copy_config, write_plan
 
-BACKUP_TASKS = ["preflight", "capture", "verify", "commit", "retention"]
+BACKUP_TASKS = ["preflight", "capture", "volumes", "verify", "commit", "retention"]
 EXPECTED = {
     "ys1000_backup__wordpress-backup": BACKUP_TASKS,
     "ys1000_restore__wordpress-restore": ["preflight", "restore"],

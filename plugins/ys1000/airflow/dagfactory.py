@@ -53,6 +53,7 @@ MAX_RETRY_DELAY = timedelta(minutes=10)
 TIMEOUTS = {
     "preflight": timedelta(minutes=10),
     "capture": timedelta(hours=2),
+    "volumes": timedelta(hours=4),
     "verify": timedelta(hours=1),
     "commit": timedelta(minutes=10),
     "retention": timedelta(minutes=30),
@@ -210,7 +211,7 @@ def _fmt(td: timedelta) -> str:
 
 
 def backup_dag(plan: "BackupPlan", config: "Config", path: Path) -> "DAG":
-    """``ys1000_backup__<plan>``: preflight → capture → verify → commit → retention."""
+    """``ys1000_backup__<plan>``: preflight → capture → volumes [→ wait → export] → verify → commit → retention."""
     from airflow.sdk import DAG
 
     from ys1000.airflow.operators import (
@@ -219,6 +220,7 @@ def backup_dag(plan: "BackupPlan", config: "Config", path: Path) -> "DAG":
         CommitBackupOperator,
         RetentionOperator,
         VerifyBackupOperator,
+        VolumeDataOperator,
     )
     from ys1000.config import to_timetable
 
@@ -238,13 +240,39 @@ def backup_dag(plan: "BackupPlan", config: "Config", path: Path) -> "DAG":
         ops = [
             BackupPreflightOperator(task_id="preflight", execution_timeout=TIMEOUTS["preflight"], **common),
             CaptureResourcesOperator(task_id="capture", execution_timeout=TIMEOUTS["capture"], **common),
+            VolumeDataOperator(task_id="volumes", execution_timeout=TIMEOUTS["volumes"], **common),
+            *(export := _export_at(plan, config, common)),
             VerifyBackupOperator(task_id="verify", execution_timeout=TIMEOUTS["verify"], **common),
-            CommitBackupOperator(task_id="commit", execution_timeout=TIMEOUTS["commit"], **common),
+            CommitBackupOperator(task_id="commit", execution_timeout=TIMEOUTS["commit"],
+                                 volumes_task="export" if export else "volumes", **common),
             RetentionOperator(task_id="retention", execution_timeout=TIMEOUTS["retention"], **common),
         ]
         for upstream, downstream in zip(ops, ops[1:]):
             upstream >> downstream
     return dag
+
+
+def _export_at(plan: "BackupPlan", config: "Config", common: dict) -> list:
+    """Export 'selected at a set time': a deferred wait (no worker slot held), then the export."""
+    policy = config.policy_for(plan)
+    if policy.method != "snapshot_export" or policy.export is None or policy.export.mode != "selected_at":
+        return []
+    from airflow.providers.standard.sensors.date_time import DateTimeSensor
+
+    from ys1000.airflow.operators import VolumeDataOperator
+
+    at = policy.export.at
+    tz = getattr(config.schedule_for(plan), "timezone", "UTC")
+    # the next HH:MM (in the schedule's zone) after the run started
+    target = ("{{ (dag_run.start_date.in_timezone('%s').replace(hour=%d, minute=%d, second=0, microsecond=0)"
+              " if dag_run.start_date.in_timezone('%s').replace(hour=%d, minute=%d, second=0, microsecond=0)"
+              " > dag_run.start_date else dag_run.start_date.in_timezone('%s').replace(hour=%d, minute=%d,"
+              " second=0, microsecond=0).add(days=1)).isoformat() }}") % (tz, at.hour, at.minute, tz, at.hour,
+                                                                            at.minute, tz, at.hour, at.minute)
+    return [
+        DateTimeSensor(task_id="wait_for_export_time", target_time=target, deferrable=True),
+        VolumeDataOperator(task_id="export", export_phase=True, execution_timeout=TIMEOUTS["volumes"], **common),
+    ]
 
 
 def restore_plan_dag(plan: "RestorePlan", config: "Config", path: Path) -> "DAG":

@@ -336,6 +336,104 @@ class CaptureResourcesOperator(_BackupPlanOperator):
         self._remove_pending()
 
 
+class VolumeDataOperator(_BackupPlanOperator):
+    """Protect the data of the backup's PVCs by the policy's method (and per-PVC overrides):
+    restic mover Jobs (file copy), CSI snapshots, or snapshots exported by movers.
+
+    Runs between capture and verify; XCom: the volume records that ``commit`` writes into the
+    manifest. With export mode ``selected_at`` only snapshots are taken here; the ``export`` task
+    uploads the selected ones after the DAG's deferred wait. ``on_kill`` deletes the run's mover
+    Jobs and their Secrets.
+    """
+
+    def __init__(self, *, export_phase: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.export_phase = export_phase
+
+    def volume_options(self, context: Any):
+        from ys1000.volumes import VolumeOptions
+
+        p = self.plan_obj
+        policy = self.config.policy_for(p)
+        cluster = self.cluster_spec(p.cluster)
+        now = datetime.now(timezone.utc).time()
+        limit = cluster.bandwidth.limit_at(now) if cluster.bandwidth else None
+        export = policy.export
+        export_pvcs = None
+        if export is not None and export.mode in ("selected_now", "selected_at"):
+            export_pvcs = list(export.pvcs)
+        if export is not None and export.mode == "selected_at" and not self.export_phase:
+            export_pvcs = []  # snapshots now, export after the wait
+        return VolumeOptions(
+            method=policy.method, per_pvc=dict(p.volumes), export_pvcs=export_pvcs, image=cluster.mover_image,
+            max_concurrent=cluster.max_concurrent_movers, limit_upload_kib=limit, limit_download_kib=limit,
+            run_id=f"{context['dag_run'].run_id}/{self.task_id}", cluster_name=p.cluster)
+
+    def execute(self, context: Any) -> list[dict]:
+        from ys1000.backup import preflight
+        from ys1000.volumes import MoverRunner, backup_volumes, export_later
+
+        p = self.plan_obj
+        bid = self.backup_id(context)
+        spec = self.backup_spec(bid)
+        if spec.scope == "resources":
+            self.log.info("scope 'resources': no volume data to protect")
+            return []
+        kube = self.kube(p.cluster)
+        repo = self.repository(p.repository)
+        opts = self.volume_options(context)
+        if opts.limit_upload_kib:
+            self.log.info("bandwidth window of cluster %s in force: movers limited to %d KiB/s", p.cluster,
+                          opts.limit_upload_kib)
+        runner = MoverRunner(kube, opts.max_concurrent, on_progress=self._mover_progress)
+        with self._state_lock:
+            if self.cancel.is_set():
+                raise Cancelled("cancelled before the volume data was copied")
+            self._runner = runner
+            self._running = True
+        try:
+            with engine_errors(f"volume data of backup {bid}"):
+                if self.export_phase:
+                    records = context["ti"].xcom_pull(task_ids="volumes") or []
+                    records = export_later(kube, self._repo_config(), repo.restic_password(), records, bid,
+                                           p.name, opts, runner)
+                else:
+                    inventory = preflight(kube, spec)
+                    nodes = {key: use.node for key, use in inventory.volumes.items()}
+                    records = backup_volumes(kube, self._repo_config(), repo.restic_password(), inventory.pvcs,
+                                             nodes, bid, p.name, opts, runner,
+                                             progress=self._progress_logger(f"volumes of {bid}"))
+        except InterruptedError as exc:
+            raise Cancelled(f"volume copy of backup {bid} cancelled; its mover Jobs and Secrets were deleted") from exc
+        finally:
+            with self._state_lock:
+                self._running = False
+        for r in records:
+            data = r.get("restic") or {}
+            how = "+".join(k for k in ("csi", "restic") if k in r) or "skipped"
+            self.log.info("  %s/%s: %s%s", r["namespace"], r["pvc"], how,
+                          f", {_size(data.get('total_bytes'))} ({_size(data.get('bytes_added'))} new)" if data else "")
+        return records
+
+    _runner = None
+
+    def _repo_config(self):
+        from ys1000.airflow.connections import repository_config_for
+
+        p = self.plan_obj
+        return repository_config_for(p.repository, self.repository_spec(p.repository))
+
+    def _mover_progress(self, spec, progress: dict) -> None:
+        self.log.info("mover %s/%s: %s of %s bytes, %s of %s files", spec.namespace, spec.pvc,
+                      progress.get("bytes_done"), progress.get("bytes_total"), progress.get("files_done"),
+                      progress.get("files_total"))
+
+    def cleanup(self) -> None:
+        if self._runner is not None:
+            for name in self._runner.cancel_all():
+                self.log.info("deleted mover Job and Secret %s", name)
+
+
 class VerifyBackupOperator(_BackupPlanOperator):
     """Verify the captured backup: checksums, decryption, every document, index ↔ archive."""
 
@@ -363,22 +461,24 @@ class VerifyBackupOperator(_BackupPlanOperator):
 
 
 class CommitBackupOperator(_BackupPlanOperator):
-    """Write the manifest (last) and the catalog entry: from now on the backup counts as complete.
-    XCom and the log: the run's summary (backup id, counts, sizes)."""
+    """Write the manifest (last, with the volume records of ``volumes_task``) and the catalog
+    entry: from now on the backup counts as complete. XCom and the log: the run's summary."""
 
     template_fields: Sequence[str] = ("plan", "backup_id_value")
 
     def __init__(self, *, backup_id: str = "{{ ti.xcom_pull(task_ids='capture', key='backup_id') }}",
-                 **kwargs: Any) -> None:
+                 volumes_task: str | None = "volumes", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.backup_id_value = backup_id
+        self.volumes_task = volumes_task
 
     def execute(self, context: Any) -> dict:
         p = self.plan_obj
         bid = self.backup_id_value or self.backup_id(context)
         repo = self.repository(p.repository)
+        volumes = context["ti"].xcom_pull(task_ids=self.volumes_task) if self.volumes_task else None
         with engine_errors(f"commit of backup {bid}"):
-            m = repo.finalize_backup(bid)
+            m = repo.finalize_backup(bid, volumes=volumes)
         summary = {"backup_id": m.backup_id, "plan": m.plan, "status": m.status, "cluster": m.cluster_name,
                    "namespaces": m.namespaces, "objects": m.total, "restorable": m.restorable,
                    "counts": m.counts, "archive_bytes": m.archive.size,
@@ -551,15 +651,26 @@ class RestorePreflightOperator(_RestoreBase):
 
 
 class RestoreOperator(_RestoreBase):
-    """Restore a backup (an id, or ``latest`` of a plan) into the target cluster.
+    """Restore a backup (an id, or ``latest`` of a plan) into the target cluster, volume data
+    included: PVCs are filled (snapshot in the source cluster, else restic) before workloads.
 
     Namespace/StorageClass mapping and filters come from the arguments; the image registry
     rewrite from the target cluster's ``image_registry_rewrite``. Fails without retry when any
     object failed, after logging each with its reason. XCom: restore id, status and counts.
     """
 
+    _spec = None
+
+    def cleanup(self) -> None:
+        hooks = self._spec.volume_hooks if self._spec is not None else None
+        if hooks is not None:
+            for name in hooks.cancel():
+                self.log.info("deleted mover Job and Secret %s", name)
+
     def execute(self, context: Any) -> dict:
-        from ys1000.restore import RestoreOptions, RestoreSpec, run_restore
+        from ys1000.restore import RestoreOptions, RestoreSpec
+        from ys1000.volumes import VolumeRestoreOptions
+        from ys1000.workflows import restore_with_volumes
 
         self._check_args()
         cluster = self.cluster_spec(self.target_cluster)
@@ -579,14 +690,26 @@ class RestoreOperator(_RestoreBase):
             exclude_kinds=list(self.exclude_kinds), resources=list(self.resource_refs),
             existing_policy=self.existing_resource_policy, dry_run=self.dry_run)
         context["ti"].xcom_push(key="restore_id", value=spec.restore_id)
+        self._spec = spec
         with self._state_lock:
             if self.cancel.is_set():
                 raise Cancelled(f"restore {spec.restore_id} cancelled before it started")
             self._running = True
         try:
             with engine_errors(f"restore {spec.restore_id} of backup {bid}"):
-                report = run_restore(kube, repo, spec, progress=self._progress_logger(f"restore {spec.restore_id}"),
-                                     cancel=self.cancel)
+                from ys1000.airflow.connections import repository_config_for
+
+                same_cluster = repo.manifest(bid).cluster_name == self.target_cluster
+                now = datetime.now(timezone.utc).time()
+                limit = cluster.bandwidth.limit_at(now) if cluster.bandwidth else None
+                report = restore_with_volumes(
+                    kube, repo, repository_config_for(self.repository_name, self.repository_spec(self.repository_name)),
+                    spec, same_cluster=same_cluster,
+                    volume_opts=VolumeRestoreOptions(image=cluster.mover_image,
+                                                     max_concurrent=cluster.max_concurrent_movers,
+                                                     limit_download_kib=limit,
+                                                     run_id=f"{context['dag_run'].run_id}/{self.task_id}"),
+                    progress=self._progress_logger(f"restore {spec.restore_id}"), cancel=self.cancel)
         except InterruptedError as exc:
             raise Cancelled(f"restore {spec.restore_id} cancelled; objects it created carry the label "
                             f"ys1000.io/restore={spec.restore_id}") from exc

@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from ys1000.cli import engine as engine_cmd
+from ys1000.cli import airflow_setup, engine as engine_cmd
 from ys1000.cli.common import UsageError
 from ys1000.cli import sandbox as sandbox_cmd
 
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     engine_cmd.register(sub)
+    airflow_setup.register(sub)
     sandbox_cmd.register(sub)
     return p
 
