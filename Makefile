@@ -11,9 +11,18 @@ SANDBOX_DIR ?= $(CURDIR)/.sandbox
 
 include tools/controlplane/Makefile.inc
 
-.PHONY: setup venv restic demo demo-ci test test-fast bench sandbox-up sandbox-down clean
+SYSTEM_STAMP := .venv/.system-packages
 
-setup: venv restic controlplane
+.PHONY: setup system venv restic demo demo-ci test test-fast bench sandbox-up sandbox-down clean
+
+setup: system venv restic controlplane
+
+# Debian packages (database servers, Redis, Chromium, GNU time): installed once per machine.
+system: $(SYSTEM_STAMP)
+
+$(SYSTEM_STAMP): scripts/install-system-packages.sh
+	scripts/install-system-packages.sh
+	@mkdir -p $(dir $@) && touch $@
 
 venv: $(VENV)/.installed
 
