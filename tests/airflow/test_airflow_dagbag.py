@@ -17,6 +17,7 @@ EXPECTED = {
     "ys1000_restore__wordpress-restore": ["preflight", "restore"],
     "ys1000_restore": ["preflight", "restore"],
 }
+MIGRATION_DAG = "ys1000_migrate__wordpress-migrate"
 
 GOOD_PLAN = """
 kind: BackupPlan
@@ -53,9 +54,16 @@ def _chain(dag) -> list[str]:
 def test_example_config_dagbag(dagbag, tmp_path):
     bag = dagbag(copy_config(tmp_path / "config"))
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == set(EXPECTED)  # the migration plan gets its DAG in a later issue
+    assert set(bag.dag_ids) == {*EXPECTED, MIGRATION_DAG}
     for dag_id, tasks in EXPECTED.items():
         assert _chain(bag.dags[dag_id]) == tasks
+    mig = bag.dags[MIGRATION_DAG]
+    assert {t.task_id: sorted(t.downstream_task_ids) for t in mig.tasks} == {
+        "preflight": ["stop_source"], "stop_source": ["failed", "sync", "undo"], "sync": ["failed", "restore", "undo"],
+        "restore": ["failed", "start_target", "undo"], "start_target": ["failed", "undo"], "undo": ["failed"],
+        "failed": []}
+    assert mig.get_task("undo").trigger_rule == "one_failed"
+    assert mig.params["mode"] == "incremental" and mig.params["stop_source"] is True
 
 
 def test_backup_dag_settings(dagbag, tmp_path):
@@ -111,7 +119,7 @@ def test_broken_plan_is_an_import_error_of_its_own(dagbag, tmp_path):
     write_plan(cdir, "broken-backup.yaml", BROKEN_PLAN)
     bag = dagbag(cdir)
     # the other plans' DAGs still load, from the factory file, which has no error
-    assert set(bag.dag_ids) == set(EXPECTED) | {"ys1000_backup__shop-backup"}
+    assert set(bag.dag_ids) == set(EXPECTED) | {MIGRATION_DAG, "ys1000_backup__shop-backup"}
     assert "ys1000_backup__broken-backup" not in bag.dag_ids
     assert {d.relative_fileloc for d in bag.dags.values()} == {"ys1000_dags.py"}
     # one import error, on the file that defines no DAG, naming the plan file and the field
@@ -156,7 +164,7 @@ def test_parsing_makes_no_network_or_variable_access(dagbag, tmp_path, monkeypat
     monkeypatch.setenv("AIRFLOW_CONN_YS1000_SOURCE", '{"conn_type": "kubernetes", "extra": {"kube_config_path": "/nonexistent"}}')
     bag = dagbag(copy_config(tmp_path / "config"))
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == set(EXPECTED)
+    assert set(bag.dag_ids) == set(EXPECTED) | {MIGRATION_DAG}
 
 
 def test_parsing_context_builds_only_the_running_dag(tmp_path, monkeypatch):

@@ -5,7 +5,7 @@
 - ``RestorePlan`` → ``ys1000_restore__<plan>``: preflight → restore.
 - one generic ``ys1000_restore`` DAG (no schedule) whose trigger form (Params) asks for the backup,
   target cluster, mappings, selection, existing-resource policy and dry run.
-- ``MigrationPlan``: not built yet (a later issue adds ``ys1000_migrate__<plan>``).
+- ``MigrationPlan`` → ``ys1000_migrate__<plan>`` (``ys1000.airflow.migration``): incremental syncs and cutover.
 
 Cheap to parse: the factory reads YAML and builds DAG objects; no cluster, S3, database or
 Variable access (operators resolve connections in ``execute``, providers are imported there).
@@ -100,8 +100,6 @@ def load(config_dir: str | Path | None = None, *, only_dag_id: str | None = None
             out.errors[shown] = str(result)
             continue
         plan = result
-        if isinstance(plan, MigrationPlan):
-            continue  # migration DAGs come with the migration issue
         if only_dag_id and plan.dag_id != only_dag_id:
             continue
         try:
@@ -109,6 +107,10 @@ def load(config_dir: str | Path | None = None, *, only_dag_id: str | None = None
                 out.dags[plan.dag_id] = backup_dag(plan, config, path)
             elif isinstance(plan, RestorePlan):
                 out.dags[plan.dag_id] = restore_plan_dag(plan, config, path)
+            elif isinstance(plan, MigrationPlan):
+                from ys1000.airflow.migration import migration_dag
+
+                out.dags[plan.dag_id] = migration_dag(plan, config, path)
         except Exception as exc:  # a plan that validates but cannot become a DAG: that file only
             out.errors[shown] = f"{shown}: cannot build DAG {plan.dag_id}: {type(exc).__name__}: {exc}"
     if (not only_dag_id or only_dag_id == GENERIC_RESTORE_DAG_ID) and config.repositories and config.clusters:

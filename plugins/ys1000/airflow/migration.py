@@ -1,0 +1,251 @@
+"""``ys1000_migrate__<plan>``: incremental syncs and the cutover of a MigrationPlan, as one DAG.
+
+Trigger params: ``mode`` (``incremental`` — the default, and what the plan's schedule runs — or
+``cutover``) and ``stop_source`` (default from the plan). Tasks::
+
+    preflight → stop_source → sync → restore → start_target
+                  └──────────┴───────┴──────────┴→ undo → failed   (only after a failure)
+
+In incremental mode only ``preflight`` and ``sync`` do work (the others skip). ``undo`` runs when
+any cutover task fails or is marked failed (cancel): the source gets its recorded replicas back
+and the workloads the cutover restored into the target are removed; its log says what it undid.
+``failed`` then fails the run, so a failed cutover never shows as a successful run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import Param
+from airflow.sdk.exceptions import AirflowSkipException
+
+from ys1000.airflow.errors import engine_errors
+from ys1000.airflow.operators import Ys1000Operator, run_time
+
+if TYPE_CHECKING:
+    from airflow.sdk import DAG
+
+    from ys1000.config import Config, MigrationPlan
+
+
+class _MigrationOperator(Ys1000Operator):
+    template_fields: Sequence[str] = ("plan", "mode", "stop_source_param")
+
+    def __init__(self, *, plan: str, mode: str = "{{ params.mode }}",
+                 stop_source: str = "{{ params.stop_source }}", cutover_only: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.plan = plan
+        self.mode = mode
+        self.stop_source_param = stop_source
+        self.cutover_only = cutover_only
+
+    @property
+    def plan_obj(self) -> "MigrationPlan":
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from ys1000.config import MigrationPlan
+
+        plan = self.plan_named(self.plan)
+        if not isinstance(plan, MigrationPlan):
+            raise AirflowFailException(f"plan {self.plan!r} is a {plan.kind}, not a MigrationPlan")
+        return plan
+
+    @property
+    def stopping(self) -> bool:
+        return str(self.stop_source_param).lower() in ("true", "1", "yes")
+
+    def spec(self):
+        from ys1000.backup import Limits
+        from ys1000.migration import MigrationSpec
+
+        p = self.plan_obj
+        res = p.resources
+        return MigrationSpec(
+            plan=p.name, source_cluster=p.source_cluster, target_cluster=p.target_cluster,
+            namespaces=list(p.namespaces.names), namespace_globs=list(p.namespaces.globs),
+            namespace_selector=p.namespaces.selector,
+            include_kinds=list(res.include_kinds) if res else [], exclude_kinds=list(res.exclude_kinds) if res else [],
+            namespace_mapping=dict(p.namespace_mapping), storage_class_mapping=dict(p.storage_class_mapping),
+            image_registry_mapping=dict(self.cluster_spec(p.target_cluster).image_registry_rewrite),
+            remove_node_constraints=p.remove_node_constraints, remove_tolerations=p.remove_tolerations,
+            limits=Limits(p.limits.max_namespaces, p.limits.max_pods, p.limits.max_pvcs),
+            method=p.method, per_pvc=dict(p.volumes))
+
+    def ids(self, context: Any) -> tuple[str, str]:
+        stamp = f"{run_time(context):%Y%m%d%H%M%S}"
+        return f"{self.plan}-{self.mode}-{stamp}", f"{self.plan}-cutover-{stamp}"
+
+    def execute(self, context: Any) -> Any:
+        if self.cutover_only and self.mode != "cutover":
+            raise AirflowSkipException(f"mode {self.mode}: nothing to do for {self.task_id}")
+        p = self.plan_obj
+        with engine_errors(f"migration {p.name} ({self.task_id})"):
+            return self.run(context, p, self.spec(), self.kube(p.source_cluster), self.kube(p.target_cluster))
+
+    def run(self, context, plan, spec, source, target):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class MigrationPreflightOperator(_MigrationOperator):
+    """Both clusters and the repository reachable; the target has none of the namespaces this
+    migration did not create itself (refuse with the list otherwise, before writing anything)."""
+
+    def run(self, context, plan, spec, source, target):
+        from ys1000.migration import preflight
+
+        self.repository(plan.repository, create=True)
+        namespaces = preflight(source, target, spec)
+        self.log.info("migration %s (%s): %s → %s, namespaces %s", plan.name, self.mode, plan.source_cluster,
+                      plan.target_cluster, ", ".join(f"{n} → {spec.target_ns(n)}" for n in namespaces))
+        return namespaces
+
+
+class StopSourceOperator(_MigrationOperator):
+    """Cutover with stop_source: scale the source's Deployments/StatefulSets to 0, recording their
+    replicas in an annotation, and wait for the app's pods to stop."""
+
+    def run(self, context, plan, spec, source, target):
+        from ys1000.migration import stop_source
+
+        if not self.stopping:
+            raise AirflowSkipException("stop_source is false: the source keeps running (crash-consistent copy)")
+        namespaces = context["ti"].xcom_pull(task_ids="preflight")
+        recorded = stop_source(source, namespaces)
+        for key, n in sorted(recorded.items()):
+            self.log.info("  stopped %s (had %d replicas)", key, n)
+        return recorded
+
+
+class SyncOperator(_MigrationOperator):
+    """Source → repository → target PVCs; only what changed since the previous sync is sent."""
+
+    template_fields: Sequence[str] = (*_MigrationOperator.template_fields,)
+
+    def run(self, context, plan, spec, source, target):
+        from ys1000.airflow.connections import repository_config_for
+        from ys1000.migration import sync
+
+        backup_id, _ = self.ids(context)
+        repo = self.repository(plan.repository, create=True)
+        cluster = self.cluster_spec(plan.source_cluster)
+        result = sync(source, target, repo, repository_config_for(plan.repository, self.repository_spec(plan.repository)),
+                      spec, backup_id, run_id=f"{context['dag_run'].run_id}/{self.task_id}",
+                      image=cluster.mover_image, max_concurrent=cluster.max_concurrent_movers)
+        for v in result.volumes:
+            self.log.info("  %s/%s: %d bytes sent (of %d)", v["namespace"], v["pvc"], v["bytes_added"], v["total_bytes"])
+        self.log.info("sync %s: %d bytes sent in all; PVCs created in the target this time: %s", backup_id,
+                      result.bytes_sent, ", ".join(result.created_pvcs) or "none")
+        return {"backup_id": backup_id, "bytes_sent": result.bytes_sent, "volumes": result.volumes}
+
+
+class CutoverRestoreOperator(_MigrationOperator):
+    """Restore the final sync's resources into the target (namespaces and PVCs are kept)."""
+
+    def run(self, context, plan, spec, source, target):
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from ys1000.migration import restore_resources
+
+        backup_id = context["ti"].xcom_pull(task_ids="sync")["backup_id"]
+        _, restore_id = self.ids(context)
+        report = restore_resources(target, self.repository(plan.repository), spec, backup_id, restore_id)
+        self.log.info("restored %s into %s: %s %s", backup_id, plan.target_cluster, report.status, report.counts)
+        if report.failed:
+            raise AirflowFailException("; ".join(f"{i.kind} {i.namespace}/{i.name}: {i.reason}" for i in report.failed))
+        return {"restore_id": restore_id, "counts": report.counts}
+
+
+class StartTargetOperator(_MigrationOperator):
+    """Scale the target's workloads to the replicas recorded from the source."""
+
+    def run(self, context, plan, spec, source, target):
+        from ys1000.migration import recorded_replicas, start_target
+
+        namespaces = context["ti"].xcom_pull(task_ids="preflight")
+        started = start_target(target, spec, recorded_replicas(source, namespaces))
+        for line in started:
+            self.log.info("  started %s", line)
+        return started
+
+
+class UndoCutoverOperator(_MigrationOperator):
+    """After a failed or cancelled cutover: the source back to its recorded replicas, the target
+    without the workloads the cutover restored."""
+
+    def run(self, context, plan, spec, source, target):
+        from ys1000.migration import undo
+
+        namespaces = context["ti"].xcom_pull(task_ids="preflight") or []
+        _, restore_id = self.ids(context)
+        undone = undo(source, target, spec, namespaces, restore_id)
+        self.log.warning("cutover of %s failed or was cancelled; undone:\n  %s", plan.name,
+                         "\n  ".join(undone) or "nothing to undo")
+        return undone
+
+
+class CutoverFailedOperator(Ys1000Operator):
+    """Fails the run after a failed cutover (the ``undo`` leaf succeeding would otherwise make the
+    run look successful)."""
+
+    def execute(self, context: Any) -> None:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException("the migration failed or was cancelled; the failed task's log says why and "
+                                   "the undo task's log lists what was undone")
+
+
+def migration_dag(plan: "MigrationPlan", config: "Config", path: Path) -> "DAG":
+    from airflow.sdk import DAG
+
+    from ys1000.airflow.dagfactory import START_DATE, _default_args, pool_for
+    from ys1000.config import to_timetable
+
+    common = {"plan": plan.name, "config_dir": str(config.config_dir)}
+    doc = "\n".join([
+        f"# Migration plan `{plan.name}`", "", plan.description or "",
+        f"- from cluster `{plan.source_cluster}` to `{plan.target_cluster}` through repository `{plan.repository}`",
+        f"- namespaces: {', '.join(plan.namespaces.names) or '(by pattern/selector)'}; mapping: {plan.namespace_mapping or 'none'}",
+        f"- StorageClass mapping: {plan.storage_class_mapping or 'none'}; node constraints removed: {plan.remove_node_constraints}",
+        f"- source: `{path}`", "",
+        "Trigger with `mode: incremental` to sync volume data (repeatable; each run sends only the changes), "
+        "then with `mode: cutover` to stop the source (unless `stop_source: false`), sync a last time, "
+        "restore the resources into the target and start the app there. A failed or cancelled cutover "
+        "is undone by the `undo` task.",
+    ])
+    with DAG(
+        auto_register=False,
+        dag_id=plan.dag_id,
+        schedule=to_timetable(plan.schedule),
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        tags=list(dict.fromkeys(["ys1000", "migration", plan.source_cluster, plan.target_cluster, *plan.tags])),
+        doc_md=doc,
+        description=(plan.description or f"Migrate {plan.source_cluster} → {plan.target_cluster}")[:200],
+        default_args=_default_args(plan.owner, pool_for(plan.source_cluster)),
+        params={
+            "mode": Param("incremental", enum=["incremental", "cutover"],
+                          description="incremental: sync volume data only; cutover: move the app"),
+            "stop_source": Param(plan.stop_source, type="boolean",
+                                 description="scale the source app to zero for a consistent final copy"),
+        },
+    ) as dag:
+        preflight = MigrationPreflightOperator(task_id="preflight", execution_timeout=timedelta(minutes=10), **common)
+        stop = StopSourceOperator(task_id="stop_source", cutover_only=True, retries=1,
+                                  execution_timeout=timedelta(minutes=30), **common)
+        sync = SyncOperator(task_id="sync", trigger_rule="none_failed", execution_timeout=timedelta(hours=6), **common)
+        restore = CutoverRestoreOperator(task_id="restore", cutover_only=True,
+                                         execution_timeout=timedelta(hours=2), **common)
+        start = StartTargetOperator(task_id="start_target", cutover_only=True,
+                                    execution_timeout=timedelta(minutes=30), **common)
+        undo = UndoCutoverOperator(task_id="undo", cutover_only=True, trigger_rule="one_failed", retries=3,
+                                   execution_timeout=timedelta(minutes=30), **common)
+        failed = CutoverFailedOperator(task_id="failed", trigger_rule="one_failed", retries=0,
+                                       config_dir=str(config.config_dir))
+        preflight >> stop >> sync >> restore >> start
+        [stop, sync, restore, start] >> undo
+        [stop, sync, restore, start, undo] >> failed
+    return dag
