@@ -42,6 +42,8 @@ type config struct {
 	name       string
 	bind       string
 	verbosity  int
+	// unsafeNoFsync trades etcd's durability for speed (throw-away test clusters only).
+	unsafeNoFsync bool
 }
 
 // readyInfo is DIR/ready.json, the file the Python side waits for.
@@ -72,6 +74,7 @@ func parseFlags() *config {
 	flag.StringVar(&cfg.name, "name", "local", "cluster/context/user name in the kubeconfig")
 	flag.StringVar(&cfg.bind, "bind", "127.0.0.1", "loopback address every component listens on")
 	flag.IntVar(&cfg.verbosity, "v", 0, "klog verbosity of the Kubernetes components")
+	flag.BoolVar(&cfg.unsafeNoFsync, "unsafe-no-fsync", false, "etcd skips fsync: fast, but a crash may lose recent writes (test clusters only)")
 	flag.Parse()
 	if cfg.dataDir == "" || cfg.kubeconfig == "" || flag.NArg() > 0 {
 		fmt.Fprintln(os.Stderr, "usage: ys1000-controlplane --data-dir DIR --kubeconfig PATH [--name NAME] [--bind 127.0.0.1] [--v N]")

@@ -73,7 +73,8 @@ class Supervisor:
             logf = open(self.root / name / "controlplane.log", "ab")
             self.children[name] = subprocess.Popen(
                 [str(binary), "--data-dir", str(data), "--kubeconfig",
-                 str(self.root / f"{name}.kubeconfig"), "--name", name],
+                 str(self.root / f"{name}.kubeconfig"), "--name", name,
+                 "--unsafe-no-fsync"],  # throw-away clusters: speed over crash durability
                 stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )
         ready: dict[str, dict] = {}
