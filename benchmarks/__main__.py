@@ -9,9 +9,9 @@ from pathlib import Path
 
 from ys1000.sandbox import supervisor
 
-from benchmarks import resources
+from benchmarks import resources, volumes
 
-BENCHMARKS = {"resources": resources.run}
+BENCHMARKS = {"resources": resources.run, "volumes": volumes.run}
 
 
 def main(argv: list[str]) -> int:
