@@ -219,3 +219,42 @@ def test_killed_mover_fails_cleanly_and_cancel_removes_job_and_secret(source, ma
     t.join()
     assert list(kube.list(JOBS, ns, label_selector="ys1000.io/component=mover")) == []
     assert list(kube.list(SECRETS, ns, label_selector="ys1000.io/component=mover")) == []
+
+
+def test_retention_forgets_only_the_expired_backups_data(source, make_namespace, volume_repo):
+    from datetime import timedelta
+
+    from ys1000.volumes.retention import expire_backups
+
+    repo, cfg, _ = volume_repo
+    kube = Kube.from_kubeconfig(source.kubeconfig, name="source")
+    ns = make_namespace(source)
+    source.core.create_namespaced_persistent_volume_claim(ns, {"metadata": {"name": "data"}, "spec": {
+        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+    wait_until(lambda: source.core.read_namespaced_persistent_volume_claim("data", ns).status.phase == "Bound",
+               timeout=30, what="bound")
+    d = pv_dir(kube, ns, "data")
+    plant(d, big_mib=3)
+    spec = lambda bid: BackupSpec(backup_id=bid, plan="ret", namespaces=[ns], cluster_name="source")  # noqa: E731
+    old = backup_with_volumes(kube, repo, cfg, spec("ret-old"), VolumeOptions(run_id="r1"))
+    (d / "new.txt").write_text("only in the newer backup\n")
+    backup_with_volumes(kube, repo, cfg, spec("ret-new"), VolumeOptions(run_id="r2"))
+    digest = tree_digest(d)
+    # expire what is older than the newer backup: only ret-old goes
+    newer = repo.manifest("ret-new").created
+    now = newer + timedelta(seconds=1)
+    report, cleanup = expire_backups(repo, cfg, "ret", now - newer + timedelta(milliseconds=1), now=now)
+    assert report.deleted == ["ret-old"]
+    target = resticmod.target_for(cfg, repo.restic_password(), "source", ns)
+    remaining = {s["id"] for s in resticmod.snapshots(target.environment())}
+    assert old.manifest.volumes[0]["restic"]["snapshot_id"] not in remaining
+    assert list(cleanup.forgotten.values()) == [[old.manifest.volumes[0]["restic"]["snapshot_id"]]]
+    check = subprocess.run([resticmod.binary(), "check", "--read-data"], env={**os.environ, **target.environment()},
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    # the newer backup, which shares most blocks with the expired one, restores in full
+    kube.delete(NAMESPACES, ns)
+    wait_until(lambda: kube.get_or_none(NAMESPACES.path(name=ns)) is None, timeout=60, what="namespace gone")
+    r = restore_with_volumes(kube, repo, cfg, RestoreSpec(backup_id="ret-new"), same_cluster=True)
+    assert r.status == "Completed", r.failed
+    assert tree_digest(pv_dir(kube, ns, "data")) == digest

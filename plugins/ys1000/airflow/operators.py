@@ -508,8 +508,19 @@ class RetentionOperator(_BackupPlanOperator):
         retention = self.config.policy_for(p).retention
         repo = self.repository(p.repository)
         with engine_errors(f"retention of plan {p.name}"):
-            report = repo.apply_retention(p.name, retention)
+            from ys1000.airflow.connections import repository_config_for
+            from ys1000.volumes.retention import expire_backups
+
+            # expired backups take their volume data along (restic forget + prune, CSI snapshots)
+            report, volumes = expire_backups(repo, repository_config_for(p.repository, self.repository_spec(p.repository)),
+                                             p.name, retention, kube=self.kube(p.cluster))
             cleanup = repo.cleanup_incomplete(self.grace)
+        for rel, ids in volumes.forgotten.items():
+            self.log.info("  volume data: forgot %d restic snapshot(s) in %s and pruned", len(ids), rel)
+        for content in volumes.snapshots_deleted:
+            self.log.info("  volume data: deleted VolumeSnapshotContent %s", content)
+        for err in volumes.errors:
+            self.log.warning("  volume data: %s (the next retention run retries)", err)
         self.log.info("retention of plan %s (keep %s): %d deleted, %d kept, %d waiting for Object Lock",
                       p.name, format_duration(retention), len(report.deleted), len(report.kept),
                       len(report.waiting))
