@@ -18,6 +18,7 @@ EXPECTED = {
     "ys1000_restore": ["preflight", "restore"],
 }
 MIGRATION_DAG = "ys1000_migrate__wordpress-migrate"
+SYSTEM_DAGS = {"ys1000_report", "ys1000_self_backup"}
 
 GOOD_PLAN = """
 kind: BackupPlan
@@ -54,7 +55,7 @@ def _chain(dag) -> list[str]:
 def test_example_config_dagbag(dagbag, tmp_path):
     bag = dagbag(copy_config(tmp_path / "config"))
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == {*EXPECTED, MIGRATION_DAG}
+    assert set(bag.dag_ids) == {*EXPECTED, MIGRATION_DAG, *SYSTEM_DAGS}
     for dag_id, tasks in EXPECTED.items():
         assert _chain(bag.dags[dag_id]) == tasks
     mig = bag.dags[MIGRATION_DAG]
@@ -119,9 +120,9 @@ def test_broken_plan_is_an_import_error_of_its_own(dagbag, tmp_path):
     write_plan(cdir, "broken-backup.yaml", BROKEN_PLAN)
     bag = dagbag(cdir)
     # the other plans' DAGs still load, from the factory file, which has no error
-    assert set(bag.dag_ids) == set(EXPECTED) | {MIGRATION_DAG, "ys1000_backup__shop-backup"}
+    assert set(bag.dag_ids) == set(EXPECTED) | SYSTEM_DAGS | {MIGRATION_DAG, "ys1000_backup__shop-backup"}
     assert "ys1000_backup__broken-backup" not in bag.dag_ids
-    assert {d.relative_fileloc for d in bag.dags.values()} == {"ys1000_dags.py"}
+    assert {d.relative_fileloc for d in bag.dags.values() if d.dag_id not in SYSTEM_DAGS} == {"ys1000_dags.py"}
     # one import error, on the file that defines no DAG, naming the plan file and the field
     assert list(bag.import_errors) == ["ys1000_config_errors.py"]
     message = bag.import_errors["ys1000_config_errors.py"]
@@ -164,7 +165,7 @@ def test_parsing_makes_no_network_or_variable_access(dagbag, tmp_path, monkeypat
     monkeypatch.setenv("AIRFLOW_CONN_YS1000_SOURCE", '{"conn_type": "kubernetes", "extra": {"kube_config_path": "/nonexistent"}}')
     bag = dagbag(copy_config(tmp_path / "config"))
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == set(EXPECTED) | {MIGRATION_DAG}
+    assert set(bag.dag_ids) == set(EXPECTED) | {MIGRATION_DAG} | SYSTEM_DAGS
 
 
 def test_parsing_context_builds_only_the_running_dag(tmp_path, monkeypatch):

@@ -11,6 +11,7 @@ import logging
 import sys
 
 from ys1000.cli import airflow_setup, engine as engine_cmd
+from ys1000.cli import collect_logs as collect_logs_cmd, self_backup as self_backup_cmd
 from ys1000.cli.common import UsageError
 from ys1000.cli import sandbox as sandbox_cmd
 
@@ -24,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     engine_cmd.register(sub)
     airflow_setup.register(sub)
     sandbox_cmd.register(sub)
+    self_backup_cmd.register(sub)  # self-restore, self-backups
+    collect_logs_cmd.register(sub)
     return p
 
 

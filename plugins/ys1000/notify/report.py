@@ -1,0 +1,145 @@
+"""The daily report (``ys1000_report`` DAG) and the failure callbacks of plan DAGs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+from typing import Any
+
+from ys1000.notify.config import ReportsConfig, load_reports_config
+from ys1000.notify.summary import JobRecord, Message, daily_summary
+
+log = logging.getLogger(__name__)
+
+REPORT_DAG_ID = "ys1000_report"
+
+
+def _ts(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def collect_jobs(api: Any, since: dt.datetime, until: dt.datetime, *, ui_url: str | None = None,
+                 exclude: tuple[str, ...] = (REPORT_DAG_ID,)) -> list[JobRecord]:
+    """Every ys1000 DAG run that started or ended in [since, until] (the report's own runs
+    excluded), with failure reasons and the backup summaries of ``commit`` tasks."""
+    from ys1000.notify.notifiers import FAILURE_XCOM_KEY
+
+    runs: dict[tuple[str, str], dict] = {}
+    for flt in ({"run_after_gte": since, "run_after_lte": until}, {"end_date_gte": since, "end_date_lte": until}):
+        for r in api.dag_runs(**flt):
+            runs[(r["dag_id"], r["dag_run_id"])] = r
+    jobs: list[JobRecord] = []
+    for (dag_id, run_id), r in sorted(runs.items()):
+        if dag_id in exclude:
+            continue
+        job = JobRecord(dag_id=dag_id, run_id=run_id, state=str(r.get("state")),
+                        start=_ts(r.get("start_date")) or _ts(r.get("run_after")), end=_ts(r.get("end_date")))
+        if ui_url:
+            job.url = f"{ui_url.rstrip('/')}/dags/{dag_id}/runs/{run_id}"
+        tis = api.task_instances(dag_id, run_id)
+        by_id = {ti["task_id"]: ti for ti in tis if ti.get("map_index", -1) in (-1, None)}
+        if "commit" in by_id and by_id["commit"].get("state") == "success":
+            value = api.xcom(dag_id, run_id, "commit")
+            if isinstance(value, dict):
+                job.backup = value
+        failed = [ti for ti in tis if ti.get("state") == "failed"]
+        job.failed_tasks = [ti["task_id"] for ti in failed]
+        if job.state == "failed":
+            job.reason = _reason(api, dag_id, run_id, failed, FAILURE_XCOM_KEY)
+        jobs.append(job)
+    return jobs
+
+
+def _reason(api: Any, dag_id: str, run_id: str, failed: list[dict], key: str) -> str:
+    """Why a run failed: the reason its failure alert recorded (XCom), else the failed task's log
+    tail, else the task states."""
+    for ti in failed:
+        rec = api.xcom(dag_id, run_id, ti["task_id"], key)
+        if isinstance(rec, dict) and rec.get("reason"):
+            return f"{ti['task_id']}: {rec['reason']}"
+    for ti in failed:
+        tail = api.log_tail(dag_id, run_id, ti["task_id"], int(ti.get("try_number") or 1))
+        if tail:
+            return f"{ti['task_id']}: {tail}"
+    if failed:
+        return "; ".join(f"task {ti['task_id']} {ti.get('state')}" for ti in failed)
+    return "the run was marked failed (no task failed: cancelled or timed out)"
+
+
+def send_message(config: ReportsConfig, channels: list[str], message: Message) -> list[str]:
+    """Send ``message`` to ``channels``; returns what was sent, raises after trying all if one failed."""
+    from ys1000.notify.notifiers import EmailNotifier, WeComNotifier
+
+    sent, errors = [], []
+    for ch in channels:
+        try:
+            if ch == "email" and config.email:
+                EmailNotifier(to=config.email.recipients, smtp_conn_id=config.email.connection_id,
+                              from_email=config.email.sender,
+                              subject_prefix=config.email.subject_prefix).send(message)
+                sent.append(f"email to {', '.join(config.email.recipients)}")
+            elif ch == "wecom" and config.wecom:
+                WeComNotifier(wecom_conn_id=config.wecom.connection_id, msgtype=config.wecom.msgtype,
+                              mentioned_mobile_list=config.wecom.mentioned_mobile_list).send(message)
+                sent.append(f"Work WeChat ({config.wecom.connection_id})")
+        except Exception as exc:
+            log.error("sending the report by %s failed: %s", ch, exc)
+            errors.append(f"{ch}: {exc}")
+    if errors:
+        raise RuntimeError("report not delivered on every channel: " + "; ".join(errors))
+    return sent
+
+
+def run_daily_report(config_dir: str | Path, *, until: dt.datetime | None = None, api: Any = None) -> dict:
+    """The report task: collect the window's jobs, build the summary, send it."""
+    from ys1000.notify.airflow_api import AirflowApiClient
+
+    config = load_reports_config(config_dir)
+    until = until or dt.datetime.now(dt.timezone.utc)
+    since = until - config.daily.window
+    channels = config.channels_for("daily")
+    if not channels and api is None:
+        log.warning("no report channel is configured in %s/reports.yaml (daily.channels): nothing to send",
+                    config_dir)
+        return {"jobs": None, "failed": None, "sent": [], "subject": None}
+    api = api or AirflowApiClient.from_connection(config.airflow_api.connection_id)
+    jobs = collect_jobs(api, since, until, ui_url=config.ui_url)
+    message = daily_summary(jobs, since=since, until=until, timezone=config.daily.timezone)
+    log.info("%s\n%s", message.subject, message.text)
+    sent = send_message(config, channels, message) if channels else []
+    return {"jobs": len(jobs), "failed": sum(j.state == "failed" for j in jobs), "sent": sent,
+            "subject": message.subject}
+
+
+def failure_callbacks(config_dir: str | Path | None = None, *, plan: Any = None) -> list:
+    """Notifiers for a DAG's (or ``default_args``') ``on_failure_callback``: the channels of
+    ``reports.yaml`` ``failure_alerts``, plus the plan's own ``notify`` (extra e-mail recipients
+    through the same SMTP connection; its own WeChat connection). Reads YAML only (parse-safe);
+    an invalid ``reports.yaml`` raises ``ConfigError``."""
+    from ys1000.config import default_config_dir
+    from ys1000.notify.notifiers import EmailNotifier, WeComNotifier
+
+    config = load_reports_config(Path(config_dir) if config_dir else default_config_dir())
+    out: list = []
+    channels = config.channels_for("failure_alerts")
+    tz = config.daily.timezone
+    recipients: list[str] = list(config.email.recipients) if (config.email and "email" in channels) else []
+    notify = getattr(plan, "notify", None)
+    if notify is not None and notify.email:
+        recipients += [r for r in notify.email if r not in recipients]
+    if recipients:
+        email = config.email
+        out.append(EmailNotifier(to=recipients, smtp_conn_id=email.connection_id if email else "smtp_default",
+                                 from_email=email.sender if email else None,
+                                 subject_prefix=email.subject_prefix if email else "[YS1000]", timezone=tz))
+    wecoms: list[tuple[str, str]] = []
+    if config.wecom and "wecom" in channels:
+        wecoms.append((config.wecom.connection_id, config.wecom.msgtype))
+    if notify is not None and notify.wechat and notify.wechat not in [c for c, _ in wecoms]:
+        wecoms.append((notify.wechat, config.wecom.msgtype if config.wecom else "markdown"))
+    for conn_id, msgtype in wecoms:
+        out.append(WeComNotifier(wecom_conn_id=conn_id, msgtype=msgtype, timezone=tz))
+    return out
