@@ -1,8 +1,10 @@
 """Plans in ``config/`` → Airflow DAGs.
 
-- ``BackupPlan``  → ``ys1000_backup__<plan>``: preflight → capture → verify → commit → retention
-  (volume and hook tasks slot in between capture and verify later).
-- ``RestorePlan`` → ``ys1000_restore__<plan>``: preflight → restore.
+- ``BackupPlan``  → ``ys1000_backup__<plan>``: preflight → capture → volumes → verify → commit →
+  retention; with hooks/consistency: preflight → pre_backup_hooks → quiesce → capture → volumes →
+  resume → post_backup_hooks → … (``hook_operators.chain_with_hooks``).
+- ``RestorePlan`` → ``ys1000_restore__<plan>``: preflight → [pre_restore_hooks →] restore
+  [→ post_restore_hooks].
 - one generic ``ys1000_restore`` DAG (no schedule) whose trigger form (Params) asks for the backup,
   target cluster, mappings, selection, existing-resource policy and dry run.
 - ``MigrationPlan`` → ``ys1000_migrate__<plan>`` (``ys1000.airflow.migration``): incremental syncs and cutover.
@@ -249,8 +251,13 @@ def backup_dag(plan: "BackupPlan", config: "Config", path: Path) -> "DAG":
                                  volumes_task="export" if export else "volumes", **common),
             RetentionOperator(task_id="retention", execution_timeout=TIMEOUTS["retention"], **common),
         ]
-        for upstream, downstream in zip(ops, ops[1:]):
-            upstream >> downstream
+        if plan.hooks or plan.consistency:  # hooks and quiesce/resume around the capture
+            from ys1000.airflow.hook_operators import chain_with_hooks
+
+            chain_with_hooks(plan, ops, str(config.config_dir))
+        else:
+            for upstream, downstream in zip(ops, ops[1:]):
+                upstream >> downstream
     return dag
 
 
@@ -310,7 +317,12 @@ def restore_plan_dag(plan: "RestorePlan", config: "Config", path: Path) -> "DAG"
         pre = RestorePreflightOperator(task_id="preflight", execution_timeout=TIMEOUTS["preflight"], **common)
         run = RestoreOperator(task_id="restore", execution_timeout=TIMEOUTS["restore"],
                               backup="{{ ti.xcom_pull(task_ids='preflight', key='backup_id') }}", **common)
-        pre >> run
+        if plan.hooks:  # pre_restore_hooks → restore → post_restore_hooks
+            from ys1000.airflow.hook_operators import chain_with_hooks
+
+            chain_with_hooks(plan, [pre, run], str(config.config_dir))
+        else:
+            pre >> run
     return dag
 
 

@@ -1,0 +1,292 @@
+"""Custom hooks (F27): a plan's PreBackup/PostBackup/PreRestore/PostRestore hooks as Jobs.
+
+Each hook runs as one Job in its cluster (source or target), namespace and service account:
+
+- ``type: image`` — the hook's image with its ``command``/``args`` and ``env``;
+- ``type: ansible`` — the playbook (inline ``playbook`` text, or ``playbook_file`` under
+  ``include/hooks/``) goes into a ConfigMap mounted at ``/hooks``; the container runs
+  ``ansible-playbook -i localhost, -c local /hooks/playbook.yml`` (plus ``args``) in the hook's
+  image (the ansible runner by default). Other files of the playbook's folder (templates, vars)
+  are mounted next to it.
+
+Both get the ServiceAccount's credentials at ``/var/run/secrets/kubernetes.io/serviceaccount``
+(a projected token, the cluster CA and the namespace — what a kubelet mounts; path also in
+``$YS1000_SERVICEACCOUNT_DIR``), so a hook can call the API server with the RBAC its service
+account has. ``activeDeadlineSeconds`` is the hook's ``timeout``; its output (the pod log) is
+returned so the task log shows it; the Job and ConfigMap are deleted afterwards.
+``on_failure: fail`` raises ``HookFailed``; ``continue`` returns a failed ``HookResult``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from ys1000.hooks.jobs import (
+    CONFIGMAPS,
+    EXECUTABLE,
+    JOBS,
+    SA_DIR,
+    SA_DIR_ENV,
+    cleanup_run,
+    exit_code,
+    find_pod,
+    hook_labels,
+    job_failure,
+    job_name,
+    pod_log,
+    service_account_volume,
+)
+from ys1000.kube import Kube, KubeError
+
+log = logging.getLogger(__name__)
+
+HOOKS_DIR_ENV = "YS1000_HOOKS_DIR"
+PLAYBOOK_MOUNT = "/hooks"
+ANSIBLE_COMMAND = ["ansible-playbook", "-i", "localhost,", "-c", "local",
+                   # the runner's own Python (which has the modules the playbook uses)
+                   "-e", "ansible_python_interpreter={{ ansible_playbook_python }}"]
+MAX_CONFIGMAP_BYTES = 900 * 1024
+
+
+def include_hooks_dir() -> Path:
+    """``include/hooks/`` of the installation (``$YS1000_HOOKS_DIR`` overrides)."""
+    env = os.environ.get(HOOKS_DIR_ENV)
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[3] / "include" / "hooks"
+
+
+class HookError(RuntimeError):
+    """A hook could not run or failed."""
+
+
+class HookFailed(HookError):
+    """A hook with ``on_failure: fail`` failed; ``result`` has its output."""
+
+    def __init__(self, message: str, result: "HookResult"):
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass
+class HookResult:
+    name: str
+    phase: str
+    cluster: str
+    namespace: str
+    ok: bool
+    exit_code: int | None
+    output: str
+    seconds: float
+    error: str | None = None
+    on_failure: str = "fail"
+
+    def to_dict(self, output_chars: int = 2000) -> dict:
+        return {"name": self.name, "phase": self.phase, "cluster": self.cluster, "namespace": self.namespace,
+                "ok": self.ok, "exit_code": self.exit_code, "seconds": round(self.seconds, 2),
+                "error": self.error, "on_failure": self.on_failure,
+                "output_tail": self.output[-output_chars:]}
+
+
+def _get(spec: Any, name: str, default: Any = None) -> Any:
+    return spec.get(name, default) if isinstance(spec, dict) else getattr(spec, name, default)
+
+
+def _seconds(value: Any) -> int:
+    return int(value.total_seconds() if hasattr(value, "total_seconds") else float(value))
+
+
+def playbook_files(hook: Any, hooks_dir: Path | None = None) -> dict[str, str]:
+    """ConfigMap data of an ansible hook: ``playbook.yml`` + the files beside a playbook_file."""
+    if _get(hook, "playbook") is not None:
+        return {"playbook.yml": _get(hook, "playbook")}
+    base = (hooks_dir or include_hooks_dir()).resolve()
+    path = (base / _get(hook, "playbook_file")).resolve()
+    if base not in path.parents or not path.is_file():
+        raise HookError(f"hook {_get(hook, 'name')}: playbook_file {_get(hook, 'playbook_file')!r} is not a file "
+                        f"under {base}")
+    data = {"playbook.yml": path.read_text()}
+    for extra in sorted(path.parent.iterdir()):  # templates/vars next to it (flat: ConfigMap keys)
+        if extra.is_file() and extra != path and extra.suffix in (".yml", ".yaml", ".j2", ".json", ".sql",
+                                                                  ".py", ".sh", ".cfg", ".txt"):
+            data[extra.name] = extra.read_text()
+    if sum(len(v.encode()) for v in data.values()) > MAX_CONFIGMAP_BYTES:
+        raise HookError(f"hook {_get(hook, 'name')}: the files of {path.parent} exceed a ConfigMap's 1 MiB")
+    return data
+
+
+def job_manifests(hook: Any, run_id: str, hooks_dir: Path | None = None) -> tuple[dict, dict | None]:
+    """(Job, ConfigMap or None) of one hook."""
+    name, ns = _get(hook, "name"), _get(hook, "namespace")
+    jname = job_name("hook", name, run_id, ns)
+    labels = hook_labels("custom", run_id, name)
+    labels["ys1000.io/hook-phase"] = _get(hook, "phase")
+    env = [{"name": k, "value": str(v)} for k, v in (_get(hook, "env") or {}).items()]
+    env += [{"name": SA_DIR_ENV, "value": SA_DIR},
+            {"name": "YS1000_HOOK_NAME", "value": name},
+            {"name": "YS1000_HOOK_PHASE", "value": _get(hook, "phase")},
+            {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}]
+    mounts = [{"name": "ys1000-sa", "mountPath": SA_DIR, "readOnly": True}]
+    volumes = [service_account_volume()]
+    configmap = None
+    if _get(hook, "type") == "ansible":
+        configmap = {"apiVersion": "v1", "kind": "ConfigMap",
+                     "metadata": {"name": jname, "labels": labels},
+                     "data": playbook_files(hook, hooks_dir)}
+        if _get(hook, "command"):  # a custom entry point; it finds the playbook under /hooks
+            command, args = list(_get(hook, "command")), list(_get(hook, "args") or [])
+        else:
+            command = list(ANSIBLE_COMMAND)
+            args = [f"{PLAYBOOK_MOUNT}/playbook.yml", *(_get(hook, "args") or [])]
+        env += [{"name": "ANSIBLE_NOCOLOR", "value": "1"}, {"name": "ANSIBLE_RETRY_FILES_ENABLED", "value": "0"},
+                {"name": "ANSIBLE_LOCALHOST_WARNING", "value": "0"},
+                {"name": "ANSIBLE_INVENTORY_UNPARSED_WARNING", "value": "0"},
+                {"name": "ANSIBLE_LOCAL_TEMP", "value": "/tmp/ansible-local"},
+                {"name": "ANSIBLE_REMOTE_TEMP", "value": "/tmp/ansible-remote"}]
+        mounts.append({"name": "playbook", "mountPath": PLAYBOOK_MOUNT, "readOnly": True})
+        volumes.append({"name": "playbook", "configMap": {"name": jname}})
+    else:
+        command, args = list(_get(hook, "command") or []), list(_get(hook, "args") or [])
+    container: dict = {"name": "hook", "image": _get(hook, "image"), "env": env, "volumeMounts": mounts,
+                       "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "1Gi"}}}
+    if command:
+        container["command"] = command
+    if args:
+        container["args"] = args
+    job = {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": jname, "labels": labels},
+        "spec": {
+            "backoffLimit": 0,  # a hook runs once per task try; the task's retry re-runs it
+            "activeDeadlineSeconds": max(1, _seconds(_get(hook, "timeout", 600))),
+            "ttlSecondsAfterFinished": 3600,
+            "template": {
+                "metadata": {"labels": {**labels, **EXECUTABLE}},
+                "spec": {"restartPolicy": "Never", "serviceAccountName": _get(hook, "service_account", "default"),
+                         "automountServiceAccountToken": False,  # mounted explicitly above
+                         "containers": [container], "volumes": volumes},
+            },
+        },
+    }
+    return job, configmap
+
+
+class HookRunner:
+    """Runs custom hooks; ``kube_for(cluster_role)`` gives the Kube of ``source``/``target``."""
+
+    def __init__(self, kube_for: Callable[[str], Kube] | dict[str, Kube], run_id: str, *,
+                 hooks_dir: Path | None = None, poll: float = 0.5,
+                 log_fn: Callable[[str], None] | None = None):
+        self.kube_for = kube_for.__getitem__ if isinstance(kube_for, dict) else kube_for
+        self.run_id, self.hooks_dir, self.poll = run_id, hooks_dir, poll
+        self.log = log_fn or log.info
+        self.cancel = threading.Event()
+        self._active: dict[tuple[str, str, str], Kube] = {}
+        self._lock = threading.Lock()
+
+    def run_phase(self, hooks: list[Any], phase: str) -> list[HookResult]:
+        """The hooks of ``phase`` in plan order; stops at the first failing ``fail`` hook."""
+        results = []
+        for hook in hooks:
+            if _get(hook, "phase") == phase:
+                results.append(self.run(hook))
+        return results
+
+    def run(self, hook: Any) -> HookResult:
+        if self.cancel.is_set():
+            raise InterruptedError("cancelled before the hook started")
+        cluster = _get(hook, "cluster") or ("source" if _get(hook, "phase", "").endswith("Backup") else "target")
+        kube = self.kube_for(cluster)
+        name, ns, policy = _get(hook, "name"), _get(hook, "namespace"), _get(hook, "on_failure", "fail")
+        timeout = max(1, _seconds(_get(hook, "timeout", 600)))
+        started = time.monotonic()
+        try:
+            job, cm = job_manifests(hook, self.run_id, self.hooks_dir)
+        except HookError as exc:
+            return self._finish(HookResult(name, _get(hook, "phase"), cluster, ns, False, None, "", 0.0,
+                                           str(exc), policy))
+        jname = job["metadata"]["name"]
+        key = (cluster, ns, jname)
+        self._delete(kube, ns, jname)  # a leftover of an earlier try of this run
+        with self._lock:
+            self._active[key] = kube
+        self.log(f"hook {name} ({_get(hook, 'type')}, {_get(hook, 'phase')}) starting as Job {ns}/{jname} "
+                 f"in cluster {cluster}, service account {_get(hook, 'service_account', 'default')}, "
+                 f"timeout {timeout}s, on failure: {policy}")
+        try:
+            if cm is not None:
+                kube.create(CONFIGMAPS, cm, ns)
+            kube.create(JOBS, job, ns)
+            ok, code, output, error = self._wait(kube, ns, jname, timeout)
+        except KubeError as exc:
+            ok, code, output, error = False, None, "", f"cannot run the hook Job: {exc}"
+        finally:
+            self._delete(kube, ns, jname)
+            with self._lock:
+                self._active.pop(key, None)
+        return self._finish(HookResult(name, _get(hook, "phase"), cluster, ns, ok, code, output,
+                                       time.monotonic() - started, error, policy))
+
+    def _finish(self, result: HookResult) -> HookResult:
+        if result.ok:
+            self.log(f"hook {result.name} succeeded in {result.seconds:.1f}s")
+            return result
+        msg = f"hook {result.name} ({result.phase}) failed: {result.error}"
+        if result.on_failure == "fail":
+            raise HookFailed(msg + "; its policy is on_failure: fail", result)
+        self.log(msg + "; its policy is on_failure: continue, so the job goes on")
+        return result
+
+    def _wait(self, kube: Kube, ns: str, job: str, timeout: int) -> tuple[bool, int | None, str, str | None]:
+        started = time.monotonic()
+        deadline = started + timeout + 30  # the Job's own deadline comes first
+        output = ""
+        while True:
+            if self.cancel.is_set():
+                raise InterruptedError(f"hook Job {ns}/{job} cancelled")
+            status = (kube.get_or_none(JOBS.path(ns, job)) or {}).get("status") or {}
+            pod = find_pod(kube, ns, job)
+            output = pod_log(kube, ns, pod) or output  # keep what was read if the pod goes away
+            phase = ((pod or {}).get("status") or {}).get("phase")
+            if status.get("succeeded") or status.get("failed") or phase in ("Succeeded", "Failed"):
+                if phase in ("Succeeded", "Failed"):
+                    output = pod_log(kube, ns, pod) or output
+                code = exit_code(pod)
+                if (status.get("succeeded") or phase == "Succeeded") and code in (0, None):
+                    return True, 0, output, None
+                why = job_failure({"status": status})
+                for _ in range(10):  # the Job's Failed condition (its reason) may lag its pod
+                    if why or code is not None:
+                        break
+                    time.sleep(0.3)
+                    why = job_failure(kube.get_or_none(JOBS.path(ns, job)))
+                if "DeadlineExceeded" in why or (code is None and time.monotonic() - started >= timeout):
+                    return False, code, output, f"timed out after {timeout}s (activeDeadlineSeconds)"
+                pod_msg = ((pod or {}).get("status") or {}).get("message")
+                return False, code, output, (f"exit code {code}" if code is not None else (pod_msg or why or
+                                                                                          "the pod failed"))
+            if time.monotonic() > deadline:
+                return False, None, output, f"timed out after {timeout}s"
+            time.sleep(self.poll)
+
+    def _delete(self, kube: Kube, ns: str, name: str) -> None:
+        kube.delete(JOBS, name, ns, propagation="Background")
+        kube.delete(CONFIGMAPS, name, ns)
+
+    def cancel_all(self) -> list[str]:
+        """Stop waiting and delete every hook Job/ConfigMap this runner created (``on_kill``)."""
+        self.cancel.set()
+        with self._lock:
+            active = list(self._active.items())
+        for (_, ns, name), kube in active:
+            self._delete(kube, ns, name)
+        return [f"{c}:{ns}/{name}" for (c, ns, name), _ in active]
+
+    def cleanup(self, cluster: str, namespaces: list[str]) -> list[str]:
+        return cleanup_run(self.kube_for(cluster), namespaces, self.run_id, kind="custom")

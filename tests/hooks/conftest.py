@@ -1,0 +1,164 @@
+"""Real database servers for the hook tests: MariaDB and PostgreSQL from the Debian packages,
+started once per session on loopback in a temp dir (unique ports), standing in for the app's
+database Service. Tests that need one are skipped when the package is not installed, except under
+``make test`` (YS1000_REQUIRE_SANDBOX=1), where that is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+MARIADBD = Path("/usr/sbin/mariadbd")
+MARIADB_INSTALL_DB = shutil.which("mariadb-install-db") or "/usr/bin/mariadb-install-db"
+PG_BIN = max((p.parent for p in Path("/usr/lib/postgresql").glob("*/bin/initdb")),
+             key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+             default=Path("/usr/lib/postgresql/15/bin"))
+
+DB_USER = "app"
+DB_PASSWORD = "app-secret-pw"
+
+
+@dataclass
+class DbServer:
+    type: str
+    host: str
+    port: int
+    user: str
+    password: str
+    datadir: Path
+    log: Path
+
+    def log_tail(self, n: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _missing(what: str) -> None:
+    if os.environ.get("YS1000_REQUIRE_SANDBOX") == "1":
+        pytest.fail(f"{what} is not installed (make test installs it)")
+    pytest.skip(f"{what} is not installed")
+
+
+def _wait_port(proc: subprocess.Popen, port: int, log: Path, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{what} did not listen on {port} within {timeout}s:\n{log.read_text(errors='replace')[-3000:]}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def mariadb():
+    """A MariaDB server on 127.0.0.1 with user ``app`` (all privileges) and database ``app``."""
+    if not MARIADBD.exists() or not Path(MARIADB_INSTALL_DB).exists():
+        _missing("MariaDB (mariadb-server)")
+    root = Path(tempfile.mkdtemp(prefix="ys1000-mariadb-"))
+    datadir, log = root / "data", root / "mariadb.log"
+    as_root = os.geteuid() == 0
+    user_opt = ["--user=root"] if as_root else []
+    subprocess.run([MARIADB_INSTALL_DB, "--no-defaults", f"--datadir={datadir}", "--skip-test-db",
+                    "--auth-root-authentication-method=normal", *user_opt],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=180)
+    init = root / "init.sql"
+    init.write_text(
+        f"CREATE USER IF NOT EXISTS '{DB_USER}'@'%' IDENTIFIED BY '{DB_PASSWORD}';\n"
+        f"CREATE USER IF NOT EXISTS '{DB_USER}'@'localhost' IDENTIFIED BY '{DB_PASSWORD}';\n"
+        f"GRANT ALL PRIVILEGES ON *.* TO '{DB_USER}'@'%';\n"
+        f"GRANT ALL PRIVILEGES ON *.* TO '{DB_USER}'@'localhost';\n"
+        "CREATE DATABASE IF NOT EXISTS app;\n")
+    port = free_port()
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(
+            [MARIADBD, "--no-defaults", f"--datadir={datadir}", f"--socket={root / 'mysqld.sock'}",
+             f"--pid-file={root / 'mysqld.pid'}", f"--port={port}", "--bind-address=127.0.0.1",
+             "--skip-name-resolve", "--skip-log-bin", f"--init-file={init}",
+             "--innodb-buffer-pool-size=16M", "--innodb-flush-log-at-trx-commit=2",
+             "--performance-schema=OFF", *user_opt],
+            stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_port(proc, port, log, "mariadbd")
+        yield DbServer("mariadb", "127.0.0.1", port, DB_USER, DB_PASSWORD, datadir, log)
+    finally:
+        _stop(proc)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server (the newest installed, 15 on bookworm) on 127.0.0.1 (password auth) with superuser ``postgres``.
+
+    PostgreSQL refuses to run as root: as root the server runs as the ``postgres`` system user
+    (created by the package; created here when missing) through ``runuser``.
+    """
+    if not (PG_BIN / "initdb").exists():
+        _missing("PostgreSQL (postgresql)")
+    as_root = os.geteuid() == 0
+    prefix: list[str] = []
+    if as_root:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                            "postgres"], check=True)
+        prefix = ["runuser", "-u", "postgres", "--"]
+    root = Path(tempfile.mkdtemp(prefix="ys1000-pg-", dir="/tmp"))
+    datadir, log = root / "data", root / "postgres.log"
+    pwfile = root / "pw"
+    pwfile.write_text(DB_PASSWORD + "\n")
+    if as_root:
+        pw = pwd.getpwnam("postgres")
+        os.chmod(root, 0o700)
+        for p in (root, pwfile):
+            os.chown(p, pw.pw_uid, pw.pw_gid)
+    subprocess.run([*prefix, str(PG_BIN / "initdb"), "-D", str(datadir), "-U", "postgres", "-A", "scram-sha-256",
+                    f"--pwfile={pwfile}", "--no-sync", "-E", "UTF8", "--locale=C"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=180)
+    port = free_port()
+    logfh = open(log, "wb")
+    if as_root:
+        os.chown(log, pwd.getpwnam("postgres").pw_uid, -1)
+    proc = subprocess.Popen(
+        [*prefix, str(PG_BIN / "postgres"), "-D", str(datadir), "-p", str(port), "-k", str(root),
+         "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "shared_buffers=16MB",
+         "-c", "max_connections=20"],
+        stdout=logfh, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_port(proc, port, log, "postgres")
+        yield DbServer("postgresql", "127.0.0.1", port, "postgres", DB_PASSWORD, datadir, log)
+    finally:
+        _stop(proc)
+        logfh.close()
+        shutil.rmtree(root, ignore_errors=True)

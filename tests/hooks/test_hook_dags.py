@@ -1,0 +1,103 @@
+"""DAG structure of plans with hooks and consistency targets (no cluster needed)."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+BACKUP = """
+kind: BackupPlan
+name: shop-backup
+cluster: source
+repository: sandbox-s3
+namespaces: {names: [shop]}
+policy: resources-every-3h
+hooks:
+  - {phase: PreBackup, type: image, namespace: shop, image: busybox, command: [echo, pre]}
+  - {phase: PostBackup, type: ansible, namespace: shop, playbook_file: wordpress/rewrite-url.yml}
+consistency:
+  - {type: mariadb, service: mysql, secret: {name: mysql-credentials}, max_lock: 5m}
+"""
+
+ONLY_CONSISTENCY = """
+kind: BackupPlan
+name: db-backup
+cluster: source
+repository: sandbox-s3
+namespaces: {names: [db]}
+policy: resources-every-3h
+consistency:
+  - {type: postgresql, host: 10.0.0.5, secret: {name: pg}}
+"""
+
+RESTORE = """
+kind: RestorePlan
+name: shop-restore
+backup: {plan: shop-backup}
+target_cluster: target
+repository: sandbox-s3
+hooks:
+  - {name: wordpress-url, phase: PostRestore, type: ansible, namespace: shop, playbook_file: wordpress/rewrite-url.yml}
+"""
+
+
+@pytest.fixture
+def bag(tmp_path, monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    config = tmp_path / "config"
+    shutil.copytree(REPO / "config", config)
+    for name, text in (("shop-backup", BACKUP), ("db-backup", ONLY_CONSISTENCY), ("shop-restore", RESTORE)):
+        (config / "plans" / f"{name}.yaml").write_text(textwrap.dedent(text).lstrip())
+    monkeypatch.setenv("YS1000_CONFIG_DIR", str(config))
+    dags = REPO / "dags"
+    return DagBag(dag_folder=str(dags), bundle_path=dags)
+
+
+def _order(dag) -> list[str]:
+    """Task ids in a topological order that is unique for these DAGs (a chain plus shortcuts)."""
+    order, seen = [], set()
+    tasks = {t.task_id: t for t in dag.tasks}
+    while len(order) < len(tasks):
+        ready = [t for t in tasks.values() if t.task_id not in seen and t.upstream_task_ids <= seen]
+        assert len(ready) == 1, f"not a chain at {order}: {[t.task_id for t in ready]}"
+        order.append(ready[0].task_id)
+        seen.add(ready[0].task_id)
+    return order
+
+
+def test_backup_dag_with_hooks_and_consistency(bag):
+    assert bag.import_errors == {}
+    dag = bag.dags["ys1000_backup__shop-backup"]
+    assert _order(dag) == ["preflight", "pre_backup_hooks", "quiesce", "capture", "volumes", "resume",
+                           "post_backup_hooks", "verify", "commit", "retention"]
+    t = dag.task_dict
+    assert t["resume"].trigger_rule == "all_done"  # always resumes
+    # a failed capture still stops the run after the resume: post hooks need the copy too
+    assert t["post_backup_hooks"].upstream_task_ids == {"resume", "volumes"}
+    assert t["pre_backup_hooks"].phase == "PreBackup" and t["post_backup_hooks"].phase == "PostBackup"
+    assert {task.pool for task in dag.tasks} == {"ys1000_cluster_source"}
+
+
+def test_backup_dag_with_consistency_only(bag):
+    dag = bag.dags["ys1000_backup__db-backup"]
+    assert _order(dag) == ["preflight", "quiesce", "capture", "volumes", "resume", "verify", "commit",
+                           "retention"]
+    assert dag.task_dict["verify"].upstream_task_ids == {"resume", "volumes"}
+
+
+def test_restore_plan_dag_with_hooks(bag):
+    dag = bag.dags["ys1000_restore__shop-restore"]
+    assert _order(dag) == ["preflight", "restore", "post_restore_hooks"]
+    assert {task.pool for task in dag.tasks} == {"ys1000_cluster_target"}
+
+
+def test_plans_without_hooks_keep_their_tasks(bag):
+    assert _order(bag.dags["ys1000_backup__wordpress-backup"]) == ["preflight", "capture", "volumes", "verify",
+                                                                   "commit", "retention"]
+    assert _order(bag.dags["ys1000_restore__wordpress-restore"]) == ["preflight", "restore"]
