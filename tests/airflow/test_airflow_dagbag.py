@@ -197,3 +197,25 @@ def test_parse_time_many_plans(tmp_path, n):
     print(f"\n{n} plans → {len(dags)} DAGs in {elapsed:.2f} s")
     assert len(dags) == n + 1
     assert elapsed < 10
+
+
+def test_migration_plan_with_hooks_runs_them_around_the_cutover(tmp_path):
+    from ys1000.airflow.dagfactory import build_dags
+
+    cdir = copy_config(tmp_path / "config", plans=False)
+    write_plan(cdir, "move.yaml", """
+        kind: MigrationPlan
+        name: move
+        source_cluster: source
+        target_cluster: target
+        repository: sandbox-s3
+        namespaces: {names: [wordpress]}
+        hooks:
+          - {phase: PreBackup, type: image, image: busybox, namespace: wordpress, command: [sh, -c, "echo pre"]}
+          - {phase: PostRestore, type: ansible, namespace: wordpress, playbook_file: wordpress/rewrite-url.yml}
+        """)
+    dag = build_dags(cdir)["ys1000_migrate__move"]
+    assert _chain(dag)[:7] == ["preflight", "pre_backup_hooks", "stop_source", "sync", "restore", "start_target",
+                               "post_restore_hooks"]
+    assert dag.get_task("post_restore_hooks").upstream_task_ids == {"start_target"}
+    assert {"pre_backup_hooks", "post_restore_hooks"} <= dag.get_task("undo").upstream_task_ids

@@ -37,6 +37,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ys1000.notify import failure_callbacks
+
 if TYPE_CHECKING:
     from airflow.sdk import DAG
 
@@ -167,7 +169,7 @@ def raise_plan_errors(config_dir: str | Path | None = None) -> None:
 # -- DAGs ---------------------------------------------------------------------------------------
 
 
-def _default_args(owner: str, pool: str | None) -> dict[str, Any]:
+def _default_args(owner: str, pool: str | None, callbacks: list | None = None) -> dict[str, Any]:
     args: dict[str, Any] = {
         "owner": owner,
         "retries": RETRIES,
@@ -177,6 +179,8 @@ def _default_args(owner: str, pool: str | None) -> dict[str, Any]:
     }
     if pool:
         args["pool"] = pool
+    if callbacks:
+        args["on_failure_callback"] = callbacks  # failure alerts (reports.yaml, the plan's notify)
     return args
 
 
@@ -239,7 +243,7 @@ def backup_dag(plan: "BackupPlan", config: "Config", path: Path) -> "DAG":
         tags=list(dict.fromkeys(["ys1000", "backup", plan.cluster, *plan.tags])),
         doc_md=_doc_backup(plan, config, path),
         description=(plan.description or f"Back up {plan.cluster}")[:200],
-        default_args=_default_args(plan.owner, pool_for(plan.cluster)),
+        default_args=_default_args(plan.owner, pool_for(plan.cluster), failure_callbacks(config.config_dir, plan=plan)),
     ) as dag:
         ops = [
             BackupPreflightOperator(task_id="preflight", execution_timeout=TIMEOUTS["preflight"], **common),
@@ -312,7 +316,8 @@ def restore_plan_dag(plan: "RestorePlan", config: "Config", path: Path) -> "DAG"
         tags=list(dict.fromkeys(["ys1000", "restore", plan.target_cluster, *plan.tags])),
         doc_md=doc,
         description=(plan.description or f"Restore into {plan.target_cluster}")[:200],
-        default_args=_default_args(plan.owner, pool_for(plan.target_cluster)),
+        default_args=_default_args(plan.owner, pool_for(plan.target_cluster),
+                                   failure_callbacks(config.config_dir, plan=plan)),
     ) as dag:
         pre = RestorePreflightOperator(task_id="preflight", execution_timeout=TIMEOUTS["preflight"], **common)
         run = RestoreOperator(task_id="restore", execution_timeout=TIMEOUTS["restore"],
@@ -402,7 +407,7 @@ def generic_restore_dag(config: "Config") -> "DAG":
                "fails (without retry) when any object failed, listing each with its reason.\n\n"
                "The target cluster is chosen per run, so these tasks use the default pool, not a "
                "cluster pool.",
-        default_args=_default_args("ys1000", None),
+        default_args=_default_args("ys1000", None, failure_callbacks(config.config_dir)),
     ) as dag:
         pre = RestorePreflightOperator(task_id="preflight", execution_timeout=TIMEOUTS["preflight"], **args)
         run = RestoreOperator(task_id="restore", execution_timeout=TIMEOUTS["restore"],

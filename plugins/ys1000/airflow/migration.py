@@ -3,8 +3,8 @@
 Trigger params: ``mode`` (``incremental`` — the default, and what the plan's schedule runs — or
 ``cutover``) and ``stop_source`` (default from the plan). Tasks::
 
-    preflight → stop_source → sync → restore → start_target
-                  └──────────┴───────┴──────────┴→ undo → failed   (only after a failure)
+    preflight → [pre_backup_hooks →] stop_source → sync → restore → start_target [→ post_restore_hooks]
+                          every task after preflight ──→ undo → failed   (only after a failure)
 
 In incremental mode only ``preflight`` and ``sync`` do work (the others skip). ``undo`` runs when
 any cutover task fails or is marked failed (cancel): the source gets its recorded replicas back
@@ -186,6 +186,27 @@ class UndoCutoverOperator(_MigrationOperator):
         return undone
 
 
+def _cutover_hooks_operator():
+    from ys1000.airflow.hook_operators import RunHooksOperator
+
+    class CutoverHooksOperator(RunHooksOperator):
+        """The plan's hooks of one phase, in cutover runs only (PreBackup before the source stops,
+        PostRestore after the app started in the target, e.g. the WordPress URL rewrite)."""
+
+        template_fields: Sequence[str] = (*RunHooksOperator.template_fields, "mode")
+
+        def __init__(self, *, mode: str = "{{ params.mode }}", **kwargs: Any) -> None:
+            super().__init__(plan_kind="MigrationPlan", **kwargs)
+            self.mode = mode
+
+        def execute(self, context: Any) -> list[dict]:
+            if self.mode != "cutover":
+                raise AirflowSkipException(f"mode {self.mode}: hooks run at the cutover")
+            return super().execute(context)
+
+    return CutoverHooksOperator
+
+
 class CutoverFailedOperator(Ys1000Operator):
     """Fails the run after a failed cutover (the ``undo`` leaf succeeding would otherwise make the
     run look successful)."""
@@ -202,6 +223,7 @@ def migration_dag(plan: "MigrationPlan", config: "Config", path: Path) -> "DAG":
 
     from ys1000.airflow.dagfactory import START_DATE, _default_args, pool_for
     from ys1000.config import to_timetable
+    from ys1000.notify import failure_callbacks
 
     common = {"plan": plan.name, "config_dir": str(config.config_dir)}
     doc = "\n".join([
@@ -225,7 +247,8 @@ def migration_dag(plan: "MigrationPlan", config: "Config", path: Path) -> "DAG":
         tags=list(dict.fromkeys(["ys1000", "migration", plan.source_cluster, plan.target_cluster, *plan.tags])),
         doc_md=doc,
         description=(plan.description or f"Migrate {plan.source_cluster} → {plan.target_cluster}")[:200],
-        default_args=_default_args(plan.owner, pool_for(plan.source_cluster)),
+        default_args=_default_args(plan.owner, pool_for(plan.source_cluster),
+                                   failure_callbacks(config.config_dir, plan=plan)),
         params={
             "mode": Param("incremental", enum=["incremental", "cutover"],
                           description="incremental: sync volume data only; cutover: move the app"),
@@ -245,7 +268,16 @@ def migration_dag(plan: "MigrationPlan", config: "Config", path: Path) -> "DAG":
                                    execution_timeout=timedelta(minutes=30), **common)
         failed = CutoverFailedOperator(task_id="failed", trigger_rule="one_failed", retries=0,
                                        config_dir=str(config.config_dir))
-        preflight >> stop >> sync >> restore >> start
-        [stop, sync, restore, start] >> undo
-        [stop, sync, restore, start, undo] >> failed
+        hooks = _cutover_hooks_operator()
+        phases = {h.phase for h in plan.hooks}
+        pre = [hooks(task_id="pre_backup_hooks", phase="PreBackup", execution_timeout=timedelta(hours=1),
+                     **common)] if "PreBackup" in phases else []
+        post = [hooks(task_id="post_restore_hooks", phase="PostRestore", trigger_rule="none_failed",
+                      execution_timeout=timedelta(hours=1), **common)] if "PostRestore" in phases else []
+        chain = [preflight, *pre, stop, sync, restore, start, *post]
+        for upstream, downstream in zip(chain, chain[1:]):
+            upstream >> downstream
+        cutover = [*pre, stop, sync, restore, start, *post]
+        cutover >> undo
+        [*cutover, undo] >> failed
     return dag
