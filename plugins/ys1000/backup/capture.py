@@ -173,21 +173,31 @@ def _cluster_dependencies(kube: Kube, spec: BackupSpec, inv: Inventory, crd_type
             yield NAMESPACES, obj
     if not spec.include_cluster_resources:
         return
+    def wanted(rt: ResourceType) -> bool:
+        # a dependency follows what depends on it (include_kinds does not drop it); only an
+        # explicit exclude or include_cluster_resources=False leaves it out
+        names = {rt.kind.lower(), rt.resource.lower()}
+        return not names & {k.lower() for k in spec.exclude_kinds}
+
     selected_pvcs = [c for c in inv.pvcs if kind_selected("PersistentVolumeClaim", "persistentvolumeclaims", spec)]
-    if kind_selected("PersistentVolume", "persistentvolumes", spec):
+    if wanted(PVS):
         for name in sorted({(c.get("spec") or {}).get("volumeName") for c in selected_pvcs} - {None}):
             pv = kube.get_or_none(PVS.path(name=name))
             if pv:
                 yield PVS, _typed(pv, PVS)
     if spec.scope == "volumes":
         return
-    for name in sorted({(c.get("spec") or {}).get("storageClassName") for c in selected_pvcs} - {None}):
-        sc = kube.get_or_none(STORAGE_CLASSES.path(name=name))
-        if sc:
-            yield STORAGE_CLASSES, _typed(sc, STORAGE_CLASSES)
-    for crd in kube.list(CRDS):
-        if (crd["spec"]["group"], crd["spec"]["names"]["plural"]) in crd_types:
-            yield CRDS, _typed(crd, CRDS)
+    if wanted(STORAGE_CLASSES):
+        for name in sorted({(c.get("spec") or {}).get("storageClassName") for c in selected_pvcs} - {None}):
+            sc = kube.get_or_none(STORAGE_CLASSES.path(name=name))
+            if sc:
+                yield STORAGE_CLASSES, _typed(sc, STORAGE_CLASSES)
+    if crd_types and wanted(CRDS):
+        for crd in kube.list(CRDS):
+            if (crd["spec"]["group"], crd["spec"]["names"]["plural"]) in crd_types:
+                yield CRDS, _typed(crd, CRDS)
+    if not wanted(CLUSTER_ROLE_BINDINGS) or not kind_selected("ServiceAccount", "serviceaccounts", spec):
+        return
     namespaces = set(inv.namespaces)
     for crb in kube.list(CLUSTER_ROLE_BINDINGS):
         if any(s.get("kind") == "ServiceAccount" and s.get("namespace") in namespaces for s in crb.get("subjects") or []):
