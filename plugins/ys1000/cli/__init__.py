@@ -12,6 +12,7 @@ import sys
 
 from ys1000.cli import airflow_setup, engine as engine_cmd
 from ys1000.cli import collect_logs as collect_logs_cmd, self_backup as self_backup_cmd
+from ys1000.cli import test_connection as test_connection_cmd
 from ys1000.cli.common import UsageError
 from ys1000.cli import sandbox as sandbox_cmd
 
@@ -24,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     engine_cmd.register(sub)
     airflow_setup.register(sub)
+    test_connection_cmd.register(sub)
     sandbox_cmd.register(sub)
     self_backup_cmd.register(sub)  # self-restore, self-backups
     collect_logs_cmd.register(sub)
