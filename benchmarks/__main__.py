@@ -9,9 +9,9 @@ from pathlib import Path
 
 from ys1000.sandbox import supervisor
 
-from benchmarks import resources, volumes
+from benchmarks import dagparse, resources, volumes
 
-BENCHMARKS = {"resources": resources.run, "volumes": volumes.run}
+BENCHMARKS = {"dagparse": dagparse.run, "resources": resources.run, "volumes": volumes.run}
 
 
 def main(argv: list[str]) -> int:

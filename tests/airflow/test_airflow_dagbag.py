@@ -215,7 +215,33 @@ def test_migration_plan_with_hooks_runs_them_around_the_cutover(tmp_path):
           - {phase: PostRestore, type: ansible, namespace: wordpress, playbook_file: wordpress/rewrite-url.yml}
         """)
     dag = build_dags(cdir)["ys1000_migrate__move"]
-    assert _chain(dag)[:7] == ["preflight", "pre_backup_hooks", "stop_source", "sync", "restore", "start_target",
-                               "post_restore_hooks"]
-    assert dag.get_task("post_restore_hooks").upstream_task_ids == {"start_target"}
+    upstream = {t.task_id: t.upstream_task_ids for t in dag.tasks}
+    assert upstream["pre_backup_hooks"] == {"preflight"} and upstream["stop_source"] == {"pre_backup_hooks"}
+    assert upstream["sync"] == {"stop_source"} and upstream["post_restore_hooks"] == {"start_target"}
     assert {"pre_backup_hooks", "post_restore_hooks"} <= dag.get_task("undo").upstream_task_ids
+
+
+def test_export_at_a_set_time_is_a_deferred_wait(tmp_path):
+    from ys1000.airflow.dagfactory import build_dags
+
+    cdir = copy_config(tmp_path / "config", plans=False)
+    write_plan(cdir, "snap.yaml", """
+        kind: BackupPlan
+        name: snap
+        cluster: source
+        repository: sandbox-s3
+        namespaces: {names: [wordpress]}
+        policy:
+          scope: full
+          method: snapshot_export
+          export: {mode: selected_at, at: "02:30", pvcs: [wordpress/wp-content]}
+          schedule: {type: on_demand}
+          retention: 3d
+        """)
+    dag = build_dags(cdir)["ys1000_backup__snap"]
+    assert _chain(dag) == ["preflight", "capture", "volumes", "wait_for_export_time", "export", "verify", "commit",
+                           "retention"]
+    wait = dag.get_task("wait_for_export_time")
+    assert wait.deferrable and "hour=2, minute=30" in wait.target_time
+    assert dag.get_task("commit").volumes_task == "export"
+    assert dag.get_task("export").export_phase is True
