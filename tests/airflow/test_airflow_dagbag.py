@@ -242,6 +242,17 @@ def test_export_at_a_set_time_is_a_deferred_wait(tmp_path):
     assert _chain(dag) == ["preflight", "capture", "volumes", "wait_for_export_time", "export", "verify", "commit",
                            "retention"]
     wait = dag.get_task("wait_for_export_time")
-    assert wait.deferrable and "hour=2, minute=30" in wait.target_time
+    from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
+
+    from datetime import datetime, timezone
+
+    from ys1000.airflow.dagfactory import next_time_at
+
+    assert isinstance(wait, DateTimeSensorAsync) and "ys1000_export_time(" in wait.target_time
+    assert "'UTC', 2, 30" in wait.target_time and "ys1000_export_time" in dag.user_defined_macros
+    assert next_time_at(datetime(2030, 1, 1, 1, 0, tzinfo=timezone.utc), "UTC", 2, 30) == "2030-01-01T02:30:00+00:00"
+    assert next_time_at(datetime(2030, 1, 1, 3, 0, tzinfo=timezone.utc), "UTC", 2, 30) == "2030-01-02T02:30:00+00:00"
+    assert next_time_at(datetime(2030, 1, 1, 17, 0, tzinfo=timezone.utc), "Asia/Shanghai", 2, 30) == \
+        "2030-01-02T02:30:00+08:00"
     assert dag.get_task("commit").volumes_task == "export"
     assert dag.get_task("export").export_phase is True

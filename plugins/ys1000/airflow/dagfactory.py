@@ -244,6 +244,7 @@ def backup_dag(plan: "BackupPlan", config: "Config", path: Path) -> "DAG":
         doc_md=_doc_backup(plan, config, path),
         description=(plan.description or f"Back up {plan.cluster}")[:200],
         default_args=_default_args(plan.owner, pool_for(plan.cluster), failure_callbacks(config.config_dir, plan=plan)),
+        user_defined_macros={"ys1000_export_time": next_time_at},
     ) as dag:
         ops = [
             BackupPreflightOperator(task_id="preflight", execution_timeout=TIMEOUTS["preflight"], **common),
@@ -265,25 +266,34 @@ def backup_dag(plan: "BackupPlan", config: "Config", path: Path) -> "DAG":
     return dag
 
 
+def next_time_at(after: datetime, tz: str, hour: int, minute: int) -> str:
+    """The first HH:MM in zone ``tz`` strictly after ``after``, as an ISO timestamp (the
+    export time of 'selected at a set time'; a DAG macro, so the wait renders it per run)."""
+    from zoneinfo import ZoneInfo
+
+    local = after.astimezone(ZoneInfo(tz))
+    at = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    if at <= local:
+        at += timedelta(days=1)
+    return at.isoformat()
+
+
 def _export_at(plan: "BackupPlan", config: "Config", common: dict) -> list:
     """Export 'selected at a set time': a deferred wait (no worker slot held), then the export."""
     policy = config.policy_for(plan)
     if policy.method != "snapshot_export" or policy.export is None or policy.export.mode != "selected_at":
         return []
-    from airflow.providers.standard.sensors.date_time import DateTimeSensor
+    from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
 
     from ys1000.airflow.operators import VolumeDataOperator
 
     at = policy.export.at
     tz = getattr(config.schedule_for(plan), "timezone", "UTC")
-    # the next HH:MM (in the schedule's zone) after the run started
-    target = ("{{ (dag_run.start_date.in_timezone('%s').replace(hour=%d, minute=%d, second=0, microsecond=0)"
-              " if dag_run.start_date.in_timezone('%s').replace(hour=%d, minute=%d, second=0, microsecond=0)"
-              " > dag_run.start_date else dag_run.start_date.in_timezone('%s').replace(hour=%d, minute=%d,"
-              " second=0, microsecond=0).add(days=1)).isoformat() }}") % (tz, at.hour, at.minute, tz, at.hour,
-                                                                            at.minute, tz, at.hour, at.minute)
+    target = (f"{{{{ ys1000_export_time(dag_run.start_date or dag_run.run_after, "
+              f"'{tz}', {at.hour}, {at.minute}) }}}}")
     return [
-        DateTimeSensor(task_id="wait_for_export_time", target_time=target, deferrable=True),
+        # deferred to the triggerer: no worker slot waits for the export time
+        DateTimeSensorAsync(task_id="wait_for_export_time", target_time=target),
         VolumeDataOperator(task_id="export", export_phase=True, execution_timeout=TIMEOUTS["volumes"], **common),
     ]
 
