@@ -165,8 +165,13 @@ class Ys1000Operator(BaseOperator):
         return threading.Event()
 
     @cached_property
-    def _state_lock(self) -> threading.Lock:
-        return threading.Lock()
+    def _state_lock(self) -> threading.RLock:
+        # re-entrant: on_kill runs in a signal handler, possibly while the main thread holds it
+        return threading.RLock()
+
+    @cached_property
+    def _progress_lock(self) -> threading.RLock:
+        return threading.RLock()
 
     _running = False
 
@@ -183,6 +188,20 @@ class Ys1000Operator(BaseOperator):
     def cleanup(self) -> None:
         """Remove what this run created (overridden by operators that create something)."""
 
+    def publish_progress(self, info: dict) -> None:
+        """Progress for the job monitor (B5): the newest ``progress`` XCom of the running task."""
+        try:
+            from airflow.sdk import get_current_context
+
+            # movers report from worker threads: use the task instance captured in execute, one
+            # push at a time (the task's channel to its supervisor is not for concurrent use)
+            ti = getattr(self, "_ti", None) or get_current_context()["ti"]
+            value = {k: v for k, v in info.items() if v is None or isinstance(v, (int, float, str, bool))}
+            with self._progress_lock:
+                ti.xcom_push(key="progress", value={**value, "updated": datetime.now(timezone.utc).isoformat()})
+        except Exception:  # progress is best effort; the work goes on
+            self.log.debug("could not publish progress", exc_info=True)
+
     def _progress_logger(self, what: str, every: float = 10.0):
         last = [0.0]
 
@@ -191,6 +210,7 @@ class Ys1000Operator(BaseOperator):
             if now - last[0] >= every or info.get("phase") == "committed":
                 last[0] = now
                 self.log.info("%s: %s", what, ", ".join(f"{k}={v}" for k, v in info.items()))
+                self.publish_progress(info)
 
         return report
 
@@ -374,6 +394,7 @@ class VolumeDataOperator(_BackupPlanOperator):
         from ys1000.volumes import MoverRunner, backup_volumes, export_later
 
         p = self.plan_obj
+        self._ti = context["ti"]
         bid = self.backup_id(context)
         spec = self.backup_spec(bid)
         if spec.scope == "resources":
@@ -427,6 +448,9 @@ class VolumeDataOperator(_BackupPlanOperator):
         self.log.info("mover %s/%s: %s of %s bytes, %s of %s files", spec.namespace, spec.pvc,
                       progress.get("bytes_done"), progress.get("bytes_total"), progress.get("files_done"),
                       progress.get("files_total"))
+        self.publish_progress({"phase": "volumes", "pvc": f"{spec.namespace}/{spec.pvc}",
+                               "bytes_done": progress.get("bytes_done"), "bytes_total": progress.get("bytes_total"),
+                               "files_done": progress.get("files_done"), "files_total": progress.get("files_total")})
 
     def cleanup(self) -> None:
         if self._runner is not None:
