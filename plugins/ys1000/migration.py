@@ -131,7 +131,7 @@ def sync(source: Kube, target: Kube, repo: Repository, repo_cfg: RepositoryConfi
     password = repo.restic_password()
 
     def restore_one(rec: dict) -> dict:
-        if not rec.get("restic"):
+        if not (rec.get("restic") or {}).get("snapshot_id"):  # skipped, snapshot-only or empty volume
             return {**_short(rec), "restored": False}
         ns = spec.target_ns(rec["namespace"])
         wait_until(lambda: (target.get(PVCS.path(ns, rec["pvc"])).get("status") or {}).get("phase") == "Bound",

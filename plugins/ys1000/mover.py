@@ -56,6 +56,10 @@ def backup(args) -> dict:
     restic.ensure_repository(env)
     if not os.path.isdir(args.source):
         raise restic.ResticError(f"source {args.source} is not a directory (is the volume mounted?)")
+    if not os.listdir(args.source):
+        # restic refuses an empty snapshot; an empty volume is recorded as such and restores to empty
+        return {"snapshot_id": None, "empty": True, "files_new": 0, "files_changed": 0, "files_unmodified": 0,
+                "total_files": 0, "total_bytes": 0, "bytes_added": 0, "bytes_added_packed": 0}
     cmd = ["backup", ".", "--host", args.host, *_limits(args)]
     for tag in [*args.identity, *args.tag]:
         cmd += ["--tag", tag]

@@ -258,3 +258,24 @@ def test_retention_forgets_only_the_expired_backups_data(source, make_namespace,
     r = restore_with_volumes(kube, repo, cfg, RestoreSpec(backup_id="ret-new"), same_cluster=True)
     assert r.status == "Completed", r.failed
     assert tree_digest(pv_dir(kube, ns, "data")) == digest
+
+
+def test_empty_volume_backs_up_and_restores_empty(source, target, make_namespace, volume_repo):
+    repo, cfg, _ = volume_repo
+    kube = Kube.from_kubeconfig(source.kubeconfig, name="source")
+    ns = make_namespace(source)
+    source.core.create_namespaced_persistent_volume_claim(ns, {"metadata": {"name": "empty"}, "spec": {
+        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+    wait_until(lambda: source.core.read_namespaced_persistent_volume_claim("empty", ns).status.phase == "Bound",
+               timeout=30, what="bound")
+    r = backup_with_volumes(kube, repo, cfg, BackupSpec(backup_id="empty-1", plan="e", namespaces=[ns],
+                                                         cluster_name="source"), VolumeOptions(run_id="e1"))
+    rec = r.manifest.volumes[0]
+    assert rec["restic"]["snapshot_id"] is None and rec["restic"]["total_bytes"] == 0
+    tkube = Kube.from_kubeconfig(target.kubeconfig, name="target")
+    report = restore_with_volumes(tkube, repo, cfg, RestoreSpec(
+        backup_id="empty-1", options=RestoreOptions(namespace_mapping={ns: ns + "-e"})), same_cluster=False)
+    assert report.status == "Completed", report.failed
+    wait_until(lambda: target.core.read_namespaced_persistent_volume_claim("empty", ns + "-e").status.phase == "Bound",
+               timeout=30, what="restored PVC bound")
+    assert list(pv_dir(tkube, ns + "-e", "empty").iterdir()) == []

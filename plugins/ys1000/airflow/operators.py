@@ -438,6 +438,15 @@ class VolumeDataOperator(_BackupPlanOperator):
 
     _runner = None
 
+    def on_kill(self) -> None:
+        """Delete the movers right away, also while ``execute`` runs: after "mark failed" the task
+        process is killed a few seconds after on_kill, before ``execute`` could unwind."""
+        super().on_kill()
+        with self._state_lock:
+            running = self._running
+        if running:
+            self.cleanup()
+
     def _repo_config(self):
         from ys1000.airflow.connections import repository_config_for
 
@@ -695,6 +704,14 @@ class RestoreOperator(_RestoreBase):
     """
 
     _spec = None
+
+    def on_kill(self) -> None:
+        """Delete the restore movers right away (the task process is killed soon after)."""
+        super().on_kill()
+        with self._state_lock:
+            running = self._running
+        if running:
+            self.cleanup()
 
     def cleanup(self) -> None:
         hooks = self._spec.volume_hooks if self._spec is not None else None

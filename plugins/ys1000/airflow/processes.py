@@ -435,6 +435,7 @@ class AirflowStack:
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",  # the connections' "Test" button
         }
         if self.executor == "CeleryExecutor":
             env |= {
@@ -443,6 +444,19 @@ class AirflowStack:
                 "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
             }
         return env | self.env
+
+    def write_env_file(self, path: str | Path | None = None) -> Path:
+        """``export`` lines of the stack's Airflow settings, connections and Variables (mode 0600:
+        it holds credentials), so ``. FILE && airflow dags list`` talks to this stack."""
+        import shlex
+
+        path = Path(path or self.home / "airflow.env")
+        keep = ("AIRFLOW", "YS1000_", "PATH")
+        lines = [f"export {k}={shlex.quote(v)}" for k, v in sorted(self.procs.env.items())
+                 if k.startswith(keep) and k != STACK_MARKER]
+        path.write_text("# the environment of the Airflow started by ys1000 (generated)\n" + "\n".join(lines) + "\n")
+        path.chmod(0o600)
+        return path
 
     # lifecycle ------------------------------------------------------------------------------
     def airflow(self) -> str:
@@ -512,7 +526,7 @@ class AirflowStack:
         if dead := self.procs.dead():
             raise RuntimeError(f"{dead[0].name} exited:\n{dead[0].tail()}")
         text = self.procs.procs["celery-worker"].tail(200)
-        return " ready." in text or "celery@" in text and "ready" in text
+        return f"{self.worker_hostname}@" in text and " ready." in text  # "NAME@host ready."
 
     def stop(self) -> None:
         """Stop every process this stack started (components first, then the DB and broker).

@@ -83,7 +83,8 @@ class VolumeRestorer:
 
     def populate(self, created: list[tuple[str, str]]) -> None:
         """Restore restic data into the PVCs that this restore created (existing ones are left alone)."""
-        todo = [(ns, name, self._pending[(ns, name)]) for ns, name in created if (ns, name) in self._pending]
+        todo = [(ns, name, self._pending[(ns, name)]) for ns, name in created
+                if (ns, name) in self._pending and self._pending[(ns, name)]["restic"].get("snapshot_id")]
 
         def one(item):
             ns, name, rec = item

@@ -1,0 +1,70 @@
+"""Helpers of the end-to-end tests (plans, planted data, repository access, REST API bits)."""
+
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+
+import yaml
+
+SLOW_LIMIT_KIB = 256      # source cluster's mover bandwidth in the e2e config
+SLOW_DATA_MIB = 4         # data planted in the slow plan's PVC: ~16 s of upload at the limit
+
+
+def backup_plan(name: str, namespace: str, scope: str = "full") -> str:
+    return (f"kind: BackupPlan\nname: {name}\ncluster: source\nrepository: sandbox-s3\n"
+            f"namespaces: {{names: [{namespace}]}}\n"
+            f"policy: {{scope: {scope}, method: filecopy, schedule: {{type: on_demand}}, retention: 7d}}\n")
+
+
+def limit_bandwidth(config_dir: Path, cluster: str, kib_s: int) -> None:
+    path = config_dir / "clusters.yaml"
+    data = yaml.safe_load(path.read_text())
+    data[cluster]["bandwidth"] = {"limit_kib_s": kib_s}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def pv_dir(kube, ns: str, pvc: str) -> Path:
+    from ys1000.waiting import wait_until
+
+    claim = wait_until(lambda: (c := kube.get(f"/api/v1/namespaces/{ns}/persistentvolumeclaims/{pvc}"))
+                       ["spec"].get("volumeName") and c, timeout=60, what=f"PVC {ns}/{pvc} to be bound")
+    pv = kube.get(f"/api/v1/persistentvolumes/{claim['spec']['volumeName']}")
+    return Path(pv["spec"]["csi"]["volumeAttributes"]["path"])
+
+
+def plant_data(root: Path, mib: int) -> None:
+    rnd = random.Random(mib)  # incompressible: restic uploads all of it
+    with open(root / "uploads.bin", "wb") as f:
+        for _ in range(mib):
+            f.write(rnd.randbytes(1 << 20))
+    (root / "index.php").write_text("<?php // ys1000 e2e\n")
+
+
+def create_pools(stack) -> None:
+    """After ``db migrate``: the cluster pools, as a deployment creates them (``ys1000 airflow pools``)."""
+    stack.procs.run("pools", [str(Path(sys.executable).parent / "ys1000"), "airflow", "pools"], timeout=120)
+
+
+def open_repo(sandbox_s3, bucket: str):
+    from ys1000.airflow.bootstrap import SANDBOX_REPO_KEY
+    from ys1000.repository import RepositoryConfig, open_repository
+
+    cfg = RepositoryConfig(type="s3", bucket=bucket, endpoint_url=sandbox_s3.endpoint_url,
+                           access_key=sandbox_s3.access_key, secret_key=sandbox_s3.secret_key,
+                           region=sandbox_s3.region)
+    return open_repository(cfg, SANDBOX_REPO_KEY)
+
+
+def xcom(client, dag_id: str, run_id: str, task_id: str, key: str = "return_value"):
+    """An XCom value through the REST API."""
+    entry = client.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}",
+                       params={"deserialize": "true", "stringify": "false"})
+    return entry["value"]
+
+
+def dump_logs(stack) -> None:
+    """Print the components' log tails (pytest shows them for a failed test)."""
+    for name in list(stack.procs.procs):
+        print(f"----- {name} ({stack.procs.procs[name].log}) -----\n{stack.log_tail(name, 40)}")

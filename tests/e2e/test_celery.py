@@ -1,0 +1,57 @@
+"""The production shape with real processes: CeleryExecutor, PostgreSQL metadata DB and Redis broker
+(Debian packages, on loopback in temp dirs), one Celery worker; a backup DAG triggered through the
+REST API runs to success on the worker."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from e2e_helpers import create_pools, dump_logs, open_repo, xcom
+
+pytestmark = pytest.mark.slow
+
+DAG = "ys1000_backup__quick-backup"
+WORKER = "ys1000-celery-worker"
+
+
+def test_backup_runs_on_the_celery_worker(e2e_env, sandbox_s3):
+    from ys1000.airflow.processes import AirflowStack
+
+    stack = AirflowStack.celery(e2e_env.base / "airflow-celery", e2e_env.env, worker_hostname=WORKER)
+    t0 = time.monotonic()
+    try:
+        stack.start(on_migrated=create_pools)
+        print(f"PostgreSQL + Redis + Airflow (CeleryExecutor) + worker ready in {time.monotonic() - t0:.1f} s")
+        assert stack.sql_alchemy_conn.startswith("postgresql") and stack.celery_broker.startswith("redis://")
+        c = stack.client()
+        c.wait_for_dag(DAG)
+        health = c.get("/api/v2/monitor/health")
+        assert health["metadatabase"]["status"] == "healthy"
+        run = c.trigger(DAG)["dag_run_id"]
+        final = c.wait_run(DAG, run, timeout=300)
+        print(f"run {run}: {final['state']} after {time.monotonic() - t0:.1f} s")
+        if final["state"] != "success":
+            dump_logs(stack)
+        assert final["state"] == "success"
+
+        # every task ran on the Celery worker (its hostname) from the default Celery queue
+        tis = c.task_instances(DAG, run)
+        assert set(tis) == {"preflight", "capture", "volumes", "verify", "commit", "retention"}
+        for task_id, ti in tis.items():
+            assert ti["state"] == "success", (task_id, ti["state"])
+            assert ti["hostname"] == WORKER, (task_id, ti["hostname"])
+            assert ti["queue"] == "default", (task_id, ti["queue"])
+        worker_log = stack.log_tail("celery-worker", 2000)
+        assert f"celery@{WORKER}" in worker_log or WORKER in worker_log
+        assert "execute_workload" in worker_log and "succeeded" in worker_log
+
+        # and the backup it made is complete and verifies
+        bid = xcom(c, DAG, run, "capture", "backup_id")
+        repo = open_repo(sandbox_s3, e2e_env.bucket)
+        assert repo.manifest(bid).status == "Completed" and repo.verify(bid).ok
+    finally:
+        stack.stop()
+        print(f"stopped after {time.monotonic() - t0:.1f} s")
+    assert stack.procs.remaining() == []
+    assert all(not s.dir.exists() for s in stack.extra)  # PostgreSQL/Redis temp dirs removed
