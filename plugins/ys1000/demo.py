@@ -10,7 +10,10 @@
 5. the namespace deleted (the disaster);
 6. the restore: the generic ``ys1000_restore`` DAG back into ``source`` and, side by side, the
    restore plan DAG ``ys1000_restore__wordpress-restore`` into ``target`` as ``wordpress-restored``;
-7. every object of the application and the PVC content checked in both places.
+7. every object of the application and the PVC content checked in both places;
+8. the migration ``ys1000_migrate__wordpress-migrate``: an incremental sync, then the cutover into
+   ``target`` as ``wordpress-migrated``, after which the manual's WordPress hook rewrites the site
+   URL in the app's database (a real MariaDB the demo runs on loopback) and the Ingress host.
 
 Then it prints the Airflow UI address and login and keeps everything running until Ctrl-C. With
 ``--no-wait`` it stops everything at the end and exits 0 only when every step worked.
@@ -34,6 +37,9 @@ BACKUP_DAG = f"ys1000_backup__{BACKUP_PLAN}"
 RESTORE_PLAN_DAG = "ys1000_restore__wordpress-restore"
 GENERIC_RESTORE_DAG = "ys1000_restore"
 RESTORED_ELSEWHERE = ("target", "wordpress-restored")  # what config/plans/wordpress-restore.yaml says
+MIGRATE_DAG = "ys1000_migrate__wordpress-migrate"
+MIGRATED = "wordpress-migrated"  # config/plans/wordpress-migrate.yaml's namespace mapping
+NEW_URL = "http://blog.migrated.example.com"  # and its WordPress hook's NEW_URL
 
 #: sample content planted in the application's volumes (path in the PVC → bytes)
 CONTENT = {
@@ -160,6 +166,30 @@ def check_app(kube, ns: str, manifests: list[dict]) -> list[str]:
     return problems
 
 
+def demo_config(src: Path, dest: Path, db_port: int) -> Path:
+    """A copy of the config whose WordPress hook reaches the demo's MariaDB port."""
+    import shutil
+
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(src, dest)
+    plan = dest / "plans" / "wordpress-migrate.yaml"
+    if plan.exists():
+        plan.write_text(plan.read_text().replace('DB_PORT: "3306"', f'DB_PORT: "{db_port}"'))
+    return dest
+
+
+def site_url(db) -> str:
+    import pymysql
+
+    conn = pymysql.connect(host=db.host, port=db.port, user=db.user, password=db.password, database="wordpress")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT option_value FROM wp_options WHERE option_name = 'siteurl'")
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
 # -- Airflow ------------------------------------------------------------------------------------
 
 
@@ -215,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
 
     step = Steps()
     stack: AirflowStack | None = None
+    db = None
     started_sandbox = False
     ok = False
     # SIGTERM (e.g. from a CI runner) ends the demo like Ctrl-C: everything is stopped
@@ -236,13 +267,21 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"    {len(manifests)} objects ({', '.join(kinds)}), pods running, content on PVCs "
              f"{', '.join(CONTENT)}")
 
+        step("the app's database: a real MariaDB on loopback (Debian package), standing in for its MySQL")
+        from ys1000.sandbox import databases, sampleapp
+
+        db = databases.start_mariadb(root / "mariadb", user=sampleapp.DB_USER, password=sampleapp.SECRET_VALUE,
+                                     init_sql=sampleapp.WP_OPTIONS_SQL)
+        config_dir = demo_config(config_dir, root / "config", db.port)
+        _say(f"    MariaDB at {db.host}:{db.port}; siteurl = {site_url(db)}; config copied to {config_dir}")
+
         step(f"Airflow (api-server, scheduler, dag-processor, triggerer) in {root / 'airflow'}")
         env = sandbox_env(root) | {"YS1000_CONFIG_DIR": str(config_dir)}
         stack = AirflowStack.standalone(root / "airflow", env, port=port)
         t = time.monotonic()
         stack.start(on_migrated=_create_pools)
         client = stack.client()
-        for dag_id in (BACKUP_DAG, RESTORE_PLAN_DAG, GENERIC_RESTORE_DAG):
+        for dag_id in (BACKUP_DAG, RESTORE_PLAN_DAG, GENERIC_RESTORE_DAG, MIGRATE_DAG):
             client.wait_for_dag(dag_id)
         if errors := client.import_errors():
             raise DemoError("DAG import errors: " + "; ".join(e.get("stack_trace", "")[-300:] for e in errors))
@@ -283,9 +322,34 @@ def main(argv: list[str] | None = None) -> int:
             problems += [f"{label}/{ns}: {x}" for x in check_app(kube, ns, manifests)]
         if problems:
             raise DemoError("the restored application is incomplete:\n  " + "\n  ".join(problems))
+
+        step(f"migration: {MIGRATE_DAG}, source/{NAMESPACE} → target/{MIGRATED} (incremental sync, then cutover)")
+        if took := _delete_namespace(target, MIGRATED):
+            _say(f"    removed the namespace {MIGRATED} left by an earlier demo ({took:.0f} s)")
+        for mode in ("incremental", "cutover"):
+            rid = _trigger(client, MIGRATE_DAG, {"mode": mode})
+            _wait(client, stack, MIGRATE_DAG, rid)
+            sync = _xcom(client, MIGRATE_DAG, rid, "sync")
+            _say(f"    {mode}: sync {sync['backup_id']} sent {sync['bytes_sent']} bytes")
+        from ys1000.kube import Discovery
+
+        disc = Discovery.load(target)
+        ingress = target.get(disc.by_kind("Ingress", "networking.k8s.io").path(MIGRATED, "wordpress"))
+        host = ingress["spec"]["rules"][0]["host"]
+        replicas = target.get(disc.by_kind("Deployment", "apps").path(MIGRATED, "wordpress"))["spec"]["replicas"]
+        src_replicas = source.get(disc.by_kind("Deployment", "apps").path(NAMESPACE, "wordpress"))["spec"]["replicas"]
+        url = site_url(db)
+        _say(f"    target/{MIGRATED}: Deployment wordpress at {replicas} replicas (source now {src_replicas}); "
+             f"Ingress host {host}; WordPress siteurl {url} (rewritten by the PostRestore hook)")
+        problems = [x for x in check_app(target, MIGRATED, manifests)]
+        if url != NEW_URL or host != NEW_URL.split("//")[1] or replicas != 2 or src_replicas != 0:
+            problems.append(f"after the cutover: siteurl {url}, Ingress host {host}, replicas {replicas}/{src_replicas}")
+        if problems:
+            raise DemoError("the migrated application is not as expected:\n  " + "\n  ".join(problems))
         ok = True
         _say(f"\nDEMO OK: backup {backup_id} restored into source/{NAMESPACE} and "
-             f"{RESTORED_ELSEWHERE[0]}/{RESTORED_ELSEWHERE[1]} in {time.monotonic() - step.t0:.0f} s")
+             f"{RESTORED_ELSEWHERE[0]}/{RESTORED_ELSEWHERE[1]}, migrated to target/{MIGRATED} "
+             f"in {time.monotonic() - step.t0:.0f} s")
     except KeyboardInterrupt:
         _say("\ninterrupted")
     except Exception as exc:  # report, then (interactive) keep Airflow up for a look at the logs
@@ -317,6 +381,9 @@ def main(argv: list[str] | None = None) -> int:
         if stack is not None:
             stack.stop()
             _say("    Airflow stopped")
+        if db is not None:
+            db.stop()
+            _say("    MariaDB stopped")
         if started_sandbox:
             supervisor.down(root)
             _say("    sandbox stopped")

@@ -50,6 +50,9 @@ def test_demo_no_wait(tmp_path):
         "ys1000_restore__wordpress-restore: success",
         "cluster source, namespace wordpress:",
         "cluster target, namespace wordpress-restored:",
+        "ys1000_migrate__wordpress-migrate: success",
+        "Ingress host blog.migrated.example.com; WordPress siteurl http://blog.migrated.example.com "
+        "(rewritten by the PostRestore hook)",
         "DEMO OK: backup wordpress-backup-",
         f"Airflow UI: http://127.0.0.1:{port}  (user: admin, password: ",
         "Airflow stopped",
@@ -57,10 +60,10 @@ def test_demo_no_wait(tmp_path):
         "demo finished",
     ]:
         assert line in out, f"missing in the demo's output: {line!r}"
-    # both restores brought every object and byte-identical volume content back
-    assert out.count("volume content: 5/5 files byte-identical") == 2
+    # both restores and the migration brought every object and byte-identical volume content
+    assert out.count("volume content: 5/5 files byte-identical") == 3
     for kind in ("Deployment", "StatefulSet", "Secret", "PersistentVolumeClaim", "Ingress", "Site"):
-        assert sum(1 for ln in out.splitlines() if ln.strip().startswith(kind + " ")) == 2, kind
+        assert sum(1 for ln in out.splitlines() if ln.strip().startswith(kind + " ")) == 3, kind
     assert "DEMO FAILED" not in out
     # nothing left running: the sandbox is down and the Airflow password file is where it said
     assert supervisor.status(root) is None

@@ -89,3 +89,21 @@ def test_usage_errors_are_clear(s3env):
     assert out.returncode == 2 and "expected s3://BUCKET" in out.stderr
     out = run("restore", "latest", "--kubeconfig", "/nonexistent", "--repo", "s3://b", env_extra=s3env)
     assert out.returncode in (1, 2) and out.stderr.startswith("ys1000:")
+
+
+def test_taken_node_port_gets_a_new_one(source, make_namespace, sandbox_s3, s3env):
+    """Restoring a NodePort Service next to the original (another namespace, same cluster)."""
+    ns = make_namespace(source)
+    source.core.create_namespaced_service(ns, {"metadata": {"name": "np"}, "spec": {
+        "type": "NodePort", "selector": {"app": "x"}, "ports": [{"port": 80}]}})
+    port = source.core.read_namespaced_service("np", ns).spec.ports[0].node_port
+    bucket = sandbox_s3.new_bucket(f"np-{uuid.uuid4().hex[:8]}")
+    repo = ["--repo", f"s3://{bucket}/np"]
+    b = run("backup", "--kubeconfig", source.kubeconfig, *repo, "-n", ns, "-o", "json", env_extra=s3env, check_rc=0)
+    bid = json.loads(b.stdout)["backup_id"]
+    r = run("restore", bid, "--kubeconfig", source.kubeconfig, *repo, "--namespace-mapping", f"{ns}={ns}-2",
+            "-o", "json", env_extra=s3env, check_rc=0)
+    item = next(i for i in json.loads(r.stdout)["items"] if i["kind"] == "Service")
+    assert item["action"] == "created" and f"nodePort {port} is taken" in item["reason"]
+    assert source.core.read_namespaced_service("np", ns + "-2").spec.ports[0].node_port != port
+    source.core.delete_namespace(ns + "-2")

@@ -18,8 +18,6 @@ from pathlib import Path
 
 import pytest
 
-MARIADBD = Path("/usr/sbin/mariadbd")
-MARIADB_INSTALL_DB = shutil.which("mariadb-install-db") or "/usr/bin/mariadb-install-db"
 PG_BIN = max((p.parent for p in Path("/usr/lib/postgresql").glob("*/bin/initdb")),
              key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
              default=Path("/usr/lib/postgresql/15/bin"))
@@ -83,36 +81,17 @@ def _stop(proc: subprocess.Popen) -> None:
 @pytest.fixture(scope="session")
 def mariadb():
     """A MariaDB server on 127.0.0.1 with user ``app`` (all privileges) and database ``app``."""
-    if not MARIADBD.exists() or not Path(MARIADB_INSTALL_DB).exists():
+    from ys1000.sandbox import databases
+
+    if not databases.available():
         _missing("MariaDB (mariadb-server)")
     root = Path(tempfile.mkdtemp(prefix="ys1000-mariadb-"))
-    datadir, log = root / "data", root / "mariadb.log"
-    as_root = os.geteuid() == 0
-    user_opt = ["--user=root"] if as_root else []
-    subprocess.run([MARIADB_INSTALL_DB, "--no-defaults", f"--datadir={datadir}", "--skip-test-db",
-                    "--auth-root-authentication-method=normal", *user_opt],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=180)
-    init = root / "init.sql"
-    init.write_text(
-        f"CREATE USER IF NOT EXISTS '{DB_USER}'@'%' IDENTIFIED BY '{DB_PASSWORD}';\n"
-        f"CREATE USER IF NOT EXISTS '{DB_USER}'@'localhost' IDENTIFIED BY '{DB_PASSWORD}';\n"
-        f"GRANT ALL PRIVILEGES ON *.* TO '{DB_USER}'@'%';\n"
-        f"GRANT ALL PRIVILEGES ON *.* TO '{DB_USER}'@'localhost';\n"
-        "CREATE DATABASE IF NOT EXISTS app;\n")
-    port = free_port()
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(
-            [MARIADBD, "--no-defaults", f"--datadir={datadir}", f"--socket={root / 'mysqld.sock'}",
-             f"--pid-file={root / 'mysqld.pid'}", f"--port={port}", "--bind-address=127.0.0.1",
-             "--skip-name-resolve", "--skip-log-bin", f"--init-file={init}",
-             "--innodb-buffer-pool-size=16M", "--innodb-flush-log-at-trx-commit=2",
-             "--performance-schema=OFF", *user_opt],
-            stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    db = databases.start_mariadb(root, user=DB_USER, password=DB_PASSWORD,
+                                 init_sql="CREATE DATABASE IF NOT EXISTS app;\n")
     try:
-        _wait_port(proc, port, log, "mariadbd")
-        yield DbServer("mariadb", "127.0.0.1", port, DB_USER, DB_PASSWORD, datadir, log)
+        yield DbServer("mariadb", db.host, db.port, DB_USER, DB_PASSWORD, root / "data", db.log)
     finally:
-        _stop(proc)
+        db.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -249,6 +249,13 @@ class Restorer:
             self._call(self.kube.create, rt, obj, ns)
             return ItemResult(kind, ns, name, "created")
         except KubeError as exc:
+            if (kind == "Service" and exc.status == 422 and "port is already allocated" in exc.message
+                    and self._call(self.kube.get_or_none, rt.path(ns, name)) is None):
+                # the backed-up nodePort belongs to another Service here: take a new one, and say so
+                ports = [p.pop("nodePort") for p in (obj.get("spec") or {}).get("ports") or [] if "nodePort" in p]
+                self._call(self.kube.create, rt, obj, ns)
+                return ItemResult(kind, ns, name, "created",
+                                  f"nodePort {', '.join(map(str, ports))} is taken in this cluster; new ones allocated")
             # An existing object can also surface as a validation error (a Service's nodePort
             # "already allocated" by itself), so any 409/422 is checked against the live object.
             if exc.status not in (409, 422):

@@ -13,6 +13,15 @@ from ys1000.kube.discovery import CRDS
 from ys1000.waiting import wait_until
 
 SECRET_VALUE = "s3cr3t-wordpress-db-password-7f1c"  # tests grep the bucket for it
+DB_USER = "wordpress"
+SITE_URL = "http://blog.example.com"
+# the app's database content the WordPress hook rewrites (the demo loads it into a real MariaDB)
+WP_OPTIONS_SQL = (
+    "CREATE DATABASE IF NOT EXISTS wordpress;\n"
+    "CREATE TABLE IF NOT EXISTS wordpress.wp_options (option_id INT AUTO_INCREMENT PRIMARY KEY, "
+    "option_name VARCHAR(191) UNIQUE, option_value LONGTEXT, autoload VARCHAR(20) DEFAULT 'yes');\n"
+    f"INSERT IGNORE INTO wordpress.wp_options (option_name, option_value) VALUES "
+    f"('siteurl', '{SITE_URL}'), ('home', '{SITE_URL}'), ('blogname', 'Demo blog');\n")
 
 CRD = {
     "apiVersion": "apiextensions.k8s.io/v1",
@@ -63,7 +72,15 @@ def manifests(ns: str, storage_class: str = "ys1000-local") -> list[dict]:
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "wp-reader"},
          "subjects": [{"kind": "ServiceAccount", "name": "wordpress", "namespace": ns}]},
         {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "mysql-pass", "labels": labels},
-         "type": "Opaque", "data": {"password": _b64(SECRET_VALUE)}},
+         "type": "Opaque", "data": {"username": _b64(DB_USER), "password": _b64(SECRET_VALUE)}},
+        # what the WordPress URL-rewrite hook (include/hooks/wordpress) runs as, migrated with the app
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "wordpress-hooks", "labels": labels}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "wordpress-hooks"},
+         "rules": [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["mysql-pass"], "verbs": ["get"]},
+                   {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": ["get", "patch"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "wordpress-hooks"},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "wordpress-hooks"},
+         "subjects": [{"kind": "ServiceAccount", "name": "wordpress-hooks", "namespace": ns}]},
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "wp-config", "labels": labels},
          "data": {"site-url": "http://blog.example.com", "wp-config.php": "<?php define('WP_DEBUG', false);"}},
         {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "wp-content", "labels": labels},
