@@ -61,8 +61,8 @@ def test_example_config_dagbag(dagbag, tmp_path):
     mig = bag.dags[MIGRATION_DAG]
     assert {t.task_id: sorted(t.downstream_task_ids) for t in mig.tasks} == {
         "preflight": ["stop_source"], "stop_source": ["failed", "sync", "undo"], "sync": ["failed", "restore", "undo"],
-        "restore": ["failed", "start_target", "undo"], "start_target": ["failed", "undo"], "undo": ["failed"],
-        "failed": []}
+        "restore": ["failed", "start_target", "undo"], "start_target": ["failed", "post_restore_hooks", "undo"],
+        "post_restore_hooks": ["failed", "undo"], "undo": ["failed"], "failed": []}
     assert mig.get_task("undo").trigger_rule == "one_failed"
     assert mig.params["mode"] == "incremental" and mig.params["stop_source"] is True
 

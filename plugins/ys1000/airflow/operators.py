@@ -28,6 +28,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from ys1000.airflow.errors import Cancelled, engine_errors
+from ys1000.units import human_size
 
 if TYPE_CHECKING:
     from ys1000.config import BackupPlan, Config, Plan, RestorePlan
@@ -65,14 +66,8 @@ def restore_id_for(context: Any) -> str:
     return f"restore-{run_time(context):%Y%m%d%H%M%S}-{digest}"
 
 
-def _size(n: int | None) -> str:
-    if n is None:
-        return "?"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)  # pragma: no cover
+def _size(n) -> str:
+    return human_size(n, missing="?")
 
 
 def _counts(counts: dict[str, int]) -> str:

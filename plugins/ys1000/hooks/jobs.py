@@ -9,12 +9,11 @@ sandbox executes them; a real cluster ignores the label).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 
 from ys1000.kube import Kube, KubeError, ResourceType
 from ys1000.kube.discovery import PODS, core
-from ys1000.volumes.jobs import EXECUTABLE, JOBS, _label_value
+from ys1000.volumes.jobs import EXECUTABLE, JOBS, _label_value, last_line
 
 log = logging.getLogger(__name__)
 
@@ -64,18 +63,6 @@ def pod_log(kube: Kube, namespace: str, pod: dict | None) -> str:
     except KubeError as exc:
         log.debug("cannot read the log of %s/%s: %s", namespace, pod["metadata"]["name"], exc)
         return ""
-
-
-def last_line(text: str, kind: str) -> dict | None:
-    """The last ``{"ys1000": kind, ...}`` line of a log."""
-    for line in reversed(text.splitlines()):
-        line = line.strip()
-        if line.startswith("{") and f'"ys1000":"{kind}"' in line.replace(" ", ""):
-            try:
-                return json.loads(line)
-            except ValueError:
-                continue
-    return None
 
 
 def exit_code(pod: dict | None) -> int | None:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 from zoneinfo import ZoneInfo
 
+from ys1000.units import human_size
+
 WECOM_MARKDOWN_LIMIT = 4096  # bytes, UTF-8
 MAX_LISTED_FAILURES = 20
 
@@ -80,16 +82,6 @@ class Message:
     text: str
     markdown: str
 
-
-def human_size(n: int | float | None) -> str:
-    if n is None:
-        return "-"
-    n = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)  # pragma: no cover
 
 
 def human_duration(td: dt.timedelta | None) -> str:

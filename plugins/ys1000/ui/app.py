@@ -53,6 +53,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.staticfiles import StaticFiles
 
+from ys1000.units import human_size
+
 from . import jobs as jobs_mod
 from .backups import Backups, filter_index, mask_document, to_yaml
 
@@ -130,15 +132,8 @@ def user_name(user: "BaseUser") -> str:
 # -- formatting helpers (Jinja filters) --------------------------------------------------------
 
 
-def fmt_size(n: Any) -> str:
-    if n is None or n == "":
-        return "–"
-    n = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)  # pragma: no cover
+def fmt_size(n) -> str:
+    return human_size(n, missing="–")
 
 
 def fmt_time(dt: datetime | None) -> str:

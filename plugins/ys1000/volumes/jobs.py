@@ -144,13 +144,13 @@ class MoverRunner:
             pod = self._pod(spec)
             if pod is not None:
                 text = self._log(spec.namespace, pod) if (pod.get("status") or {}).get("phase") in ("Running", "Succeeded", "Failed") else ""
-                progress = _last(text, "progress")
+                progress = last_line(text, "progress")
                 if progress and json.dumps(progress) != seen_progress:
                     seen_progress = json.dumps(progress)
                     self.on_progress(spec, progress)
             if status.get("succeeded") or status.get("failed"):
                 text = self._log(spec.namespace, pod) if pod else ""
-                result = _last(text, "result")
+                result = last_line(text, "result")
                 if status.get("succeeded") and result and result.get("ok"):
                     return result
                 pod_msg = ((pod or {}).get("status") or {}).get("message")
@@ -198,7 +198,8 @@ def cleanup_run(kube: Kube, namespaces: list[str], run_id: str) -> int:
     return n
 
 
-def _last(text: str, kind: str) -> dict | None:
+def last_line(text: str, kind: str) -> dict | None:
+    """The last ``{"ys1000": kind, ...}`` line of a mover's or hook's log (their output protocol)."""
     for line in reversed(text.splitlines()):
         line = line.strip()
         if line.startswith("{") and f'"ys1000":"{kind}"' in line.replace(" ", ""):
