@@ -82,9 +82,10 @@ def hostname_from_env() -> str:
 def _clean_environ() -> dict[str, str]:
     """This process's environment without Airflow settings (tests set unit-test mode and their
     own AIRFLOW_HOME; the stack must not inherit them)."""
-    drop = ("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_", "_AIRFLOW", "PYTEST_")
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith(drop) and k not in ("AIRFLOW_HOME", "AIRFLOW_CONFIG", STACK_MARKER)}
+    # every AIRFLOW*: settings, connections, variables, and the AIRFLOW_CTX_* a dag.test() in
+    # this process exported
+    drop = ("AIRFLOW", "_AIRFLOW", "PYTEST_")
+    return {k: v for k, v in os.environ.items() if not k.startswith(drop) and k != STACK_MARKER}
 
 
 # -- managed processes ---------------------------------------------------------------------------
