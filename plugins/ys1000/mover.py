@@ -53,7 +53,6 @@ def _limits(args) -> list[str]:
 
 def backup(args) -> dict:
     env = dict(os.environ)
-    restic.ensure_repository(env)
     if not os.path.isdir(args.source):
         raise restic.ResticError(f"source {args.source} is not a directory (is the volume mounted?)")
     if not os.listdir(args.source):
@@ -63,7 +62,15 @@ def backup(args) -> dict:
     cmd = ["backup", ".", "--host", args.host, *_limits(args)]
     for tag in [*args.identity, *args.tag]:
         cmd += ["--tag", tag]
-    parent = args.parent or _latest_snapshot(env, args.identity)
+    if not args.identity:
+        restic.ensure_repository(env)
+    try:
+        parent = args.parent or _latest_snapshot(env, args.identity)
+    except restic.ResticError:
+        # usually a repository that does not exist yet (the engine creates it before its movers
+        # run; a mover started on its own creates it here)
+        restic.ensure_repository(env)
+        parent = None
     if parent:
         # explicit: restic's own parent lookup matches by path, and mount paths may differ per run
         cmd += ["--parent", parent]

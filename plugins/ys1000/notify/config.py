@@ -26,6 +26,7 @@ Example::
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from pathlib import Path
 from typing import Literal
@@ -128,11 +129,20 @@ class ReportsConfig(StrictModel):
 
 
 def load_reports_config(config_dir: str | Path) -> ReportsConfig:
-    """``<config_dir>/reports.yaml`` validated; ``ConfigError`` naming file, field and value."""
-    config_dir = Path(config_dir)
-    path = config_dir / REPORTS_FILE
-    if not path.exists():
+    """``<config_dir>/reports.yaml`` validated; ``ConfigError`` naming file, field and value.
+
+    Read once per file version: the DAG factory asks for it once per plan."""
+    path = Path(config_dir) / REPORTS_FILE
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
         return ReportsConfig()
+    return _load_reports_config(path, stamp)
+
+
+@functools.lru_cache(maxsize=16)
+def _load_reports_config(path: Path, _stamp: int) -> ReportsConfig:
+    config_dir = path.parent
     doc = read_yaml(path, config_dir)
     data = doc.data if doc.data is not None else {}
     if not isinstance(data, dict):

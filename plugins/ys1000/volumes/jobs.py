@@ -106,7 +106,7 @@ def job_manifest(spec: MoverSpec) -> tuple[dict, dict]:
 class MoverRunner:
     """Runs mover Jobs in one cluster, at most ``max_concurrent`` at a time, and cleans up."""
 
-    def __init__(self, kube: Kube, max_concurrent: int = 2, poll: float = 0.5,
+    def __init__(self, kube: Kube, max_concurrent: int = 2, poll: float = 0.25,
                  on_progress: Callable[[MoverSpec, dict], None] | None = None):
         self.kube = kube
         self.slots = threading.Semaphore(max_concurrent)
