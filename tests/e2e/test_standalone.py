@@ -12,10 +12,11 @@ the cluster's bandwidth limit throttles the restic mover (``conftest.SLOW_*``).
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
-from e2e_helpers import create_pools, dump_logs, open_repo, xcom
+from e2e_helpers import SLOW_DATA_MIB, create_pools, dump_logs, open_repo, pv_dir, xcom
 
 from ys1000.waiting import wait_until
 
@@ -107,6 +108,9 @@ def test_mark_failed_mid_copy_cleans_up_and_next_run_succeeds(airflow, e2e_env, 
 
     c = airflow.client()
     kube, ns = e2e_env.kube, e2e_env.namespace
+    # fresh bytes the repository has never seen, so the bandwidth-limited upload really takes
+    # ~16 s (data an earlier test uploaded would be deduplicated and the mover done at once)
+    (pv_dir(kube, ns, "wp-content") / "cancel-test.bin").write_bytes(os.urandom(SLOW_DATA_MIB << 20))
     run = c.trigger(SLOW)["dag_run_id"]
     c.wait_task(SLOW, run, "volumes", {"running"}, timeout=180)
     wait_until(lambda: movers(kube, ns), timeout=60, what="the mover Job of the volumes task")
