@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 
@@ -51,31 +52,54 @@ def _limits(args) -> list[str]:
     return out
 
 
+class Terminated(Exception):
+    """The pod is being stopped (SIGTERM): restic is stopped cleanly and the result says so."""
+
+
+def _terminated(signum, frame):
+    raise Terminated("mover stopped by SIGTERM (pod deleted or task cancelled)")
+
+
+def _environment() -> dict[str, str]:
+    # restic's --json status comes 60 times a second by default; we report every PROGRESS_EVERY
+    return {"RESTIC_PROGRESS_FPS": str(1 / PROGRESS_EVERY), **os.environ}
+
+
+def identity_host(identity: list[str]) -> str:
+    """restic's ``--host`` for a volume: its identity (namespace, pvc).
+
+    restic picks a backup's parent (for change detection) as the newest snapshot with the same
+    host and path; the path is always the mount point, so the host must name the volume — or
+    two PVCs of one namespace would be each other's parents. Using restic's own lookup instead
+    of a ``restic snapshots`` call first saves a whole repository open (a key derivation).
+    """
+    return "ys1000:" + ",".join(sorted(identity)) if identity else "ys1000"
+
+
 def backup(args) -> dict:
-    env = dict(os.environ)
+    env = _environment()
     if not os.path.isdir(args.source):
         raise restic.ResticError(f"source {args.source} is not a directory (is the volume mounted?)")
     if not os.listdir(args.source):
         # restic refuses an empty snapshot; an empty volume is recorded as such and restores to empty
         return {"snapshot_id": None, "empty": True, "files_new": 0, "files_changed": 0, "files_unmodified": 0,
                 "total_files": 0, "total_bytes": 0, "bytes_added": 0, "bytes_added_packed": 0}
-    cmd = ["backup", ".", "--host", args.host, *_limits(args)]
+    cmd = ["backup", ".", "--host", args.host or identity_host(args.identity), *_limits(args)]
     for tag in [*args.identity, *args.tag]:
         cmd += ["--tag", tag]
+    if args.parent:
+        cmd += ["--parent", args.parent]
     if not args.identity:
         restic.ensure_repository(env)
-    try:
-        parent = args.parent or _latest_snapshot(env, args.identity)
-    except restic.ResticError:
-        # usually a repository that does not exist yet (the engine creates it before its movers
-        # run; a mover started on its own creates it here)
-        restic.ensure_repository(env)
-        parent = None
-    if parent:
-        # explicit: restic's own parent lookup matches by path, and mount paths may differ per run
-        cmd += ["--parent", parent]
     # back up "." from inside the volume, so snapshot paths do not depend on the mount point
-    messages = restic.run_json(cmd, env, _progress_printer(), cwd=args.source)
+    try:
+        messages = restic.run_json(cmd, env, _progress_printer(), cwd=args.source)
+    except restic.ResticError as exc:
+        if not restic.missing_repository(str(exc)):
+            raise
+        # the engine creates a repository before its movers run; a mover started on its own does it here
+        restic.ensure_repository(env)
+        messages = restic.run_json(cmd, env, _progress_printer(), cwd=args.source)
     s = restic.summary_of(messages)
     return {"snapshot_id": s["snapshot_id"], "files_new": s.get("files_new", 0),
             "files_changed": s.get("files_changed", 0), "files_unmodified": s.get("files_unmodified", 0),
@@ -83,16 +107,8 @@ def backup(args) -> dict:
             "bytes_added": s.get("data_added", 0), "bytes_added_packed": s.get("data_added_packed", 0)}
 
 
-def _latest_snapshot(env: dict, identity: list[str]) -> str | None:
-    """The newest snapshot carrying all identity tags (namespace, pvc): the incremental parent."""
-    if not identity:
-        return None
-    snaps = list(restic.snapshots(env, [",".join(identity)]))
-    return max(snaps, key=lambda s: s["time"])["id"] if snaps else None
-
-
 def restore(args) -> dict:
-    env = dict(os.environ)
+    env = _environment()
     os.makedirs(args.target, exist_ok=True)
     cmd = ["restore", f"{args.snapshot}:.", "--target", args.target, *_limits(args)]
     if args.delete:
@@ -125,11 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("backup")
     b.add_argument("--source", required=True)
     b.add_argument("--tag", action="append", default=[], help="KEY=VALUE (plan, backup, namespace, pvc)")
-    b.add_argument("--host", default="ys1000")
+    b.add_argument("--host", help="restic host (default: from --identity)")
     b.add_argument("--parent", help="snapshot to compare against (faster change detection)")
     b.add_argument("--identity", action="append", default=[],
-                   help="KEY=VALUE tags naming the volume (namespace, pvc): the newest snapshot with all of "
-                        "them is the parent; also added as tags")
+                   help="KEY=VALUE naming the volume (namespace, pvc): becomes the restic host, so the "
+                        "volume's newest snapshot is the parent; also added as tags")
     r = sub.add_parser("restore")
     r.add_argument("--target", required=True)
     r.add_argument("--snapshot", required=True)
@@ -142,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--prune", action="store_true")
     sub.add_parser("check")
     args = p.parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         result = {"backup": backup, "restore": restore, "forget": forget, "check": check}[args.command](args)
     except Exception as exc:

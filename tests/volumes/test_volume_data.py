@@ -21,7 +21,7 @@ from ys1000.volumes.snapshots import CLASSES, ensure_snapshot_class
 from ys1000.waiting import wait_until
 from ys1000.workflows import backup_with_volumes, restore_with_volumes
 
-from conftest import PLANTED, plant, pv_dir, tree_digest
+from volume_helpers import PLANTED, plant, pv_dir, tree_digest
 
 
 def statefulset(name: str = "db") -> dict:
@@ -103,12 +103,13 @@ def test_incremental_backup_uploads_only_changes(app, volume_repo):
     first = backup_with_volumes(kube, repo, cfg, spec("inc-1"), VolumeOptions(run_id="i1"))
     data = pv_dir(kube, ns, "data-db-0")
     total = sum(f.stat().st_size for f in data.rglob("*") if f.is_file() and not f.is_symlink())
-    changed = 0
+    changed, rewritten = 0, 0
     for f in sorted((data / "many").iterdir()):  # rewrite files holding 1% of the volume's bytes
         if changed >= total // 100:
             break
         f.write_bytes(os.urandom(f.stat().st_size))
         changed += f.stat().st_size
+        rewritten += 1
     second = backup_with_volumes(kube, repo, cfg, spec("inc-2"), VolumeOptions(run_id="i2"))
     v1 = {v["pvc"]: v for v in first.manifest.volumes}["data-db-0"]["restic"]
     v2 = {v["pvc"]: v for v in second.manifest.volumes}["data-db-0"]["restic"]
@@ -116,6 +117,10 @@ def test_incremental_backup_uploads_only_changes(app, volume_repo):
     assert v2["bytes_added"] <= 0.02 * total
     unchanged = {v["pvc"]: v for v in second.manifest.volumes}["logs-db-0"]["restic"]
     assert unchanged["bytes_added"] < 64 << 10  # (almost) nothing for an unchanged volume
+    # each volume's parent is its own previous snapshot (both hold the same file names, so the
+    # other volume's snapshot as parent would show files as changed)
+    assert (unchanged["files_new"], unchanged["files_changed"]) == (0, 0)
+    assert (v2["files_new"], v2["files_changed"]) == (0, rewritten)
 
 
 def test_snapshot_class_made_conforming_and_snapshot_round_trip(source, target, make_namespace, volume_repo):

@@ -11,11 +11,12 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Literal
 
 from ys1000.kube import Kube
 from ys1000.kube.discovery import PVCS
-from ys1000.repository import RepositoryConfig
+from ys1000.repository import RepositoryConfig, make_store
 from ys1000.volumes import restic
 from ys1000.volumes.jobs import DEFAULT_IMAGE, MoverRunner, MoverSpec
 from ys1000.volumes.snapshots import SnapshotRecord, take_snapshot
@@ -98,6 +99,21 @@ def _export(runner, kube: Kube, repo_cfg, password, opts: VolumeOptions, *, name
         kube.delete(PVCS, tmp, namespace)
 
 
+def ensure_restic_repository(repo_cfg: RepositoryConfig, password: str, cluster: str, namespace: str) -> None:
+    """``restic init`` a namespace's repository unless its ``config`` object is there.
+
+    Asked of the object store, not of restic: every restic command that opens a repository first
+    derives the key (scrypt, tuned by restic to take about half a second), once per backup here.
+    """
+    target = restic.target_for(repo_cfg, password, cluster, namespace)
+    if repo_cfg.type == "local":
+        exists = (Path(target.repository) / "config").is_file()
+    else:
+        exists = make_store(repo_cfg).exists(restic.restic_path(cluster, namespace) + "config")
+    if not exists:
+        restic.ensure_repository(target.environment())
+
+
 def backup_volumes(kube: Kube, repo_cfg: RepositoryConfig, password: str, pvcs: list[dict],
                    nodes: dict[str, str | None], backup_id: str, plan: str, opts: VolumeOptions,
                    runner: MoverRunner | None = None, progress: Callable[[dict], None] | None = None) -> list[dict]:
@@ -135,7 +151,7 @@ def backup_volumes(kube: Kube, repo_cfg: RepositoryConfig, password: str, pvcs: 
     needs_repo = {p["metadata"]["namespace"] for p in pvcs
                   if opts.method_for(f"{p['metadata']['namespace']}/{p['metadata']['name']}") in ("filecopy", "snapshot_export")}
     for ns in sorted(needs_repo):
-        restic.ensure_repository(restic.target_for(repo_cfg, password, opts.cluster_name, ns).environment())
+        ensure_restic_repository(repo_cfg, password, opts.cluster_name, ns)
     with ThreadPoolExecutor(max(1, opts.max_concurrent)) as pool:
         return list(pool.map(one, pvcs))
 

@@ -106,11 +106,12 @@ def job_manifest(spec: MoverSpec) -> tuple[dict, dict]:
 class MoverRunner:
     """Runs mover Jobs in one cluster, at most ``max_concurrent`` at a time, and cleans up."""
 
-    def __init__(self, kube: Kube, max_concurrent: int = 2, poll: float = 0.25,
+    def __init__(self, kube: Kube, max_concurrent: int = 2, progress_every: float = 2.0,
                  on_progress: Callable[[MoverSpec, dict], None] | None = None):
         self.kube = kube
         self.slots = threading.Semaphore(max_concurrent)
-        self.poll = poll
+        self.progress_every = progress_every  # also the longest a cancel waits to be noticed
+        self.poll = 0.5  # pause before listing again after a broken watch
         self.on_progress = on_progress or (lambda spec, p: None)
         self.cancel = threading.Event()
         self._active: set[tuple[str, str]] = set()
@@ -135,31 +136,67 @@ class MoverRunner:
                     self._active.discard((spec.namespace, spec.name))
 
     def _wait(self, spec: MoverSpec) -> dict:
+        """Follow the mover's pod with a watch until it ends; read progress from its log meanwhile.
+
+        The pod's end decides, not the Job's status: the job controller batches pod updates and
+        reports a finished pod about a second later. The Job is still read once per round, for
+        the ends that leave no pod behind (deadline exceeded, pod deleted).
+        """
         deadline = time.monotonic() + spec.deadline_seconds + 60
-        seen_progress = ""
+        selector = f"job-name={spec.name}"
+        pods, rv = self.kube.list_version(PODS, spec.namespace, label_selector=selector)
+        pod = pods[0] if pods else None
+        seen_progress, last_log = "", 0.0
         while True:
             if self.cancel.is_set():
                 raise InterruptedError(f"mover {spec.namespace}/{spec.name} cancelled")
-            status = (self.kube.get(JOBS.path(spec.namespace, spec.name)).get("status") or {})
-            pod = self._pod(spec)
-            if pod is not None:
-                text = self._log(spec.namespace, pod) if (pod.get("status") or {}).get("phase") in ("Running", "Succeeded", "Failed") else ""
-                progress = last_line(text, "progress")
+            if _phase(pod) in ("Succeeded", "Failed"):
+                return self._result(spec, pod, {})
+            status = self.kube.get(JOBS.path(spec.namespace, spec.name)).get("status") or {}
+            if status.get("succeeded") or status.get("failed"):
+                return self._result(spec, self._pod(spec), status)
+            if _phase(pod) == "Running" and time.monotonic() - last_log >= self.progress_every:
+                last_log = time.monotonic()
+                progress = last_line(self._log(spec.namespace, pod), "progress")
                 if progress and json.dumps(progress) != seen_progress:
                     seen_progress = json.dumps(progress)
                     self.on_progress(spec, progress)
-            if status.get("succeeded") or status.get("failed"):
-                text = self._log(spec.namespace, pod) if pod else ""
-                result = last_line(text, "result")
-                if status.get("succeeded") and result and result.get("ok"):
-                    return result
-                pod_msg = ((pod or {}).get("status") or {}).get("message")
-                reason = ((result or {}).get("error") or text.strip()[-500:] or pod_msg
-                          or _job_failure(status) or "no output")
-                raise MoverError(f"mover {spec.purpose} of {spec.namespace}/{spec.pvc} failed: {reason}")
             if time.monotonic() > deadline:
                 raise MoverError(f"mover {spec.namespace}/{spec.name} did not finish in time")
+            pod, rv = self._next_change(spec, selector, pod, rv)
+
+    def _next_change(self, spec: MoverSpec, selector: str, pod: dict | None, rv: str) -> tuple[dict | None, str]:
+        """The pod after its next change, or as it was after ``progress_every`` seconds."""
+        try:
+            for event in self.kube.watch(PODS, spec.namespace, label_selector=selector, resource_version=rv,
+                                         timeout_seconds=max(1, int(self.progress_every))):
+                kind, obj = event.get("type"), event.get("object") or {}
+                if kind == "ERROR":  # e.g. 410 Gone: the resourceVersion is too old
+                    break
+                rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
+                if kind != "BOOKMARK":
+                    return (None if kind == "DELETED" else obj), rv
+            else:
+                return pod, rv
+        except KubeError as exc:
+            if not exc.transient and exc.status != 0:
+                raise
+            log.info("watch of mover %s/%s ended (%s); listing again", spec.namespace, spec.name, exc)
             time.sleep(self.poll)
+        pods, rv = self.kube.list_version(PODS, spec.namespace, label_selector=selector)
+        return (pods[0] if pods else None), rv
+
+    def _result(self, spec: MoverSpec, pod: dict | None, job_status: dict) -> dict:
+        """The mover's result line, or ``MoverError`` with the best reason there is."""
+        text = self._log(spec.namespace, pod) if pod else ""
+        result = last_line(text, "result")
+        succeeded = _phase(pod) == "Succeeded" or bool(job_status.get("succeeded"))
+        if succeeded and result and result.get("ok"):
+            return result
+        pod_msg = ((pod or {}).get("status") or {}).get("message")
+        reason = ((result or {}).get("error") or text.strip()[-500:] or pod_msg
+                  or _job_failure(job_status) or "no output")
+        raise MoverError(f"mover {spec.purpose} of {spec.namespace}/{spec.pvc} failed: {reason}")
 
     def _pod(self, spec: MoverSpec) -> dict | None:
         pods = list(self.kube.list(PODS, spec.namespace, label_selector=f"job-name={spec.name}"))
@@ -208,6 +245,10 @@ def last_line(text: str, kind: str) -> dict | None:
             except ValueError:
                 continue
     return None
+
+
+def _phase(pod: dict | None) -> str | None:
+    return ((pod or {}).get("status") or {}).get("phase")
 
 
 def _job_failure(status: dict) -> str:

@@ -15,9 +15,10 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
-from ys1000.repository import RepositoryConfig, layout
+if TYPE_CHECKING:  # the mover imports this module; it must not load boto3 through the repository
+    from ys1000.repository import RepositoryConfig
 
 
 class ResticError(RuntimeError):
@@ -38,6 +39,8 @@ class ResticTarget:
 
 def restic_path(cluster: str, namespace: str) -> str:
     """Key prefix of a namespace's restic repository, relative to the backup repository's prefix."""
+    from ys1000.repository import layout  # engine side only (see the import note above)
+
     return (layout.restic_prefix() + f"{layout.check_segment(cluster, 'cluster name')}/"
             f"{layout.check_segment(namespace, 'namespace')}/")
 
@@ -80,20 +83,33 @@ def run_json(args: list[str], env: dict[str, str], on_message: Callable[[dict], 
                             env={**os.environ, **env}, cwd=cwd)
     messages: list[dict] = []
     assert proc.stdout is not None
-    for line in proc.stdout:
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
+    try:
+        for line in proc.stdout:
+            line = line.strip()
+            if not line.startswith("{"):
+                continue
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            messages.append(msg)
+            if on_message:
+                on_message(msg)
+    except BaseException:
+        # stopped (the mover's SIGTERM): let restic remove its lock before we go, or the
+        # container's end kills it mid-way and leaves a stale lock that blocks check and prune
+        proc.terminate()
         try:
-            msg = json.loads(line)
-        except ValueError:
-            continue
-        messages.append(msg)
-        if on_message:
-            on_message(msg)
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        raise
     err = proc.stderr.read() if proc.stderr else ""
     if proc.wait() != 0:
-        raise ResticError(f"restic {args[0]} failed (exit {proc.returncode}): {err.strip()[-1500:]}")
+        # with --json, restic reports a fatal error as an exit_error message on stdout
+        fatal = " ".join(m.get("message", "") for m in messages if m.get("message_type") == "exit_error")
+        detail = "\n".join(t for t in (fatal.strip(), err.strip()) if t)
+        raise ResticError(f"restic {args[0]} failed (exit {proc.returncode}): {detail[-1500:]}")
     return messages
 
 
@@ -105,6 +121,11 @@ def ensure_repository(env: dict[str, str]) -> None:
     init = subprocess.run([binary(), "init"], env={**os.environ, **env}, capture_output=True, text=True)
     if init.returncode != 0 and "already" not in init.stderr and "exists" not in init.stderr:
         raise ResticError(f"restic init failed: {init.stderr.strip()[-1500:]}")
+
+
+def missing_repository(error: str) -> bool:
+    """Whether a restic error says there is no repository at the location (vs. any other failure)."""
+    return "Is there a repository at the following location" in error or "repository does not exist" in error
 
 
 def summary_of(messages: list[dict]) -> dict:
