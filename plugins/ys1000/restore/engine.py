@@ -15,7 +15,7 @@ import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Literal
 
@@ -68,6 +68,11 @@ class ItemResult:
     action: str  # created | updated | skipped | failed | would-create | would-update | would-skip | would-fail
     reason: str = ""
 
+    def to_json(self) -> dict:
+        # by hand: dataclasses.asdict deep-copies field by field, ~10x slower on 100k items
+        return {"kind": self.kind, "namespace": self.namespace, "name": self.name, "action": self.action,
+                "reason": self.reason}
+
 
 @dataclass
 class RestoreReport:
@@ -95,7 +100,7 @@ class RestoreReport:
     def to_json(self) -> dict:
         return {"restore_id": self.restore_id, "backup_id": self.backup_id, "dry_run": self.dry_run,
                 "status": self.status, "started": self.started, "finished": self.finished,
-                "counts": self.counts, "items": [asdict(i) for i in self.items]}
+                "counts": self.counts, "items": [i.to_json() for i in self.items]}
 
 
 def _now() -> str:
