@@ -21,7 +21,7 @@ from ys1000.volumes.snapshots import CLASSES, ensure_snapshot_class
 from ys1000.waiting import wait_until
 from ys1000.workflows import backup_with_volumes, restore_with_volumes
 
-from volume_helpers import PLANTED, plant, pv_dir, tree_digest
+from volume_helpers import PLANTED, bound_pvc, plant, pv_dir, tree_digest
 
 
 def statefulset(name: str = "db") -> dict:
@@ -135,10 +135,7 @@ def test_snapshot_class_made_conforming_and_snapshot_round_trip(source, target, 
     assert kube.get(CLASSES.path(name="ys1000-snapclass"))["deletionPolicy"] == "Delete"  # untouched
 
     ns = make_namespace(source)
-    source.core.create_namespaced_persistent_volume_claim(ns, {"metadata": {"name": "data"}, "spec": {
-        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
-    wait_until(lambda: source.core.read_namespaced_persistent_volume_claim("data", ns).status.phase == "Bound",
-               timeout=30, what="bound")
+    bound_pvc(kube, ns, "data")
     plant(pv_dir(kube, ns, "data"), big_mib=2)
     digest = tree_digest(pv_dir(kube, ns, "data"))
     snap = backup_with_volumes(kube, repo, cfg, BackupSpec(backup_id="snap-1", plan="snap", namespaces=[ns],
@@ -178,10 +175,7 @@ def test_killed_mover_fails_cleanly_and_cancel_removes_job_and_secret(source, ma
     repo, cfg, bucket = volume_repo
     kube = Kube.from_kubeconfig(source.kubeconfig, name="source")
     ns = make_namespace(source)
-    source.core.create_namespaced_persistent_volume_claim(ns, {"metadata": {"name": "data"}, "spec": {
-        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
-    wait_until(lambda: source.core.read_namespaced_persistent_volume_claim("data", ns).status.phase == "Bound",
-               timeout=30, what="bound")
+    bound_pvc(kube, ns, "data")
     plant(pv_dir(kube, ns, "data"), big_mib=200)
     opts = VolumeOptions(run_id="kill", limit_upload_kib=20 << 10)  # slow enough to be caught mid-run
 
@@ -234,10 +228,7 @@ def test_retention_forgets_only_the_expired_backups_data(source, make_namespace,
     repo, cfg, _ = volume_repo
     kube = Kube.from_kubeconfig(source.kubeconfig, name="source")
     ns = make_namespace(source)
-    source.core.create_namespaced_persistent_volume_claim(ns, {"metadata": {"name": "data"}, "spec": {
-        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
-    wait_until(lambda: source.core.read_namespaced_persistent_volume_claim("data", ns).status.phase == "Bound",
-               timeout=30, what="bound")
+    bound_pvc(kube, ns, "data")
     d = pv_dir(kube, ns, "data")
     plant(d, big_mib=3)
     spec = lambda bid: BackupSpec(backup_id=bid, plan="ret", namespaces=[ns], cluster_name="source")  # noqa: E731
@@ -269,10 +260,7 @@ def test_empty_volume_backs_up_and_restores_empty(source, target, make_namespace
     repo, cfg, _ = volume_repo
     kube = Kube.from_kubeconfig(source.kubeconfig, name="source")
     ns = make_namespace(source)
-    source.core.create_namespaced_persistent_volume_claim(ns, {"metadata": {"name": "empty"}, "spec": {
-        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
-    wait_until(lambda: source.core.read_namespaced_persistent_volume_claim("empty", ns).status.phase == "Bound",
-               timeout=30, what="bound")
+    bound_pvc(kube, ns, "empty")
     r = backup_with_volumes(kube, repo, cfg, BackupSpec(backup_id="empty-1", plan="e", namespaces=[ns],
                                                          cluster_name="source"), VolumeOptions(run_id="e1"))
     rec = r.manifest.volumes[0]

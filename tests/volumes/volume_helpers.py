@@ -10,6 +10,8 @@ import random
 from pathlib import Path
 
 from ys1000.kube import Kube
+from ys1000.kube.discovery import PVCS
+from ys1000.waiting import wait_until
 
 PLANTED = b"ys1000-planted-plaintext-4b1d9e"  # must never appear in the bucket
 
@@ -49,6 +51,15 @@ def plant(root: Path, big_mib: int = 50) -> None:
     os.chmod(root / "nested/deeper", 0o750)
     os.symlink("small.txt", root / "link-to-small")
     os.symlink("nested/deeper", root / "link-to-dir")
+
+
+def bound_pvc(kube: Kube, ns: str, name: str = "data") -> Path:
+    """A 1Gi ReadWriteOnce PVC in ``ns``, once Bound; returns the directory behind its volume."""
+    kube.create(PVCS, {"metadata": {"name": name}, "spec": {
+        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}, ns)
+    wait_until(lambda: (kube.get(PVCS.path(ns, name)).get("status") or {}).get("phase") == "Bound",
+               timeout=30, what=f"PVC {ns}/{name} bound")
+    return pv_dir(kube, ns, name)
 
 
 def pv_dir(kube: Kube, ns: str, pvc: str) -> Path:
