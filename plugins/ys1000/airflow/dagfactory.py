@@ -184,6 +184,27 @@ def _default_args(owner: str, pool: str | None, callbacks: list | None = None) -
     return args
 
 
+def plan_dag(plan: Any, config: "Config", *, kind: str, clusters: list[str], schedule: Any, pool: str,
+             doc: str, description: str, **extra: Any) -> "DAG":
+    """The DAG of one plan file, with what backup, restore and migration plans have in common:
+    one run at a time, no catch-up, the plan's owner and tags, its cluster's pool, failure alerts."""
+    from airflow.sdk import DAG
+
+    return DAG(
+        auto_register=False,  # found through the factory module's globals only
+        dag_id=plan.dag_id,
+        schedule=schedule,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        tags=list(dict.fromkeys(["ys1000", kind, *clusters, *plan.tags])),
+        doc_md=doc,
+        description=(plan.description or description)[:200],
+        default_args=_default_args(plan.owner, pool, failure_callbacks(config.config_dir, plan=plan)),
+        **extra,
+    )
+
+
 def _doc_backup(plan: "BackupPlan", config: "Config", path: Path) -> str:
     policy = config.policy_for(plan)
     policy_name = plan.policy if isinstance(plan.policy, str) else "inline"
@@ -220,8 +241,6 @@ def _fmt(td: timedelta) -> str:
 
 def backup_dag(plan: "BackupPlan", config: "Config", path: Path) -> "DAG":
     """``ys1000_backup__<plan>``: preflight → capture → volumes [→ wait → export] → verify → commit → retention."""
-    from airflow.sdk import DAG
-
     from ys1000.airflow.operators import (
         BackupPreflightOperator,
         CaptureResourcesOperator,
@@ -233,19 +252,10 @@ def backup_dag(plan: "BackupPlan", config: "Config", path: Path) -> "DAG":
     from ys1000.config import to_timetable
 
     common = {"plan": plan.name, "config_dir": str(config.config_dir)}
-    with DAG(
-        auto_register=False,  # found through the factory module's globals only
-        dag_id=plan.dag_id,
-        schedule=to_timetable(config.schedule_for(plan)),
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,
-        tags=list(dict.fromkeys(["ys1000", "backup", plan.cluster, *plan.tags])),
-        doc_md=_doc_backup(plan, config, path),
-        description=(plan.description or f"Back up {plan.cluster}")[:200],
-        default_args=_default_args(plan.owner, pool_for(plan.cluster), failure_callbacks(config.config_dir, plan=plan)),
-        user_defined_macros={"ys1000_export_time": next_time_at},
-    ) as dag:
+    with plan_dag(plan, config, kind="backup", clusters=[plan.cluster], pool=pool_for(plan.cluster),
+                  schedule=to_timetable(config.schedule_for(plan)), doc=_doc_backup(plan, config, path),
+                  description=f"Back up {plan.cluster}",
+                  user_defined_macros={"ys1000_export_time": next_time_at}) as dag:
         ops = [
             BackupPreflightOperator(task_id="preflight", execution_timeout=TIMEOUTS["preflight"], **common),
             CaptureResourcesOperator(task_id="capture", execution_timeout=TIMEOUTS["capture"], **common),
@@ -300,8 +310,6 @@ def _export_at(plan: "BackupPlan", config: "Config", common: dict) -> list:
 
 def restore_plan_dag(plan: "RestorePlan", config: "Config", path: Path) -> "DAG":
     """``ys1000_restore__<plan>``: preflight (resolves ``latest``) → restore."""
-    from airflow.sdk import DAG
-
     from ys1000.airflow.operators import RestoreOperator, RestorePreflightOperator
     from ys1000.config import to_timetable
 
@@ -316,19 +324,9 @@ def restore_plan_dag(plan: "RestorePlan", config: "Config", path: Path) -> "DAG"
         f"- **Plan file**: `{path}`",
     ])
     common = {"restore_plan": plan.name, "config_dir": str(config.config_dir)}
-    with DAG(
-        auto_register=False,  # found through the factory module's globals only
-        dag_id=plan.dag_id,
-        schedule=to_timetable(config.schedule_for(plan)),
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,
-        tags=list(dict.fromkeys(["ys1000", "restore", plan.target_cluster, *plan.tags])),
-        doc_md=doc,
-        description=(plan.description or f"Restore into {plan.target_cluster}")[:200],
-        default_args=_default_args(plan.owner, pool_for(plan.target_cluster),
-                                   failure_callbacks(config.config_dir, plan=plan)),
-    ) as dag:
+    with plan_dag(plan, config, kind="restore", clusters=[plan.target_cluster], pool=pool_for(plan.target_cluster),
+                  schedule=to_timetable(config.schedule_for(plan)), doc=doc,
+                  description=f"Restore into {plan.target_cluster}") as dag:
         pre = RestorePreflightOperator(task_id="preflight", execution_timeout=TIMEOUTS["preflight"], **common)
         run = RestoreOperator(task_id="restore", execution_timeout=TIMEOUTS["restore"],
                               backup="{{ ti.xcom_pull(task_ids='preflight', key='backup_id') }}", **common)

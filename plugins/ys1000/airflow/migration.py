@@ -219,11 +219,8 @@ class CutoverFailedOperator(Ys1000Operator):
 
 
 def migration_dag(plan: "MigrationPlan", config: "Config", path: Path) -> "DAG":
-    from airflow.sdk import DAG
-
-    from ys1000.airflow.dagfactory import START_DATE, _default_args, pool_for
+    from ys1000.airflow.dagfactory import plan_dag, pool_for
     from ys1000.config import to_timetable
-    from ys1000.notify import failure_callbacks
 
     common = {"plan": plan.name, "config_dir": str(config.config_dir)}
     doc = "\n".join([
@@ -237,18 +234,10 @@ def migration_dag(plan: "MigrationPlan", config: "Config", path: Path) -> "DAG":
         "restore the resources into the target and start the app there. A failed or cancelled cutover "
         "is undone by the `undo` task.",
     ])
-    with DAG(
-        auto_register=False,
-        dag_id=plan.dag_id,
-        schedule=to_timetable(plan.schedule),
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,
-        tags=list(dict.fromkeys(["ys1000", "migration", plan.source_cluster, plan.target_cluster, *plan.tags])),
-        doc_md=doc,
-        description=(plan.description or f"Migrate {plan.source_cluster} → {plan.target_cluster}")[:200],
-        default_args=_default_args(plan.owner, pool_for(plan.source_cluster),
-                                   failure_callbacks(config.config_dir, plan=plan)),
+    with plan_dag(
+        plan, config, kind="migration", clusters=[plan.source_cluster, plan.target_cluster],
+        pool=pool_for(plan.source_cluster), schedule=to_timetable(plan.schedule), doc=doc,
+        description=f"Migrate {plan.source_cluster} → {plan.target_cluster}",
         params={
             "mode": Param("incremental", enum=["incremental", "cutover"],
                           description="incremental: sync volume data only; cutover: move the app"),
