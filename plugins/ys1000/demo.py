@@ -29,7 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ys1000.airflow.processes import AirflowStack, free_port, port_is_free, repo_root
+from ys1000.airflow.processes import AirflowStack, repo_root
+from ys1000.ports import free_port, port_is_free
 
 NAMESPACE = "wordpress"
 BACKUP_PLAN = "wordpress-backup"

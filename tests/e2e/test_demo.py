@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_demo_no_wait(tmp_path):
-    from ys1000.airflow.processes import free_port
+    from ys1000.ports import free_port
     from ys1000.sandbox import supervisor
 
     if not supervisor.controlplane_binary().exists():

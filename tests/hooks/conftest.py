@@ -9,14 +9,14 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from ys1000.ports import free_port, wait_listening
 
 PG_BIN = max((p.parent for p in Path("/usr/lib/postgresql").glob("*/bin/initdb")),
              key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
@@ -43,29 +43,10 @@ class DbServer:
             return ""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _missing(what: str) -> None:
     if os.environ.get("YS1000_REQUIRE_SANDBOX") == "1":
         pytest.fail(f"{what} is not installed (make test installs it)")
     pytest.skip(f"{what} is not installed")
-
-
-def _wait_port(proc: subprocess.Popen, port: int, log: Path, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{what} did not listen on {port} within {timeout}s:\n{log.read_text(errors='replace')[-3000:]}")
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -135,7 +116,7 @@ def postgres():
          "-c", "max_connections=20"],
         stdout=logfh, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _wait_port(proc, port, log, "postgres")
+        wait_listening(proc, port, log, "postgres")
         yield DbServer("postgresql", "127.0.0.1", port, "postgres", DB_PASSWORD, datadir, log)
     finally:
         _stop(proc)

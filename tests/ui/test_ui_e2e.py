@@ -15,7 +15,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,8 @@ from urllib.parse import quote
 import pytest
 import yaml
 
+from ys1000.ports import free_port
+
 from ui_helpers import REPO
 
 ARTIFACTS = REPO / "test-artifacts" / "ui"
@@ -36,12 +37,6 @@ SECRET_VALUE = "e2e-Planted-Secret-Value"
 WAIT = 60  # seconds for any one thing to appear in the browser
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def entry_point_registered() -> bool:

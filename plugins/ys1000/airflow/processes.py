@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from ys1000.ports import free_port
 from ys1000.waiting import WaitTimeout, wait_until
 
 STACK_MARKER = "YS1000_STACK_ID"
@@ -55,22 +56,6 @@ def repo_root() -> Path:
 def venv_bin() -> Path:
     """The ``bin/`` of the Python running this (the project's venv): ``airflow`` lives there."""
     return Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def hostname_from_env() -> str:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from ys1000.ports import free_port, wait_listening
 
 MARIADBD = Path("/usr/sbin/mariadbd")
 MARIADB_INSTALL_DB = shutil.which("mariadb-install-db") or "/usr/bin/mariadb-install-db"
@@ -45,12 +45,6 @@ def available() -> bool:
     return MARIADBD.exists() and Path(MARIADB_INSTALL_DB).exists()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_mariadb(root: Path, *, user: str, password: str, init_sql: str = "", timeout: float = 60) -> MariaDB:
     """Initialise a data dir under ``root`` and start mariadbd on a free loopback port with ``user``
     (all privileges, password login); ``init_sql`` runs at start-up (create databases, tables)."""
@@ -69,7 +63,7 @@ def start_mariadb(root: Path, *, user: str, password: str, init_sql: str = "", t
         f"CREATE USER IF NOT EXISTS '{user}'@'localhost' IDENTIFIED BY '{password}';\n"
         f"GRANT ALL PRIVILEGES ON *.* TO '{user}'@'%';\n"
         f"GRANT ALL PRIVILEGES ON *.* TO '{user}'@'localhost';\n" + init_sql)
-    port = _free_port()
+    port = free_port()
     with open(log, "ab") as fh:
         proc = subprocess.Popen(
             [MARIADBD, "--no-defaults", f"--datadir={datadir}", f"--socket={root / 'mysqld.sock'}",
@@ -78,14 +72,9 @@ def start_mariadb(root: Path, *, user: str, password: str, init_sql: str = "", t
              "--innodb-buffer-pool-size=16M", "--innodb-flush-log-at-trx-commit=2",
              "--performance-schema=OFF", *user_opt],
             stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"mariadbd exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return MariaDB("127.0.0.1", port, user, password, root, proc)
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"mariadbd did not listen on {port} within {timeout:.0f} s; see {log}")
+    try:
+        wait_listening(proc, port, log, "mariadbd", timeout)
+    except RuntimeError:
+        proc.kill()
+        raise
+    return MariaDB("127.0.0.1", port, user, password, root, proc)

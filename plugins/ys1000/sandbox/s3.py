@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import boto3
+
+from ys1000.ports import free_port
 
 REGION = "us-east-1"
 DEFAULT_BUCKET = "ys1000-backups"
@@ -87,12 +88,6 @@ class S3Endpoint:
 
     def to_json(self) -> dict:
         return asdict(self)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_moto(log_path: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
