@@ -89,8 +89,6 @@ def backup(args) -> dict:
         cmd += ["--tag", tag]
     if args.parent:
         cmd += ["--parent", args.parent]
-    if not args.identity:
-        restic.ensure_repository(env)
     # back up "." from inside the volume, so snapshot paths do not depend on the mount point
     try:
         messages = restic.run_json(cmd, env, _progress_printer(), cwd=args.source)
