@@ -82,6 +82,8 @@ class RestoreReport:
     started: str
     finished: str = ""
     items: list[ItemResult] = field(default_factory=list)
+    # per restored PVC: {"namespace", "pvc", "status": data | empty | existing | failed, "reason", ...}
+    volumes: list[dict] = field(default_factory=list)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -92,15 +94,19 @@ class RestoreReport:
         return [i for i in self.items if i.action in ("failed", "would-fail")]
 
     @property
+    def failed_volumes(self) -> list[dict]:
+        return [v for v in self.volumes if v.get("status") == "failed"]
+
+    @property
     def status(self) -> str:
-        if not self.failed:
+        if not self.failed and not self.failed_volumes:
             return "Completed"
         return "Failed" if len(self.failed) == len(self.items) else "PartiallyFailed"
 
     def to_json(self) -> dict:
         return {"restore_id": self.restore_id, "backup_id": self.backup_id, "dry_run": self.dry_run,
                 "status": self.status, "started": self.started, "finished": self.finished,
-                "counts": self.counts, "items": [i.to_json() for i in self.items]}
+                "counts": self.counts, "volumes": self.volumes, "items": [i.to_json() for i in self.items]}
 
 
 def _now() -> str:
@@ -188,6 +194,8 @@ class Restorer:
                 if group_resource == CRDS.group_resource and not self.spec.dry_run:
                     self._wait_crds_established([r.name for r in results if r.action in ("created", "updated", "skipped")])
         self.report.finished = _now()
+        if self.spec.volume_hooks is not None and not self.spec.dry_run:
+            self.report.volumes = self.spec.volume_hooks.report(self.report.items)
         if not self.spec.dry_run:
             self.repo.save_restore_report(self.spec.restore_id, self.report.to_json())
         return self.report
