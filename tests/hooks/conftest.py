@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ys1000.ports import free_port, wait_listening
+from ys1000.ports import start_on_port
 
 PG_BIN = max((p.parent for p in Path("/usr/lib/postgresql").glob("*/bin/initdb")),
              key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
@@ -106,19 +106,24 @@ def postgres():
     subprocess.run([*prefix, str(PG_BIN / "initdb"), "-D", str(datadir), "-U", "postgres", "-A", "scram-sha-256",
                     f"--pwfile={pwfile}", "--no-sync", "-E", "UTF8", "--locale=C"],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=180)
-    port = free_port()
     logfh = open(log, "wb")
     if as_root:
         os.chown(log, pwd.getpwnam("postgres").pw_uid, -1)
-    proc = subprocess.Popen(
-        [*prefix, str(PG_BIN / "postgres"), "-D", str(datadir), "-p", str(port), "-k", str(root),
-         "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "shared_buffers=16MB",
-         "-c", "max_connections=20"],
-        stdout=logfh, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def launch(port: int) -> subprocess.Popen:
+        return subprocess.Popen(
+            [*prefix, str(PG_BIN / "postgres"), "-D", str(datadir), "-p", str(port), "-k", str(root),
+             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "shared_buffers=16MB",
+             "-c", "max_connections=20"],
+            stdout=logfh, stderr=subprocess.STDOUT, start_new_session=True)
+
+    proc = None
     try:
-        wait_listening(proc, port, log, "postgres")
+        # a port taken before postgres binds it: postgres exits, and starts again on a fresh one
+        proc, port = start_on_port(launch, log, "postgres")
         yield DbServer("postgresql", "127.0.0.1", port, "postgres", DB_PASSWORD, datadir, log)
     finally:
-        _stop(proc)
+        if proc is not None:
+            _stop(proc)
         logfh.close()
         shutil.rmtree(root, ignore_errors=True)

@@ -7,7 +7,7 @@ import threading
 from email import message_from_bytes, policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from ys1000.ports import free_port
+from ys1000.ports import retry_on_port_conflict
 
 
 class Mailbox:
@@ -25,11 +25,18 @@ class Mailbox:
                                                                                   policy=policy.default)))
                 return "250 OK"
 
-        self.port = free_port()
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self._handler = Handler()
+        self.port: int | None = None
 
     def __enter__(self):
-        self.controller.start()
+        from aiosmtpd.controller import Controller
+
+        def start(port: int):
+            controller = Controller(self._handler, hostname="127.0.0.1", port=port)
+            controller.start()  # OSError EADDRINUSE when the port was taken meanwhile: a new port
+            return port, controller
+
+        self.port, self.controller = retry_on_port_conflict(start, "SMTP receiver")
         return self
 
     def __exit__(self, *exc):

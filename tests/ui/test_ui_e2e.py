@@ -26,7 +26,7 @@ from urllib.parse import quote
 import pytest
 import yaml
 
-from ys1000.ports import free_port
+from ys1000.ports import start_on_port
 
 from ui_helpers import REPO
 
@@ -95,7 +95,6 @@ def backup_env(sandbox, sandbox_s3, source, make_namespace, tmp_path, airflow_db
 def api_server(backup_env, tmp_path):
     """``airflow api-server`` on a free loopback port, same AIRFLOW_HOME/DB and connections as the
     test, the plugin loaded (entry point, else a plugins folder), user admin with a known password."""
-    port = free_port()
     password = secrets.token_urlsafe(12)
     pw_file = tmp_path / "passwords.json"
     pw_file.write_text(json.dumps({"admin": password}))
@@ -105,7 +104,6 @@ def api_server(backup_env, tmp_path):
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(pw_file),
-        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
         "AIRFLOW__API__WORKERS": "1",
         "YS1000_CONFIG_DIR": str(backup_env["config_dir"]),
     })
@@ -117,10 +115,16 @@ def api_server(backup_env, tmp_path):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log_path = ARTIFACTS / "api-server.log"
     airflow = Path(sys.executable).with_name("airflow")
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([str(airflow), "api-server", "--host", "127.0.0.1", "--port", str(port),
-                                 "--workers", "1"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+    log_path.write_bytes(b"")
+
+    def launch(port: int) -> subprocess.Popen:
+        with open(log_path, "ab") as log:
+            return subprocess.Popen([str(airflow), "api-server", "--host", "127.0.0.1", "--port", str(port),
+                                     "--workers", "1"], env={**env, "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}"},
+                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    # a free port, another one if it is taken before the api-server binds it
+    proc, port = start_on_port(launch, log_path, "api-server", timeout=120)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120

@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from ys1000.ports import free_port, wait_listening
+from ys1000.ports import start_on_port
 
 MARIADBD = Path("/usr/sbin/mariadbd")
 MARIADB_INSTALL_DB = shutil.which("mariadb-install-db") or "/usr/bin/mariadb-install-db"
@@ -63,18 +63,16 @@ def start_mariadb(root: Path, *, user: str, password: str, init_sql: str = "", t
         f"CREATE USER IF NOT EXISTS '{user}'@'localhost' IDENTIFIED BY '{password}';\n"
         f"GRANT ALL PRIVILEGES ON *.* TO '{user}'@'%';\n"
         f"GRANT ALL PRIVILEGES ON *.* TO '{user}'@'localhost';\n" + init_sql)
-    port = free_port()
-    with open(log, "ab") as fh:
-        proc = subprocess.Popen(
-            [MARIADBD, "--no-defaults", f"--datadir={datadir}", f"--socket={root / 'mysqld.sock'}",
-             f"--pid-file={root / 'mysqld.pid'}", f"--port={port}", "--bind-address=127.0.0.1",
-             "--skip-name-resolve", "--skip-log-bin", f"--init-file={init}",
-             "--innodb-buffer-pool-size=16M", "--innodb-flush-log-at-trx-commit=2",
-             "--performance-schema=OFF", *user_opt],
-            stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_listening(proc, port, log, "mariadbd", timeout)
-    except RuntimeError:
-        proc.kill()
-        raise
+    def launch(port: int) -> subprocess.Popen:
+        with open(log, "ab") as fh:
+            return subprocess.Popen(
+                [MARIADBD, "--no-defaults", f"--datadir={datadir}", f"--socket={root / 'mysqld.sock'}",
+                 f"--pid-file={root / 'mysqld.pid'}", f"--port={port}", "--bind-address=127.0.0.1",
+                 "--skip-name-resolve", "--skip-log-bin", f"--init-file={init}",
+                 "--innodb-buffer-pool-size=16M", "--innodb-flush-log-at-trx-commit=2",
+                 "--performance-schema=OFF", *user_opt],
+                stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+
+    # a port taken before mariadbd binds it: mariadbd exits, and starts again on a fresh one
+    proc, port = start_on_port(launch, log, "mariadbd", timeout=timeout)
     return MariaDB("127.0.0.1", port, user, password, root, proc)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import boto3
 
-from ys1000.ports import free_port
+from ys1000.ports import start_on_port
 
 REGION = "us-east-1"
 DEFAULT_BUCKET = "ys1000-backups"
@@ -91,16 +91,19 @@ class S3Endpoint:
 
 
 def start_moto(log_path: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
-    """Start ``moto.server`` on loopback; return the process and its URL once it answers."""
-    port = port or free_port()
+    """Start ``moto.server`` on loopback (``port``, else a free one; another free one if that is
+    taken before moto binds it); return the process and its URL once it answers."""
+    def launch(p: int) -> subprocess.Popen:
+        with open(log_path, "ab") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(p)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+
+    proc, port = start_on_port(launch, log_path, "moto server", port=port, timeout=30)
     url = f"http://127.0.0.1:{port}"
-    log = open(log_path, "ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
