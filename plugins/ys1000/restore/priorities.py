@@ -1,7 +1,10 @@
 """The order in which a restore creates objects (after Velero's ``defaultRestorePriorities``).
 
-Objects are created class by class; each class starts only when the previous one is in, and the
-custom resources come last, after their CRDs are Established.
+Objects are created class by class; each class starts only when the previous one is in. The
+custom resources follow everything else, after their CRDs are Established, and the admission
+webhook configurations and APIServices come last of all: their backends are workloads of the
+restored namespaces, and a webhook (``failurePolicy: Fail``) or an aggregated API whose backend
+is not up yet would otherwise refuse or stall the writes that come after it.
 """
 
 from __future__ import annotations
@@ -37,12 +40,21 @@ PRIORITIES: list[tuple[str, str]] = [
     ("pods", "bare pods, after everything they may use"),
     ("horizontalpodautoscalers.autoscaling", "scale targets exist now"),
 ]
+# after everything, custom resources included
+LAST: list[tuple[str, str]] = [
+    ("apiservices.apiregistration.k8s.io", "served by a workload restored above; discovery fails until it is up"),
+    ("mutatingwebhookconfigurations.admissionregistration.k8s.io", "would intercept the writes above"),
+    ("validatingwebhookconfigurations.admissionregistration.k8s.io", "would intercept the writes above"),
+]
 _RANK = {gr: i for i, (gr, _) in enumerate(PRIORITIES)}
 _REST = len(PRIORITIES)  # everything else, alphabetically
 _CUSTOM = _REST + 1  # custom resources: after their CRDs are Established
+_LAST = {gr: _CUSTOM + 1 + i for i, (gr, _) in enumerate(LAST)}
 
 
 def rank(group_resource: str, is_custom: bool) -> tuple[int, str]:
     if group_resource in _RANK:
         return (_RANK[group_resource], group_resource)
+    if group_resource in _LAST:
+        return (_LAST[group_resource], group_resource)
     return (_CUSTOM if is_custom else _REST, group_resource)

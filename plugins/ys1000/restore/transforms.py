@@ -62,19 +62,46 @@ def strip_server_fields(obj: dict, opt: RestoreOptions) -> dict:
 
 
 def map_namespace(obj: dict, opt: RestoreOptions) -> dict:
+    """The namespace mapping, everywhere a namespace is named: the object's own, a Namespace's name,
+    a PV's claim, bound ServiceAccounts (``binding_subjects``), called Services (``service_references``)."""
     md = obj["metadata"]
     if md.get("namespace"):
         md["namespace"] = opt.ns(md["namespace"])
     if obj.get("kind") == "Namespace":
         md["name"] = opt.ns(md["name"])
         obj.pop("spec", None)  # finalizers are the server's
-    if obj.get("kind") in ("RoleBinding", "ClusterRoleBinding"):
-        for s in obj.get("subjects") or []:
-            if s.get("namespace"):
-                s["namespace"] = opt.ns(s["namespace"])
     if obj.get("kind") == "PersistentVolume":
         ref = (obj.get("spec") or {}).get("claimRef")
         if ref and ref.get("namespace"):
+            ref["namespace"] = opt.ns(ref["namespace"])
+    return service_references(binding_subjects(obj, opt), opt)
+
+
+def binding_subjects(obj: dict, opt: RestoreOptions) -> dict:
+    """ServiceAccounts bound by (Cluster)RoleBindings move with their namespace."""
+    if obj.get("kind") not in ("RoleBinding", "ClusterRoleBinding") or not opt.namespace_mapping:
+        return obj
+    for s in obj.get("subjects") or []:
+        if s.get("kind") == "ServiceAccount" and s.get("namespace"):
+            s["namespace"] = opt.ns(s["namespace"])
+    return obj
+
+
+def service_references(obj: dict, opt: RestoreOptions) -> dict:
+    """Webhooks, APIServices and CRD conversion webhooks call a Service: it moves with its namespace."""
+    if not opt.namespace_mapping:
+        return obj
+    kind = obj.get("kind")
+    refs: list[dict] = []
+    if kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
+        refs = [(w.get("clientConfig") or {}).get("service") or {} for w in obj.get("webhooks") or []]
+    elif kind == "APIService":
+        refs = [(obj.get("spec") or {}).get("service") or {}]
+    elif kind == "CustomResourceDefinition":
+        conv = ((obj.get("spec") or {}).get("conversion") or {}).get("webhook") or {}
+        refs = [(conv.get("clientConfig") or {}).get("service") or {}]
+    for ref in refs:
+        if ref.get("namespace"):
             ref["namespace"] = opt.ns(ref["namespace"])
     return obj
 
@@ -255,7 +282,7 @@ def token_secret(obj: dict, opt: RestoreOptions) -> dict:
 
 TRANSFORMS: list[Transform] = [
     strip_server_fields,
-    map_namespace,
+    map_namespace,  # with binding_subjects and service_references
     service,
     pvc,
     persistent_volume,
