@@ -2,22 +2,31 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap/zapcore"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+	"k8s.io/apiserver/pkg/server/flagz"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
+	"k8s.io/client-go/rest"
 	cliflag "k8s.io/component-base/cli/flag"
 	basecompatibility "k8s.io/component-base/compatibility"
+	"k8s.io/component-base/featuregate"
 	logsapi "k8s.io/component-base/logs/api/v1"
 	"k8s.io/klog/v2"
 	apiserverapp "k8s.io/kubernetes/cmd/kube-apiserver/app"
+	apiserveroptions "k8s.io/kubernetes/cmd/kube-apiserver/app/options"
 	kcmapp "k8s.io/kubernetes/cmd/kube-controller-manager/app"
 	kcmoptions "k8s.io/kubernetes/cmd/kube-controller-manager/app/options"
 	schedulerapp "k8s.io/kubernetes/cmd/kube-scheduler/app"
@@ -73,20 +82,54 @@ func startEtcd(ctx context.Context, cfg *config, ports ports) (*embed.Etcd, erro
 	}
 }
 
-// runAPIServer runs kube-apiserver's own cobra command. Note that
-// NewAPIServerCommand installs the process-wide SIGTERM/SIGINT handler
+// etcdPortAttempts bounds startEtcdOnHeldPorts: each attempt after the first
+// uses fresh ports.
+const etcdPortAttempts = 5
+
+// beforeEtcdBind, when set (by tests only), runs after etcd's ports are
+// released and before etcd binds them: the window in which another process
+// can take one.
+var beforeEtcdBind func(ports)
+
+// startEtcdOnHeldPorts releases etcd's held ports and starts etcd on them at
+// once. If a port was taken in between (EADDRINUSE), it logs that and tries
+// again on fresh ports, at most etcdPortAttempts times; ps then holds the
+// ports etcd really uses.
+func startEtcdOnHeldPorts(ctx context.Context, cfg *config, ps *ports, h *heldPorts) (*embed.Etcd, error) {
+	for attempt := 1; ; attempt++ {
+		h.releaseEtcd()
+		if beforeEtcdBind != nil {
+			beforeEtcdBind(*ps)
+		}
+		e, err := startEtcd(ctx, cfg, *ps)
+		if err == nil || !errors.Is(err, syscall.EADDRINUSE) || attempt == etcdPortAttempts {
+			return e, err
+		}
+		klog.InfoS("etcd port taken between choosing and binding it; retrying on fresh ports",
+			"attempt", attempt, "of", etcdPortAttempts, "clientPort", ps.EtcdClient, "peerPort", ps.EtcdPeer, "err", err)
+		if err := freshEtcdPorts(cfg, ps, h); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// runAPIServer does what kube-apiserver's cobra command (NewAPIServerCommand)
+// does, with one difference: its secure port is served on l, the listener
+// choosePorts bound, so the port is never free between being chosen and
+// being served (no other process can take it meanwhile). Like the command,
+// it installs the process-wide SIGTERM/SIGINT handler
 // (genericapiserver.SetupSignalContext) and drains on it by itself. That
 // handler may exist only once per process; see runScheduler for why this
 // matters, and runControllerManager for why it is not run through cobra
 // either.
-func runAPIServer(cfg *config, ports ports, p *pki) error {
+func runAPIServer(cfg *config, ports ports, p *pki, l net.Listener) error {
 	args := []string{
 		"--etcd-servers=" + etcdURL(cfg, ports),
 		"--bind-address=" + cfg.bind,
 		// Without it the apiserver looks for a non-loopback host interface to
 		// advertise, which a sandbox may not have.
 		"--advertise-address=" + cfg.bind,
-		"--secure-port=" + strconv.Itoa(ports.APIServer),
+		"--secure-port=" + strconv.Itoa(ports.APIServer), // l's port
 		"--cert-dir=" + p.dir,
 		"--tls-cert-file=" + p.servingCert,
 		"--tls-private-key-file=" + p.servingKey,
@@ -107,9 +150,34 @@ func runAPIServer(cfg *config, ports ports, p *pki) error {
 		"--shutdown-send-retry-after=true",
 		"--v=" + strconv.Itoa(cfg.verbosity),
 	}
-	cmd := apiserverapp.NewAPIServerCommand()
-	cmd.SetArgs(args)
-	return cmd.Execute()
+	s := apiserveroptions.NewServerRunOptions()
+	ctx := genericapiserver.SetupSignalContext()
+	nfs := s.Flags()
+	s.Flagz = flagz.NamedFlagSetsReader{FlagSets: nfs}
+	if err := parseNamed(nfs, "kube-apiserver", args); err != nil {
+		return err
+	}
+	s.SecureServing.Listener = l
+	// The cobra command's PersistentPreRunE.
+	if err := s.GenericServerRunOptions.ComponentGlobalsRegistry.Set(); err != nil {
+		return err
+	}
+	rest.SetDefaultWarningHandler(rest.NoWarnings{})
+	// Its RunE.
+	featureGate := s.GenericServerRunOptions.ComponentGlobalsRegistry.FeatureGateFor(basecompatibility.DefaultKubeComponent)
+	if err := logsapi.ValidateAndApply(s.Logs, featureGate); err != nil {
+		return err
+	}
+	completed, err := s.Complete(ctx)
+	if err != nil {
+		return err
+	}
+	if errs := completed.Validate(); len(errs) != 0 {
+		return utilerrors.NewAggregate(errs)
+	}
+	featureGate.(featuregate.MutableFeatureGate).AddMetrics()
+	s.GenericServerRunOptions.ComponentGlobalsRegistry.AddMetrics()
+	return apiserverapp.Run(ctx, completed)
 }
 
 // runControllerManager does what kube-controller-manager's cobra RunE does,

@@ -29,34 +29,90 @@ type ports struct {
 	APIServer  int `json:"apiserver"`
 }
 
-func choosePorts(cfg *config) (ports, error) {
+// heldPorts are the chosen ports, still bound by this process. A port is
+// never released between choosing it and its component binding it:
+// kube-apiserver is handed its listener; etcd (whose embed package only binds
+// URLs itself) gets its two ports released immediately before it binds them,
+// and startEtcdOnHeldPorts retries with fresh ports if anything took one in
+// that instant.
+type heldPorts struct {
+	etcdClient, etcdPeer, apiServer net.Listener
+}
+
+// releaseEtcd closes the etcd listeners (idempotent).
+func (h *heldPorts) releaseEtcd() {
+	for _, l := range []*net.Listener{&h.etcdClient, &h.etcdPeer} {
+		if *l != nil {
+			(*l).Close()
+			*l = nil
+		}
+	}
+}
+
+// close releases everything still held (after a failed start-up).
+func (h *heldPorts) close() {
+	h.releaseEtcd()
+	if h.apiServer != nil {
+		h.apiServer.Close()
+		h.apiServer = nil
+	}
+}
+
+// choosePorts binds the ports of DIR/ports.json that are still free and fresh
+// ones for the rest, and keeps them all bound (which also stops one run from
+// picking the same free port twice). The caller owns the listeners.
+func choosePorts(cfg *config) (ports, *heldPorts, error) {
 	path := filepath.Join(cfg.dataDir, "ports.json")
 	var ps ports
 	if b, err := os.ReadFile(path); err == nil {
 		_ = json.Unmarshal(b, &ps) // a bad file just means fresh ports
 	}
-	// Hold every listener until all are chosen so one run cannot pick the
-	// same free port twice.
-	var held []net.Listener
-	defer func() {
-		for _, l := range held {
-			l.Close()
+	h := &heldPorts{}
+	for _, slot := range []struct {
+		port *int
+		l    *net.Listener
+	}{{&ps.EtcdClient, &h.etcdClient}, {&ps.EtcdPeer, &h.etcdPeer}, {&ps.APIServer, &h.apiServer}} {
+		l, err := listenPreferring(cfg, *slot.port)
+		if err != nil {
+			h.close()
+			return ps, nil, err
 		}
-	}()
-	for _, port := range []*int{&ps.EtcdClient, &ps.EtcdPeer, &ps.APIServer} {
-		l, err := net.Listen("tcp", hostPort(cfg.bind, *port))
-		if err != nil || *port == 0 {
-			if l != nil {
-				l.Close()
-			}
-			if l, err = net.Listen("tcp", hostPort(cfg.bind, 0)); err != nil {
-				return ps, err
-			}
-		}
-		held = append(held, l)
-		*port = l.Addr().(*net.TCPAddr).Port
+		*slot.l = l
+		*slot.port = l.Addr().(*net.TCPAddr).Port
 	}
-	return ps, writeJSONAtomic(path, ps)
+	return ps, h, nil
+}
+
+// listenPreferring binds port when it is set and free, else a fresh port.
+func listenPreferring(cfg *config, port int) (net.Listener, error) {
+	if port != 0 {
+		if l, err := net.Listen("tcp", hostPort(cfg.bind, port)); err == nil {
+			return l, nil
+		}
+	}
+	return net.Listen("tcp", hostPort(cfg.bind, 0))
+}
+
+// freshEtcdPorts replaces etcd's two ports with new ones, held like the rest.
+func freshEtcdPorts(cfg *config, ps *ports, h *heldPorts) error {
+	h.releaseEtcd()
+	for _, slot := range []struct {
+		port *int
+		l    *net.Listener
+	}{{&ps.EtcdClient, &h.etcdClient}, {&ps.EtcdPeer, &h.etcdPeer}} {
+		l, err := net.Listen("tcp", hostPort(cfg.bind, 0))
+		if err != nil {
+			return err
+		}
+		*slot.l = l
+		*slot.port = l.Addr().(*net.TCPAddr).Port
+	}
+	return nil
+}
+
+// savePorts records the ports in use, for reuse on the next start.
+func savePorts(cfg *config, ps ports) error {
+	return writeJSONAtomic(filepath.Join(cfg.dataDir, "ports.json"), ps)
 }
 
 // lockDataDir takes an exclusive, non-blocking lock on DIR/lock for the life

@@ -134,21 +134,27 @@ func run(cfg *config) error {
 		return err
 	}
 
-	ports, err := choosePorts(cfg)
-	if err != nil {
-		return fmt.Errorf("choosing ports: %w", err)
-	}
 	p := newPKI(filepath.Join(cfg.dataDir, "pki"))
 	if err := p.ensure(net.ParseIP(cfg.bind), net.ParseIP(serviceFirstIP)); err != nil {
 		return err
 	}
 
+	// The ports stay bound from here until their component serves them.
+	ports, held, err := choosePorts(cfg)
+	if err != nil {
+		return fmt.Errorf("choosing ports: %w", err)
+	}
+	defer held.close() // whatever start-up did not hand over
+
 	start := time.Now()
-	etcd, err := startEtcd(stop, cfg, ports)
+	etcd, err := startEtcdOnHeldPorts(stop, cfg, &ports, held)
 	if err != nil {
 		return err
 	}
 	defer stopEtcd(etcd)
+	if err := savePorts(cfg, ports); err != nil {
+		return err
+	}
 	klog.InfoS("etcd ready", "url", etcdURL(cfg, ports), "after", time.Since(start))
 
 	// Each component reports here when its goroutine returns. Any return
@@ -165,10 +171,13 @@ func run(cfg *config) error {
 		}
 	}()
 
+	// kube-apiserver serves (and closes) this listener from now on.
+	apiListener := held.apiServer
+	held.apiServer = nil
 	apiserverDone := make(chan struct{})
 	go func() {
 		defer close(apiserverDone)
-		exits <- exit{"kube-apiserver", runAPIServer(cfg, ports, p)}
+		exits <- exit{"kube-apiserver", runAPIServer(cfg, ports, p, apiListener)}
 	}()
 	var clients sync.WaitGroup // controller-manager and scheduler, once started
 
