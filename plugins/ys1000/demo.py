@@ -233,13 +233,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", type=Path, default=repo_root() / "config",
                    help="ys1000 config directory (default: the example config/)")
     p.add_argument("--port", type=int, default=None,
-                   help="Airflow API server / UI port (default 8080, or a free one when 8080 is taken)")
+                   help="Airflow API server / UI port (default: 8080, or a free one when 8080 is taken; "
+                        "the address is printed)")
     p.add_argument("--no-wait", action="store_true",
                    help="stop everything at the end and exit (0 only when every step worked)")
     a = p.parse_args(argv)
     root = a.dir.resolve()
     config_dir = a.config.resolve()
+    # 8080 when free, else a free port; either moves to another free port if taken before the
+    # api-server binds it (a --port given is kept, or the demo fails). stack.url is what is printed.
     port = a.port or (8080 if port_is_free(8080) else free_port())
+    port_attempts = 1 if a.port else None
 
     from ys1000.airflow.bootstrap import sandbox_env
     from ys1000.sandbox import supervisor
@@ -278,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
 
         step(f"Airflow (api-server, scheduler, dag-processor, triggerer) in {root / 'airflow'}")
         env = sandbox_env(root) | {"YS1000_CONFIG_DIR": str(config_dir)}
-        stack = AirflowStack.standalone(root / "airflow", env, port=port)
+        stack = AirflowStack.standalone(root / "airflow", env, port=port,
+                                        **({"port_attempts": port_attempts} if port_attempts else {}))
         t = time.monotonic()
         stack.start(on_migrated=_create_pools)
         client = stack.client()

@@ -62,7 +62,8 @@ def listening_pids(port: int) -> set[int]:
             if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port}
 
 
-def _tree(pid: int) -> set[int]:
+def process_tree(pid: int) -> set[int]:
+    """``pid`` and its descendants."""
     import psutil
 
     try:
@@ -95,7 +96,7 @@ def wait_listening(proc: subprocess.Popen, port: int, log: Path, what: str, time
     listens on ``port``. Raise ``PortInUse`` if another process listens there, or ``proc`` exits
     and its log (from ``log_offset`` on) says the address is in use; ``RuntimeError`` with the
     log's tail if it exits otherwise or does not listen within ``timeout`` seconds."""
-    owners = owners or (lambda: _tree(proc.pid))
+    owners = owners or (lambda: process_tree(proc.pid))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

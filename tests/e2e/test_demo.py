@@ -5,6 +5,7 @@ back — run as a subprocess exactly as the Makefile runs it, in a fresh directo
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -18,7 +19,6 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_demo_no_wait(tmp_path):
-    from ys1000.ports import free_port
     from ys1000.sandbox import supervisor
 
     if not supervisor.controlplane_binary().exists():
@@ -26,13 +26,13 @@ def test_demo_no_wait(tmp_path):
             pytest.fail(f"{supervisor.controlplane_binary()} missing: run `make controlplane`")
         pytest.skip("control plane not built (make controlplane)")
     root = tmp_path / "sandbox"
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env["PATH"] = os.pathsep.join([str(REPO / "bin"), str(Path(sys.executable).parent), env.get("PATH", "")])
     t0 = time.monotonic()
     try:
-        proc = subprocess.run([sys.executable, "-m", "ys1000.demo", "--dir", str(root), "--no-wait",
-                               "--port", str(port)], cwd=REPO, env=env, capture_output=True, text=True,
+        # no --port: the demo's own choice (8080 when free, else a free port; another free one if
+        # the port is taken before the api-server binds it), read back from what it prints
+        proc = subprocess.run([sys.executable, "-m", "ys1000.demo", "--dir", str(root), "--no-wait"], cwd=REPO, env=env, capture_output=True, text=True,
                               timeout=900)
     finally:
         supervisor.down(root)  # no-op when the demo stopped it (it should have)
@@ -40,6 +40,10 @@ def test_demo_no_wait(tmp_path):
     print(out)
     print(f"demo took {time.monotonic() - t0:.0f} s")
     assert proc.returncode == 0, out[-5000:]
+    ui = re.search(r"^Airflow UI: http://127\.0\.0\.1:(\d+)  \(user: admin, password: ", out, re.MULTILINE)
+    assert ui, "the demo printed no Airflow UI address"
+    port = int(ui.group(1))
+    assert f"at http://127.0.0.1:{port}; config " in out  # the address it started on is the one printed
     for line in [
         "sandbox: 2 local Kubernetes clusters + S3",
         "sample application (WordPress + MySQL) in namespace wordpress of cluster source",

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ys1000.ports import free_port
+from ys1000.ports import ATTEMPTS, free_port, process_tree, retry_on_port_conflict, start_on_port, wait_listening
 from ys1000.waiting import WaitTimeout, wait_until
 
 STACK_MARKER = "YS1000_STACK_ID"
@@ -157,6 +157,19 @@ class ProcessSet:
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
             raise RuntimeError(f"`{' '.join(argv)}` failed with exit code {code}; log {log}:\n{tail}")
 
+    def kill(self, names: Iterable[str]) -> None:
+        """SIGKILL the process groups of ``names`` (if started) and forget them; the rest of the
+        set keeps running."""
+        for name in names:
+            m = self.procs.pop(name, None)
+            if m is None:
+                continue
+            _signal_group(m.proc, signal.SIGKILL)
+            try:
+                m.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # pragma: no cover - unkillable (D state)
+                pass
+
     def dead(self) -> list[Managed]:
         return [m for m in self.procs.values() if not m.alive]
 
@@ -270,11 +283,18 @@ class PostgresServer:
         self.procs.run("postgres-initdb", [str(bindir / "initdb"), "-D", str(self.data), "-U", "postgres",
                                            "--auth=trust", "--encoding=UTF8", "--no-sync"],
                        user=self.user, timeout=120)
-        self.procs.start("postgres", [str(bindir / "postgres"), "-D", str(self.data), "-p", str(self.port),
-                                      "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.dir}",
-                                      "-c", "fsync=off", "-c", "synchronous_commit=off",
-                                      "-c", "full_page_writes=off", "-c", "max_connections=200"],
-                         user=self.user)
+
+        def launch(port: int) -> subprocess.Popen:
+            return self.procs.start("postgres", [
+                str(bindir / "postgres"), "-D", str(self.data), "-p", str(port),
+                "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.dir}",
+                "-c", "fsync=off", "-c", "synchronous_commit=off",
+                "-c", "full_page_writes=off", "-c", "max_connections=200"], user=self.user).proc
+
+        # the chosen port may be taken before postgres binds it: then it starts on a fresh one
+        # (before anything has been told the port: the stack reads it once this returns)
+        _, self.port = start_on_port(launch, self.procs.logs / "postgres.log", "PostgreSQL", port=self.port,
+                                     timeout=timeout, stop=lambda _: self.procs.kill(["postgres"]))
         wait_until(self._ready, timeout=timeout, what=f"PostgreSQL on port {self.port}", interval=0.3)
         self._sql(f"CREATE DATABASE {self.database}")
         return self
@@ -312,8 +332,14 @@ class RedisServer:
         if not Path(binary).exists():
             raise RuntimeError("redis-server not found (install the Debian package `redis-server`: "
                                "scripts/install-system-packages.sh, run by `make setup`)")
-        self.procs.start("redis", [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                   "--appendonly", "no", "--dir", str(self.dir), "--daemonize", "no"])
+
+        def launch(port: int) -> subprocess.Popen:
+            return self.procs.start("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                              "--appendonly", "no", "--dir", str(self.dir),
+                                              "--daemonize", "no"]).proc
+
+        _, self.port = start_on_port(launch, self.procs.logs / "redis.log", "Redis", port=self.port,
+                                     timeout=timeout, stop=lambda _: self.procs.kill(["redis"]))
         wait_until(self._ready, timeout=timeout, what=f"Redis on port {self.port}", interval=0.2)
         return self
 
@@ -348,11 +374,15 @@ class AirflowStack:
     dags_folder: Path | None = None
     parallelism: int = 8
     worker_hostname: str = "ys1000-celery-worker"
+    # start-ups with fresh ports when one is taken before its server binds it (1: ``port`` or fail)
+    port_attempts: int = ATTEMPTS
 
     def __post_init__(self) -> None:
         self.home = Path(self.home).resolve()
         self.home.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
+        # the log servers of the scheduler (LocalExecutor) or Celery worker, and of the triggerer
+        self.worker_log_port, self.trigger_log_port = free_port(), free_port()
         self.dags_folder = Path(self.dags_folder or repo_root() / "dags")
         self.extra: list[Any] = []  # PostgresServer/RedisServer owned by this stack
         self.procs = ProcessSet(self.home / "process-logs", self._environment())
@@ -368,14 +398,23 @@ class AirflowStack:
     def celery(cls, home: str | Path, env: dict[str, str] | None = None, **kw: Any) -> "AirflowStack":
         """CeleryExecutor with a PostgreSQL metadata DB and a Redis broker (started here too)."""
         stack = cls(Path(home), dict(env or {}), executor="CeleryExecutor", **kw)
-        pg = PostgresServer(stack.procs)
-        redis = RedisServer(stack.procs)
-        stack.extra = [pg, redis]
-        stack.sql_alchemy_conn = pg.sqlalchemy_url
-        stack.celery_broker = redis.url
-        stack.celery_backend = pg.celery_backend_url
-        stack.procs.env = {**stack._environment(), STACK_MARKER: stack.procs.marker}
+        stack.extra = [PostgresServer(stack.procs), RedisServer(stack.procs)]
+        stack._wire_services()
         return stack
+
+    def _wire_services(self) -> None:
+        """Point the settings at the PostgreSQL and Redis of ``extra`` (again once they are started:
+        a port taken meanwhile moves them to another)."""
+        for service in self.extra:
+            if isinstance(service, PostgresServer):
+                self.sql_alchemy_conn = service.sqlalchemy_url
+                self.celery_backend = service.celery_backend_url
+            elif isinstance(service, RedisServer):
+                self.celery_broker = service.url
+        self._refresh_env()
+
+    def _refresh_env(self) -> None:
+        self.procs.env = {**self._environment(), STACK_MARKER: self.procs.marker}
 
     @property
     def url(self) -> str:
@@ -416,8 +455,8 @@ class AirflowStack:
             "AIRFLOW__API__SECRET_KEY": secrets_["api"],
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets_["jwt"],
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.sql_alchemy_conn or f"sqlite:///{self.home}/airflow.db",
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.worker_log_port),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.trigger_log_port),
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
@@ -460,10 +499,33 @@ class AirflowStack:
         try:
             for service in self.extra:
                 service.start()
+            if self.extra:
+                self._wire_services()
             if migrate:
                 self.migrate()
             if on_migrated:
                 on_migrated(self)
+            retry_on_port_conflict(lambda port: self._start_components(port, timeout), "Airflow",
+                                   port=self.port, attempts=self.port_attempts)
+            self.wait_healthy(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_components(self, port: int, timeout: float) -> None:
+        """Start the components with the api-server on ``port`` and wait until the api-server and
+        the log servers listen. Every component is told every port, so when one of them was taken
+        before its server bound it (``PortInUse``), all components are stopped, and the caller
+        starts them again on fresh ports."""
+        if port != self.port:  # a retry: fresh ports for everything
+            self.port = port
+            self.worker_log_port, self.trigger_log_port = free_port(), free_port()
+        self._refresh_env()
+        names = [*COMPONENTS, *(["celery-worker"] if self.executor == "CeleryExecutor" else [])]
+        offsets = {n: (self.procs.logs / f"{n}.log").stat().st_size
+                   if (self.procs.logs / f"{n}.log").exists() else 0 for n in names}
+        try:
             for name in COMPONENTS:
                 argv = [self.airflow(), name]
                 if name == "api-server":
@@ -475,11 +537,20 @@ class AirflowStack:
                                                    "--without-gossip", "--without-mingle"],
                                  env={"AIRFLOW__CORE__HOSTNAME_CALLABLE": "ys1000.airflow.processes.hostname_from_env",
                                       HOSTNAME_ENV: self.worker_hostname})
-            self.wait_healthy(timeout)
+            # who serves which port: the scheduler serves task logs for the LocalExecutor, the
+            # Celery worker for Celery; the triggerer serves trigger logs
+            worker_logs = {"LocalExecutor": "scheduler", "CeleryExecutor": "celery-worker"}.get(self.executor)
+            # the stack's processes (not by marker: setproctitle overwrites /proc/PID/environ)
+            ours = lambda: set().union(*(process_tree(m.proc.pid) for m in self.procs.procs.values()))  # noqa: E731
+            servers = [("api-server", self.port), ("triggerer", self.trigger_log_port)]
+            if worker_logs:
+                servers.append((worker_logs, self.worker_log_port))
+            for name, p in servers:
+                m = self.procs.procs[name]
+                wait_listening(m.proc, p, m.log, f"Airflow {name}", timeout, log_offset=offsets[name], owners=ours)
         except BaseException:
-            self.stop()
+            self.procs.kill(names)
             raise
-        return self
 
     def wait_healthy(self, timeout: float = 180) -> dict:
         """Until ``/api/v2/monitor/health`` reports the metadata DB, scheduler, dag-processor and
