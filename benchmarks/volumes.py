@@ -32,7 +32,8 @@ from ys1000.sandbox.s3 import S3Endpoint
 from ys1000.volumes import VolumeOptions, restic
 from ys1000.volumes.backup import ensure_restic_repository
 from ys1000.waiting import wait_until
-from ys1000.workflows import backup_with_volumes, restore_with_volumes
+from ys1000.backup import run_backup
+from ys1000.restore import run_restore
 
 
 def make_dataset(root: Path, scale: float) -> int:
@@ -112,7 +113,7 @@ def run(sandbox: dict, workdir: Path) -> dict:
         samples["ys_init"].append(t)
         raw = lambda: samples["raw_backup"].append(timed(lambda: restic_cmd(["backup", "."], raw_env(i), pv_dir))[0])  # noqa: E731
         ys = lambda: samples["ys_backup"].append(timed(  # noqa: E731
-            lambda: backup_with_volumes(kube, repo, cfg, spec(f"b{i}"), VolumeOptions(run_id=f"b{i}")))[0])
+            lambda: run_backup(kube, repo, spec(f"b{i}"), volume_opts=VolumeOptions(run_id=f"b{i}")))[0])
         for step in ((raw, ys) if i % 2 == 0 else (ys, raw)):
             step()
         print(f"  backup round {i}: raw {samples['raw_backup'][-1]:.2f} s, ys1000 {samples['ys_backup'][-1]:.2f} s",
@@ -127,8 +128,7 @@ def run(sandbox: dict, workdir: Path) -> dict:
             shutil.rmtree(target)
 
         def ys():
-            t, report = timed(lambda: restore_with_volumes(
-                kube, repo, cfg, RestoreSpec(backup_id=f"b{i}", options=RestoreOptions(
+            t, report = timed(lambda: run_restore(kube, repo, RestoreSpec(backup_id=f"b{i}", options=RestoreOptions(
                     namespace_mapping={ns: f"{ns}-r{i}"})), same_cluster=True))
             assert report.status == "Completed", report.failed
             samples["ys_restore"].append(t)
@@ -140,7 +140,7 @@ def run(sandbox: dict, workdir: Path) -> dict:
 
     changed = change_one_percent(pv_dir, total)
     cfg, repo = repos[0]
-    ys_incr, second = timed(lambda: backup_with_volumes(kube, repo, cfg, spec("incr"), VolumeOptions(run_id="incr")))
+    ys_incr, second = timed(lambda: run_backup(kube, repo, spec("incr"), volume_opts=VolumeOptions(run_id="incr")))
     added = second.manifest.volumes[0]["restic"]["bytes_added"]
     best = {k: min(v) for k, v in samples.items()}
     return {

@@ -19,7 +19,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from ys1000.backup import BackupSpec, Limits
+from ys1000.backup import BackupSpec, Limits, run_backup, volume_failures
 from ys1000.backup.selection import resolve_namespaces
 from ys1000.kube import Kube, KubeError, ResourceType
 from ys1000.kube.discovery import NAMESPACES, PODS, PVCS
@@ -29,7 +29,6 @@ from ys1000.restore.transforms import transform
 from ys1000.volumes import MoverRunner, MoverSpec, VolumeOptions
 from ys1000.volumes import restic
 from ys1000.waiting import wait_until
-from ys1000.workflows import backup_with_volumes
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +45,10 @@ class MigrationConflict(Exception):
         self.conflicts = conflicts
         super().__init__("the target cluster already has: " + "; ".join(conflicts) +
                          " — refusing to migrate into it (nothing was written)")
+
+
+class MigrationIncomplete(RuntimeError):
+    """A sync could not take every PVC's data; the target was not updated."""
 
 
 @dataclass
@@ -124,8 +127,11 @@ def sync(source: Kube, target: Kube, repo: Repository, repo_cfg: RepositoryConfi
                           cluster_name=spec.source_cluster, max_concurrent=max_concurrent)
     if image:
         vopts.image = image
-    result = backup_with_volumes(source, repo, repo_cfg, spec.backup_spec(backup_id), vopts)
+    result = run_backup(source, repo, spec.backup_spec(backup_id), volume_opts=vopts, repo_cfg=repo_cfg)
     manifest = result.manifest
+    failures = volume_failures(manifest.volumes)
+    if failures:  # a sync that leaves a PVC behind must not pass for a complete one
+        raise MigrationIncomplete(f"sync backup {backup_id} lacks the data of PVC(s): " + "; ".join(failures))
     created = _ensure_target_pvcs(target, repo, spec, backup_id)
     runner = target_runner or MoverRunner(target, max_concurrent)
     password = repo.restic_password()

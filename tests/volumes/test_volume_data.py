@@ -14,12 +14,13 @@ from ys1000.backup import BackupSpec
 from ys1000.kube import Kube
 from ys1000.kube.discovery import NAMESPACES, PODS
 from ys1000.restore import RestoreOptions, RestoreSpec
-from ys1000.volumes import MoverError, VolumeOptions
+from ys1000.volumes import VolumeOptions
 from ys1000.volumes import restic as resticmod
 from ys1000.volumes.jobs import JOBS, SECRETS
 from ys1000.volumes.snapshots import CLASSES, ensure_snapshot_class
 from ys1000.waiting import wait_until
-from ys1000.workflows import backup_with_volumes, restore_with_volumes
+from ys1000.backup import run_backup
+from ys1000.restore import run_restore
 
 from volume_helpers import PLANTED, bound_pvc, plant, pv_dir, tree_digest
 
@@ -57,8 +58,8 @@ def app(source, sandbox_s3):
 def test_filecopy_round_trip_same_cluster_and_into_target(app, target, volume_repo, sandbox_s3):
     repo, cfg, bucket = volume_repo
     kube, ns = app["kube"], app["ns"]
-    result = backup_with_volumes(kube, repo, cfg, BackupSpec(backup_id="fc-1", plan="vol", namespaces=[ns],
-                                                              cluster_name="source"), VolumeOptions(run_id="t1"))
+    result = run_backup(kube, repo, BackupSpec(backup_id="fc-1", plan="vol", namespaces=[ns],
+                                                              cluster_name="source"), volume_opts=VolumeOptions(run_id="t1"))
     vols = {v["pvc"]: v for v in result.manifest.volumes}
     assert set(vols) == {"data-db-0", "logs-db-0"}
     assert vols["data-db-0"]["restic"]["total_bytes"] >= 50 << 20
@@ -74,10 +75,9 @@ def test_filecopy_round_trip_same_cluster_and_into_target(app, target, volume_re
     # into `target`, another StorageClass: every byte, mode and symlink identical
     tkube = Kube.from_kubeconfig(target.kubeconfig, name="target")
     new_ns = ns + "-t"
-    report = restore_with_volumes(tkube, repo, cfg, RestoreSpec(
+    report = run_restore(tkube, repo, RestoreSpec(
         backup_id="fc-1", options=RestoreOptions(namespace_mapping={ns: new_ns},
-                                                 storage_class_mapping={"ys1000-local": "ys1000-local-alt"})),
-        same_cluster=False)
+                                                 storage_class_mapping={"ys1000-local": "ys1000-local-alt"})), same_cluster=False)
     assert report.status == "Completed", report.failed
     for pvc, digest in app["digests"].items():
         d = pv_dir(tkube, new_ns, pvc)
@@ -87,7 +87,7 @@ def test_filecopy_round_trip_same_cluster_and_into_target(app, target, volume_re
     # same cluster, after the namespace is gone
     kube.delete(NAMESPACES, ns)
     wait_until(lambda: kube.get_or_none(NAMESPACES.path(name=ns)) is None, timeout=60, what="namespace gone")
-    report = restore_with_volumes(kube, repo, cfg, RestoreSpec(backup_id="fc-1"), same_cluster=True)
+    report = run_restore(kube, repo, RestoreSpec(backup_id="fc-1"), same_cluster=True)
     assert report.status == "Completed", report.failed
     for pvc, digest in app["digests"].items():
         assert tree_digest(pv_dir(kube, ns, pvc)) == digest
@@ -100,7 +100,7 @@ def test_incremental_backup_uploads_only_changes(app, volume_repo):
     repo, cfg, _ = volume_repo
     kube, ns = app["kube"], app["ns"]
     spec = lambda bid: BackupSpec(backup_id=bid, plan="inc", namespaces=[ns], cluster_name="source")  # noqa: E731
-    first = backup_with_volumes(kube, repo, cfg, spec("inc-1"), VolumeOptions(run_id="i1"))
+    first = run_backup(kube, repo, spec("inc-1"), volume_opts=VolumeOptions(run_id="i1"))
     data = pv_dir(kube, ns, "data-db-0")
     total = sum(f.stat().st_size for f in data.rglob("*") if f.is_file() and not f.is_symlink())
     changed, rewritten = 0, 0
@@ -110,7 +110,7 @@ def test_incremental_backup_uploads_only_changes(app, volume_repo):
         f.write_bytes(os.urandom(f.stat().st_size))
         changed += f.stat().st_size
         rewritten += 1
-    second = backup_with_volumes(kube, repo, cfg, spec("inc-2"), VolumeOptions(run_id="i2"))
+    second = run_backup(kube, repo, spec("inc-2"), volume_opts=VolumeOptions(run_id="i2"))
     v1 = {v["pvc"]: v for v in first.manifest.volumes}["data-db-0"]["restic"]
     v2 = {v["pvc"]: v for v in second.manifest.volumes}["data-db-0"]["restic"]
     print(f"first backup added {v1['bytes_added']} bytes, second {v2['bytes_added']} of {total}")
@@ -138,13 +138,12 @@ def test_snapshot_class_made_conforming_and_snapshot_round_trip(source, target, 
     bound_pvc(kube, ns, "data")
     plant(pv_dir(kube, ns, "data"), big_mib=2)
     digest = tree_digest(pv_dir(kube, ns, "data"))
-    snap = backup_with_volumes(kube, repo, cfg, BackupSpec(backup_id="snap-1", plan="snap", namespaces=[ns],
-                                                            cluster_name="source"), VolumeOptions(method="snapshot"))
+    snap = run_backup(kube, repo, BackupSpec(backup_id="snap-1", plan="snap", namespaces=[ns],
+                                                            cluster_name="source"), volume_opts=VolumeOptions(method="snapshot"))
     rec = snap.manifest.volumes[0]
     assert rec["method"] == "snapshot" and rec["csi"]["snapshot_class"] == name and "restic" not in rec
-    export = backup_with_volumes(kube, repo, cfg, BackupSpec(backup_id="exp-1", plan="snap", namespaces=[ns],
-                                                              cluster_name="source"),
-                                 VolumeOptions(method="snapshot_export", run_id="e1"))
+    export = run_backup(kube, repo, BackupSpec(backup_id="exp-1", plan="snap", namespaces=[ns],
+                                                              cluster_name="source"), volume_opts=VolumeOptions(method="snapshot_export", run_id="e1"))
     assert export.manifest.volumes[0]["restic"]["total_bytes"] > 2 << 20
     assert [p for p in kube.list(PODS, ns) if "export" in p["metadata"]["name"]] == []
     assert [c for c in source.core.list_namespaced_persistent_volume_claim(ns).items
@@ -152,7 +151,7 @@ def test_snapshot_class_made_conforming_and_snapshot_round_trip(source, target, 
 
     kube.delete(NAMESPACES, ns)
     wait_until(lambda: kube.get_or_none(NAMESPACES.path(name=ns)) is None, timeout=60, what="namespace gone")
-    report = restore_with_volumes(kube, repo, cfg, RestoreSpec(backup_id="snap-1"), same_cluster=True)
+    report = run_restore(kube, repo, RestoreSpec(backup_id="snap-1"), same_cluster=True)
     assert report.status == "Completed", report.failed
     restored = kube.get(f"/api/v1/namespaces/{ns}/persistentvolumeclaims/data")
     assert restored["spec"]["dataSource"]["kind"] == "VolumeSnapshot"
@@ -162,12 +161,12 @@ def test_snapshot_class_made_conforming_and_snapshot_round_trip(source, target, 
 
     # snapshot-only backups cannot cross clusters; the exported one can
     tkube = Kube.from_kubeconfig(target.kubeconfig, name="target")
-    report = restore_with_volumes(tkube, repo, cfg, RestoreSpec(backup_id="exp-1",
+    report = run_restore(tkube, repo, RestoreSpec(backup_id="exp-1",
                                   options=RestoreOptions(namespace_mapping={ns: ns + "-x"})), same_cluster=False)
     assert report.status == "Completed", report.failed
     assert tree_digest(pv_dir(tkube, ns + "-x", "data")) == digest
     with pytest.raises(RuntimeError, match="only in the cluster that took it"):
-        restore_with_volumes(tkube, repo, cfg, RestoreSpec(backup_id="snap-1",
+        run_restore(tkube, repo, RestoreSpec(backup_id="snap-1",
                              options=RestoreOptions(namespace_mapping={ns: ns + "-y"})), same_cluster=False)
 
 
@@ -187,11 +186,18 @@ def test_killed_mover_fails_cleanly_and_cancel_removes_job_and_secret(source, ma
 
     t = threading.Thread(target=kill_mover_pod)
     t.start()
-    with pytest.raises(MoverError):
-        backup_with_volumes(kube, repo, cfg, BackupSpec(backup_id="killed", plan="k", namespaces=[ns]), opts)
+    result = run_backup(kube, repo, BackupSpec(backup_id="killed", plan="k", namespaces=[ns]), volume_opts=opts)
     t.join()
-    assert [e.backup_id for e in repo.list_backups("k")] == []  # nothing marked complete
-    assert list(repo.store.list("backups/killed/")) == []
+    # committed with its resources, but never as Completed: the PVC and why are named
+    m = result.manifest
+    assert m.status == "PartiallyFailed"
+    assert [v["pvc"] for v in m.volumes if v.get("error")] == ["data"]
+    assert "mover backup of" in m.volumes[0]["error"] and "restic" not in m.volumes[0]
+    assert any(w.startswith(f"PVC {ns}/data: ") and "NOT in this backup" in w for w in m.warnings), m.warnings
+    assert [(e.backup_id, e.status) for e in repo.list_backups("k")] == [("killed", "PartiallyFailed")]
+    from ys1000.config.specs import BackupNotResolved, resolve_backup
+    with pytest.raises(BackupNotResolved, match="no completed backup of plan 'k'"):
+        resolve_backup(repo, "latest", "k")  # `latest` never picks a backup lacking data
     assert list(kube.list(JOBS, ns, label_selector="ys1000.io/component=mover")) == []
     target = resticmod.target_for(cfg, repo.restic_password(), "source", ns)
     check = subprocess.run([resticmod.binary(), "check"], env={**os.environ, **target.environment()},
@@ -232,9 +238,9 @@ def test_retention_forgets_only_the_expired_backups_data(source, make_namespace,
     d = pv_dir(kube, ns, "data")
     plant(d, big_mib=3)
     spec = lambda bid: BackupSpec(backup_id=bid, plan="ret", namespaces=[ns], cluster_name="source")  # noqa: E731
-    old = backup_with_volumes(kube, repo, cfg, spec("ret-old"), VolumeOptions(run_id="r1"))
+    old = run_backup(kube, repo, spec("ret-old"), volume_opts=VolumeOptions(run_id="r1"))
     (d / "new.txt").write_text("only in the newer backup\n")
-    backup_with_volumes(kube, repo, cfg, spec("ret-new"), VolumeOptions(run_id="r2"))
+    run_backup(kube, repo, spec("ret-new"), volume_opts=VolumeOptions(run_id="r2"))
     digest = tree_digest(d)
     # expire what is older than the newer backup: only ret-old goes
     newer = repo.manifest("ret-new").created
@@ -251,7 +257,7 @@ def test_retention_forgets_only_the_expired_backups_data(source, make_namespace,
     # the newer backup, which shares most blocks with the expired one, restores in full
     kube.delete(NAMESPACES, ns)
     wait_until(lambda: kube.get_or_none(NAMESPACES.path(name=ns)) is None, timeout=60, what="namespace gone")
-    r = restore_with_volumes(kube, repo, cfg, RestoreSpec(backup_id="ret-new"), same_cluster=True)
+    r = run_restore(kube, repo, RestoreSpec(backup_id="ret-new"), same_cluster=True)
     assert r.status == "Completed", r.failed
     assert tree_digest(pv_dir(kube, ns, "data")) == digest
 
@@ -261,12 +267,12 @@ def test_empty_volume_backs_up_and_restores_empty(source, target, make_namespace
     kube = Kube.from_kubeconfig(source.kubeconfig, name="source")
     ns = make_namespace(source)
     bound_pvc(kube, ns, "empty")
-    r = backup_with_volumes(kube, repo, cfg, BackupSpec(backup_id="empty-1", plan="e", namespaces=[ns],
-                                                         cluster_name="source"), VolumeOptions(run_id="e1"))
+    r = run_backup(kube, repo, BackupSpec(backup_id="empty-1", plan="e", namespaces=[ns],
+                                                         cluster_name="source"), volume_opts=VolumeOptions(run_id="e1"))
     rec = r.manifest.volumes[0]
     assert rec["restic"]["snapshot_id"] is None and rec["restic"]["total_bytes"] == 0
     tkube = Kube.from_kubeconfig(target.kubeconfig, name="target")
-    report = restore_with_volumes(tkube, repo, cfg, RestoreSpec(
+    report = run_restore(tkube, repo, RestoreSpec(
         backup_id="empty-1", options=RestoreOptions(namespace_mapping={ns: ns + "-e"})), same_cluster=False)
     assert report.status == "Completed", report.failed
     wait_until(lambda: target.core.read_namespaced_persistent_volume_claim("empty", ns + "-e").status.phase == "Bound",

@@ -58,21 +58,10 @@ class _MigrationOperator(Ys1000Operator):
         return str(self.stop_source_param).lower() in ("true", "1", "yes")
 
     def spec(self):
-        from ys1000.backup import Limits
-        from ys1000.migration import MigrationSpec
+        from ys1000.config.specs import migration_spec_for
 
-        p = self.plan_obj
-        res = p.resources
-        return MigrationSpec(
-            plan=p.name, source_cluster=p.source_cluster, target_cluster=p.target_cluster,
-            namespaces=list(p.namespaces.names), namespace_globs=list(p.namespaces.globs),
-            namespace_selector=p.namespaces.selector,
-            include_kinds=list(res.include_kinds) if res else [], exclude_kinds=list(res.exclude_kinds) if res else [],
-            namespace_mapping=dict(p.namespace_mapping), storage_class_mapping=dict(p.storage_class_mapping),
-            image_registry_mapping=dict(self.cluster_spec(p.target_cluster).image_registry_rewrite),
-            remove_node_constraints=p.remove_node_constraints, remove_tolerations=p.remove_tolerations,
-            limits=Limits(p.limits.max_namespaces, p.limits.max_pods, p.limits.max_pvcs),
-            method=p.method, per_pvc=dict(p.volumes))
+        self.cluster_spec(self.plan_obj.target_cluster)  # a clear error for an unknown cluster
+        return migration_spec_for(self.config, self.plan_obj)
 
     def ids(self, context: Any) -> tuple[str, str]:
         stamp = f"{run_time(context):%Y%m%d%H%M%S}"

@@ -31,7 +31,7 @@ from ys1000.airflow.errors import Cancelled, engine_errors
 from ys1000.units import human_size
 
 if TYPE_CHECKING:
-    from ys1000.config import BackupPlan, Config, Plan, RestorePlan
+    from ys1000.config import BackupPlan, Config, Plan
     from ys1000.kube import Kube
     from ys1000.repository import Repository
 
@@ -229,22 +229,10 @@ class _BackupPlanOperator(Ys1000Operator):
         return plan
 
     def backup_spec(self, backup_id: str):
-        from ys1000.backup import BackupSpec, Limits
+        from ys1000.config.specs import backup_spec_for
 
-        p = self.plan_obj
-        policy = self.config.policy_for(p)
-        res = p.resources
-        return BackupSpec(
-            backup_id=backup_id, plan=p.name, namespaces=list(p.namespaces.names),
-            namespace_globs=list(p.namespaces.globs), namespace_selector=p.namespaces.selector,
-            include_kinds=list(res.include_kinds) if res else [],
-            exclude_kinds=list(res.exclude_kinds) if res else [],
-            label_selector=res.label_selector if res else None,
-            scope=policy.scope,
-            limits=Limits(p.limits.max_namespaces, p.limits.max_pods, p.limits.max_pvcs),
-            retention_days=policy.retention.total_seconds() / 86400,
-            cluster_name=p.cluster,
-        )
+        self.cluster_spec(self.plan_obj.cluster)  # a clear error for an unknown cluster
+        return backup_spec_for(self.config, self.plan_obj, backup_id)
 
     def backup_id(self, context: Any) -> str:
         return backup_id_for(self.plan, context)
@@ -287,7 +275,7 @@ class CaptureResourcesOperator(_BackupPlanOperator):
     """
 
     def execute(self, context: Any) -> dict:
-        from ys1000.backup import run_backup
+        from ys1000.backup.pipeline import capture
         from ys1000.repository import layout
 
         p = self.plan_obj
@@ -309,8 +297,8 @@ class CaptureResourcesOperator(_BackupPlanOperator):
             self._created = (p.repository, bid)
         try:
             with engine_errors(f"capture of backup {bid}"):
-                result = run_backup(kube, repo, spec, progress=self._progress_logger(f"capture {bid}"),
-                                    cancel=self.cancel, finalize=False)
+                result = capture(kube, repo, spec, progress=self._progress_logger(f"capture {bid}"),
+                                 cancel=self.cancel)
         except (InterruptedError, Cancelled) as exc:
             self._remove_pending()
             raise Cancelled(f"backup {bid} cancelled; its partial upload was removed") from exc
@@ -366,27 +354,15 @@ class VolumeDataOperator(_BackupPlanOperator):
         self.export_phase = export_phase
 
     def volume_options(self, context: Any):
-        from ys1000.volumes import VolumeOptions
+        from ys1000.config.specs import volume_options_for
 
-        p = self.plan_obj
-        policy = self.config.policy_for(p)
-        cluster = self.cluster_spec(p.cluster)
-        now = datetime.now(timezone.utc).time()
-        limit = cluster.bandwidth.limit_at(now) if cluster.bandwidth else None
-        export = policy.export
-        export_pvcs = None
-        if export is not None and export.mode in ("selected_now", "selected_at"):
-            export_pvcs = list(export.pvcs)
-        if export is not None and export.mode == "selected_at" and not self.export_phase:
-            export_pvcs = []  # snapshots now, export after the wait
-        return VolumeOptions(
-            method=policy.method, per_pvc=dict(p.volumes), export_pvcs=export_pvcs, image=cluster.mover_image,
-            max_concurrent=cluster.max_concurrent_movers, limit_upload_kib=limit, limit_download_kib=limit,
-            run_id=f"{context['dag_run'].run_id}/{self.task_id}", cluster_name=p.cluster)
+        self.cluster_spec(self.plan_obj.cluster)
+        return volume_options_for(self.config, self.plan_obj, export_phase=self.export_phase,
+                                  run_id=f"{context['dag_run'].run_id}/{self.task_id}")
 
     def execute(self, context: Any) -> list[dict]:
-        from ys1000.backup import preflight
-        from ys1000.volumes import MoverRunner, backup_volumes, export_later
+        from ys1000.backup.pipeline import protect_volumes, volume_failures
+        from ys1000.volumes import MoverRunner, export_later
 
         p = self.plan_obj
         self._ti = context["ti"]
@@ -414,11 +390,8 @@ class VolumeDataOperator(_BackupPlanOperator):
                     records = export_later(kube, self._repo_config(), repo.restic_password(), records, bid,
                                            p.name, opts, runner)
                 else:
-                    inventory = preflight(kube, spec)
-                    nodes = {key: use.node for key, use in inventory.volumes.items()}
-                    records = backup_volumes(kube, self._repo_config(), repo.restic_password(), inventory.pvcs,
-                                             nodes, bid, p.name, opts, runner,
-                                             progress=self._progress_logger(f"volumes of {bid}"))
+                    records = protect_volumes(kube, repo, spec, opts, repo_cfg=self._repo_config(), runner=runner,
+                                              progress=self._progress_logger(f"volumes of {bid}"))
         except InterruptedError as exc:
             raise Cancelled(f"volume copy of backup {bid} cancelled; its mover Jobs and Secrets were deleted") from exc
         finally:
@@ -429,6 +402,14 @@ class VolumeDataOperator(_BackupPlanOperator):
             how = "+".join(k for k in ("csi", "restic") if k in r) or "skipped"
             self.log.info("  %s/%s: %s%s", r["namespace"], r["pvc"], how,
                           f", {_size(data.get('total_bytes'))} ({_size(data.get('bytes_added'))} new)" if data else "")
+        failures = volume_failures(records)
+        if failures:
+            ti = context["ti"]
+            message = f"the data of {len(failures)} PVC(s) of backup {bid} was not protected:\n  " + "\n  ".join(failures)
+            if ti.try_number <= (self.retries or 0):
+                raise RuntimeError(message + "\n(retrying)")
+            # last try: hand the records on; commit marks the backup PartiallyFailed naming them
+            self.log.error("%s", message)
         return records
 
     _runner = None
@@ -473,16 +454,14 @@ class VerifyBackupOperator(_BackupPlanOperator):
         self.backup_id_value = backup_id
 
     def execute(self, context: Any) -> dict:
-        from ys1000.repository import layout
+        from ys1000.backup.pipeline import verify
 
         p = self.plan_obj
         bid = self.backup_id_value or self.backup_id(context)
         repo = self.repository(p.repository)
-        pending = repo.store.exists(layout.pending_key(bid))
         with engine_errors(f"verification of backup {bid}"):
-            result = repo.verify(bid, pending=pending)
-        self.log.info("backup %s verified%s: %d objects, archive %s (%s uncompressed)\n  %s", bid,
-                      " (pending)" if pending else "", result.objects, _size(result.archive_size),
+            result = verify(repo, bid)
+        self.log.info("backup %s verified: %d objects, archive %s (%s uncompressed)\n  %s", bid, result.objects, _size(result.archive_size),
                       _size(result.uncompressed_size), "\n  ".join(result.checks))
         return {"backup_id": bid, "objects": result.objects, "archive_bytes": result.archive_size,
                 "uncompressed_bytes": result.uncompressed_size, "ok": result.ok}
@@ -504,9 +483,11 @@ class CommitBackupOperator(_BackupPlanOperator):
         p = self.plan_obj
         bid = self.backup_id_value or self.backup_id(context)
         repo = self.repository(p.repository)
+        from ys1000.backup.pipeline import commit, volume_failures
+
         volumes = context["ti"].xcom_pull(task_ids=self.volumes_task) if self.volumes_task else None
         with engine_errors(f"commit of backup {bid}"):
-            m = repo.finalize_backup(bid, volumes=volumes)
+            m = commit(repo, bid, volumes)
         summary = {"backup_id": m.backup_id, "plan": m.plan, "status": m.status, "cluster": m.cluster_name,
                    "namespaces": m.namespaces, "objects": m.total, "restorable": m.restorable,
                    "counts": m.counts, "archive_bytes": m.archive.size,
@@ -518,6 +499,13 @@ class CommitBackupOperator(_BackupPlanOperator):
             "(%s uncompressed); %s%s", m.backup_id, m.status, m.plan, m.cluster_name, m.total, m.restorable,
             ", ".join(m.namespaces), _size(m.archive.size), _size(m.uncompressed_size), _counts(m.counts),
             "".join(f"\n  warning: {w}" for w in m.warnings))
+        failures = volume_failures(m.volumes)
+        if failures:
+            # committed (the resources and the other PVCs' data are restorable), but the run must
+            # not look green: the backup lacks data in its scope
+            context["ti"].xcom_push(key="return_value", value=summary)
+            raise AirflowFailException(f"backup {bid} is PartiallyFailed: the data of {len(failures)} PVC(s) is "
+                                       "not in it:\n  " + "\n  ".join(failures))
         return summary
 
 
@@ -573,15 +561,13 @@ class RetentionOperator(_BackupPlanOperator):
 
 
 def resolve_backup(repo: "Repository", backup: str, plan: str | None) -> str:
-    """A backup id, or ``latest``: the newest completed backup of ``plan``."""
-    if backup and backup != "latest":
-        return backup
-    if not plan:
-        raise AirflowFailException("backup 'latest' needs the plan whose newest backup to restore")
-    entries = [e for e in repo.list_backups(plan) if e.status == "Completed"]
-    if not entries:
-        raise AirflowFailException(f"no completed backup of plan {plan!r} in repository {repo.store.describe()}")
-    return entries[0].backup_id
+    """A backup id, or ``latest``: the newest completed backup of ``plan`` (config.specs)."""
+    from ys1000.config.specs import BackupNotResolved, resolve_backup as resolve
+
+    try:
+        return resolve(repo, backup, plan)
+    except BackupNotResolved as exc:
+        raise AirflowFailException(str(exc)) from None
 
 
 class _RestoreBase(Ys1000Operator):
@@ -715,9 +701,8 @@ class RestoreOperator(_RestoreBase):
                 self.log.info("deleted mover Job and Secret %s", name)
 
     def execute(self, context: Any) -> dict:
-        from ys1000.restore import RestoreOptions, RestoreSpec
-        from ys1000.volumes import VolumeRestoreOptions
-        from ys1000.workflows import restore_with_volumes
+        from ys1000.config.specs import restore_volume_options_for
+        from ys1000.restore import RestoreOptions, RestoreSpec, run_restore
 
         self._check_args()
         cluster = self.cluster_spec(self.target_cluster)
@@ -747,15 +732,10 @@ class RestoreOperator(_RestoreBase):
                 from ys1000.airflow.connections import repository_config_for
 
                 same_cluster = repo.manifest(bid).cluster_name == self.target_cluster
-                now = datetime.now(timezone.utc).time()
-                limit = cluster.bandwidth.limit_at(now) if cluster.bandwidth else None
-                report = restore_with_volumes(
-                    kube, repo, repository_config_for(self.repository_name, self.repository_spec(self.repository_name)),
-                    spec, same_cluster=same_cluster,
-                    volume_opts=VolumeRestoreOptions(image=cluster.mover_image,
-                                                     max_concurrent=cluster.max_concurrent_movers,
-                                                     limit_download_kib=limit,
-                                                     run_id=f"{context['dag_run'].run_id}/{self.task_id}"),
+                report = run_restore(
+                    kube, repo, spec, same_cluster=same_cluster,
+                    repo_cfg=repository_config_for(self.repository_name, self.repository_spec(self.repository_name)),
+                    volume_opts=restore_volume_options_for(cluster, run_id=f"{context['dag_run'].run_id}/{self.task_id}"),
                     progress=self._progress_logger(f"restore {spec.restore_id}"), cancel=self.cancel)
         except InterruptedError as exc:
             raise Cancelled(f"restore {spec.restore_id} cancelled; objects it created carry the label "
@@ -770,8 +750,16 @@ class RestoreOperator(_RestoreBase):
                 where = f"{i.namespace}/" if i.namespace else ""
                 lines.append(f"  {i.action}: {i.kind} {where}{i.name}: {i.reason}")
         self.log.info("\n".join(lines))
+        for v in report.volumes:
+            self.log.info("  PVC %s/%s: %s%s", v["namespace"], v["pvc"], v["status"],
+                          f" ({v['reason']})" if v.get("reason") else "")
         result = {"restore_id": report.restore_id, "backup_id": bid, "status": report.status,
-                  "counts": report.counts, "dry_run": report.dry_run, "failed": len(report.failed)}
+                  "counts": report.counts, "dry_run": report.dry_run, "failed": len(report.failed),
+                  "volumes": {s: sum(v["status"] == s for v in report.volumes) for s in ("data", "empty", "existing", "failed")}}
+        if report.failed_volumes:
+            raise AirflowFailException(
+                f"restore {report.restore_id}: the data of {len(report.failed_volumes)} PVC(s) was not restored: "
+                + "; ".join(f"{v['namespace']}/{v['pvc']}: {v['reason']}" for v in report.failed_volumes))
         if report.failed:
             raise AirflowFailException(
                 f"restore {report.restore_id}: {len(report.failed)} of {len(report.items)} objects failed "

@@ -4,8 +4,9 @@ Every namespaced, listable resource type the cluster serves is listed per select
 page by page, by a small pool of workers; pages are handed to the single writer through a
 bounded queue, so memory stays at a few pages however big the namespaces are. Cluster-scoped
 objects the namespaces depend on follow: their Namespace objects, the PVs bound to their PVCs,
-the StorageClasses those PVCs use, the CRDs of their custom resources and the
-ClusterRoleBindings that bind their ServiceAccounts.
+the StorageClasses those PVCs use, the CRDs of their custom resources, the ClusterRoleBindings
+that bind their ServiceAccounts with the ClusterRoles those and the namespaces' RoleBindings refer
+to, and the admission webhook configurations and APIServices whose service lives in them.
 """
 
 from __future__ import annotations
@@ -21,12 +22,19 @@ from typing import Callable, Iterable
 from ys1000.backup.ownership import not_restored_reason
 from ys1000.backup.preflight import Inventory, preflight
 from ys1000.backup.selection import BackupSpec, kind_selected
-from ys1000.kube import Discovery, Kube, ResourceType
-from ys1000.kube.discovery import CLUSTER_ROLE_BINDINGS, CRDS, NAMESPACES, PVS, SERVICES, STORAGE_CLASSES
+from ys1000.kube import Discovery, Kube, KubeError, ResourceType
+from ys1000.kube.discovery import (
+    APISERVICES, CLUSTER_ROLE_BINDINGS, CLUSTER_ROLES, CRDS, MUTATING_WEBHOOKS, NAMESPACES, PVS, SERVICES,
+    STORAGE_CLASSES, VALIDATING_WEBHOOKS,
+)
 from ys1000.repository import Repository
 from ys1000.repository.manifest import Manifest
 
 log = logging.getLogger(__name__)
+
+# ClusterRoles every cluster has from its own bootstrap policy (cluster-admin, view, admin, ...):
+# a binding to one needs nothing from the backup, and the target's version is the right one.
+BOOTSTRAP_LABEL = ("kubernetes.io/bootstrapping", "rbac-defaults")
 
 # Never backed up: history, not state (events), or virtual kinds.
 SKIPPED_TYPES = {("", "events"), ("events.k8s.io", "events")}
@@ -82,13 +90,10 @@ def _list_pages(kube: Kube, work: Iterable[tuple[ResourceType, str]], label_sele
         out.put(exc)
 
 
-def run_backup(kube: Kube, repo: Repository, spec: BackupSpec, *, progress: Progress | None = None,
-               cancel: threading.Event | None = None, finalize: bool = True) -> BackupResult:
-    """Preflight, capture and commit one backup; on any error nothing usable is left behind.
-
-    ``finalize=False`` stops at a pending backup (``Repository.finalize_backup`` completes it),
-    so a pipeline can copy volume data and verify before the backup counts as complete.
-    """
+def capture_resources(kube: Kube, repo: Repository, spec: BackupSpec, *, progress: Progress | None = None,
+                      cancel: threading.Event | None = None) -> BackupResult:
+    """Preflight, then capture the resources into a *pending* backup (no manifest yet): the
+    first step of ``ys1000.backup.pipeline``, which alone turns it into a complete backup."""
     inventory = preflight(kube, spec)  # raises before anything is written
     discovery = Discovery.load(kube)
     cancel = cancel or threading.Event()
@@ -106,7 +111,9 @@ def run_backup(kube: Kube, repo: Repository, spec: BackupSpec, *, progress: Prog
     work = [(rt, ns) for rt in types for ns in inventory.namespaces]
     retention = timedelta(days=spec.retention_days) if spec.retention_days else None
     warnings = list(f"skipped {s}" for s in inventory.skipped)
+    warnings += discovery.warnings()  # an aggregated API that is down: the backup goes on without it
     crd_types: set[tuple[str, str]] = set()
+    cluster_role_refs: set[str] = set()  # ClusterRoles the captured RoleBindings refer to
     builtin_groups = _builtin_groups(kube)
     pages: queue.Queue = queue.Queue(maxsize=16)
 
@@ -127,6 +134,8 @@ def run_backup(kube: Kube, repo: Repository, spec: BackupSpec, *, progress: Prog
                     crd_types.add((rt.group, rt.resource))
                 for obj in page:
                     reason = not_restored_reason(obj, rt.kind, services_with_selector)
+                    if rt.kind == "RoleBinding" and (obj.get("roleRef") or {}).get("kind") == "ClusterRole":
+                        cluster_role_refs.add(obj["roleRef"]["name"])
                     writer.add(_strip_noise(obj), group=rt.group, version=rt.version, resource=rt.resource,
                                kind=rt.kind, restore=reason is None, reason=reason)
                 done += len(page)
@@ -138,7 +147,7 @@ def run_backup(kube: Kube, repo: Repository, spec: BackupSpec, *, progress: Prog
                     pages.get(timeout=0.1)
                 except queue.Empty:
                     pass
-        for rt, obj in _cluster_dependencies(kube, spec, inventory, crd_types):
+        for rt, obj in _cluster_dependencies(kube, spec, inventory, crd_types, cluster_role_refs):
             writer.add(_strip_noise(obj), group=rt.group, version=rt.version, resource=rt.resource, kind=rt.kind)
         manifest = writer.commit(
             cluster_name=spec.cluster_name or kube.name or None,
@@ -150,9 +159,9 @@ def run_backup(kube: Kube, repo: Repository, spec: BackupSpec, *, progress: Prog
             pvcs=[f"{c['metadata']['namespace']}/{c['metadata']['name']}" for c in inventory.pvcs],
             limits={"max_namespaces": spec.limits.max_namespaces, "max_pods": spec.limits.max_pods,
                     "max_pvcs": spec.limits.max_pvcs},
-            final=finalize,
+            final=False,
         )
-    report({"phase": "committed", "objects_done": manifest.total})
+    report({"phase": "captured", "objects_done": manifest.total})
     return BackupResult(manifest, inventory, warnings)
 
 
@@ -163,8 +172,12 @@ def _builtin_groups(kube: Kube) -> set[str]:
     return ({""} | all_groups) - crd_groups
 
 
-def _cluster_dependencies(kube: Kube, spec: BackupSpec, inv: Inventory, crd_types: set[tuple[str, str]]):
-    """Cluster-scoped objects the selected namespaces need, each yielded once."""
+def _cluster_dependencies(kube: Kube, spec: BackupSpec, inv: Inventory, crd_types: set[tuple[str, str]],
+                          cluster_role_refs: set[str] = frozenset()):
+    """Cluster-scoped objects the selected namespaces need, each yielded once.
+
+    ``cluster_role_refs`` are the ClusterRoles the captured RoleBindings refer to.
+    """
     for ns in inv.namespaces:
         obj = kube.get_or_none(NAMESPACES.path(name=ns))
         if obj:
@@ -196,12 +209,81 @@ def _cluster_dependencies(kube: Kube, spec: BackupSpec, inv: Inventory, crd_type
         for crd in kube.list(CRDS):
             if (crd["spec"]["group"], crd["spec"]["names"]["plural"]) in crd_types:
                 yield CRDS, _typed(crd, CRDS)
-    if not wanted(CLUSTER_ROLE_BINDINGS) or not kind_selected("ServiceAccount", "serviceaccounts", spec):
-        return
     namespaces = set(inv.namespaces)
-    for crb in kube.list(CLUSTER_ROLE_BINDINGS):
-        if any(s.get("kind") == "ServiceAccount" and s.get("namespace") in namespaces for s in crb.get("subjects") or []):
-            yield CLUSTER_ROLE_BINDINGS, _typed(crb, CLUSTER_ROLE_BINDINGS)
+    role_names = set(cluster_role_refs)
+    if wanted(CLUSTER_ROLE_BINDINGS) and kind_selected("ServiceAccount", "serviceaccounts", spec):
+        for crb in kube.list(CLUSTER_ROLE_BINDINGS):
+            if any(s.get("kind") == "ServiceAccount" and s.get("namespace") in namespaces for s in crb.get("subjects") or []):
+                yield CLUSTER_ROLE_BINDINGS, _typed(crb, CLUSTER_ROLE_BINDINGS)
+                if (crb.get("roleRef") or {}).get("kind") == "ClusterRole":
+                    role_names.add(crb["roleRef"]["name"])
+    if role_names and wanted(CLUSTER_ROLES):
+        for role in _cluster_role_closure(kube, role_names):
+            yield CLUSTER_ROLES, _typed(role, CLUSTER_ROLES)
+    # webhooks and aggregated APIs served from the namespaces: restored last (restore.priorities)
+    for rt in (VALIDATING_WEBHOOKS, MUTATING_WEBHOOKS):
+        if wanted(rt):
+            for conf in _list_or_empty(kube, rt):
+                if any(((w.get("clientConfig") or {}).get("service") or {}).get("namespace") in namespaces
+                       for w in conf.get("webhooks") or []):
+                    yield rt, _typed(conf, rt)
+    if wanted(APISERVICES):
+        for svc in _list_or_empty(kube, APISERVICES):
+            if ((svc.get("spec") or {}).get("service") or {}).get("namespace") in namespaces:
+                yield APISERVICES, _typed(svc, APISERVICES)
+
+
+def _list_or_empty(kube: Kube, rt: ResourceType) -> list[dict]:
+    """Every object of a cluster-scoped type, or none when the cluster does not serve it."""
+    try:
+        return list(kube.list(rt))
+    except KubeError as exc:
+        if exc.status == 404:
+            return []
+        raise
+
+
+def _cluster_role_closure(kube: Kube, names: set[str]) -> list[dict]:
+    """The named ClusterRoles and, for aggregated ones, the ClusterRoles their selectors pick.
+
+    An aggregated ClusterRole is taken with its rules as they are; its components come too,
+    because the target's aggregation controller recomputes the rules from the ClusterRoles it
+    finds there. Bootstrap roles (cluster-admin, view, ...) are left out: every cluster has them.
+    """
+    by_name = {r["metadata"]["name"]: r for r in _list_or_empty(kube, CLUSTER_ROLES)}
+    todo, seen, out = sorted(names), set(), []
+    while todo:
+        name = todo.pop(0)
+        role = by_name.get(name)
+        if name in seen or role is None:
+            continue  # a binding to a missing role stays as it was: nothing to take
+        seen.add(name)
+        labels = role["metadata"].get("labels") or {}
+        if labels.get(BOOTSTRAP_LABEL[0]) == BOOTSTRAP_LABEL[1]:
+            continue
+        out.append(role)
+        for sel in (role.get("aggregationRule") or {}).get("clusterRoleSelectors") or []:
+            todo += sorted(n for n, r in by_name.items()
+                           if n not in seen and label_selector_matches(sel, r["metadata"].get("labels") or {}))
+    return out
+
+
+def label_selector_matches(selector: dict, labels: dict[str, str]) -> bool:
+    """A metav1.LabelSelector (matchLabels, matchExpressions) against an object's labels."""
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    # an empty selector would pick every ClusterRole in the cluster: taken as picking none here
+    return bool(selector.get("matchLabels") or selector.get("matchExpressions"))
 
 
 def _typed(obj: dict, rt: ResourceType) -> dict:

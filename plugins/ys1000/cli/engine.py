@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime, timezone
+from pathlib import Path
 
 import yaml
 
@@ -12,6 +14,7 @@ from ys1000.cli.common import (
 )
 from ys1000.repository import check_connection, make_store
 from ys1000.restore import RestoreOptions, RestoreSpec, check_no_conflicts, run_restore
+from ys1000.units import human_size
 
 EXIT_OK, EXIT_FAILED, EXIT_PARTIAL = 0, 1, 3
 
@@ -34,6 +37,11 @@ def register(sub) -> None:
     b.add_argument("--max-namespaces", type=int, default=Limits.max_namespaces)
     b.add_argument("--max-pods", type=int, default=Limits.max_pods)
     b.add_argument("--max-pvcs", type=int, default=Limits.max_pvcs)
+    b.add_argument("--method", choices=["filecopy", "snapshot", "snapshot_export"],
+                   help="how PVC data is protected (default filecopy: a restic mover per PVC)")
+    b.add_argument("--pvc-method", action="append", default=[], metavar="NS/PVC=METHOD",
+                   help="per-PVC method: filecopy, snapshot, snapshot_export or skip (repeatable)")
+    add_mover_args(b)
     b.set_defaults(func=_backup)
 
     r = sub.add_parser("restore", help="restore a backup's resources into a cluster")
@@ -57,6 +65,10 @@ def register(sub) -> None:
     r.add_argument("--refuse-conflicts", action="store_true",
                    help="refuse before writing when the target has the namespaces or cluster objects")
     r.add_argument("--dry-run", action="store_true", help="print what would be done; write nothing")
+    r.add_argument("--same-cluster", choices=["auto", "yes", "no"], default="auto",
+                   help="whether the target is the cluster the backup was taken in (CSI snapshots are usable only "
+                        "there); auto: the backup's cluster name equals --cluster-name")
+    add_mover_args(r)
     r.set_defaults(func=_restore)
 
     bl = sub.add_parser("backups", help="list backups, show one")
@@ -92,20 +104,154 @@ def register(sub) -> None:
     i.set_defaults(func=_repo_init)
 
 
+def add_mover_args(p) -> None:
+    """Where PVC data moves: the cluster's settings from ``--config`` or flags (flags win)."""
+    p.add_argument("--config", type=Path, metavar="DIR",
+                   help="ys1000 config dir: with --cluster, the cluster's mover image, concurrency and bandwidth window")
+    p.add_argument("--cluster", metavar="NAME", help="the cluster's name in --config clusters.yaml")
+    p.add_argument("--cluster-name", help="the cluster's name in the repository (default: --cluster, the kubeconfig "
+                                          "context, else the kubeconfig file's name)")
+    p.add_argument("--mover-image", help="container image of the data movers")
+    p.add_argument("--max-movers", type=int, help="movers running at once")
+    p.add_argument("--limit-upload", type=int, metavar="KIB_S", help="movers' upload limit, KiB/s")
+    p.add_argument("--limit-download", type=int, metavar="KIB_S", help="movers' download limit, KiB/s")
+    p.add_argument("--no-progress", action="store_true", help="no progress line on the terminal")
+
+
+def _cluster_settings(args):
+    if not args.config and not args.cluster:
+        return None
+    if not (args.config and args.cluster):
+        raise UsageError("--config and --cluster go together: the cluster's settings are read from DIR/clusters.yaml")
+    from ys1000.config import load_config
+
+    config = load_config(args.config)
+    if args.cluster not in config.clusters:
+        raise UsageError(f"cluster {args.cluster!r} is not defined in {args.config}/clusters.yaml; defined: "
+                         f"{', '.join(sorted(config.clusters)) or 'none'}")
+    return config.clusters[args.cluster]
+
+
+def _cluster_name(args, kube) -> str:
+    return args.cluster_name or args.cluster or kube.name
+
+
+def _volume_options(args, kube, run_id: str):
+    from ys1000.config.specs import cluster_volume_options
+    from ys1000.volumes import VolumeOptions
+
+    cluster = _cluster_settings(args)
+    name = _cluster_name(args, kube)
+    opts = (cluster_volume_options(cluster, name, run_id=run_id) if cluster
+            else VolumeOptions(run_id=run_id, cluster_name=name))
+    if args.method:
+        opts.method = args.method
+    for pair in args.pvc_method:
+        key, sep, method = pair.partition("=")
+        if not sep or key.count("/") != 1 or method not in ("filecopy", "snapshot", "snapshot_export", "skip"):
+            raise UsageError(f"--pvc-method {pair!r}: expected NAMESPACE/PVC=filecopy|snapshot|snapshot_export|skip")
+        opts.per_pvc[key] = method  # type: ignore[assignment]
+    if args.mover_image:
+        opts.image = args.mover_image
+    if args.max_movers:
+        opts.max_concurrent = args.max_movers
+    if args.limit_upload:
+        opts.limit_upload_kib = args.limit_upload
+    if args.limit_download:
+        opts.limit_download_kib = args.limit_download
+    return opts
+
+
+def _restore_volume_options(args, run_id: str):
+    from ys1000.config.specs import restore_volume_options_for
+    from ys1000.volumes import VolumeRestoreOptions
+
+    cluster = _cluster_settings(args)
+    opts = restore_volume_options_for(cluster, run_id=run_id) if cluster else VolumeRestoreOptions(run_id=run_id)
+    if args.mover_image:
+        opts.image = args.mover_image
+    if args.max_movers:
+        opts.max_concurrent = args.max_movers
+    if args.limit_download:
+        opts.limit_download_kib = args.limit_download
+    return opts
+
+
+class _Progress:
+    """One updating line on stderr while a terminal watches (never into -o json's stdout)."""
+
+    def __init__(self, args):
+        self.on = not args.no_progress and sys.stderr.isatty()
+        self.volumes: dict[str, str] = {}
+        self.last = ""
+
+    def __call__(self, info: dict) -> None:
+        if not self.on:
+            return
+        phase = info.get("phase")
+        if phase in ("resources", "restore"):
+            total = info.get("objects_total")
+            line = f"{phase}: {info.get('objects_done', 0)}{'/' + str(total) if total else ''} objects"
+        elif phase == "volumes" and "volumes_total" in info:
+            line = f"volumes: {info['volumes_done']}/{info['volumes_total']} PVCs done (last {info.get('last')})"
+        else:
+            return
+        self.show(line)
+
+    def mover(self, spec, progress: dict) -> None:
+        if self.on:
+            self.volumes[f"{spec.namespace}/{spec.pvc}"] = (
+                f"{human_size(progress.get('bytes_done'), missing='?')}/{human_size(progress.get('bytes_total'), missing='?')}")
+            self.show("volumes: " + ", ".join(f"{k} {v}" for k, v in sorted(self.volumes.items())))
+
+    def show(self, line: str) -> None:
+        self.last = line
+        sys.stderr.write("\r\033[K" + line[:200])
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.on and self.last:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
 def _backup(args) -> int:
+    from ys1000.volumes import MoverRunner
+
     repo = repo_from(args, create=True)
     kube = kube_from(args)
     bid = args.id or f"{args.plan}-{datetime.now(timezone.utc):%Y%m%d%H%M%S}"
+    opts = _volume_options(args, kube, run_id=f"cli/{bid}")
     spec = BackupSpec(
         backup_id=bid, plan=args.plan, namespaces=args.namespace, namespace_globs=args.namespace_glob,
         namespace_selector=args.namespace_selector, include_kinds=args.include_kind,
         exclude_kinds=args.exclude_kind, label_selector=args.selector, scope=args.scope,
         limits=Limits(args.max_namespaces, args.max_pods, args.max_pvcs),
-        retention_days=args.retention_days, cluster_name=kube.name)
-    result = run_backup(kube, repo, spec)
+        retention_days=args.retention_days, cluster_name=opts.cluster_name)
+    progress = _Progress(args)
+    runner = MoverRunner(kube, opts.max_concurrent, on_progress=progress.mover)
+    try:
+        result = run_backup(kube, repo, spec, volume_opts=opts, runner=runner, progress=progress)
+    finally:
+        progress.done()
     s = result.summary()
+    m = result.manifest
+    s["volumes"] = m.volumes
     text = (f"backup {s['backup_id']} {s['status']}: {s['objects']} objects ({s['restorable']} restorable) "
             f"from {', '.join(s['namespaces'])}, archive {s['archive_bytes']} bytes")
+    for v in m.volumes:
+        data = v.get("restic") or {}
+        if v.get("error"):
+            how = f"FAILED: {v['error']}"
+        elif v.get("method") == "skip":
+            how = "skipped (method skip)"
+        else:
+            how = "+".join(k for k in ("csi", "restic") if k in v)
+            if data:
+                how += f", {data.get('total_files', 0)} files, {human_size(data.get('total_bytes'))}"
+        text += f"\n  PVC {v['namespace']}/{v['pvc']}: {how}"
+    if m.scope == "resources" and result.inventory.pvcs:
+        text += f"\n  {len(result.inventory.pvcs)} PVC(s) without data: scope 'resources'"
     for w in s["warnings"]:
         text += f"\n  warning: {w}"
     emit(args, s, text)
@@ -113,12 +259,9 @@ def _backup(args) -> int:
 
 
 def _resolve_backup(repo, backup: str, plan: str | None) -> str:
-    if backup != "latest":
-        return backup
-    entries = [e for e in repo.list_backups(plan) if e.status == "Completed"]
-    if not entries:
-        raise LookupError(f"no completed backup{' of plan ' + plan if plan else ''} in the repository")
-    return entries[0].backup_id
+    from ys1000.config.specs import resolve_backup
+
+    return resolve_backup(repo, backup, plan)
 
 
 def _restore(args) -> int:
@@ -136,12 +279,24 @@ def _restore(args) -> int:
         resources=args.resource, existing_policy=args.existing, dry_run=args.dry_run)
     if args.refuse_conflicts:
         check_no_conflicts(kube, repo, spec)
-    report = run_restore(kube, repo, spec)
+    opts = _restore_volume_options(args, run_id=f"cli/{spec.restore_id}")
+    same = None if args.same_cluster == "auto" else args.same_cluster == "yes"
+    if same is None:
+        same = repo.manifest(spec.backup_id).cluster_name == _cluster_name(args, kube)
+    progress = _Progress(args)
+    try:
+        report = run_restore(kube, repo, spec, same_cluster=same, volume_opts=opts, progress=progress)
+    finally:
+        progress.done()
     lines = [f"restore {report.restore_id} of {report.backup_id}{' (dry run)' if report.dry_run else ''}: "
              f"{report.status} " + ", ".join(f"{n} {a}" for a, n in sorted(report.counts.items()))]
     for i in report.items:
         where = f"{i.namespace}/" if i.namespace else ""
         lines.append(f"  {i.action:13} {i.kind} {where}{i.name}" + (f"  ({i.reason})" if i.reason else ""))
+    for v in report.volumes:
+        detail = v.get("reason") or (f"from {v.get('from')}" + (f", {human_size(v['bytes_restored'])}"
+                                                                if v.get("bytes_restored") is not None else ""))
+        lines.append(f"  PVC {v['namespace']}/{v['pvc']}: {v['status']} ({detail})")
     emit(args, report.to_json(), "\n".join(lines))
     if report.status == "Completed":
         return EXIT_OK

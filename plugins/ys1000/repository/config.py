@@ -79,6 +79,6 @@ def make_store(config: RepositoryConfig) -> ObjectStore:
 def open_repository(config: RepositoryConfig, passphrase: str, *, create: bool = False) -> Repository:
     """Open the repository at ``config`` (``create=True`` initialises it when absent)."""
     store = make_store(config)
-    if create:
-        return Repository.init(store, passphrase, exist_ok=True)
-    return Repository.open(store, passphrase)
+    repo = Repository.init(store, passphrase, exist_ok=True) if create else Repository.open(store, passphrase)
+    repo.location = config  # where movers (restic inside the cluster) find the same repository
+    return repo

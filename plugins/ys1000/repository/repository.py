@@ -286,6 +286,7 @@ class Repository:
         self.key = key
         self.config = config
         self.id: str = config["id"]
+        self.location: Any = None  # the RepositoryConfig it was opened from (open_repository sets it)
 
     def __repr__(self) -> str:
         return f"Repository({self.store.describe()}, id={self.id})"

@@ -1,8 +1,10 @@
-"""Restore of Kubernetes resources: ordering, transforms, apply with an existing-resource policy, report."""
+"""Restore of Kubernetes resources and volume data: ordering, transforms, apply with an
+existing-resource policy, PVCs filled before workloads, report (``pipeline.run_restore``)."""
 
 from ys1000.restore.engine import (
-    ConflictError, ItemResult, RestoreReport, RestoreSpec, check_no_conflicts, find_conflicts, run_restore,
+    ConflictError, ItemResult, RestoreReport, RestoreSpec, check_no_conflicts, find_conflicts,
 )
+from ys1000.restore.pipeline import run_restore
 from ys1000.restore.transforms import RestoreOptions
 
 __all__ = ["RestoreSpec", "RestoreOptions", "RestoreReport", "ItemResult", "ConflictError",

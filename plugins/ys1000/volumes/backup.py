@@ -117,7 +117,10 @@ def ensure_restic_repository(repo_cfg: RepositoryConfig, password: str, cluster:
 def backup_volumes(kube: Kube, repo_cfg: RepositoryConfig, password: str, pvcs: list[dict],
                    nodes: dict[str, str | None], backup_id: str, plan: str, opts: VolumeOptions,
                    runner: MoverRunner | None = None, progress: Callable[[dict], None] | None = None) -> list[dict]:
-    """Protect each PVC by its method; return the manifest's volume records (raises on failure)."""
+    """Protect each PVC by its method; return the manifest's volume records.
+
+    A PVC whose data could not be taken gets a record with ``error`` (the others go on); a
+    cancel raises ``InterruptedError``."""
     runner = runner or MoverRunner(kube, opts.max_concurrent)
     report = progress or (lambda _: None)
     lock = threading.Lock()
@@ -132,15 +135,25 @@ def backup_volumes(kube: Kube, repo_cfg: RepositoryConfig, password: str, pvcs: 
                         "capacity": ((pvc_obj.get("status") or {}).get("capacity") or {}).get("storage")}
         if method == "skip":
             return record
-        if method == "filecopy":
-            record["restic"] = file_copy(runner, kube, repo_cfg, password, opts, namespace=ns, pvc=name,
-                                         backup_id=backup_id, plan=plan, node=nodes.get(key))
-        else:
-            snap = take_snapshot(kube, ns, name, backup_id, opts.snapshot_timeout)
-            record["csi"] = snap.to_json()
-            if method == "snapshot_export" and (opts.export_pvcs is None or key in opts.export_pvcs):
-                record["restic"] = _export(runner, kube, repo_cfg, password, opts, namespace=ns, pvc_obj=pvc_obj,
-                                           snap=snap, backup_id=backup_id, plan=plan)
+        try:
+            if method == "filecopy":
+                record["restic"] = file_copy(runner, kube, repo_cfg, password, opts, namespace=ns, pvc=name,
+                                             backup_id=backup_id, plan=plan, node=nodes.get(key))
+            else:
+                snap = take_snapshot(kube, ns, name, backup_id, opts.snapshot_timeout)
+                record["csi"] = snap.to_json()
+                if method == "snapshot_export" and (opts.export_pvcs is None or key in opts.export_pvcs):
+                    record["restic"] = _export(runner, kube, repo_cfg, password, opts, namespace=ns,
+                                               pvc_obj=pvc_obj, snap=snap, backup_id=backup_id, plan=plan)
+        except InterruptedError:
+            raise
+        except Exception as exc:
+            if runner.cancel.is_set():
+                raise InterruptedError(f"volume data of backup {backup_id} cancelled") from exc
+            # one PVC's failure must not hide the others' data; the commit marks the backup
+            # PartiallyFailed naming this PVC
+            log.warning("PVC %s: data not protected: %s", key, exc)
+            record["error"] = f"{exc}" or type(exc).__name__
         with lock:
             done[0] += 1
             report({"phase": "volumes", "volumes_done": done[0], "volumes_total": len(pvcs), "last": key})
@@ -164,9 +177,17 @@ def export_later(kube: Kube, repo_cfg: RepositoryConfig, password: str, records:
     for rec in records:
         key = f"{rec['namespace']}/{rec['pvc']}"
         if rec.get("csi") and not rec.get("restic") and (opts.export_pvcs is None or key in opts.export_pvcs):
-            pvc_obj = kube.get(PVCS.path(rec["namespace"], rec["pvc"]))
-            snap = SnapshotRecord(**rec["csi"])
-            rec = {**rec, "restic": _export(runner, kube, repo_cfg, password, opts, namespace=rec["namespace"],
-                                             pvc_obj=pvc_obj, snap=snap, backup_id=backup_id, plan=plan)}
+            try:
+                pvc_obj = kube.get(PVCS.path(rec["namespace"], rec["pvc"]))
+                snap = SnapshotRecord(**rec["csi"])
+                rec = {**rec, "restic": _export(runner, kube, repo_cfg, password, opts, namespace=rec["namespace"],
+                                                 pvc_obj=pvc_obj, snap=snap, backup_id=backup_id, plan=plan)}
+            except InterruptedError:
+                raise
+            except Exception as exc:
+                if runner.cancel.is_set():
+                    raise InterruptedError(f"export of backup {backup_id} cancelled") from exc
+                log.warning("PVC %s: snapshot not exported: %s", key, exc)
+                rec = {**rec, "error": f"export failed: {exc}"}
         out.append(rec)
     return out

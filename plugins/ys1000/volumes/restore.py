@@ -48,11 +48,14 @@ class VolumeRestorer:
     namespace_mapping: dict[str, str]
     restore_id: str
     opts: VolumeRestoreOptions = field(default_factory=VolumeRestoreOptions)
+    no_data_reason: str = ""  # why PVCs without a record come back empty (e.g. scope 'resources')
     results: list[dict] = field(default_factory=list)
 
     def __post_init__(self):
         self._by_key = {(v["namespace"], v["pvc"]): v for v in self.volumes}
         self._pending: dict[tuple[str, str], dict] = {}  # (target ns, pvc) -> record, for populate
+        self._snapshots: dict[tuple[str, str], str] = {}  # (target ns, pvc) -> VolumeSnapshot filling it
+        self._empty: dict[tuple[str, str], str] = {}  # (target ns, pvc) -> why it comes back empty
         self.runner = MoverRunner(self.kube, self.opts.max_concurrent)
 
     def _source(self, rec: dict) -> str:
@@ -68,40 +71,87 @@ class VolumeRestorer:
 
     def prepare(self, obj: dict, source_namespace: str) -> dict:
         """Called with each transformed PVC before it is created."""
-        rec = self._by_key.get((source_namespace, obj["metadata"]["name"]))
-        if rec is None or rec.get("method") == "skip":
+        ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+        rec = self._by_key.get((source_namespace, name))
+        if rec is None:
+            self._empty[(ns, name)] = (self.no_data_reason or "the backup has no data record for this PVC")
+            return obj
+        if rec.get("method") == "skip":
+            self._empty[(ns, name)] = "backed up without data (method skip)"
+            return obj
+        if rec.get("error"):
+            self._empty[(ns, name)] = f"the backup could not protect its data: {rec['error']}"
             return obj
         how = self._source(rec)
-        ns = obj["metadata"]["namespace"]
         if how == "snapshot":
             vs = rebind_snapshot(self.kube, rec["csi"], ns, self.restore_id)
             obj["spec"]["dataSource"] = {"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": vs}
-            self.results.append({"namespace": ns, "pvc": rec["pvc"], "from": "snapshot", "snapshot": vs})
-        elif how == "restic":
-            self._pending[(ns, obj["metadata"]["name"])] = rec
+            self._snapshots[(ns, name)] = vs
+        elif how == "restic" and rec["restic"].get("snapshot_id"):
+            self._pending[(ns, name)] = rec
+        else:
+            self._empty[(ns, name)] = "the volume was empty at backup time"
         return obj
 
     def populate(self, created: list[tuple[str, str]]) -> None:
-        """Restore restic data into the PVCs that this restore created (existing ones are left alone)."""
-        todo = [(ns, name, self._pending[(ns, name)]) for ns, name in created
-                if (ns, name) in self._pending and self._pending[(ns, name)]["restic"].get("snapshot_id")]
+        """Restore restic data into the PVCs that this restore created (existing ones are left
+        alone). A PVC whose mover fails is recorded as failed; the others go on."""
+        todo = [(ns, name, self._pending[(ns, name)]) for ns, name in created if (ns, name) in self._pending]
 
         def one(item):
             ns, name, rec = item
-            wait_until(lambda: (self.kube.get(PVCS.path(ns, name)).get("status") or {}).get("phase") == "Bound",
-                       timeout=self.opts.bind_timeout, what=f"restored PVC {ns}/{name} to bind")
-            target = restic.target_at(self.repo_cfg, self.password, rec["restic"]["repository"])
-            args = ["restore", "--target", "/data", "--snapshot", rec["restic"]["snapshot_id"]]
-            if self.opts.limit_download_kib:
-                args += ["--limit-download", str(self.opts.limit_download_kib)]
-            result = self.runner.run(MoverSpec(namespace=ns, pvc=name, purpose="restore", run_id=self.opts.run_id,
-                                               image=self.opts.image, env=target.environment(), read_only=False,
-                                               labels={"ys1000.io/restore": self.restore_id[:63]}, args=args))
-            return {"namespace": ns, "pvc": name, "from": "restic", "snapshot_id": rec["restic"]["snapshot_id"],
+            try:
+                wait_until(lambda: (self.kube.get(PVCS.path(ns, name)).get("status") or {}).get("phase") == "Bound",
+                           timeout=self.opts.bind_timeout, what=f"restored PVC {ns}/{name} to bind")
+                target = restic.target_at(self.repo_cfg, self.password, rec["restic"]["repository"])
+                args = ["restore", "--target", "/data", "--snapshot", rec["restic"]["snapshot_id"]]
+                if self.opts.limit_download_kib:
+                    args += ["--limit-download", str(self.opts.limit_download_kib)]
+                result = self.runner.run(MoverSpec(namespace=ns, pvc=name, purpose="restore", run_id=self.opts.run_id,
+                                                   image=self.opts.image, env=target.environment(), read_only=False,
+                                                   labels={"ys1000.io/restore": self.restore_id[:63]}, args=args))
+            except InterruptedError:
+                raise
+            except Exception as exc:
+                if self.runner.cancel.is_set():
+                    raise InterruptedError(f"restore {self.restore_id} cancelled") from exc
+                log.warning("PVC %s/%s: data not restored: %s", ns, name, exc)
+                return {"namespace": ns, "pvc": name, "status": "failed", "from": "restic",
+                        "snapshot_id": rec["restic"]["snapshot_id"], "reason": str(exc) or type(exc).__name__}
+            return {"namespace": ns, "pvc": name, "status": "data", "from": "restic",
+                    "snapshot_id": rec["restic"]["snapshot_id"],
                     "bytes_restored": result.get("bytes_restored", 0), "files_restored": result.get("files_restored", 0)}
 
         with ThreadPoolExecutor(max(1, self.opts.max_concurrent)) as pool:
             self.results.extend(pool.map(one, todo))
+
+    def report(self, items) -> list[dict]:
+        """One line per PVC of the restore: filled with data, empty by design (and why), left as it
+        was (it existed), or failed (and why)."""
+        by_key = {(r["namespace"], r["pvc"]): r for r in self.results}
+        out = []
+        for item in items:
+            if item.kind != "PersistentVolumeClaim":
+                continue
+            key = (item.namespace, item.name)
+            if item.action == "failed":
+                out.append({"namespace": item.namespace, "pvc": item.name, "status": "failed",
+                            "reason": f"the PVC was not created: {item.reason}"})
+            elif item.action != "created":
+                out.append({"namespace": item.namespace, "pvc": item.name, "status": "existing",
+                            "reason": f"the PVC was {item.action}; its data was left as it is"})
+            elif key in by_key:
+                out.append(by_key[key])
+            elif key in self._snapshots:
+                out.append({"namespace": item.namespace, "pvc": item.name, "status": "data", "from": "snapshot",
+                            "snapshot": self._snapshots[key]})
+            elif key in self._empty:
+                out.append({"namespace": item.namespace, "pvc": item.name, "status": "empty",
+                            "reason": self._empty[key]})
+            else:
+                out.append({"namespace": item.namespace, "pvc": item.name, "status": "failed",
+                            "reason": "its data was not restored"})
+        return out
 
     def cancel(self) -> list[str]:
         return self.runner.cancel_all()

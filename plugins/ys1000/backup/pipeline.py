@@ -1,0 +1,109 @@
+"""A backup, step by step: capture → volumes → verify → commit.
+
+This is the only way a backup is made. The backup DAG runs one step per task; the CLI, migrations
+and benchmarks call ``run_backup``, which runs the same steps in a row. So every path protects the
+same data and reports it the same way: a backup whose scope includes volume data is ``Completed``
+only when every PVC's data was taken; a PVC that could not be protected makes it
+``PartiallyFailed``, naming the PVC and why, and ``latest`` never picks it.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Callable
+
+from ys1000.backup.capture import BackupResult, capture_resources
+from ys1000.backup.preflight import Inventory, preflight
+from ys1000.backup.selection import BackupSpec
+from ys1000.kube import Kube
+from ys1000.repository import Repository, RepositoryConfig, VerifyResult, layout
+from ys1000.repository.manifest import Manifest
+
+if TYPE_CHECKING:
+    from ys1000.volumes import MoverRunner, VolumeOptions
+
+Progress = Callable[[dict], None]
+
+
+class VolumeDataUnavailable(ValueError):
+    """Volume data is in scope but movers cannot reach the repository (its location is unknown)."""
+
+
+def capture(kube: Kube, repo: Repository, spec: BackupSpec, *, progress: Progress | None = None,
+            cancel: threading.Event | None = None) -> BackupResult:
+    """Step 1: preflight, then the resources into a pending backup (nothing counts yet)."""
+    return capture_resources(kube, repo, spec, progress=progress, cancel=cancel)
+
+
+def protect_volumes(kube: Kube, repo: Repository, spec: BackupSpec, opts: "VolumeOptions | None" = None, *,
+                    inventory: Inventory | None = None, repo_cfg: RepositoryConfig | None = None,
+                    runner: "MoverRunner | None" = None, progress: Progress | None = None) -> list[dict]:
+    """Step 2: each selected PVC's data by its method (restic mover, CSI snapshot, or both).
+
+    Returns the manifest's volume records; a PVC whose data could not be taken has ``error``.
+    Scope ``resources`` protects no data. Raises ``InterruptedError`` when cancelled.
+    """
+    if spec.scope == "resources":
+        return []
+    from ys1000.volumes import VolumeOptions, backup_volumes
+
+    inventory = inventory or preflight(kube, spec)
+    if not inventory.pvcs:
+        return []
+    repo_cfg = repo_cfg or repo.location
+    if repo_cfg is None:
+        raise VolumeDataUnavailable(
+            f"backup {spec.backup_id} has {len(inventory.pvcs)} PVC(s) in scope {spec.scope!r}, but the repository "
+            "was opened without its location, so movers cannot write to it (open it with open_repository)")
+    opts = opts or VolumeOptions()
+    opts.cluster_name = spec.cluster_name or kube.name or opts.cluster_name
+    nodes = {key: use.node for key, use in inventory.volumes.items()}
+    return backup_volumes(kube, repo_cfg, repo.restic_password(), inventory.pvcs, nodes, spec.backup_id,
+                          spec.plan, opts, runner, progress=progress)
+
+
+def volume_failures(records: list[dict] | None) -> list[str]:
+    """``"<ns>/<pvc>: <why>"`` for each PVC whose data the backup does not hold."""
+    return [f"{r['namespace']}/{r['pvc']}: {r['error']}" for r in records or [] if r.get("error")]
+
+
+def verify(repo: Repository, backup_id: str) -> VerifyResult:
+    """Step 3: checksums, decryption and every document of the (pending) backup."""
+    pending = repo.store.exists(layout.pending_key(backup_id))
+    return repo.verify(backup_id, pending=pending)
+
+
+def commit(repo: Repository, backup_id: str, volumes: list[dict] | None) -> Manifest:
+    """Step 4: write the manifest (last): from now on the backup counts. ``PartiallyFailed``
+    when a PVC's data is missing, with one warning per such PVC. Idempotent."""
+    failures = volume_failures(volumes)
+    return repo.finalize_backup(
+        backup_id, volumes=volumes or [], status="PartiallyFailed" if failures else "Completed",
+        warnings=[f"PVC {f} — its data is NOT in this backup" for f in failures])
+
+
+def run_backup(kube: Kube, repo: Repository, spec: BackupSpec, *, volume_opts: "VolumeOptions | None" = None,
+               repo_cfg: RepositoryConfig | None = None, runner: "MoverRunner | None" = None,
+               progress: Progress | None = None, cancel: threading.Event | None = None) -> BackupResult:
+    """The whole backup in a row. On an error or a cancel the pending backup is removed; nothing
+    half-made is ever listed or restored."""
+    from ys1000.volumes import MoverRunner, VolumeOptions
+
+    result = capture(kube, repo, spec, progress=progress, cancel=cancel)
+    volume_opts = volume_opts or VolumeOptions()
+    runner = runner or MoverRunner(kube, volume_opts.max_concurrent)
+    try:
+        if cancel is not None and cancel.is_set():
+            raise InterruptedError(f"backup {spec.backup_id} cancelled")
+        volumes = protect_volumes(kube, repo, spec, volume_opts, inventory=result.inventory, repo_cfg=repo_cfg,
+                                  runner=runner, progress=progress)
+        verify(repo, spec.backup_id)
+        result.manifest = commit(repo, spec.backup_id, volumes)
+        result.warnings = list(result.manifest.warnings)
+    except BaseException:
+        runner.cancel_all()  # e.g. Ctrl-C in the CLI: no mover may go on writing
+        repo.discard_pending(spec.backup_id)
+        raise
+    if progress:
+        progress({"phase": "committed", "objects_done": result.manifest.total, "status": result.manifest.status})
+    return result
