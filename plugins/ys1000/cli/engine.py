@@ -218,10 +218,11 @@ class _Progress:
 def _backup(args) -> int:
     from ys1000.volumes import MoverRunner
 
-    repo = repo_from(args, create=True)
+    _cluster_settings(args)  # bad flags or config fail before anything is opened or written
     kube = kube_from(args)
     bid = args.id or f"{args.plan}-{datetime.now(timezone.utc):%Y%m%d%H%M%S}"
     opts = _volume_options(args, kube, run_id=f"cli/{bid}")
+    repo = repo_from(args, create=True)
     spec = BackupSpec(
         backup_id=bid, plan=args.plan, namespaces=args.namespace, namespace_globs=args.namespace_glob,
         namespace_selector=args.namespace_selector, include_kinds=args.include_kind,
@@ -265,6 +266,7 @@ def _resolve_backup(repo, backup: str, plan: str | None) -> str:
 
 
 def _restore(args) -> int:
+    _cluster_settings(args)
     repo = repo_from(args)
     kube = kube_from(args)
     spec = RestoreSpec(
