@@ -7,7 +7,6 @@ then restores or inspects that backup in its own way.
 from __future__ import annotations
 
 import base64
-import copy
 import uuid
 
 import pytest
@@ -15,46 +14,12 @@ import pytest
 from ys1000.backup import BackupSpec, LimitExceeded, Limits, run_backup
 from ys1000.kube import Discovery, Kube
 from ys1000.kube.discovery import NAMESPACES
-from ys1000.repository import ChecksumError, ObjectLocked, RepositoryConfig, open_repository
+from ys1000.repository import ChecksumError, ObjectLocked
 from ys1000.restore import RestoreOptions, RestoreSpec, run_restore
-from ys1000.restore.transforms import PVC_BINDING_ANNOTATIONS
 from ys1000.sandbox import sampleapp
 from ys1000.waiting import wait_until
 
-KEY = "correct horse battery staple"
-
-
-def repo_for(s3, bucket: str, prefix: str = "t"):
-    cfg = RepositoryConfig(type="s3", bucket=bucket, prefix=prefix, endpoint_url=s3.endpoint_url,
-                           access_key=s3.access_key, secret_key=s3.secret_key, region=s3.region)
-    return open_repository(cfg, KEY, create=True)
-
-
-def normalize(obj: dict) -> dict:
-    """The object minus what the API server sets or a restore must change."""
-    o = copy.deepcopy(obj)
-    md = o.get("metadata", {})
-    for k in ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields", "ownerReferences"):
-        md.pop(k, None)
-    for k in ("ys1000.io/backup", "ys1000.io/restore"):
-        (md.get("labels") or {}).pop(k, None)
-    ann = md.get("annotations") or {}
-    for k in ("deployment.kubernetes.io/revision", *PVC_BINDING_ANNOTATIONS):
-        ann.pop(k, None)
-    if not ann:
-        md.pop("annotations", None)
-    if not md.get("labels"):
-        md.pop("labels", None)
-    o.pop("status", None)
-    spec = o.get("spec") or {}
-    if o.get("kind") == "Service" and spec.get("clusterIP") != "None":
-        spec.pop("clusterIP", None)
-        spec.pop("clusterIPs", None)
-    if o.get("kind") == "PersistentVolumeClaim":
-        spec.pop("volumeName", None)
-    if o.get("kind") == "Namespace":
-        o.pop("spec", None)
-    return o
+from engine_helpers import normalize, repo_for
 
 
 def gone(kube: Kube, ns: str) -> bool:
@@ -211,13 +176,30 @@ def test_limits_and_hostpath_refused_before_writing(source, make_namespace, sand
     core.create_namespaced_pod(ns2, {"metadata": {"name": "other"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
     with pytest.raises(LimitExceeded, match=r"2 pods, more than the limit of 1"):
         run_backup(kube, repo, BackupSpec(backup_id="b3", plan="p", namespaces=[ns2], limits=Limits(max_pods=1)))
-    with pytest.raises(LimitExceeded, match=rf"pod {ns2}/logger volume varlog \(hostPath /var/log\)"):
-        run_backup(kube, repo, BackupSpec(backup_id="b4", plan="p", namespaces=[ns2]))
-    keys = [o["Key"] for o in sandbox_s3.client().list_objects_v2(Bucket=bucket).get("Contents", [])]
-    assert not [k for k in keys if "/backups/" in k or "/catalog/" in k], keys
-    # resources-only scope takes the namespace, noting the emptyDir as skipped
-    r = run_backup(kube, repo, BackupSpec(backup_id="b5", plan="p", namespaces=[ns2], scope="resources"))
-    assert any("logger volume tmp (emptyDir)" in w for w in r.manifest.warnings)
+    # a PVC bound to a hostPath PV: its data lives on one node, outside what the product copies
+    pv = f"hostpath-{ns1}"
+    core.create_persistent_volume({"metadata": {"name": pv}, "spec": {
+        "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "",
+        "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": "/srv/node-data"},
+        "claimRef": {"namespace": ns1, "name": "node-data"}}})
+    try:
+        core.create_namespaced_persistent_volume_claim(ns1, {"metadata": {"name": "node-data"}, "spec": {
+            "accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": pv,
+            "resources": {"requests": {"storage": "1Gi"}}}})
+        with pytest.raises(LimitExceeded, match=rf"PVC {ns1}/node-data \(PV {pv}, hostPath /srv/node-data\)"):
+            run_backup(kube, repo, BackupSpec(backup_id="b4", plan="p", namespaces=[ns1]))
+        keys = [o["Key"] for o in sandbox_s3.client().list_objects_v2(Bucket=bucket).get("Contents", [])]
+        assert not [k for k in keys if "/backups/" in k or "/catalog/" in k], keys
+        # resources-only scope takes the namespace with the hostPath-backed claim
+        r = run_backup(kube, repo, BackupSpec(backup_id="b5", plan="p", namespaces=[ns1], scope="resources"))
+        assert r.manifest.counts.get("PersistentVolumeClaim") == 4
+    finally:
+        core.delete_persistent_volume(pv)
+    # inline hostPath volumes of pods are node-local mounts like emptyDir: skipped and said so
+    r = run_backup(kube, repo, BackupSpec(backup_id="b6", plan="p", namespaces=[ns2]))
+    assert r.manifest.status == "Completed"
+    assert any(f"pod {ns2}/logger volume varlog (hostPath /var/log)" in w for w in r.manifest.warnings), r.manifest.warnings
+    assert any(f"pod {ns2}/logger volume tmp (emptyDir)" in w for w in r.manifest.warnings), r.manifest.warnings
 
 
 def test_object_lock_retention(source, make_namespace, sandbox_s3):

@@ -194,14 +194,15 @@ def _cluster_dependencies(kube: Kube, spec: BackupSpec, inv: Inventory, crd_type
 
     selected_pvcs = [c for c in inv.pvcs if kind_selected("PersistentVolumeClaim", "persistentvolumeclaims", spec)]
     if wanted(PVS):
-        for name in sorted({(c.get("spec") or {}).get("volumeName") for c in selected_pvcs} - {None}):
+        for name in sorted({(c.get("spec") or {}).get("volumeName") for c in selected_pvcs} - {None, ""}):
             pv = kube.get_or_none(PVS.path(name=name))
             if pv:
                 yield PVS, _typed(pv, PVS)
     if spec.scope == "volumes":
         return
     if wanted(STORAGE_CLASSES):
-        for name in sorted({(c.get("spec") or {}).get("storageClassName") for c in selected_pvcs} - {None}):
+        # "" is "no class" (a statically bound claim), not a StorageClass's name
+        for name in sorted({(c.get("spec") or {}).get("storageClassName") for c in selected_pvcs} - {None, ""}):
             sc = kube.get_or_none(STORAGE_CLASSES.path(name=name))
             if sc:
                 yield STORAGE_CLASSES, _typed(sc, STORAGE_CLASSES)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from ys1000.backup.selection import BackupSpec, resolve_namespaces
 from ys1000.kube import Kube
-from ys1000.kube.discovery import PODS, PVCS
+from ys1000.kube.discovery import PODS, PVCS, PVS
 
 
 class LimitExceeded(ValueError):
@@ -27,7 +27,7 @@ class Inventory:
     pod_count: int
     pvcs: list[dict]  # the PVC objects, for the volume-data part
     volumes: dict[str, VolumeUse]  # "<ns>/<pvc>" -> pods using it
-    skipped: list[str] = field(default_factory=list)  # emptyDir volumes, noted for the report
+    skipped: list[str] = field(default_factory=list)  # emptyDir and inline hostPath volumes, for the report
 
     def summary(self) -> dict:
         return {"namespaces": len(self.namespaces), "pods": self.pod_count, "pvcs": len(self.pvcs),
@@ -55,13 +55,14 @@ def preflight(kube: Kube, spec: BackupSpec) -> Inventory:
                             "split the plan or raise limits.max_pvcs")
     volumes = {f"{c['metadata']['namespace']}/{c['metadata']['name']}": VolumeUse(c["metadata"]["namespace"], c["metadata"]["name"]) for c in pvcs}
     skipped: list[str] = []
-    refused: list[str] = []
     for pod in pods:
         md, pspec = pod["metadata"], pod.get("spec") or {}
         where = f"pod {md['namespace']}/{md['name']}"
         for vol in pspec.get("volumes") or []:
-            if "hostPath" in vol and spec.scope != "resources":
-                refused.append(f"{where} volume {vol['name']} (hostPath {vol['hostPath'].get('path')})")
+            # inline hostPath volumes are node-local mounts (a node exporter's /, /sys, /proc),
+            # like emptyDir: not the application's data, so skipped and said so, never refused
+            if "hostPath" in vol:
+                skipped.append(f"{where} volume {vol['name']} (hostPath {vol['hostPath'].get('path')})")
             elif "emptyDir" in vol:
                 skipped.append(f"{where} volume {vol['name']} (emptyDir)")
             elif "persistentVolumeClaim" in vol:
@@ -69,7 +70,25 @@ def preflight(kube: Kube, spec: BackupSpec) -> Inventory:
                 if use is not None:
                     use.pods.append(md["name"])
                     use.node = use.node or pspec.get("nodeName")
-    if refused:
-        raise LimitExceeded("hostPath volumes cannot be backed up (their data lives on one node, outside "
-                            "any PVC): " + "; ".join(refused) + ". Use scope 'resources' or move the data to a PVC.")
+    if spec.scope != "resources":
+        refused = _node_local_claims(kube, pvcs)
+        if refused:
+            raise LimitExceeded(
+                "PVCs bound to hostPath or local PVs cannot be backed up (their data lives on one node, "
+                "outside any storage the product can copy or snapshot): " + "; ".join(refused)
+                + ". Use scope 'resources' or move the data to a PVC of a CSI StorageClass.")
     return Inventory(namespaces, len(pods), pvcs, volumes, skipped)
+
+
+def _node_local_claims(kube: Kube, pvcs: list[dict]) -> list[str]:
+    """"PVC ns/name (PV pv, hostPath /path)" for each claim whose volume is a hostPath or local PV."""
+    found: list[str] = []
+    for c in pvcs:
+        pv_name = (c.get("spec") or {}).get("volumeName")
+        pv = kube.get_or_none(PVS.path(name=pv_name)) if pv_name else None
+        pv_spec = (pv or {}).get("spec") or {}
+        for kind in ("hostPath", "local"):
+            if pv_spec.get(kind):
+                found.append(f"PVC {c['metadata']['namespace']}/{c['metadata']['name']} "
+                             f"(PV {pv_name}, {kind} {pv_spec[kind].get('path')})")
+    return found

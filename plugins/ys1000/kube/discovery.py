@@ -10,8 +10,11 @@ from ys1000.kube.client import Kube, KubeError, ResourceType
 class Discovery:
     """The cluster's listable resource types, looked up by kind or by group-resource."""
 
-    def __init__(self, types: list[ResourceType]):
+    def __init__(self, types: list[ResourceType], unavailable: dict[str, str] | None = None):
         self.types = types
+        # "group/version" -> why its resources could not be discovered (an aggregated API whose
+        # backend is down): the caller reports it, since nothing of that group can be listed
+        self.unavailable = dict(unavailable or {})
         self._by_gk = {(t.group, t.kind): t for t in types}
         self._by_gr = {t.group_resource: t for t in types}
 
@@ -23,12 +26,15 @@ class Discovery:
             pv = g.get("preferredVersion") or g["versions"][0]
             paths.append((g["name"], pv["version"], f"/apis/{g['name']}/{pv['version']}"))
 
+        unavailable: dict[str, str] = {}
+
         def fetch(item):
             group, version, path = item
             try:
                 return group, version, kube.get(path).get("resources", [])
             except KubeError as exc:
                 if exc.status in (404, 503):  # an aggregated API that is down: skip, do not fail
+                    unavailable[f"{group}/{version}"] = _why_unavailable(kube, group, version, exc)
                     return group, version, []
                 raise
 
@@ -40,7 +46,12 @@ class Discovery:
                         continue  # subresources (pods/log) and non-listable kinds (tokenreviews)
                     types.append(ResourceType(group, version, r["name"], r["kind"], r["namespaced"],
                                               frozenset(r.get("verbs", []))))
-        return cls(types)
+        return cls(types, dict(sorted(unavailable.items())))
+
+    def warnings(self) -> list[str]:
+        """One line per API group that could not be discovered, naming the group and why."""
+        return [f"API group {gv.split('/')[0]} ({gv}) is unavailable, its resources are not included: {why}"
+                for gv, why in self.unavailable.items()]
 
     def by_kind(self, kind: str, group: str | None = None) -> ResourceType | None:
         if group is not None:
@@ -60,6 +71,21 @@ class Discovery:
         return [t for t in self.types if t.namespaced]
 
 
+def _why_unavailable(kube: Kube, group: str, version: str, exc: KubeError) -> str:
+    """The APIService's own explanation when there is one (e.g. "MissingEndpoints: ..."), else the error."""
+    why = f"{exc.status} {exc.reason}: {exc.message}".strip().rstrip(":")
+    try:
+        svc = kube.get_or_none(APISERVICES.path(name=f"{version}.{group}"))
+    except KubeError:
+        svc = None
+    for cond in ((svc or {}).get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Available" and cond.get("status") != "True":
+            ref = (svc.get("spec") or {}).get("service") or {}
+            backend = f" (service {ref.get('namespace')}/{ref.get('name')})" if ref else ""
+            return f"APIService {version}.{group}{backend} not available: {cond.get('reason')}: {cond.get('message')}"
+    return why
+
+
 def core(resource: str, kind: str, namespaced: bool = True) -> ResourceType:
     """A core/v1 type without a discovery round trip (pods, PVCs, namespaces ...)."""
     return ResourceType("", "v1", resource, kind, namespaced, frozenset({"list", "get", "create"}))
@@ -76,3 +102,11 @@ STORAGE_CLASSES = ResourceType("storage.k8s.io", "v1", "storageclasses", "Storag
                                frozenset({"list", "get", "create"}))
 CLUSTER_ROLE_BINDINGS = ResourceType("rbac.authorization.k8s.io", "v1", "clusterrolebindings",
                                      "ClusterRoleBinding", False, frozenset({"list", "get", "create"}))
+CLUSTER_ROLES = ResourceType("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False,
+                             frozenset({"list", "get", "create"}))
+APISERVICES = ResourceType("apiregistration.k8s.io", "v1", "apiservices", "APIService", False,
+                           frozenset({"list", "get", "create"}))
+VALIDATING_WEBHOOKS = ResourceType("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations",
+                                   "ValidatingWebhookConfiguration", False, frozenset({"list", "get", "create"}))
+MUTATING_WEBHOOKS = ResourceType("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations",
+                                 "MutatingWebhookConfiguration", False, frozenset({"list", "get", "create"}))
