@@ -25,13 +25,14 @@ from ys1000.repository import Repository
 from ys1000.repository.manifest import IndexEntry
 from ys1000.restore.priorities import rank
 from ys1000.restore.transforms import RestoreOptions, transform
-from ys1000.waiting import wait_until
+from ys1000.waiting import WaitTimeout, wait_until
 
 log = logging.getLogger(__name__)
 
 ExistingPolicy = Literal["skip", "update", "fail"]
 Progress = Callable[[dict], None]
 RETRIES = 5
+CRD_ESTABLISHED_TIMEOUT = 60  # seconds; custom resources are created only after their CRD is Established
 
 
 class ConflictError(Exception):
@@ -213,7 +214,18 @@ class Restorer:
                        for c in (crd.get("status") or {}).get("conditions") or [])
 
         for name in names:
-            wait_until(lambda: established(name), timeout=60, what=f"CRD {name} to be Established")
+            try:
+                wait_until(lambda: established(name), timeout=CRD_ESTABLISHED_TIMEOUT, what=f"CRD {name} to be Established")
+            except WaitTimeout:
+                # its custom resources then fail one by one ("does not serve"); the rest goes on
+                conditions = ((self.kube.get_or_none(CRDS.path(name=name)) or {}).get("status") or {}).get("conditions") or []
+                why = "; ".join(f"{c.get('type')}={c.get('status')} {c.get('reason', '')}: {c.get('message', '')}"
+                                for c in conditions) or "no conditions"
+                with self._lock:
+                    for item in self.report.items:
+                        if item.kind == "CustomResourceDefinition" and item.name == name:
+                            item.action = "failed"
+                            item.reason = f"not Established after {CRD_ESTABLISHED_TIMEOUT} s ({why})"
         self._discovery = None  # the new types are served now
 
     def _resource_type(self, entry: IndexEntry) -> ResourceType | None:
@@ -311,11 +323,6 @@ def _for_update(obj: dict, live: dict) -> dict:
     if obj.get("kind") == "PersistentVolumeClaim":
         obj["spec"] = live["spec"]  # a bound claim's spec is immutable
     return obj
-
-
-def run_restore(kube: Kube, repo: Repository, spec: RestoreSpec, *, progress: Progress | None = None,
-                cancel: threading.Event | None = None) -> RestoreReport:
-    return Restorer(kube, repo, spec, progress, cancel).run()
 
 
 def find_conflicts(kube: Kube, repo: Repository, spec: RestoreSpec) -> list[str]:
