@@ -20,6 +20,7 @@ from ys1000.sandbox import sampleapp
 from ys1000.waiting import wait_until
 
 from engine_helpers import normalize, repo_for
+from volumes.volume_helpers import plant, pv_dir, tree_digest
 
 
 def gone(kube: Kube, ns: str) -> bool:
@@ -33,6 +34,12 @@ def app(source, sandbox_s3):
     ns = f"wp-{uuid.uuid4().hex[:6]}"
     kube.create(NAMESPACES, {"metadata": {"name": ns, "labels": {"team": "blog"}}})
     sampleapp.deploy(kube, ns)
+    pvcs = ("wp-content", "data-mysql-0")
+    for pvc in pvcs:
+        wait_until(lambda pvc=pvc: (kube.get_or_none(f"/api/v1/namespaces/{ns}/persistentvolumeclaims/{pvc}") or {})
+                   .get("status", {}).get("phase") == "Bound", timeout=60, what=f"{pvc} bound")
+        plant(pv_dir(kube, ns, pvc), big_mib=1)  # the database's and the web app's data
+    digests = {pvc: tree_digest(pv_dir(kube, ns, pvc)) for pvc in pvcs}
     bucket = sandbox_s3.new_bucket(f"rt-{uuid.uuid4().hex[:8]}")
     repo = repo_for(sandbox_s3, bucket)
     result = run_backup(kube, repo, BackupSpec(backup_id=f"{ns}-1", plan="wp", namespaces=[ns], cluster_name="source"))
@@ -43,7 +50,7 @@ def app(source, sandbox_s3):
             rt = disc.by_kind(e.kind, e.group)
             originals[(e.kind, e.name)] = kube.get(rt.path(ns, e.name))
     yield {"kube": kube, "ns": ns, "repo": repo, "bucket": bucket, "backup": result.manifest.backup_id,
-           "manifest": result.manifest, "originals": originals}
+           "manifest": result.manifest, "originals": originals, "digests": digests}
 
 
 def test_backup_content(app):
@@ -76,6 +83,23 @@ def test_secrets_are_not_readable_in_the_bucket(app, sandbox_s3):
     assert base64.b64decode(secret["data"]["password"]).decode() == sampleapp.SECRET_VALUE
 
 
+def test_restore_into_target_every_object_and_every_byte_equal(app, target):
+    """The database + web app into the other cluster as it was: every namespaced object equal but
+    server-set fields, every PVC byte equal (the restore fills PVCs before the workloads)."""
+    kube = Kube.from_kubeconfig(target.kubeconfig, name="target")
+    ns = app["ns"]
+    report = run_restore(kube, app["repo"], RestoreSpec(backup_id=app["backup"]))
+    assert report.status == "Completed", report.failed
+    assert {(v["pvc"], v["status"]) for v in report.volumes} == {(p, "data") for p in app["digests"]}
+    disc = Discovery.load(kube)
+    for (kind, name), original in app["originals"].items():
+        rt = disc.by_kind(kind, (original["apiVersion"].split("/")[0] if "/" in original["apiVersion"] else ""))
+        assert normalize(kube.get(rt.path(ns, name))) == normalize(original), f"{kind}/{name} differs in target"
+    for pvc, digest in app["digests"].items():
+        assert tree_digest(pv_dir(kube, ns, pvc)) == digest, f"PVC {pvc} differs in target"
+    kube.delete(NAMESPACES, ns)
+
+
 def test_restore_into_target_with_new_namespace_and_storage_class(app, target):
     kube = Kube.from_kubeconfig(target.kubeconfig, name="target")
     new_ns = app["ns"] + "-dr"
@@ -90,6 +114,8 @@ def test_restore_into_target_with_new_namespace_and_storage_class(app, target):
     assert {p["metadata"]["name"] for p in pvcs} >= {"wp-content", "data-mysql-0"}
     wait_until(lambda: all(kube.get(disc.by_kind("PersistentVolumeClaim").path(new_ns, p["metadata"]["name"]))
                            ["status"].get("phase") == "Bound" for p in pvcs), timeout=60, what="restored PVCs bound")
+    for pvc, digest in app["digests"].items():
+        assert tree_digest(pv_dir(kube, new_ns, pvc)) == digest, f"PVC {pvc} differs under {new_ns}"
     for p in pvcs:
         assert p["spec"]["storageClassName"] == "ys1000-local-alt"
     sts = kube.get(disc.by_kind("StatefulSet").path(new_ns, "mysql"))
@@ -115,6 +141,8 @@ def test_delete_namespace_restore_same_cluster_then_again_all_skipped(app):
         rt = disc.by_kind(kind, (original["apiVersion"].split("/")[0] if "/" in original["apiVersion"] else ""))
         restored = kube.get(rt.path(ns, name))
         assert normalize(restored) == normalize(original), f"{kind}/{name} differs after the round trip"
+    for pvc, digest in app["digests"].items():
+        assert tree_digest(pv_dir(kube, ns, pvc)) == digest, f"PVC {pvc} differs after the round trip"
     ns_obj = kube.get(NAMESPACES.path(name=ns))
     assert ns_obj["metadata"]["labels"]["team"] == "blog"
     # a second restore of the same backup changes nothing and says so
