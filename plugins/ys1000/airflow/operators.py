@@ -662,6 +662,9 @@ class RestorePreflightOperator(_RestoreBase):
     and is complete (``latest`` is resolved here). XCom ``backup_id`` and the backup's summary."""
 
     def execute(self, context: Any) -> dict:
+        from ys1000.airflow.params import check_run_conf
+
+        check_run_conf(self, context)  # unknown conf keys, wrong types, a backup id that does not exist
         self._check_args()
         kube = self.kube(self.target_cluster)
         repo = self.repository(self.repository_name)
