@@ -66,18 +66,18 @@ def test_self_backup_then_self_restore_on_fresh_install(tmp_path, s3, bucket):
 
     # what is in the bucket: encrypted parts, no plaintext secret
     from ys1000.repository import RepositoryConfig, open_repository
-    from ys1000.selfbackup import engine, keys
+    from ys1000.selfbackup import archive, keys
 
     repo = open_repository(RepositoryConfig(type="s3", bucket=bucket, endpoint_url=s3.endpoint_url,
                                             access_key=s3.access_key, secret_key=s3.secret_key,
                                             region=s3.region), KEY)
-    [sb] = engine.list_self_backups(repo)
+    [sb] = archive.list_self_backups(repo)
     assert set(sb.parts) == {"metadata-db", "config", "connections", "variables"}
     assert sb.meta["db_kind"] == "sqlite" and sb.meta["connections"] == 2 and sb.meta["dag_runs"] >= 2
     for obj in repo.store.list(keys.SELF_BACKUPS):
         raw = repo.store.get(obj.key)
         assert b"planted-conn-pw" not in raw and s3.secret_key.encode() not in raw and b"SQLite format" not in raw
-    conns = json.loads(engine.read_part(repo, sb, "connections"))
+    conns = json.loads(archive.read_part(repo, sb, "connections"))
     assert conns["ys1000_extra_http"]["password"] == "planted-conn-pw"
 
     # install B: fresh home, empty config dir; self-restore by URL (no connection exists yet)
@@ -101,34 +101,34 @@ def test_self_backup_then_self_restore_on_fresh_install(tmp_path, s3, bucket):
     assert _lines(out, "CONN") == ["example.internal planted-conn-pw"]
     assert _lines(out, "VAR") == ["42"]
     assert _lines(out, "RUN") == ["success"], out  # the restored S3 connection and key Variable work
-    assert [b.backup_id for b in engine.list_self_backups(repo)][0] == sb.backup_id
-    assert len(engine.list_self_backups(repo)) == 2
+    assert [b.backup_id for b in archive.list_self_backups(repo)][0] == sb.backup_id
+    assert len(archive.list_self_backups(repo)) == 2
 
 
 def test_self_backup_parts_are_bound_to_their_place(tmp_path):
     from ys1000.repository import DecryptionError, RepositoryConfig, open_repository
-    from ys1000.selfbackup import engine, keys
+    from ys1000.selfbackup import archive, keys
 
     repo = open_repository(RepositoryConfig(type="local", path=str(tmp_path / "r")), KEY, create=True)
     t0 = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
     for i in range(3):
-        engine.write_self_backup(repo, f"self-2025010100000{i}", {"config": b"abc", "variables": b"{}"},
+        archive.write_self_backup(repo, f"self-2025010100000{i}", {"config": b"abc", "variables": b"{}"},
                                  {"db_kind": "sqlite"}, created=t0 + dt.timedelta(hours=i))
-    assert [b.backup_id for b in engine.list_self_backups(repo)][-1] == "self-20250101000002"
-    assert engine.prune_self_backups(repo, 2) == ["self-20250101000000"]
-    latest = engine.get_self_backup(repo)
-    assert engine.read_part(repo, latest, "config") == b"abc"
+    assert [b.backup_id for b in archive.list_self_backups(repo)][-1] == "self-20250101000002"
+    assert archive.prune_self_backups(repo, 2) == ["self-20250101000000"]
+    latest = archive.get_self_backup(repo)
+    assert archive.read_part(repo, latest, "config") == b"abc"
     # a part copied over another one fails authentication
     repo.store.put(keys.part_key(latest.backup_id, "variables"), repo.store.get(keys.part_key(latest.backup_id, "config")))
     latest.parts["variables"].pop("sha256")
     with pytest.raises(DecryptionError):
-        engine.read_part(repo, latest, "variables")
-    with pytest.raises(engine.SelfBackupError, match="does not exist"):
-        engine.get_self_backup(repo, "self-19990101000000")
+        archive.read_part(repo, latest, "variables")
+    with pytest.raises(archive.SelfBackupError, match="does not exist"):
+        archive.get_self_backup(repo, "self-19990101000000")
 
 
 def test_db_url_detection():
-    from ys1000.selfbackup.engine import DbTarget, SelfBackupError
+    from ys1000.selfbackup.archive import DbTarget, SelfBackupError
 
     assert DbTarget.from_sqlalchemy_url("sqlite:////opt/airflow/airflow.db").path == "/opt/airflow/airflow.db"
     pg = DbTarget.from_sqlalchemy_url("postgresql+psycopg2://airflow:p%40ss@db:5432/airflow")

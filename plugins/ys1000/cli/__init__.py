@@ -10,9 +10,9 @@ import argparse
 import logging
 import sys
 
-from ys1000.cli import airflow_setup, engine as engine_cmd
+from ys1000.cli import airflow_setup, backup_restore as backup_restore_cmd
 from ys1000.cli import collect_logs as collect_logs_cmd, self_backup as self_backup_cmd
-from ys1000.cli import test_connection as test_connection_cmd
+from ys1000.cli import connection_check as connection_check_cmd
 from ys1000.cli.common import UsageError
 from ys1000.cli import sandbox as sandbox_cmd
 
@@ -23,9 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ys1000", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    engine_cmd.register(sub)
+    backup_restore_cmd.register(sub)
     airflow_setup.register(sub)
-    test_connection_cmd.register(sub)
+    connection_check_cmd.register(sub)
     sandbox_cmd.register(sub)
     self_backup_cmd.register(sub)  # self-restore, self-backups
     collect_logs_cmd.register(sub)

@@ -84,7 +84,7 @@ def open_repo(args):
 
 
 def cmd_list(args) -> int:
-    from ys1000.selfbackup.engine import list_self_backups
+    from ys1000.selfbackup.archive import list_self_backups
 
     backups = list_self_backups(open_repo(args))
     data = [{"id": b.backup_id, "created": b.created.isoformat(), **b.meta,

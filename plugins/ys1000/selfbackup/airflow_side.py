@@ -11,7 +11,7 @@ Backup (a task; Airflow 3 blocks ORM access from tasks):
   their decrypted values fetched through the Task SDK (``Connection.get``/``Variable.get``), then
   exported as JSON (the ``airflow connections export`` shape) — restorable on an install with
   another Fernet key;
-- ``config/`` as tar.gz; every part encrypted with the repository key (see ``engine``).
+- ``config/`` as tar.gz; every part encrypted with the repository key (see ``archive``).
 
 Restore (the command runs as an Airflow admin process with DB access):
 metadata DB (same kind: SQLite file or PostgreSQL database; then ``airflow db migrate``), config
@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from ys1000.selfbackup import engine
+from ys1000.selfbackup import archive
 
 log = logging.getLogger(__name__)
 
@@ -35,25 +35,25 @@ BLOCKED = "airflow-db-not-allowed"
 CONN_FIELDS = ("conn_type", "description", "host", "login", "password", "schema", "port", "extra")
 
 
-def db_target_from_connection(conn) -> engine.DbTarget:
+def db_target_from_connection(conn) -> archive.DbTarget:
     ctype = (conn.conn_type or "").lower()
     if ctype == "sqlite":
         if not conn.host:
-            raise engine.SelfBackupError(f"connection {conn.conn_id!r} (sqlite) needs host = the DB file path")
-        return engine.DbTarget("sqlite", path=conn.host)
+            raise archive.SelfBackupError(f"connection {conn.conn_id!r} (sqlite) needs host = the DB file path")
+        return archive.DbTarget("sqlite", path=conn.host)
     if ctype in ("postgres", "postgresql"):
         netloc = conn.host or "localhost"
         if conn.login:
             netloc = f"{conn.login}@{netloc}"
         if conn.port:
             netloc += f":{conn.port}"
-        return engine.DbTarget("postgresql", url=f"postgresql://{netloc}/{conn.schema or 'airflow'}",
+        return archive.DbTarget("postgresql", url=f"postgresql://{netloc}/{conn.schema or 'airflow'}",
                                password=conn.password or None)
-    raise engine.SelfBackupError(f"connection {conn.conn_id!r}: conn type {conn.conn_type!r} is not a "
+    raise archive.SelfBackupError(f"connection {conn.conn_id!r}: conn type {conn.conn_type!r} is not a "
                                  "metadata DB (expected postgres or sqlite)")
 
 
-def metadata_db_for_task(conn_id: str) -> engine.DbTarget:
+def metadata_db_for_task(conn_id: str) -> archive.DbTarget:
     """Where the metadata DB is, from inside a task."""
     from airflow.sdk import BaseHook
     from airflow.sdk.exceptions import AirflowNotFoundException
@@ -72,11 +72,11 @@ def metadata_db_for_task(conn_id: str) -> engine.DbTarget:
 
     url = conf.get("database", "sql_alchemy_conn", fallback="") or ""
     if not url or url.startswith(BLOCKED):
-        raise engine.SelfBackupError(
+        raise archive.SelfBackupError(
             f"the metadata DB is not reachable from this task: create the Airflow connection {conn_id!r} "
             "(conn type postgres with the metadata DB's host/port/login/password/schema, or sqlite with "
             "host = the DB file)")
-    return engine.DbTarget.from_sqlalchemy_url(url)
+    return archive.DbTarget.from_sqlalchemy_url(url)
 
 
 def export_connections(ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -108,32 +108,32 @@ def run_self_backup(config_dir: str | Path | None, *, now: dt.datetime | None = 
     cdir = Path(config_dir) if config_dir else default_config_dir()
     sb = load_self_backup_config(cdir)
     if sb is None:
-        raise engine.SelfBackupError(f"{cdir / SELF_BACKUP_FILE} does not exist: it names the repository "
+        raise archive.SelfBackupError(f"{cdir / SELF_BACKUP_FILE} does not exist: it names the repository "
                                      "self-backups go to (repository: NAME)")
     config = load_config(cdir)
     if sb.repository not in config.repositories:
-        raise engine.SelfBackupError(f"{SELF_BACKUP_FILE}: repository {sb.repository!r} is not defined in "
+        raise archive.SelfBackupError(f"{SELF_BACKUP_FILE}: repository {sb.repository!r} is not defined in "
                                      f"repositories.yaml; defined: {', '.join(sorted(config.repositories))}")
     repo = open_repository_for(sb.repository, config.repositories[sb.repository], create=True)
     db = metadata_db_for_task(sb.metadata_db_connection_id)
     import airflow
 
     with tempfile.TemporaryDirectory(prefix="ys1000-self-backup-") as tmp:
-        dump = engine.dump_database(db, Path(tmp) / "metadata.dump")
-        conn_ids = [r[0] for r in engine.db_rows(db, dump, "SELECT conn_id FROM connection")]
-        var_keys = [r[0] for r in engine.db_rows(db, dump, "SELECT key FROM variable")]
-        runs = engine.db_rows(db, dump, "SELECT count(*) FROM dag_run")[0][0]
+        dump = archive.dump_database(db, Path(tmp) / "metadata.dump")
+        conn_ids = [r[0] for r in archive.db_rows(db, dump, "SELECT conn_id FROM connection")]
+        var_keys = [r[0] for r in archive.db_rows(db, dump, "SELECT key FROM variable")]
+        runs = archive.db_rows(db, dump, "SELECT count(*) FROM dag_run")[0][0]
         parts = {
-            engine.PART_DB: dump.read_bytes(),
-            engine.PART_CONFIG: engine.pack_dir(cdir),
-            engine.PART_CONNECTIONS: json.dumps(export_connections(conn_ids), indent=2).encode(),
-            engine.PART_VARIABLES: json.dumps(export_variables(var_keys), indent=2).encode(),
+            archive.PART_DB: dump.read_bytes(),
+            archive.PART_CONFIG: archive.pack_dir(cdir),
+            archive.PART_CONNECTIONS: json.dumps(export_connections(conn_ids), indent=2).encode(),
+            archive.PART_VARIABLES: json.dumps(export_variables(var_keys), indent=2).encode(),
         }
-    bid = engine.new_backup_id(now)
-    result = engine.write_self_backup(repo, bid, parts, {
+    bid = archive.new_backup_id(now)
+    result = archive.write_self_backup(repo, bid, parts, {
         "db_kind": db.kind, "airflow_version": airflow.__version__, "connections": len(conn_ids),
         "variables": len(var_keys), "dag_runs": runs, "config_dir": str(cdir)})
-    pruned = engine.prune_self_backups(repo, sb.keep)
+    pruned = archive.prune_self_backups(repo, sb.keep)
     summary = {"self_backup_id": bid, "repository": sb.repository, "db_kind": db.kind,
                "bytes": sum(p["stored"] for p in result.parts.values()), "connections": len(conn_ids),
                "variables": len(var_keys), "dag_runs": runs, "pruned": pruned}
@@ -150,7 +150,7 @@ def self_restore(repo, backup_id: str | None, *, config_dir: Path, restore_db: b
                  restore_config: bool = True, restore_secrets: bool = True,
                  out: Callable[[str], None] = print) -> dict:
     """Restore a self-backup onto this install (stop the scheduler, workers and api-server first)."""
-    backup = engine.get_self_backup(repo, backup_id)
+    backup = archive.get_self_backup(repo, backup_id)
     out(f"self-backup {backup.backup_id} from {backup.created.isoformat()} "
         f"(Airflow {backup.meta.get('airflow_version', '?')}, {backup.meta.get('db_kind', '?')} metadata DB)")
     done: dict[str, Any] = {"self_backup_id": backup.backup_id}
@@ -158,29 +158,29 @@ def self_restore(repo, backup_id: str | None, *, config_dir: Path, restore_db: b
         from airflow import settings
         from airflow.configuration import conf
 
-        target = engine.DbTarget.from_sqlalchemy_url(conf.get("database", "sql_alchemy_conn"))
+        target = archive.DbTarget.from_sqlalchemy_url(conf.get("database", "sql_alchemy_conn"))
         if backup.meta.get("db_kind") and backup.meta["db_kind"] != target.kind:
-            raise engine.SelfBackupError(
+            raise archive.SelfBackupError(
                 f"the self-backup holds a {backup.meta['db_kind']} metadata DB but this install uses "
                 f"{target.kind}; restore onto an install with the same kind of DB (or skip it: --skip-db)")
         with tempfile.TemporaryDirectory(prefix="ys1000-self-restore-") as tmp:
             dump = Path(tmp) / "metadata.dump"
-            dump.write_bytes(engine.read_part(repo, backup, engine.PART_DB))
+            dump.write_bytes(archive.read_part(repo, backup, archive.PART_DB))
             if getattr(settings, "engine", None) is not None:
                 settings.engine.dispose()
-            engine.restore_database(target, dump)
+            archive.restore_database(target, dump)
         from airflow.utils.db import upgradedb
 
         upgradedb()
         out(f"  metadata DB restored into {target.describe()} and migrated")
         done["db"] = target.describe()
     if restore_config:
-        names = engine.unpack_dir(engine.read_part(repo, backup, engine.PART_CONFIG), config_dir)
+        names = archive.unpack_dir(archive.read_part(repo, backup, archive.PART_CONFIG), config_dir)
         out(f"  config: {len(names)} files into {config_dir}")
         done["config"] = names
     if restore_secrets:
-        conns = json.loads(engine.read_part(repo, backup, engine.PART_CONNECTIONS))
-        variables = json.loads(engine.read_part(repo, backup, engine.PART_VARIABLES))
+        conns = json.loads(archive.read_part(repo, backup, archive.PART_CONNECTIONS))
+        variables = json.loads(archive.read_part(repo, backup, archive.PART_VARIABLES))
         import_connections_and_variables(conns, variables)
         out(f"  connections: {', '.join(sorted(conns)) or 'none'}")
         out(f"  variables: {', '.join(sorted(variables)) or 'none'}")

@@ -28,7 +28,7 @@ LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 def mask_document(obj: dict) -> dict:
     """A copy of ``obj`` with a Secret's values masked: ``data``/``stringData`` values and the
     ``last-applied-configuration`` annotation (``kubectl apply`` puts the whole Secret there)."""
-    from ys1000.cli.engine import mask_secret
+    from ys1000.cli.backup_restore import mask_secret
 
     obj = copy.deepcopy(obj)
     if obj.get("kind") != "Secret":

@@ -1,4 +1,4 @@
-"""Self-backup engine (no Airflow import at module level): dump and restore the metadata DB,
+"""Self-backup archive (no Airflow import at module level): dump and restore the metadata DB,
 pack the config directory, and store/read encrypted parts under ``self-backups/``.
 
 Encryption: every part is sealed with the repository's streaming AEAD (``encrypt_bytes``) under a
