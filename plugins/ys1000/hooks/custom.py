@@ -55,11 +55,11 @@ MAX_CONFIGMAP_BYTES = 900 * 1024
 
 
 def include_hooks_dir() -> Path:
-    """``include/hooks/`` of the installation (``$YS1000_HOOKS_DIR`` overrides)."""
-    env = os.environ.get(HOOKS_DIR_ENV)
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[3] / "include" / "hooks"
+    """``include/hooks/`` of the installation: ``$YS1000_HOOKS_DIR``, else next to the config dir
+    (``ys1000.config.paths.hooks_dir``)."""
+    from ys1000.config.paths import hooks_dir
+
+    return hooks_dir()
 
 
 class HookError(RuntimeError):
