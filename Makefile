@@ -27,12 +27,14 @@ $(SYSTEM_STAMP): scripts/install-system-packages.sh
 venv: $(VENV)/.installed
 
 # requirements.lock pins the whole resolved set (apache-airflow has many loose transitive
-# dependencies); pyproject.toml pins the top level.
-$(VENV)/.installed: pyproject.toml requirements.lock
+# dependencies); pyproject.toml pins the top level. Two editable packages: the product (ys1000,
+# plugins/) and the development-only one (ys1000-dev, dev/: sandbox, Airflow process launcher,
+# demo), which `pip install .` of the product never brings.
+$(VENV)/.installed: pyproject.toml dev/pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version' 
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c requirements.lock -e '.[dev]'
+	$(PY) -m pip install --quiet -c requirements.lock -e '.[dev]' -e ./dev
 	touch $@
 
 restic: bin/restic
@@ -43,11 +45,11 @@ bin/restic:
 	GOBIN=$(CURDIR)/bin GOFLAGS=-buildvcs=false go install github.com/restic/restic/cmd/restic@$(RESTIC_VERSION)
 
 demo: setup
-	$(PY) -m ys1000.demo --dir $(SANDBOX_DIR)
+	$(PY) -m ys1000_dev.demo --dir $(SANDBOX_DIR)
 
 # The demo without waiting for Ctrl-C: what the test suite and CI run.
 demo-ci: setup
-	$(PY) -m ys1000.demo --dir $(SANDBOX_DIR) --no-wait
+	$(PY) -m ys1000_dev.demo --dir $(SANDBOX_DIR) --no-wait
 
 test: setup
 	YS1000_REQUIRE_SANDBOX=1 PATH=$(CURDIR)/bin:$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest $(PYTEST_ARGS)
@@ -60,11 +62,11 @@ bench: setup
 	PATH=$(CURDIR)/bin:$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m benchmarks
 
 sandbox-up: setup
-	$(VENV)/bin/ys1000 sandbox up --dir $(SANDBOX_DIR)
+	$(VENV)/bin/ys1000-dev sandbox up --dir $(SANDBOX_DIR)
 
 sandbox-down:
-	$(VENV)/bin/ys1000 sandbox down --dir $(SANDBOX_DIR)
+	$(VENV)/bin/ys1000-dev sandbox down --dir $(SANDBOX_DIR)
 
 clean:
-	-test -x $(VENV)/bin/ys1000 && $(VENV)/bin/ys1000 sandbox down --dir $(SANDBOX_DIR)
-	rm -rf $(VENV) bin .sandbox .pytest_cache
+	-test -x $(VENV)/bin/ys1000-dev && $(VENV)/bin/ys1000-dev sandbox down --dir $(SANDBOX_DIR)
+	rm -rf $(VENV) bin .sandbox .pytest_cache plugins/*.egg-info dev/*.egg-info

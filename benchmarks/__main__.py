@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ys1000.sandbox import supervisor
+from ys1000_dev.sandbox import supervisor
 
 from benchmarks import dagparse, resources, volumes
 

@@ -28,7 +28,7 @@ from ys1000.kube import Kube
 from ys1000.kube.discovery import NAMESPACES, PVCS
 from ys1000.repository import RepositoryConfig, open_repository
 from ys1000.restore import RestoreOptions, RestoreSpec
-from ys1000.sandbox.s3 import S3Endpoint
+from ys1000_dev.sandbox.s3 import S3Endpoint
 from ys1000.volumes import VolumeOptions, restic
 from ys1000.volumes.backup import ensure_restic_repository
 from ys1000.waiting import wait_until

@@ -21,7 +21,7 @@ os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "dags"))
 
 import pytest  # noqa: E402
 
-from ys1000.sandbox.s3 import S3Endpoint, bootstrap, start_moto  # noqa: E402
+from ys1000_dev.sandbox.s3 import S3Endpoint, bootstrap, start_moto  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +58,7 @@ from dataclasses import dataclass  # noqa: E402
 
 from kubernetes import client, config  # noqa: E402
 
-from ys1000.sandbox import supervisor  # noqa: E402
+from ys1000_dev.sandbox import supervisor  # noqa: E402
 
 
 @dataclass

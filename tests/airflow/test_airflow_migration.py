@@ -27,7 +27,8 @@ def _pv_dir(core, ns: str, pvc: str) -> Path:
 
 @pytest.fixture
 def mig(sandbox, sandbox_s3, source, target, tmp_path, airflow_db):
-    from ys1000.airflow.bootstrap import ensure_pools, sandbox_env
+    from ys1000.airflow.bootstrap import ensure_pools
+    from ys1000_dev.sandbox.connections import sandbox_env
     from ys1000.config import load_config
 
     mp = pytest.MonkeyPatch()

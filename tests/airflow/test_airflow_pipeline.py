@@ -29,10 +29,11 @@ def env(sandbox, sandbox_s3, source, tmp_path_factory, airflow_db):
     """Sandbox connections, a fresh bucket, a namespace with the sample app, a config dir."""
     from kubernetes import client
 
-    from ys1000.airflow.bootstrap import ensure_pools, sandbox_env
+    from ys1000.airflow.bootstrap import ensure_pools
+    from ys1000_dev.sandbox.connections import sandbox_env
     from ys1000.config import load_config
     from ys1000.kube import Kube
-    from ys1000.sandbox import sampleapp
+    from ys1000_dev.sandbox import sampleapp
 
     mp = pytest.MonkeyPatch()
     for key, value in sandbox_env(sandbox["dir"]).items():
@@ -65,7 +66,7 @@ def env(sandbox, sandbox_s3, source, tmp_path_factory, airflow_db):
 
 
 def open_repo(env, sandbox_s3):
-    from ys1000.airflow.bootstrap import SANDBOX_REPO_KEY
+    from ys1000_dev.sandbox.connections import SANDBOX_REPO_KEY
     from ys1000.repository import RepositoryConfig, open_repository
 
     cfg = RepositoryConfig(type="s3", bucket=env.bucket, endpoint_url=sandbox_s3.endpoint_url,

@@ -60,7 +60,8 @@ def test_dag_cli_and_migration_write_the_same_manifest(app, sandbox, sandbox_s3,
                                                        airflow_db, monkeypatch):
     from airflow.utils.state import DagRunState
 
-    from ys1000.airflow.bootstrap import SANDBOX_REPO_KEY, ensure_pools, sandbox_env
+    from ys1000.airflow.bootstrap import ensure_pools
+    from ys1000_dev.sandbox.connections import SANDBOX_REPO_KEY, sandbox_env
     from ys1000.airflow.dagfactory import build_dags
     from ys1000.config import load_config
     from ys1000.kube import Kube

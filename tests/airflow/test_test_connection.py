@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ys1000.airflow.bootstrap import sandbox_env
+from ys1000_dev.sandbox.connections import sandbox_env
 
 YS1000 = str(Path(sys.executable).parent / "ys1000")
 

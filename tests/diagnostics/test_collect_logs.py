@@ -45,7 +45,7 @@ def test_redactor_rules():
 
 @pytest.mark.timeout(300)
 def test_collect_logs_archive(tmp_path, sandbox, source, make_namespace, monkeypatch, capsys):
-    from ys1000.airflow.bootstrap import sandbox_env
+    from ys1000_dev.sandbox.connections import sandbox_env
 
     ns = make_namespace(source, "diag")
     # a hook pod the sandbox executes: its log has a secret-looking assignment
@@ -124,7 +124,7 @@ def test_collect_logs_archive(tmp_path, sandbox, source, make_namespace, monkeyp
     assert meta["clusters"] == ["source"] and len(meta["parts"]) == len(names) - 1
 
     # no planted secret anywhere (nor the sandbox's S3 secret key)
-    from ys1000.sandbox.s3 import S3Endpoint
+    from ys1000_dev.sandbox.s3 import S3Endpoint
 
     s3_secret = S3Endpoint.from_env_file(Path(sandbox["s3"]["env_file"])).secret_key
     blob = out.read_bytes()

@@ -1,4 +1,4 @@
-"""Fixtures of the end-to-end tier: real Airflow processes (``ys1000.airflow.processes``) against
+"""Fixtures of the end-to-end tier: real Airflow processes (``ys1000_dev.processes``) against
 the session's sandbox, each with its own config directory, bucket and namespace."""
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ def e2e_env(sandbox, sandbox_s3, source, tmp_path_factory):
     connections as env, and the namespace (deleted afterwards)."""
     from kubernetes import client
 
-    from ys1000.airflow.bootstrap import sandbox_env
+    from ys1000_dev.sandbox.connections import sandbox_env
     from ys1000.kube import Kube
-    from ys1000.sandbox import sampleapp
+    from ys1000_dev.sandbox import sampleapp
 
     base = tmp_path_factory.mktemp("e2e")
     bucket = sandbox_s3.new_bucket(f"e2e-{uuid.uuid4().hex[:10]}")

@@ -48,7 +48,7 @@ def create_pools(stack) -> None:
 
 
 def open_repo(sandbox_s3, bucket: str):
-    from ys1000.airflow.bootstrap import SANDBOX_REPO_KEY
+    from ys1000_dev.sandbox.connections import SANDBOX_REPO_KEY
     from ys1000.repository import RepositoryConfig, open_repository
 
     cfg = RepositoryConfig(type="s3", bucket=bucket, endpoint_url=sandbox_s3.endpoint_url,

@@ -16,7 +16,7 @@ WORKER = "ys1000-celery-worker"
 
 
 def test_backup_runs_on_the_celery_worker(e2e_env, sandbox_s3):
-    from ys1000.airflow.processes import AirflowStack
+    from ys1000_dev.processes import AirflowStack
 
     stack = AirflowStack.celery(e2e_env.base / "airflow-celery", e2e_env.env, worker_hostname=WORKER)
     t0 = time.monotonic()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from ys1000.airflow.processes import ProcessSet, _clean_environ
+from ys1000_dev.processes import ProcessSet, _clean_environ
 
 
 def _alive(pid: int) -> bool:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ys1000.ports import free_port
+from ys1000_dev.ports import free_port
 
 YS1000 = str(Path(sys.executable).parent / "ys1000")
 

@@ -16,7 +16,7 @@ from ys1000.kube import Discovery, Kube
 from ys1000.kube.discovery import NAMESPACES
 from ys1000.repository import ChecksumError, ObjectLocked
 from ys1000.restore import RestoreOptions, RestoreSpec, run_restore
-from ys1000.sandbox import sampleapp
+from ys1000_dev.sandbox import sampleapp
 from ys1000.waiting import wait_until
 
 from engine_helpers import normalize, repo_for

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ys1000.ports import start_on_port
+from ys1000_dev.ports import start_on_port
 
 PG_BIN = max((p.parent for p in Path("/usr/lib/postgresql").glob("*/bin/initdb")),
              key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
@@ -62,7 +62,7 @@ def _stop(proc: subprocess.Popen) -> None:
 @pytest.fixture(scope="session")
 def mariadb():
     """A MariaDB server on 127.0.0.1 with user ``app`` (all privileges) and database ``app``."""
-    from ys1000.sandbox import databases
+    from ys1000_dev.sandbox import databases
 
     if not databases.available():
         _missing("MariaDB (mariadb-server)")

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def env(sandbox, source, namespace, mysql_table, tmp_path, monkeypatch):
-    from ys1000.airflow.bootstrap import sandbox_env
+    from ys1000_dev.sandbox.connections import sandbox_env
 
     for key, value in sandbox_env(sandbox["dir"]).items():
         monkeypatch.setenv(key, value)

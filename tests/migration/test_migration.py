@@ -14,7 +14,7 @@ from ys1000.migration import (
     REPLICAS_ANNOTATION, MigrationConflict, MigrationSpec, restore_resources, start_target, stop_source, sync, undo,
 )
 from ys1000.repository import RepositoryConfig, open_repository
-from ys1000.sandbox import sampleapp
+from ys1000_dev.sandbox import sampleapp
 from ys1000.waiting import wait_until
 
 DEPLOY = "/apis/apps/v1/namespaces/{ns}/deployments/{name}"

@@ -7,7 +7,7 @@ import threading
 from email import message_from_bytes, policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from ys1000.ports import retry_on_port_conflict
+from ys1000_dev.ports import retry_on_port_conflict
 
 
 class Mailbox:

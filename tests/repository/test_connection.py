@@ -10,7 +10,7 @@ from ys1000.repository import (
     check_connection,
     make_store,
 )
-from ys1000.ports import free_port
+from ys1000_dev.ports import free_port
 
 
 def _config(s3, **over) -> RepositoryConfig:

@@ -2,7 +2,9 @@
 
 from pathlib import Path
 
-from ys1000.sandbox.executor import _expand, _field_value, rewrite_paths
+import pytest
+
+from ys1000_dev.sandbox.executor import _expand, _field_value, is_executable, rewrite_paths
 
 MOUNTS = [("/data", Path("/srv/pv-1")), ("/data/cache", Path("/srv/pv-2")), ("/etc/cfg", Path("/srv/cm"))]
 
@@ -28,3 +30,19 @@ def test_downward_api_fields():
     assert _field_value(pod, "spec.nodeName") == "node-1"
     assert _field_value(pod, "metadata.labels['app']") == "x"
     assert _field_value(pod, "metadata.labels") == 'app="x"'
+
+
+@pytest.mark.parametrize("labels, executed", [
+    ({"ys1000.io/component": "mover", "ys1000.io/run": "r1"}, True),   # the product's own labels
+    ({"ys1000.io/component": "hook", "ys1000.io/hook-kind": "custom"}, True),
+    ({"ys1000.io/executable": "true"}, True),                           # test-only pod templates
+    ({"ys1000.io/component": "hook", "ys1000.io/executable": "true"}, True),
+    ({"ys1000.io/component": "export"}, False),                         # not a pod the product runs
+    ({"ys1000.io/executable": "false"}, False),
+    ({"app": "wordpress"}, False),
+    (None, False),
+])
+def test_which_pods_run(labels, executed):
+    """The product's mover and hook pods run by their component label (their manifests carry no
+    sandbox label); test templates may still ask for it with ``ys1000.io/executable=true``."""
+    assert is_executable({"metadata": {"name": "p", "labels": labels}}) is executed

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from ys1000 import ports
-from ys1000.sandbox import supervisor
+from ys1000_dev import ports
+from ys1000_dev.sandbox import supervisor
 
 
 def _hold(listen: bool = True) -> socket.socket:
@@ -103,7 +103,7 @@ def test_start_on_port_retries_on_a_fresh_port(tmp_path, held, caplog, listen):
         with open(log, "ab") as fh:
             return subprocess.Popen([sys.executable, "-c", SERVER, str(port)], stdout=fh, stderr=subprocess.STDOUT)
 
-    with caplog.at_level(logging.WARNING, logger="ys1000.ports"):
+    with caplog.at_level(logging.WARNING, logger="ys1000_dev.ports"):
         proc, port = ports.start_on_port(launch, log, "test server", port=taken, timeout=20)
     try:
         assert launched[0] == taken and port == launched[-1] != taken and len(launched) == 2
@@ -150,7 +150,7 @@ def test_a_server_that_fails_otherwise_is_not_retried(tmp_path):
 
 @pytest.mark.parametrize("listen", [True, False], ids=["another-server-listens", "port-only-bound"])
 def test_moto_moves_to_another_port(tmp_path, first_free_port_taken, listen):
-    from ys1000.sandbox.s3 import start_moto
+    from ys1000_dev.sandbox.s3 import start_moto
 
     taken = first_free_port_taken(listen)
     proc, url = start_moto(tmp_path / "s3.log")
@@ -167,7 +167,7 @@ def test_moto_moves_to_another_port(tmp_path, first_free_port_taken, listen):
 
 
 def test_mariadb_moves_to_another_port(tmp_path, first_free_port_taken):
-    from ys1000.sandbox import databases
+    from ys1000_dev.sandbox import databases
 
     if not databases.available():
         pytest.skip("MariaDB is not installed")
@@ -182,7 +182,7 @@ def test_mariadb_moves_to_another_port(tmp_path, first_free_port_taken):
 
 
 def test_postgres_and_redis_move_to_another_port(tmp_path, held):
-    from ys1000.airflow import processes
+    from ys1000_dev import processes
 
     try:
         processes.postgres_bindir()
@@ -211,7 +211,7 @@ def test_airflow_stack_moves_its_ports(tmp_path, held):
     """The task-log server's port is taken (the hardest case: the scheduler serving it keeps
     running when its log server cannot bind): the stack starts again on fresh ports, and every
     component is told the ones it really got."""
-    from ys1000.airflow.processes import AirflowStack
+    from ys1000_dev.processes import AirflowStack
 
     stack = AirflowStack.standalone(tmp_path / "airflow", {})
     first_api = stack.port
@@ -249,7 +249,7 @@ def test_report_receivers_move_to_another_port(first_free_port_taken):
 
 
 def test_node_log_server_binds_port_zero(tmp_path):
-    from ys1000.sandbox.logserver import LogServer
+    from ys1000_dev.sandbox.logserver import LogServer
 
     srv = LogServer(tmp_path / "logs", tmp_path / "pki")
     srv.start()

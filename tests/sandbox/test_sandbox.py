@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from ys1000.sandbox import supervisor
+from ys1000_dev.sandbox import supervisor
 from ys1000.waiting import wait_until
 
 SNAP = ("snapshot.storage.k8s.io", "v1")
@@ -209,10 +209,11 @@ def test_executable_job_writes_to_pvc_and_snapshot_restores_it(source, namespace
 
 
 def test_failing_executable_pod_fails_the_job(source, namespace):
+    """A hook pod, recognised by the product's own label (no sandbox label), runs and fails."""
     source.batch.create_namespaced_job(namespace, {
         "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "bad"},
         "spec": {"backoffLimit": 0, "template": {
-            "metadata": {"labels": {"ys1000.io/executable": "true"}},
+            "metadata": {"labels": {"ys1000.io/component": "hook"}},
             "spec": {"restartPolicy": "Never", "containers": [
                 {"name": "main", "image": "busybox", "command": ["sh", "-c", "echo oops >&2; exit 3"]}]}}},
     })
@@ -238,8 +239,8 @@ def test_clusters_are_independent(source, target, make_namespace):
 def test_sandbox_up_down_leaves_no_process(tmp_path, sandbox):
     """The CLI round trip on a separate one-cluster sandbox (the session's keeps running)."""
     d = tmp_path / "sb"
-    ys1000 = [str(Path(sys.executable).parent / "ys1000")]  # the installed console script
-    out = subprocess.run([*ys1000, "sandbox", "up", "--dir", str(d), "--clusters", "1"],
+    ys1000_dev = [str(Path(sys.executable).parent / "ys1000-dev")]  # the dev package's console script
+    out = subprocess.run([*ys1000_dev, "sandbox", "up", "--dir", str(d), "--clusters", "1"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     info = supervisor.status(d)
@@ -247,7 +248,7 @@ def test_sandbox_up_down_leaves_no_process(tmp_path, sandbox):
     pids = [info["supervisor_pid"], info["s3"]["pid"], *(c["pid"] for c in info["clusters"].values())]
     print(f"sandbox with 1 cluster started in {info['started_in_seconds']} s")
     assert all(_alive(p) for p in pids)
-    out = subprocess.run([*ys1000, "sandbox", "down", "--dir", str(d)], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([*ys1000_dev, "sandbox", "down", "--dir", str(d)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert [p for p in pids if _alive(p)] == []
     assert supervisor.status(d) is None

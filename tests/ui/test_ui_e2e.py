@@ -26,7 +26,7 @@ from urllib.parse import quote
 import pytest
 import yaml
 
-from ys1000.ports import start_on_port
+from ys1000_dev.ports import start_on_port
 
 from ui_helpers import REPO
 
@@ -52,7 +52,7 @@ def backup_env(sandbox, sandbox_s3, source, make_namespace, tmp_path, airflow_db
     ``ys1000_restore`` included, to the metadata DB)."""
     from airflow.utils.state import DagRunState
 
-    from ys1000.airflow.bootstrap import sandbox_env
+    from ys1000_dev.sandbox.connections import sandbox_env
     from ys1000.airflow.dagfactory import build_dags
 
     ns = make_namespace(source, "ui")

@@ -1,14 +1,13 @@
-"""Airflow objects ys1000 needs besides DAGs: one pool per cluster, and for the sandbox the
-connections and Variable pointing at it.
+"""Airflow objects ys1000 needs besides DAGs: one pool per cluster, and connections and Variables
+as environment variables.
 
 - ``ensure_pools(config)``: one pool per configured cluster (``ys1000_cluster_<name>``, 1 slot) so
   jobs on the same cluster queue visibly instead of colliding (F32). Needs an initialised
   metadata database (``airflow db migrate``); existing pools keep their slot count.
-- ``sandbox_connections(sandbox_dir)`` / ``sandbox_env(sandbox_dir)``: the sandbox's clusters and
-  S3 as Airflow connections (``kubernetes`` with ``kube_config_path``; ``aws`` with keys,
-  ``endpoint_url`` and ``region_name``) and the repository key Variable, as
-  ``AIRFLOW_CONN_<ID>`` / ``AIRFLOW_VAR_<NAME>`` environment variables: tests and the demo need
-  no database writes for them.
+- ``kubernetes_connection`` / ``s3_connection`` / ``connection_env``: clusters (``kubernetes`` with
+  ``kube_config_path``) and repositories (``aws`` with keys, ``endpoint_url`` and ``region_name``)
+  as ``AIRFLOW_CONN_<ID>`` / ``AIRFLOW_VAR_<NAME>`` environment variables, which need no database
+  writes (the development sandbox builds its own connections from these).
 """
 
 from __future__ import annotations
@@ -21,11 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ys1000.config import Config
-
-SANDBOX_REPO_KEY = "ys1000-sandbox-demo-key"  # the sandbox only; real repositories use their own
-SANDBOX_KEY_VARIABLE = "ys1000_repo_key"
-SANDBOX_CLUSTER_CONNECTIONS = {"source": "ys1000_source", "target": "ys1000_target"}
-SANDBOX_S3_CONNECTION = "ys1000_s3"
 
 
 def pool_name(cluster: str) -> str:
@@ -97,34 +91,11 @@ def s3_connection(conn_id: str, *, endpoint_url: str | None, access_key: str, se
                          description="ys1000 repository")
 
 
-def sandbox_connections(sandbox_dir: str | Path) -> tuple[list[ConnectionDef], dict[str, str]]:
-    """Connections (``ys1000_source``, ``ys1000_target``, ``ys1000_s3``) and Variables
-    (``ys1000_repo_key``) for the sandbox running in ``sandbox_dir``."""
-    from ys1000.sandbox import supervisor
-    from ys1000.sandbox.s3 import S3Endpoint
-
-    root = Path(sandbox_dir)
-    info = supervisor.status(root)
-    if not info:
-        raise RuntimeError(f"no sandbox is running in {root} (start one with `ys1000 sandbox up`)")
-    conns = [kubernetes_connection(conn_id, info["clusters"][name]["kubeconfig"])
-             for name, conn_id in SANDBOX_CLUSTER_CONNECTIONS.items()]
-    s3 = S3Endpoint.from_env_file(Path(info["s3"]["env_file"]))
-    conns.append(s3_connection(SANDBOX_S3_CONNECTION, endpoint_url=s3.endpoint_url, access_key=s3.access_key,
-                               secret_key=s3.secret_key, region=s3.region))
-    return conns, {SANDBOX_KEY_VARIABLE: SANDBOX_REPO_KEY}
-
-
 def connection_env(connections: list[ConnectionDef], variables: dict[str, str]) -> dict[str, str]:
     """``AIRFLOW_CONN_<ID>`` / ``AIRFLOW_VAR_<NAME>`` entries for connections and Variables."""
     env = {c.env_name: c.to_json() for c in connections}
     env.update({f"AIRFLOW_VAR_{k.upper()}": v for k, v in variables.items()})
     return env
-
-
-def sandbox_env(sandbox_dir: str | Path) -> dict[str, str]:
-    """The environment that makes the sandbox's connections and Variable visible to Airflow."""
-    return connection_env(*sandbox_connections(sandbox_dir))
 
 
 def apply_env(env: dict[str, str]) -> None:
@@ -133,7 +104,7 @@ def apply_env(env: dict[str, str]) -> None:
 
 
 def shell_exports(env: dict[str, str]) -> str:
-    """``export NAME='value'`` lines (for ``eval`` in a shell, e.g. the demo)."""
+    """``export NAME='value'`` lines (for ``eval`` in a shell)."""
     import shlex
 
     return "\n".join(f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items()))
@@ -149,8 +120,3 @@ def run_ensure_pools(config_dir: str | Path | None = None) -> int:
         print(f"pool {name}: {'created' if name in created else 'exists'}")
     return 0
 
-
-def run_sandbox_env(sandbox_dir: str | Path) -> int:
-    """CLI logic (``ys1000 airflow sandbox-env DIR``): print the sandbox's connection exports."""
-    print(shell_exports(sandbox_env(sandbox_dir)))
-    return 0

@@ -14,7 +14,6 @@ from ys1000.cli import airflow_setup, backup_restore as backup_restore_cmd
 from ys1000.cli import collect_logs as collect_logs_cmd, self_backup as self_backup_cmd
 from ys1000.cli import connection_check as connection_check_cmd
 from ys1000.cli.common import UsageError
-from ys1000.cli import sandbox as sandbox_cmd
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
@@ -26,7 +25,6 @@ def build_parser() -> argparse.ArgumentParser:
     backup_restore_cmd.register(sub)
     airflow_setup.register(sub)
     connection_check_cmd.register(sub)
-    sandbox_cmd.register(sub)
     self_backup_cmd.register(sub)  # self-restore, self-backups
     collect_logs_cmd.register(sub)
     return p

@@ -1,4 +1,4 @@
-"""``ys1000 airflow pools | sandbox-env``: prepare an Airflow installation for the ys1000 DAGs."""
+"""``ys1000 airflow pools``: prepare an Airflow installation for the ys1000 DAGs."""
 
 from __future__ import annotations
 
@@ -6,14 +6,11 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    p = sub.add_parser("airflow", help="Airflow setup: one pool per cluster, sandbox connections")
+    p = sub.add_parser("airflow", help="Airflow setup: one pool per cluster")
     a = p.add_subparsers(dest="airflow_command", required=True, metavar="ACTION")
     pools = a.add_parser("pools", help="create the pool of every configured cluster (needs the Airflow DB)")
     pools.add_argument("--config-dir", type=Path, help="default: $YS1000_CONFIG_DIR or the repo's config/")
     pools.set_defaults(func=lambda args: _bootstrap().run_ensure_pools(args.config_dir))
-    env = a.add_parser("sandbox-env", help="print AIRFLOW_CONN_*/AIRFLOW_VAR_* exports for a sandbox")
-    env.add_argument("dir", type=Path)
-    env.set_defaults(func=lambda args: _bootstrap().run_sandbox_env(args.dir))
 
 
 def _bootstrap():

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ys1000.ports import ATTEMPTS, free_port, process_tree, retry_on_port_conflict, start_on_port, wait_listening
+from ys1000_dev.ports import ATTEMPTS, free_port, process_tree, retry_on_port_conflict, start_on_port, wait_listening
 from ys1000.waiting import WaitTimeout, wait_until
 
 STACK_MARKER = "YS1000_STACK_ID"
@@ -50,7 +50,7 @@ COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 
 
 def repo_root() -> Path:
-    return Path(__file__).resolve().parents[3]
+    return Path(__file__).resolve().parents[2]  # dev/ys1000_dev/processes.py → the repo
 
 
 def venv_bin() -> Path:
@@ -535,7 +535,7 @@ class AirflowStack:
                 self.procs.start("celery-worker", [self.airflow(), "celery", "worker", "--concurrency", "2",
                                                    "--celery-hostname", f"{self.worker_hostname}@%h",
                                                    "--without-gossip", "--without-mingle"],
-                                 env={"AIRFLOW__CORE__HOSTNAME_CALLABLE": "ys1000.airflow.processes.hostname_from_env",
+                                 env={"AIRFLOW__CORE__HOSTNAME_CALLABLE": "ys1000_dev.processes.hostname_from_env",
                                       HOSTNAME_ENV: self.worker_hostname})
             # who serves which port: the scheduler serves task logs for the LocalExecutor, the
             # Celery worker for Celery; the triggerer serves trigger logs

@@ -1,8 +1,10 @@
 """Run the containers of an executable pod as local processes.
 
 This is the sandbox's stand-in for a container runtime (none can run on this machine), used only
-for pods labelled ``ys1000.io/executable=true`` — the product's mover and hook pods. What it does
-and does not do, compared to a kubelet:
+for the product's mover and hook pods — recognised by their own label ``ys1000.io/component`` =
+``mover`` | ``hook`` — and for pods of test-only templates labelled ``ys1000.io/executable=true``
+(the product's manifests carry no sandbox label). What it does and does not do, compared to a
+kubelet:
 
 * the image is not pulled or used: each container needs an explicit ``command`` (+ ``args``),
   which runs on this host with the PATH of the sandbox (the project's venv first, so
@@ -33,11 +35,13 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from ys1000.sandbox.logserver import log_path
+from ys1000_dev.sandbox.logserver import log_path
 
 log = logging.getLogger(__name__)
 
-EXECUTABLE_LABEL = "ys1000.io/executable"
+COMPONENT_LABEL = "ys1000.io/component"  # the product's own label on its Jobs' pods
+EXECUTED_COMPONENTS = frozenset({"mover", "hook"})
+EXECUTABLE_LABEL = "ys1000.io/executable"  # test-only pod templates (e.g. Airflow worker pods in a test)
 
 
 class PodSetupError(Exception):
@@ -49,7 +53,10 @@ class PodSetupError(Exception):
 
 
 def is_executable(pod: dict) -> bool:
-    return (pod.get("metadata", {}).get("labels") or {}).get(EXECUTABLE_LABEL) == "true"
+    """Whether the sandbox runs this pod's containers: the product's mover and hook pods, and
+    test pods labelled ``ys1000.io/executable=true``; every other pod is only marked Running."""
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    return labels.get(COMPONENT_LABEL) in EXECUTED_COMPONENTS or labels.get(EXECUTABLE_LABEL) == "true"
 
 
 @dataclass

@@ -1,12 +1,30 @@
-"""``ys1000 sandbox up|down|status``: local Kubernetes clusters and S3 for the demo and the tests."""
+"""``ys1000-dev sandbox up|down|status|env``: local Kubernetes clusters and S3 for the demo and the
+tests (development only; the product's command is ``ys1000``)."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
-from ys1000.sandbox import supervisor
+from ys1000_dev.sandbox import supervisor
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ys1000-dev", description="development tools of ys1000: the local sandbox")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except KeyboardInterrupt:
+        return 130
 
 
 def register(sub) -> None:
@@ -24,6 +42,9 @@ def register(sub) -> None:
     st = s.add_parser("status", help="print sandbox.json when the sandbox is up (exit 1 if not)")
     st.add_argument("--dir", type=Path, required=True)
     st.set_defaults(func=_status)
+    e = s.add_parser("env", help="print AIRFLOW_CONN_*/AIRFLOW_VAR_* exports of the sandbox's clusters, S3 and key")
+    e.add_argument("--dir", type=Path, required=True)
+    e.set_defaults(func=_env)
 
 
 def _up(args) -> int:
@@ -36,7 +57,7 @@ def _up(args) -> int:
     for name, c in info["clusters"].items():
         print(f"  cluster {name:8} {c['server']}  kubectl --kubeconfig {c['kubeconfig']} get nodes")
     print(f"  s3       {info['s3']['endpoint_url']}  bucket {info['s3']['bucket']}  credentials: {info['s3']['env_file']}")
-    print(f"stop it with: ys1000 sandbox down --dir {args.dir}")
+    print(f"stop it with: ys1000-dev sandbox down --dir {args.dir}")
     return 0
 
 
@@ -53,3 +74,15 @@ def _status(args) -> int:
         return 1
     print(json.dumps(info, indent=2))
     return 0
+
+
+def _env(args) -> int:
+    from ys1000.airflow.bootstrap import shell_exports
+    from ys1000_dev.sandbox.connections import sandbox_env
+
+    print(shell_exports(sandbox_env(args.dir.resolve())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -29,7 +29,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from ys1000.sandbox.informer import Informer, Retry
+from ys1000_dev.sandbox.informer import Informer, Retry
 
 log = logging.getLogger(__name__)
 

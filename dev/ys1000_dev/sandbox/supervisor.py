@@ -1,6 +1,6 @@
 """The sandbox supervisor: one background process that owns a whole sandbox.
 
-``ys1000 sandbox up --dir DIR`` starts this module detached; it starts S3 (moto) and one
+``ys1000-dev sandbox up --dir DIR`` starts this module detached; it starts S3 (moto) and one
 ``ys1000-controlplane`` per cluster, installs the storage pieces, runs the node agents and the
 local driver as threads, and writes ``DIR/sandbox.json`` once every cluster has a Ready node and
 a working controller-manager. SIGTERM (``sandbox down``) stops everything it started. If a child
@@ -26,12 +26,12 @@ from pathlib import Path
 
 from kubernetes import client, config
 
-from ys1000.sandbox import s3 as s3mod
-from ys1000.sandbox.logserver import LogServer
-from ys1000.sandbox.node import NodeAgent
-from ys1000.sandbox.storage import LocalDriver, pv_dir_of
+from ys1000_dev.sandbox import s3 as s3mod
+from ys1000_dev.sandbox.logserver import LogServer
+from ys1000_dev.sandbox.node import NodeAgent
+from ys1000_dev.sandbox.storage import LocalDriver, pv_dir_of
 
-log = logging.getLogger("ys1000.sandbox")
+log = logging.getLogger("ys1000_dev.sandbox")
 
 CLUSTER_NAMES = ["source", "target", "third", "fourth"]
 START_TIMEOUT = 120.0
@@ -234,7 +234,7 @@ def up(root: Path, clusters: int = 2, nodes: int = 1, timeout: float = 180.0) ->
         raise RuntimeError(f"{controlplane_binary()} is missing: build it with `make controlplane`")
     logf = open(root / "supervisor.log", "ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ys1000.sandbox.supervisor", "--dir", str(root),
+        [sys.executable, "-m", "ys1000_dev.sandbox.supervisor", "--dir", str(root),
          "--clusters", str(len(names)), "--nodes", str(nodes)],
         stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         start_new_session=True,  # survives the caller; `down` stops it
@@ -291,7 +291,7 @@ def destroy(root: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ys1000.sandbox.supervisor")
+    p = argparse.ArgumentParser(prog="python -m ys1000_dev.sandbox.supervisor")
     p.add_argument("--dir", required=True, type=Path)
     p.add_argument("--clusters", type=int, default=2)
     p.add_argument("--nodes", type=int, default=1)

@@ -1,7 +1,8 @@
 """The node side of a sandbox cluster: Nodes that stay Ready, and a kubelet-lite for their pods.
 
 Ordinary pods scheduled to a sandbox Node are marked Running/Ready (nothing runs: there are no
-containers here), which is what controllers and the product need to see. Pods labelled
+containers here), which is what controllers and the product need to see. The product's mover and
+hook pods (``ys1000.io/component`` = ``mover`` | ``hook``) and test pods labelled
 ``ys1000.io/executable=true`` are really executed by ``executor.PodRun`` and end Succeeded or
 Failed with their exit codes, so Jobs complete through the real job controller. A pod being
 deleted is stopped and then removed with grace period 0, the kubelet's last step, without which
@@ -20,8 +21,8 @@ from typing import Callable
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from ys1000.sandbox.executor import PodRun, PodSetupError, base_env, describe_exit, is_executable
-from ys1000.sandbox.informer import Informer, Retry
+from ys1000_dev.sandbox.executor import PodRun, PodSetupError, base_env, describe_exit, is_executable
+from ys1000_dev.sandbox.informer import Informer, Retry
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Callable, TypeVar
 
-log = logging.getLogger("ys1000.ports")
+log = logging.getLogger("ys1000_dev.ports")
 
 T = TypeVar("T")
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import boto3
 
-from ys1000.ports import start_on_port
+from ys1000_dev.ports import start_on_port
 
 REGION = "us-east-1"
 DEFAULT_BUCKET = "ys1000-backups"
@@ -142,7 +142,7 @@ def bootstrap(url: str, bucket: str = DEFAULT_BUCKET) -> S3Endpoint:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m ys1000.sandbox.s3 DIR``: run S3 in the foreground (for debugging)."""
+    """``python -m ys1000_dev.sandbox.s3 DIR``: run S3 in the foreground (for debugging)."""
     target = Path((argv or sys.argv[1:] or ["."])[0])
     target.mkdir(parents=True, exist_ok=True)
     proc, url = start_moto(target / "s3.log")

@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ys1000.airflow.processes import AirflowStack, repo_root
-from ys1000.ports import free_port, port_is_free
+from ys1000_dev.processes import AirflowStack, repo_root
+from ys1000_dev.ports import free_port, port_is_free
 
 NAMESPACE = "wordpress"
 BACKUP_PLAN = "wordpress-backup"
@@ -114,7 +114,7 @@ def _pv_dir(kube, ns: str, pvc: str) -> Path:
 def deploy_app(kube) -> list[dict]:
     """A fresh ``wordpress`` namespace with the sample app and content on its volumes."""
     from ys1000.kube.discovery import NAMESPACES
-    from ys1000.sandbox import sampleapp
+    from ys1000_dev.sandbox import sampleapp
 
     if took := _delete_namespace(kube, NAMESPACE):
         _say(f"    removed the namespace {NAMESPACE} left by an earlier demo ({took:.0f} s)")
@@ -228,7 +228,7 @@ def _wait(client, stack: AirflowStack, dag_id: str, run_id: str, timeout: float 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ys1000.demo", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m ys1000_dev.demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--dir", type=Path, default=Path(".sandbox"), help="sandbox directory (default .sandbox)")
     p.add_argument("--config", type=Path, default=repo_root() / "config",
                    help="ys1000 config directory (default: the example config/)")
@@ -245,8 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     port = a.port or (8080 if port_is_free(8080) else free_port())
     port_attempts = 1 if a.port else None
 
-    from ys1000.airflow.bootstrap import sandbox_env
-    from ys1000.sandbox import supervisor
+    from ys1000_dev.sandbox.connections import sandbox_env
+    from ys1000_dev.sandbox import supervisor
 
     step = Steps()
     stack: AirflowStack | None = None
@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
              f"{', '.join(CONTENT)}")
 
         step("the app's database: a real MariaDB on loopback (Debian package), standing in for its MySQL")
-        from ys1000.sandbox import databases, sampleapp
+        from ys1000_dev.sandbox import databases, sampleapp
 
         db = databases.start_mariadb(root / "mariadb", user=sampleapp.DB_USER, password=sampleapp.SECRET_VALUE,
                                      init_sql=sampleapp.WP_OPTIONS_SQL)
