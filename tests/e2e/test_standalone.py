@@ -30,7 +30,7 @@ MOVERS = "ys1000.io/component=mover"
 
 @pytest.fixture(scope="module")
 def airflow(e2e_env):
-    from ys1000.airflow.processes import AirflowStack
+    from ys1000_dev.processes import AirflowStack
 
     stack = AirflowStack.standalone(e2e_env.base / "airflow", e2e_env.env)
     t0 = time.monotonic()
