@@ -9,13 +9,14 @@ import socket
 from datetime import timedelta
 
 import pytest
+from dag_helpers import chain_order
 from af_helpers import copy_config, write_plan
 
 BACKUP_TASKS = ["preflight", "capture", "volumes", "verify", "commit", "retention"]
 EXPECTED = {
     "ys1000_backup__wordpress-backup": BACKUP_TASKS,
-    "ys1000_restore__wordpress-restore": ["preflight", "restore"],
-    "ys1000_restore": ["preflight", "restore"],
+    "ys1000_restore__wordpress-restore": ["preflight", "restore", "volumes", "workloads"],
+    "ys1000_restore": ["preflight", "restore", "volumes", "workloads"],
 }
 MIGRATION_DAG = "ys1000_migrate__wordpress-migrate"
 SYSTEM_DAGS = {"ys1000_report", "ys1000_self_backup"}
@@ -43,21 +44,12 @@ policy:
 """
 
 
-def _chain(dag) -> list[str]:
-    """Task ids in dependency order (the DAGs here are chains)."""
-    order, task = [], next(t for t in dag.tasks if not t.upstream_task_ids)
-    while task is not None:
-        order.append(task.task_id)
-        task = next(iter(task.downstream_list), None)
-    return order
-
-
 def test_example_config_dagbag(dagbag, tmp_path):
     bag = dagbag(copy_config(tmp_path / "config"))
     assert bag.import_errors == {}
     assert set(bag.dag_ids) == {*EXPECTED, MIGRATION_DAG, *SYSTEM_DAGS}
     for dag_id, tasks in EXPECTED.items():
-        assert _chain(bag.dags[dag_id]) == tasks
+        assert chain_order(bag.dags[dag_id]) == tasks
     mig = bag.dags[MIGRATION_DAG]
     assert {t.task_id: sorted(t.downstream_task_ids) for t in mig.tasks} == {
         "preflight": ["stop_source"], "stop_source": ["failed", "sync", "undo"], "sync": ["failed", "restore", "undo"],
@@ -81,8 +73,18 @@ def test_backup_dag_settings(dagbag, tmp_path):
         assert task.retries == 3 and task.retry_exponential_backoff
         assert task.execution_timeout and task.execution_timeout <= timedelta(hours=4)
         assert task.owner == "ys1000"
+        # one slot per PVC task (max_concurrent_movers of them at once); the others take the
+        # whole pool, so a second job on the cluster waits
+        assert task.pool_slots == (1 if task.task_id == "volumes" else 2), task.task_id
+        assert task.weight_rule == "upstream"
+    volumes = dag.get_task("volumes")
+    assert type(volumes).__name__ == "MappedOperator"
+    assert volumes.map_index_template == "{{ task.volume['namespace'] }}/{{ task.volume['pvc'] }}"
+    assert dag.get_task("verify").trigger_rule == "all_done"  # a failed PVC still gets its backup committed
     restore = dagbag(tmp_path / "config").dags["ys1000_restore__wordpress-restore"]
     assert {t.pool for t in restore.tasks} == {"ys1000_cluster_target"}
+    assert type(restore.get_task("volumes")).__name__ == "MappedOperator"
+    assert restore.get_task("workloads").trigger_rule == "all_done"
     assert type(restore.timetable).__name__ == "NullTimetable"
 
 
@@ -106,12 +108,22 @@ def test_generic_restore_params(dagbag, tmp_path):
 
 
 def test_dags_serialize(dagbag, tmp_path):
-    """What the dag processor stores: every DAG must serialize."""
+    """What the dag processor stores: every DAG serializes and comes back with the same tasks,
+    dependencies, pools, trigger rules and mapping (what the scheduler runs from)."""
     from airflow.serialization.serialized_objects import DagSerialization
 
     bag = dagbag(copy_config(tmp_path / "config"))
-    for dag in bag.dags.values():
-        DagSerialization.to_dict(dag)
+    for dag_id, dag in bag.dags.items():
+        back = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+        assert back.dag_id == dag_id
+
+        def shape(d):
+            return {t.task_id: (sorted(t.downstream_task_ids), t.pool, t.pool_slots, getattr(t.trigger_rule, "value", t.trigger_rule),
+                                type(t).__name__ == "MappedOperator" or getattr(t, "is_mapped", False))
+                    for t in d.tasks}
+
+        assert shape(back) == shape(dag), dag_id
+        assert type(back.timetable).__name__ == type(dag.timetable).__name__, dag_id
 
 
 def test_broken_plan_is_an_import_error_of_its_own(dagbag, tmp_path):
@@ -239,7 +251,7 @@ def test_export_at_a_set_time_is_a_deferred_wait(tmp_path):
           retention: 3d
         """)
     dag = build_dags(cdir)["ys1000_backup__snap"]
-    assert _chain(dag) == ["preflight", "capture", "volumes", "wait_for_export_time", "export", "verify", "commit",
+    assert chain_order(dag) == ["preflight", "capture", "volumes", "wait_for_export_time", "export", "verify", "commit",
                            "retention"]
     wait = dag.get_task("wait_for_export_time")
     from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
@@ -254,5 +266,6 @@ def test_export_at_a_set_time_is_a_deferred_wait(tmp_path):
     assert next_time_at(datetime(2030, 1, 1, 3, 0, tzinfo=timezone.utc), "UTC", 2, 30) == "2030-01-02T02:30:00+00:00"
     assert next_time_at(datetime(2030, 1, 1, 17, 0, tzinfo=timezone.utc), "Asia/Shanghai", 2, 30) == \
         "2030-01-02T02:30:00+08:00"
-    assert dag.get_task("commit").volumes_task == "export"
-    assert dag.get_task("export").export_phase is True
+    assert dag.get_task("commit").volumes_tasks == ["volumes", "export"]
+    export = dag.get_task("export")
+    assert type(export).__name__ == "MappedOperator" and export.partial_kwargs["export_phase"] is True

@@ -88,6 +88,9 @@ class FakeTI:
     def xcom_push(self, key, value):
         self.xcom[key] = value
 
+    def xcom_pull(self, task_ids=None, key="return_value", map_indexes=None):
+        return None  # no upstream task ran: a backup without PVCs, as the tests' plans select none
+
 
 def context(when: datetime | None = None) -> dict:
     when = when or datetime.now(timezone.utc).replace(microsecond=0)
@@ -229,7 +232,7 @@ def test_capture_retry_after_commit_is_a_no_op(env, sandbox_s3):
     ctx = context(datetime(2030, 2, 3, 4, 5, 6, tzinfo=timezone.utc))
     kw = {"plan": PLAN, "config_dir": str(env.config_dir)}
     first = CaptureResourcesOperator(task_id="capture", **kw).execute(ctx)
-    summary = CommitBackupOperator(task_id="commit", volumes_task=None, backup_id=first["backup_id"], **kw).execute(ctx)
+    summary = CommitBackupOperator(task_id="commit", volumes_tasks=[], backup_id=first["backup_id"], **kw).execute(ctx)
     assert summary["status"] == "Completed" and summary["objects"] == first["objects"]
     again = CaptureResourcesOperator(task_id="capture", **kw).execute(ctx)
     assert again["complete"] is True and again["backup_id"] == first["backup_id"]
@@ -249,7 +252,7 @@ def test_restore_plan_dag_dry_run(env, sandbox_s3, target):
         ctx = context()
         kw = {"plan": PLAN, "config_dir": str(env.config_dir)}
         bid = CaptureResourcesOperator(task_id="capture", **kw).execute(ctx)["backup_id"]
-        CommitBackupOperator(task_id="commit", volumes_task=None, backup_id=bid, **kw).execute(ctx)
+        CommitBackupOperator(task_id="commit", volumes_tasks=[], backup_id=bid, **kw).execute(ctx)
     run = build_dags(env.config_dir)["ys1000_restore__app-restore"].test()
     assert run.state == DagRunState.SUCCESS
     names = {n.metadata.name for n in target.core.list_namespace().items}

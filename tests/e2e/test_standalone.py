@@ -50,7 +50,7 @@ def airflow(e2e_env):
 
 
 def movers(kube, ns: str) -> list[str]:
-    from ys1000.volumes.jobs import JOBS, SECRETS
+    from ys1000.kube.jobs import JOBS, SECRETS
 
     return [f"{kind}/{o['metadata']['name']}" for kind, rt in (("Job", JOBS), ("Secret", SECRETS))
             for o in kube.list(rt, ns, label_selector=MOVERS)]

@@ -136,7 +136,8 @@ def test_manifest_shape(tmp_path):
     c = pod["containers"][0]
     assert c["command"][:5] == ["ansible-playbook", "-i", "localhost,", "-c", "local"]
     assert c["args"] == ["/hooks/playbook.yml"] and c["image"] == "ys1000/ansible-runner:0.1.0"
-    assert job["spec"]["template"]["metadata"]["labels"]["ys1000.io/executable"] == "true"
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    assert "ys1000.io/executable" not in labels and labels["ys1000.io/component"] == "hook"  # no sandbox label in production
     bad = Hook(name="b", phase="PreRestore", type="ansible", namespace="shop", playbook_file="app/none.yml")
     with pytest.raises(Exception, match="not a file"):
         job_manifests(bad, "run/x", tmp_path)

@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from dag_helpers import chain_order
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -59,22 +60,10 @@ def bag(tmp_path, monkeypatch):
     return DagBag(dag_folder=str(dags), bundle_path=dags)
 
 
-def _order(dag) -> list[str]:
-    """Task ids in a topological order that is unique for these DAGs (a chain plus shortcuts)."""
-    order, seen = [], set()
-    tasks = {t.task_id: t for t in dag.tasks}
-    while len(order) < len(tasks):
-        ready = [t for t in tasks.values() if t.task_id not in seen and t.upstream_task_ids <= seen]
-        assert len(ready) == 1, f"not a chain at {order}: {[t.task_id for t in ready]}"
-        order.append(ready[0].task_id)
-        seen.add(ready[0].task_id)
-    return order
-
-
 def test_backup_dag_with_hooks_and_consistency(bag):
     assert bag.import_errors == {}
     dag = bag.dags["ys1000_backup__shop-backup"]
-    assert _order(dag) == ["preflight", "pre_backup_hooks", "quiesce", "capture", "volumes", "resume",
+    assert chain_order(dag) == ["preflight", "pre_backup_hooks", "quiesce", "capture", "volumes", "resume",
                            "post_backup_hooks", "verify", "commit", "retention"]
     t = dag.task_dict
     assert t["resume"].trigger_rule == "all_done"  # always resumes
@@ -86,18 +75,18 @@ def test_backup_dag_with_hooks_and_consistency(bag):
 
 def test_backup_dag_with_consistency_only(bag):
     dag = bag.dags["ys1000_backup__db-backup"]
-    assert _order(dag) == ["preflight", "quiesce", "capture", "volumes", "resume", "verify", "commit",
+    assert chain_order(dag) == ["preflight", "quiesce", "capture", "volumes", "resume", "verify", "commit",
                            "retention"]
     assert dag.task_dict["verify"].upstream_task_ids == {"resume", "volumes"}
 
 
 def test_restore_plan_dag_with_hooks(bag):
     dag = bag.dags["ys1000_restore__shop-restore"]
-    assert _order(dag) == ["preflight", "restore", "post_restore_hooks"]
+    assert chain_order(dag) == ["preflight", "restore", "volumes", "workloads", "post_restore_hooks"]
     assert {task.pool for task in dag.tasks} == {"ys1000_cluster_target"}
 
 
 def test_plans_without_hooks_keep_their_tasks(bag):
-    assert _order(bag.dags["ys1000_backup__wordpress-backup"]) == ["preflight", "capture", "volumes", "verify",
+    assert chain_order(bag.dags["ys1000_backup__wordpress-backup"]) == ["preflight", "capture", "volumes", "verify",
                                                                    "commit", "retention"]
-    assert _order(bag.dags["ys1000_restore__wordpress-restore"]) == ["preflight", "restore"]
+    assert chain_order(bag.dags["ys1000_restore__wordpress-restore"]) == ["preflight", "restore", "volumes", "workloads"]

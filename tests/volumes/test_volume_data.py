@@ -16,7 +16,7 @@ from ys1000.kube.discovery import NAMESPACES, PODS
 from ys1000.restore import RestoreOptions, RestoreSpec
 from ys1000.volumes import VolumeOptions
 from ys1000.volumes import restic as resticmod
-from ys1000.volumes.jobs import JOBS, SECRETS
+from ys1000.kube.jobs import JOBS, SECRETS
 from ys1000.volumes.snapshots import CLASSES, ensure_snapshot_class
 from ys1000.waiting import wait_until
 from ys1000.backup import run_backup
@@ -205,14 +205,14 @@ def test_killed_mover_fails_cleanly_and_cancel_removes_job_and_secret(source, ma
     assert check.returncode == 0, check.stderr
 
     # cancel while a mover runs: its Job and Secret are deleted
-    from ys1000.volumes import MoverRunner
-    runner = MoverRunner(kube, 1)
+    from ys1000.volumes.steps import Driver
+    driver = Driver(kube, 1)
 
     def cancel_when_running():
         wait_until(lambda: list(kube.list(JOBS, ns, label_selector="ys1000.io/component=mover")), timeout=60,
                    what="mover job")
         time.sleep(1)
-        runner.cancel_all()
+        driver.cancel_all()
 
     t = threading.Thread(target=cancel_when_running)
     t.start()
@@ -220,7 +220,7 @@ def test_killed_mover_fails_cleanly_and_cancel_removes_job_and_secret(source, ma
     pvc = kube.get(f"/api/v1/namespaces/{ns}/persistentvolumeclaims/data")
     with pytest.raises(InterruptedError):
         backup_volumes(kube, cfg, repo.restic_password(), [pvc], {}, "cancelled", "k",
-                       VolumeOptions(run_id="cancel", limit_upload_kib=20 << 10), runner=runner)
+                       VolumeOptions(run_id="cancel", limit_upload_kib=20 << 10), driver=driver)
     t.join()
     assert list(kube.list(JOBS, ns, label_selector="ys1000.io/component=mover")) == []
     assert list(kube.list(SECRETS, ns, label_selector="ys1000.io/component=mover")) == []

@@ -1,9 +1,9 @@
 """Airflow objects ys1000 needs besides DAGs: one pool per cluster, and connections and Variables
 as environment variables.
 
-- ``ensure_pools(config)``: one pool per configured cluster (``ys1000_cluster_<name>``, 1 slot) so
+- ``ensure_pools(config)``: one pool per configured cluster (``ys1000_cluster_<name>``) so
   jobs on the same cluster queue visibly instead of colliding (F32). Needs an initialised
-  metadata database (``airflow db migrate``); existing pools keep their slot count.
+  metadata database (``airflow db migrate``); a pool whose size or deferred counting differs is corrected.
 - ``kubernetes_connection`` / ``s3_connection`` / ``connection_env``: clusters (``kubernetes`` with
   ``kube_config_path``) and repositories (``aws`` with keys, ``endpoint_url`` and ``region_name``)
   as ``AIRFLOW_CONN_<ID>`` / ``AIRFLOW_VAR_<NAME>`` environment variables, which need no database
@@ -28,23 +28,30 @@ def pool_name(cluster: str) -> str:
     return pool_for(cluster)
 
 
-def ensure_pools(config: "Config", slots: int = 1) -> list[str]:
-    """Create the missing cluster pools (``slots`` each); returns the names created."""
+def ensure_pools(config: "Config") -> list[str]:
+    """Create or correct the cluster pools: ``max_concurrent_movers`` slots each, deferred tasks
+    counted (a volume task waiting in the triggerer still holds its slot, so a second job on the
+    cluster still queues). Returns the names created or changed."""
     from airflow.models.pool import Pool
     from airflow.utils.session import create_session
 
-    created: list[str] = []
+    changed: list[str] = []
     with create_session() as session:
-        existing = {p.pool for p in session.query(Pool).all()}
+        existing = {p.pool: p for p in session.query(Pool).all()}
         for cluster, spec in config.clusters.items():
             name = pool_name(cluster)
-            if name in existing:
+            slots = spec.max_concurrent_movers
+            description = (f"ys1000: jobs on cluster {cluster} (connection {spec.connection_id}) queue here; "
+                           f"{slots} volume task(s) at a time, deferred ones counted")
+            pool = existing.get(name)
+            if pool is None:
+                session.add(Pool(pool=name, slots=slots, include_deferred=True, description=description))
+            elif pool.slots != slots or not pool.include_deferred:
+                pool.slots, pool.include_deferred, pool.description = slots, True, description
+            else:
                 continue
-            session.add(Pool(pool=name, slots=slots, include_deferred=False,
-                             description=f"ys1000: jobs on cluster {cluster} (connection {spec.connection_id}) "
-                                         "run one at a time"))
-            created.append(name)
-    return created
+            changed.append(name)
+    return changed
 
 
 @dataclass(frozen=True)

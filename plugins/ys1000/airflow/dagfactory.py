@@ -70,8 +70,15 @@ class PlanConfigError(ValueError):
 
 
 def pool_for(cluster: str) -> str:
-    """The Airflow pool of a cluster (one slot: jobs on one cluster queue, F32)."""
+    """The Airflow pool of a cluster (jobs on one cluster queue, F32)."""
     return f"{POOL_PREFIX}{cluster}"
+
+
+def pool_slots_for(config: "Config", cluster: str) -> int:
+    """A cluster pool's size: its ``max_concurrent_movers``. Each per-PVC volume task takes one
+    slot (so that many movers run at once, deferred tasks counted); every other task of a plan
+    takes them all, so a second job on the same cluster waits for the first one's steps."""
+    return config.clusters[cluster].max_concurrent_movers if cluster in config.clusters else 1
 
 
 @dataclass
@@ -169,16 +176,19 @@ def raise_plan_errors(config_dir: str | Path | None = None) -> None:
 # -- DAGs ---------------------------------------------------------------------------------------
 
 
-def _default_args(owner: str, pool: str | None, callbacks: list | None = None) -> dict[str, Any]:
+def _default_args(owner: str, pool: str | None, callbacks: list | None = None, pool_slots: int = 1) -> dict[str, Any]:
     args: dict[str, Any] = {
         "owner": owner,
         "retries": RETRIES,
         "retry_delay": RETRY_DELAY,
         "retry_exponential_backoff": RETRY_BACKOFF,
         "max_retry_delay": MAX_RETRY_DELAY,
+        # a started job's later tasks before another job's first ones (they share the pool)
+        "weight_rule": "upstream",
     }
     if pool:
         args["pool"] = pool
+        args["pool_slots"] = pool_slots
     if callbacks:
         args["on_failure_callback"] = callbacks  # failure alerts (reports.yaml, the plan's notify)
     return args
@@ -200,7 +210,8 @@ def plan_dag(plan: Any, config: "Config", *, kind: str, clusters: list[str], sch
         tags=list(dict.fromkeys(["ys1000", kind, *clusters, *plan.tags])),
         doc_md=doc,
         description=(plan.description or description)[:200],
-        default_args=_default_args(plan.owner, pool, failure_callbacks(config.config_dir, plan=plan)),
+        default_args=_default_args(plan.owner, pool, failure_callbacks(config.config_dir, plan=plan),
+                                   pool_slots=pool_slots_for(config, clusters[0])),
         **extra,
     )
 
@@ -226,9 +237,11 @@ def _doc_backup(plan: "BackupPlan", config: "Config", path: Path) -> str:
         f"{plan.limits.max_pvcs} PVCs",
         f"- **Plan file**: `{path}`",
         "",
-        "Tasks: `preflight` (connections, namespaces, limits) → `capture` (resources into a pending "
-        "backup) → `verify` (checksums, decryption, documents) → `commit` (manifest: the backup is "
-        "complete) → `retention` (old and incomplete backups removed).",
+        "Tasks: `preflight` (connections, namespaces, limits, the PVCs to copy) → `capture` (resources "
+        "into a pending backup) → `volumes` (one task per PVC, named namespace/PVC; movers and snapshots "
+        "are waited for in the triggerer) → `verify` (checksums, decryption, documents) → `commit` "
+        "(manifest: the backup is complete; PartiallyFailed, naming it, when a PVC's data is missing) → "
+        "`retention` (old and incomplete backups removed).",
     ]
     return "\n".join(lines)
 
@@ -239,8 +252,12 @@ def _fmt(td: timedelta) -> str:
     return format_duration(td)
 
 
+MAP_INDEX_TEMPLATE = "{{ task.volume['namespace'] }}/{{ task.volume['pvc'] }}"
+
+
 def backup_dag(plan: "BackupPlan", config: "Config", path: Path) -> "DAG":
-    """``ys1000_backup__<plan>``: preflight → capture → volumes [→ wait → export] → verify → commit → retention."""
+    """``ys1000_backup__<plan>``: preflight → capture → volumes (one per PVC) [→ wait → export
+    (one per PVC)] → verify → commit → retention."""
     from ys1000.airflow.operators import (
         BackupPreflightOperator,
         CaptureResourcesOperator,
@@ -256,14 +273,23 @@ def backup_dag(plan: "BackupPlan", config: "Config", path: Path) -> "DAG":
                   schedule=to_timetable(config.schedule_for(plan)), doc=_doc_backup(plan, config, path),
                   description=f"Back up {plan.cluster}",
                   user_defined_macros={"ys1000_export_time": next_time_at}) as dag:
+        preflight = BackupPreflightOperator(task_id="preflight", execution_timeout=TIMEOUTS["preflight"], **common)
+        volumes = VolumeDataOperator.partial(
+            task_id="volumes", execution_timeout=TIMEOUTS["volumes"], pool_slots=1,
+            map_index_template=MAP_INDEX_TEMPLATE, **common,
+        ).expand(volume=preflight.output)
+        export = _export_at(plan, config, common, volumes)
         ops = [
-            BackupPreflightOperator(task_id="preflight", execution_timeout=TIMEOUTS["preflight"], **common),
+            preflight,
             CaptureResourcesOperator(task_id="capture", execution_timeout=TIMEOUTS["capture"], **common),
-            VolumeDataOperator(task_id="volumes", execution_timeout=TIMEOUTS["volumes"], **common),
-            *(export := _export_at(plan, config, common)),
-            VerifyBackupOperator(task_id="verify", execution_timeout=TIMEOUTS["verify"], **common),
+            volumes,
+            *export,
+            # verify and commit also when a PVC's task failed: the backup is then committed
+            # PartiallyFailed naming it (commit fails the run); never without a capture
+            VerifyBackupOperator(task_id="verify", execution_timeout=TIMEOUTS["verify"], trigger_rule="all_done",
+                                 **common),
             CommitBackupOperator(task_id="commit", execution_timeout=TIMEOUTS["commit"],
-                                 volumes_task="export" if export else "volumes", **common),
+                                 volumes_tasks=["volumes", "export"] if export else ["volumes"], **common),
             RetentionOperator(task_id="retention", execution_timeout=TIMEOUTS["retention"], **common),
         ]
         if plan.hooks or plan.consistency:  # hooks and quiesce/resume around the capture
@@ -288,7 +314,7 @@ def next_time_at(after: datetime, tz: str, hour: int, minute: int) -> str:
     return at.isoformat()
 
 
-def _export_at(plan: "BackupPlan", config: "Config", common: dict) -> list:
+def _export_at(plan: "BackupPlan", config: "Config", common: dict, volumes: Any) -> list:
     """Export 'selected at a set time': a deferred wait (no worker slot held), then the export."""
     policy = config.policy_for(plan)
     if policy.method != "snapshot_export" or policy.export is None or policy.export.mode != "selected_at":
@@ -303,14 +329,15 @@ def _export_at(plan: "BackupPlan", config: "Config", common: dict) -> list:
               f"'{tz}', {at.hour}, {at.minute}) }}}}")
     return [
         # deferred to the triggerer: no worker slot waits for the export time
-        DateTimeSensorAsync(task_id="wait_for_export_time", target_time=target),
-        VolumeDataOperator(task_id="export", export_phase=True, execution_timeout=TIMEOUTS["volumes"], **common),
+        DateTimeSensorAsync(task_id="wait_for_export_time", target_time=target, pool_slots=1),
+        VolumeDataOperator.partial(task_id="export", export_phase=True, execution_timeout=TIMEOUTS["volumes"],
+                                   pool_slots=1, trigger_rule="all_done", map_index_template=MAP_INDEX_TEMPLATE,
+                                   **common).expand(volume=volumes.output),
     ]
 
 
 def restore_plan_dag(plan: "RestorePlan", config: "Config", path: Path) -> "DAG":
     """``ys1000_restore__<plan>``: preflight (resolves ``latest``) → restore."""
-    from ys1000.airflow.operators import RestoreOperator, RestorePreflightOperator
     from ys1000.config import to_timetable
 
     doc = "\n".join([
@@ -327,16 +354,35 @@ def restore_plan_dag(plan: "RestorePlan", config: "Config", path: Path) -> "DAG"
     with plan_dag(plan, config, kind="restore", clusters=[plan.target_cluster], pool=pool_for(plan.target_cluster),
                   schedule=to_timetable(config.schedule_for(plan)), doc=doc,
                   description=f"Restore into {plan.target_cluster}") as dag:
-        pre = RestorePreflightOperator(task_id="preflight", execution_timeout=TIMEOUTS["preflight"], **common)
-        run = RestoreOperator(task_id="restore", execution_timeout=TIMEOUTS["restore"],
-                              backup="{{ ti.xcom_pull(task_ids='preflight', key='backup_id') }}", **common)
-        if plan.hooks:  # pre_restore_hooks → restore → post_restore_hooks
+        ops = restore_tasks(common, pool_slots=1)
+        if plan.hooks:  # pre_restore_hooks → restore … workloads → post_restore_hooks
             from ys1000.airflow.hook_operators import chain_with_hooks
 
-            chain_with_hooks(plan, [pre, run], str(config.config_dir))
+            chain_with_hooks(plan, ops, str(config.config_dir))
         else:
-            pre >> run
+            for upstream, downstream in zip(ops, ops[1:]):
+                upstream >> downstream
     return dag
+
+
+def restore_tasks(args: dict[str, Any], *, pool_slots: int | None) -> list:
+    """preflight (resolves ``latest``) → restore (up to the PVCs) → volumes (one per PVC, waits
+    deferred) → workloads (the rest, the report)."""
+    from ys1000.airflow.operators import (
+        RestoreOperator, RestorePreflightOperator, RestoreVolumeOperator, RestoreWorkloadsOperator,
+    )
+
+    resolved = {**args, "backup": "{{ ti.xcom_pull(task_ids='preflight', key='backup_id') }}"}
+    pre = RestorePreflightOperator(task_id="preflight", execution_timeout=TIMEOUTS["preflight"], **args)
+    run = RestoreOperator(task_id="restore", execution_timeout=TIMEOUTS["restore"], **resolved)
+    slots = {"pool_slots": pool_slots} if pool_slots else {}
+    volumes = RestoreVolumeOperator.partial(
+        task_id="volumes", execution_timeout=TIMEOUTS["volumes"], map_index_template=MAP_INDEX_TEMPLATE,
+        **slots, **resolved,
+    ).expand(volume=run.output)
+    workloads = RestoreWorkloadsOperator(task_id="workloads", execution_timeout=TIMEOUTS["restore"],
+                                         trigger_rule="all_done", **resolved)
+    return [pre, run, volumes, workloads]
 
 
 def restore_params(config: "Config") -> dict[str, Any]:
@@ -387,8 +433,6 @@ def generic_restore_dag(config: "Config") -> "DAG":
     """``ys1000_restore``: an on-demand restore whose arguments come from the trigger form."""
     from airflow.sdk import DAG
 
-    from ys1000.airflow.operators import RestoreOperator, RestorePreflightOperator
-
     args = {
         "backup": "{{ params.backup }}", "plan": "{{ params.plan }}",
         "repository": "{{ params.repository }}", "target_cluster": "{{ params.target_cluster }}",
@@ -417,8 +461,7 @@ def generic_restore_dag(config: "Config") -> "DAG":
                "cluster pool.",
         default_args=_default_args("ys1000", None, failure_callbacks(config.config_dir)),
     ) as dag:
-        pre = RestorePreflightOperator(task_id="preflight", execution_timeout=TIMEOUTS["preflight"], **args)
-        run = RestoreOperator(task_id="restore", execution_timeout=TIMEOUTS["restore"],
-                              **{**args, "backup": "{{ ti.xcom_pull(task_ids='preflight', key='backup_id') }}"})
-        pre >> run
+        ops = restore_tasks(args, pool_slots=None)
+        for upstream, downstream in zip(ops, ops[1:]):
+            upstream >> downstream
     return dag

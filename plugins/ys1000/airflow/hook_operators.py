@@ -126,11 +126,9 @@ class RunHooksOperator(_PlanHooksOperator):
                       "ok" if result.ok else "FAILED", result.exit_code,
                       "\n".join(f"  | {line}" for line in out.splitlines()))
 
-    def on_kill(self) -> None:
-        self.cancel.set()
-        if self._runner is not None:
-            for name in self._runner.cancel_all():
-                self.log.warning("deleted hook Job %s", name)
+    def cleanup(self) -> list[str]:
+        """The hook Jobs (and ConfigMaps) this task started."""
+        return [f"hook Job {name}" for name in self._runner.cancel_all()] if self._runner is not None else []
 
 
 class QuiesceOperator(_PlanHooksOperator):
@@ -168,11 +166,11 @@ class QuiesceOperator(_PlanHooksOperator):
                           h["namespace"], h["job"], h["quiesced"].get("max_lock"))
         return handles
 
-    def on_kill(self) -> None:
-        self.cancel.set()
-        if self._runner is not None:
-            for r in self._runner.cancel_all():
-                self.log.warning("resumed %s: %s", r.get("job"), _fmt_result(r))
+    def cleanup(self) -> list[str]:
+        """Every lock this task holds is released (its quiesce Jobs resumed and removed)."""
+        if self._runner is None:
+            return []
+        return [f"the lock of {r.get('job')} ({_fmt_result(r)})" for r in self._runner.cancel_all()]
 
 
 class ResumeOperator(_PlanHooksOperator):
@@ -250,7 +248,8 @@ def chain_with_hooks(plan: "Plan", ops: list, config_dir: str) -> list:
             after_volumes = end + len(before) + len(quiesce) + 1  # the task right after resume
     elif plan.kind == "RestorePlan":
         i = ids.index("restore")
-        out = [*ops[:i], *hooks("PreRestore"), ops[i], *hooks("PostRestore"), *ops[i + 1:]]
+        j = ids.index("workloads") if "workloads" in ids else i  # after the whole restore
+        out = [*ops[:i], *hooks("PreRestore"), *ops[i:j + 1], *hooks("PostRestore"), *ops[j + 1:]]
     for upstream, downstream in zip(out, out[1:]):
         upstream >> downstream
     if after_volumes is not None and after_volumes < len(out):

@@ -20,7 +20,9 @@ from ys1000.repository import Repository, RepositoryConfig, VerifyResult, layout
 from ys1000.repository.manifest import Manifest
 
 if TYPE_CHECKING:
-    from ys1000.volumes import MoverRunner, VolumeOptions
+    from ys1000.volumes import VolumeOptions
+    from ys1000.volumes.backup import VolumeBackup
+    from ys1000.volumes.steps import Driver
 
 Progress = Callable[[dict], None]
 
@@ -35,10 +37,53 @@ def capture(kube: Kube, repo: Repository, spec: BackupSpec, *, progress: Progres
     return capture_resources(kube, repo, spec, progress=progress, cancel=cancel)
 
 
+def _location(repo: Repository, repo_cfg: RepositoryConfig | None, what: str) -> RepositoryConfig:
+    cfg = repo_cfg or repo.location
+    if cfg is None:
+        raise VolumeDataUnavailable(f"{what}, but the repository was opened without its location, so movers "
+                                    "cannot write to it (open it with open_repository)")
+    return cfg
+
+
+def volume_items(spec: BackupSpec, inventory: Inventory) -> list[dict]:
+    """The PVCs whose data this backup takes, one ``{"namespace", "pvc", "node"}`` each: what the
+    backup DAG's ``volumes`` task is mapped over."""
+    if spec.scope == "resources":
+        return []
+    return [{"namespace": c["metadata"]["namespace"], "pvc": c["metadata"]["name"],
+             "node": inventory.volumes[f"{c['metadata']['namespace']}/{c['metadata']['name']}"].node}
+            for c in inventory.pvcs]
+
+
+def prepare_volumes(kube: Kube, repo: Repository, spec: BackupSpec, opts: "VolumeOptions", inventory: Inventory, *,
+                    repo_cfg: RepositoryConfig | None = None) -> None:
+    """Before PVCs are copied side by side: each namespace's restic repository exists (one
+    ``restic init`` each; concurrent inits of one repository would race)."""
+    if spec.scope == "resources" or not inventory.pvcs:
+        return
+    from ys1000.volumes.backup import prepare_restic_repositories
+
+    opts.cluster_name = spec.cluster_name or kube.name or opts.cluster_name
+    cfg = _location(repo, repo_cfg, f"backup {spec.backup_id} has PVCs in scope {spec.scope!r}")
+    prepare_restic_repositories(cfg, repo.restic_password(), inventory.pvcs, opts)
+
+
+def volume_unit(kube: Kube, repo: Repository, spec: BackupSpec, opts: "VolumeOptions", *,
+                repo_cfg: RepositoryConfig | None = None, export: bool = False) -> "VolumeBackup":
+    """The per-PVC step of this backup (``VolumeBackup``; ``VolumeExport`` for a later export)."""
+    from ys1000.volumes.backup import VolumeBackup, VolumeExport
+
+    opts.cluster_name = spec.cluster_name or kube.name or opts.cluster_name
+    cfg = _location(repo, repo_cfg, f"backup {spec.backup_id} has PVCs in scope {spec.scope!r}")
+    return (VolumeExport if export else VolumeBackup)(kube, cfg, repo.restic_password(), opts, spec.backup_id,
+                                                      spec.plan)
+
+
 def protect_volumes(kube: Kube, repo: Repository, spec: BackupSpec, opts: "VolumeOptions | None" = None, *,
                     inventory: Inventory | None = None, repo_cfg: RepositoryConfig | None = None,
-                    runner: "MoverRunner | None" = None, progress: Progress | None = None) -> list[dict]:
-    """Step 2: each selected PVC's data by its method (restic mover, CSI snapshot, or both).
+                    driver: "Driver | None" = None, progress: Progress | None = None) -> list[dict]:
+    """Step 2, in place: each selected PVC's data by its method (restic mover, CSI snapshot, or
+    both), several at a time. (The DAG maps ``volume_unit`` over ``volume_items`` instead.)
 
     Returns the manifest's volume records; a PVC whose data could not be taken has ``error``.
     Scope ``resources`` protects no data. Raises ``InterruptedError`` when cancelled.
@@ -50,16 +95,12 @@ def protect_volumes(kube: Kube, repo: Repository, spec: BackupSpec, opts: "Volum
     inventory = inventory or preflight(kube, spec)
     if not inventory.pvcs:
         return []
-    repo_cfg = repo_cfg or repo.location
-    if repo_cfg is None:
-        raise VolumeDataUnavailable(
-            f"backup {spec.backup_id} has {len(inventory.pvcs)} PVC(s) in scope {spec.scope!r}, but the repository "
-            "was opened without its location, so movers cannot write to it (open it with open_repository)")
     opts = opts or VolumeOptions()
     opts.cluster_name = spec.cluster_name or kube.name or opts.cluster_name
+    cfg = _location(repo, repo_cfg, f"backup {spec.backup_id} has {len(inventory.pvcs)} PVC(s) in scope {spec.scope!r}")
     nodes = {key: use.node for key, use in inventory.volumes.items()}
-    return backup_volumes(kube, repo_cfg, repo.restic_password(), inventory.pvcs, nodes, spec.backup_id,
-                          spec.plan, opts, runner, progress=progress)
+    return backup_volumes(kube, cfg, repo.restic_password(), inventory.pvcs, nodes, spec.backup_id,
+                          spec.plan, opts, driver, progress=progress)
 
 
 def volume_failures(records: list[dict] | None) -> list[str]:
@@ -83,25 +124,26 @@ def commit(repo: Repository, backup_id: str, volumes: list[dict] | None) -> Mani
 
 
 def run_backup(kube: Kube, repo: Repository, spec: BackupSpec, *, volume_opts: "VolumeOptions | None" = None,
-               repo_cfg: RepositoryConfig | None = None, runner: "MoverRunner | None" = None,
+               repo_cfg: RepositoryConfig | None = None, driver: "Driver | None" = None,
                progress: Progress | None = None, cancel: threading.Event | None = None) -> BackupResult:
     """The whole backup in a row. On an error or a cancel the pending backup is removed; nothing
     half-made is ever listed or restored."""
-    from ys1000.volumes import MoverRunner, VolumeOptions
+    from ys1000.volumes import VolumeOptions
+    from ys1000.volumes.steps import Driver
 
     result = capture(kube, repo, spec, progress=progress, cancel=cancel)
     volume_opts = volume_opts or VolumeOptions()
-    runner = runner or MoverRunner(kube, volume_opts.max_concurrent)
+    driver = driver or Driver(kube, volume_opts.max_concurrent)
     try:
         if cancel is not None and cancel.is_set():
             raise InterruptedError(f"backup {spec.backup_id} cancelled")
         volumes = protect_volumes(kube, repo, spec, volume_opts, inventory=result.inventory, repo_cfg=repo_cfg,
-                                  runner=runner, progress=progress)
+                                  driver=driver, progress=progress)
         verify(repo, spec.backup_id)
         result.manifest = commit(repo, spec.backup_id, volumes)
         result.warnings = list(result.manifest.warnings)
     except BaseException:
-        runner.cancel_all()  # e.g. Ctrl-C in the CLI: no mover may go on writing
+        driver.cancel_all()  # e.g. Ctrl-C in the CLI: no mover may go on writing
         repo.discard_pending(spec.backup_id)
         raise
     if progress:

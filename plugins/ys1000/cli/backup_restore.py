@@ -198,9 +198,9 @@ class _Progress:
             return
         self.show(line)
 
-    def mover(self, spec, progress: dict) -> None:
+    def mover(self, key: str, progress: dict) -> None:
         if self.on:
-            self.volumes[f"{spec.namespace}/{spec.pvc}"] = (
+            self.volumes[key] = (
                 f"{human_size(progress.get('bytes_done'), missing='?')}/{human_size(progress.get('bytes_total'), missing='?')}")
             self.show("volumes: " + ", ".join(f"{k} {v}" for k, v in sorted(self.volumes.items())))
 
@@ -216,7 +216,7 @@ class _Progress:
 
 
 def _backup(args) -> int:
-    from ys1000.volumes import MoverRunner
+    from ys1000.volumes.steps import Driver
 
     _cluster_settings(args)  # bad flags or config fail before anything is opened or written
     kube = kube_from(args)
@@ -230,9 +230,9 @@ def _backup(args) -> int:
         limits=Limits(args.max_namespaces, args.max_pods, args.max_pvcs),
         retention_days=args.retention_days, cluster_name=opts.cluster_name)
     progress = _Progress(args)
-    runner = MoverRunner(kube, opts.max_concurrent, on_progress=progress.mover)
+    driver = Driver(kube, opts.max_concurrent, on_progress=progress.mover)
     try:
-        result = run_backup(kube, repo, spec, volume_opts=opts, runner=runner, progress=progress)
+        result = run_backup(kube, repo, spec, volume_opts=opts, driver=driver, progress=progress)
     finally:
         progress.done()
     s = result.summary()

@@ -26,7 +26,6 @@ from typing import Any, Callable
 
 from ys1000.hooks.jobs import (
     DEFAULT_HOOK_IMAGE,
-    EXECUTABLE,
     JOBS,
     KIND_LABEL,
     COMPONENT_LABEL,
@@ -43,7 +42,7 @@ from ys1000.hooks.jobs import (
     pod_log,
     strip_finalizer,
 )
-from ys1000.kube import Kube, KubeError, ResourceType
+from ys1000.kube import Kube, KubeError, ResourceType, jobs
 from ys1000.kube.discovery import PODS, SERVICES
 
 log = logging.getLogger(__name__)
@@ -155,7 +154,7 @@ class ConsistencyRunner:
                 "activeDeadlineSeconds": max_lock + int(self.lock_timeout) + 120,
                 "ttlSecondsAfterFinished": 3600,
                 "template": {
-                    "metadata": {"labels": {**labels, **EXECUTABLE}},
+                    "metadata": {"labels": labels},
                     "spec": {
                         "restartPolicy": "Never",
                         "terminationGracePeriodSeconds": STOP_GRACE,
@@ -186,7 +185,7 @@ class ConsistencyRunner:
         with self._lock:
             self._held[(ns, name)] = handle
         try:
-            self.kube.create(JOBS, job, ns)
+            jobs.start(self.kube, jobs.JobRun(ns, job), reattach=False)  # never a second lock
             return self._wait_quiesced(handle, timeout)
         except BaseException:
             try:

@@ -28,21 +28,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ys1000.hooks.jobs import (
-    CONFIGMAPS,
-    EXECUTABLE,
     JOBS,
     SA_DIR,
     SA_DIR_ENV,
     cleanup_run,
-    exit_code,
-    find_pod,
     hook_labels,
     job_failure,
     job_name,
-    pod_log,
     service_account_volume,
 )
-from ys1000.kube import Kube, KubeError
+from ys1000.kube import Kube, KubeError, jobs
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +162,7 @@ def job_manifests(hook: Any, run_id: str, hooks_dir: Path | None = None) -> tupl
             "activeDeadlineSeconds": max(1, _seconds(_get(hook, "timeout", 600))),
             "ttlSecondsAfterFinished": 3600,
             "template": {
-                "metadata": {"labels": {**labels, **EXECUTABLE}},
+                "metadata": {"labels": labels},
                 "spec": {"restartPolicy": "Never", "serviceAccountName": _get(hook, "service_account", "default"),
                          "automountServiceAccountToken": False,  # mounted explicitly above
                          "containers": [container], "volumes": volumes},
@@ -213,16 +208,14 @@ class HookRunner:
                                            str(exc), policy))
         jname = job["metadata"]["name"]
         key = (cluster, ns, jname)
-        self._delete(kube, ns, jname)  # a leftover of an earlier try of this run
         with self._lock:
             self._active[key] = kube
         self.log(f"hook {name} ({_get(hook, 'type')}, {_get(hook, 'phase')}) starting as Job {ns}/{jname} "
                  f"in cluster {cluster}, service account {_get(hook, 'service_account', 'default')}, "
                  f"timeout {timeout}s, on failure: {policy}")
         try:
-            if cm is not None:
-                kube.create(CONFIGMAPS, cm, ns)
-            kube.create(JOBS, job, ns)
+            # a leftover of an earlier try of this run is replaced: a hook runs once per try
+            jobs.start(kube, jobs.JobRun(ns, job, config_map=cm), reattach=False)
             ok, code, output, error = self._wait(kube, ns, jname, timeout)
         except KubeError as exc:
             ok, code, output, error = False, None, "", f"cannot run the hook Job: {exc}"
@@ -245,39 +238,26 @@ class HookRunner:
 
     def _wait(self, kube: Kube, ns: str, job: str, timeout: int) -> tuple[bool, int | None, str, str | None]:
         started = time.monotonic()
-        deadline = started + timeout + 30  # the Job's own deadline comes first
-        output = ""
-        while True:
-            if self.cancel.is_set():
-                raise InterruptedError(f"hook Job {ns}/{job} cancelled")
-            status = (kube.get_or_none(JOBS.path(ns, job)) or {}).get("status") or {}
-            pod = find_pod(kube, ns, job)
-            output = pod_log(kube, ns, pod) or output  # keep what was read if the pod goes away
-            phase = ((pod or {}).get("status") or {}).get("phase")
-            if status.get("succeeded") or status.get("failed") or phase in ("Succeeded", "Failed"):
-                if phase in ("Succeeded", "Failed"):
-                    output = pod_log(kube, ns, pod) or output
-                code = exit_code(pod)
-                if (status.get("succeeded") or phase == "Succeeded") and code in (0, None):
-                    return True, 0, output, None
-                why = job_failure({"status": status})
-                for _ in range(10):  # the Job's Failed condition (its reason) may lag its pod
-                    if why or code is not None:
-                        break
-                    time.sleep(0.3)
-                    why = job_failure(kube.get_or_none(JOBS.path(ns, job)))
-                if "DeadlineExceeded" in why or (code is None and time.monotonic() - started >= timeout):
-                    return False, code, output, f"timed out after {timeout}s (activeDeadlineSeconds)"
-                pod_msg = ((pod or {}).get("status") or {}).get("message")
-                return False, code, output, (f"exit code {code}" if code is not None else (pod_msg or why or
-                                                                                          "the pod failed"))
-            if time.monotonic() > deadline:
-                return False, None, output, f"timed out after {timeout}s"
-            time.sleep(self.poll)
+        try:
+            st = jobs.wait(kube, ns, job, timeout=timeout + 30, cancel=self.cancel, progress_every=self.poll)
+        except jobs.JobError:
+            return False, None, "", f"timed out after {timeout}s"
+        if st.succeeded:
+            return True, 0, st.log, None
+        why = job_failure(kube.get_or_none(JOBS.path(ns, job)))
+        for _ in range(10):  # the Job's Failed condition (its reason) may lag its pod
+            if why or st.exit_code is not None:
+                break
+            time.sleep(0.3)
+            why = job_failure(kube.get_or_none(JOBS.path(ns, job)))
+        if "DeadlineExceeded" in why or (st.exit_code is None and time.monotonic() - started >= timeout):
+            return False, st.exit_code, st.log, f"timed out after {timeout}s (activeDeadlineSeconds)"
+        if st.exit_code is not None:
+            return False, st.exit_code, st.log, f"exit code {st.exit_code}"
+        return False, None, st.log, why or st.reason or "the pod failed"
 
     def _delete(self, kube: Kube, ns: str, name: str) -> None:
-        kube.delete(JOBS, name, ns, propagation="Background")
-        kube.delete(CONFIGMAPS, name, ns)
+        jobs.delete(kube, ns, name)
 
     def cancel_all(self) -> list[str]:
         """Stop waiting and delete every hook Job/ConfigMap this runner created (``on_kill``)."""

@@ -1,7 +1,7 @@
 """Restore of Kubernetes resources and volume data: ordering, transforms, apply with an
 existing-resource policy, PVCs filled before workloads, report (``pipeline.run_restore``)."""
 
-from ys1000.restore.engine import (
+from ys1000.restore.apply import (
     ConflictError, ItemResult, RestoreReport, RestoreSpec, check_no_conflicts, find_conflicts,
 )
 from ys1000.restore.pipeline import run_restore

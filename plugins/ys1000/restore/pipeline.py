@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Callable
 
 from ys1000.kube import Kube
 from ys1000.repository import Repository, RepositoryConfig
-from ys1000.restore.engine import Restorer, RestoreReport, RestoreSpec
+from ys1000.restore.apply import Restorer, RestoreReport, RestoreSpec
 
 if TYPE_CHECKING:
     from ys1000.volumes import VolumeRestoreOptions
@@ -31,14 +31,43 @@ def run_restore(kube: Kube, repo: Repository, spec: RestoreSpec, *, same_cluster
     from CSI snapshots, whose handles mean something only where they were taken.
     """
     if not spec.dry_run:
-        spec.volume_hooks = volume_restorer(kube, repo, spec, same_cluster=same_cluster, volume_opts=volume_opts,
+        spec.volume_restorer = volume_restorer(kube, repo, spec, same_cluster=same_cluster, volume_opts=volume_opts,
                                             repo_cfg=repo_cfg)
     try:
         return Restorer(kube, repo, spec, progress, cancel).run()
     except BaseException:
-        if spec.volume_hooks is not None:
-            spec.volume_hooks.cancel()  # no mover may go on writing into a half-restored PVC
+        if spec.volume_restorer is not None:
+            spec.volume_restorer.cancel()  # no mover may go on writing into a half-restored PVC
         raise
+
+
+def restore_resources(kube: Kube, repo: Repository, spec: RestoreSpec, *, same_cluster: bool | None = None,
+                      volume_opts: "VolumeRestoreOptions | None" = None, repo_cfg: RepositoryConfig | None = None,
+                      progress: Progress | None = None,
+                      cancel: threading.Event | None = None) -> tuple[RestoreReport, list[dict]]:
+    """The restore DAG's first part: everything up to and including the PVCs (a dry run does it
+    all). Returns the report so far and the created PVCs that need data: ``{"namespace", "pvc",
+    "record"}``, one mapped ``volumes`` task each (``volume_unit``)."""
+    if not spec.dry_run:
+        spec.volume_restorer = volume_restorer(kube, repo, spec, same_cluster=same_cluster, volume_opts=volume_opts,
+                                               repo_cfg=repo_cfg)
+    restorer = Restorer(kube, repo, spec, progress, cancel)
+    report = restorer.run("all" if spec.dry_run else "resources")
+    return report, list(restorer.pending_volumes)
+
+
+def volume_unit(kube: Kube, repo: Repository, restore_id: str, volume_opts: "VolumeRestoreOptions", *,
+                repo_cfg: RepositoryConfig | None = None):
+    """The per-PVC step of a restore (``ys1000.volumes.restore.VolumeRestore``)."""
+    from ys1000.volumes.restore import VolumeRestore
+
+    return VolumeRestore(kube, repo_cfg or repo.location, repo.restic_password(), restore_id, volume_opts)
+
+
+def restore_workloads(kube: Kube, repo: Repository, spec: RestoreSpec, volume_results: list[dict], *,
+                      progress: Progress | None = None, cancel: threading.Event | None = None) -> RestoreReport:
+    """The restore DAG's last part: what comes after the PVCs, once the volume tasks filled them."""
+    return Restorer(kube, repo, spec, progress, cancel).run("workloads", volume_results)
 
 
 def volume_restorer(kube: Kube, repo: Repository, spec: RestoreSpec, *, same_cluster: bool | None = None,

@@ -338,7 +338,7 @@ def _progress(job: Job, stamps: dict[str, datetime]) -> Progress:
 def _final_counts(job: Job, p: Progress) -> bool:
     """Fill done/total from the results of finished tasks; False when there are none."""
     commit = job.result("commit")
-    restore = job.result("restore")
+    restore = job.result("workloads") or job.result("restore")  # the restore's last part, else its first
     if isinstance(commit, dict) and "objects" in commit:
         p.objects_done = p.objects_total = int(commit.get("objects") or 0)
         if commit.get("archive_bytes") is not None:

@@ -8,7 +8,7 @@ from importlib import import_module
 
 _EXPORTS = {
     "VolumeOptions": "backup", "backup_volumes": "backup", "export_later": "backup",
-    "MoverError": "jobs", "MoverRunner": "jobs", "MoverSpec": "jobs", "cleanup_run": "jobs",
+    "MoverError": "movers", "MoverRunner": "movers", "MoverSpec": "movers", "cleanup_run": "movers",
     "VolumeRestoreOptions": "restore", "VolumeRestorer": "restore",
     "SnapshotError": "snapshots", "ensure_snapshot_class": "snapshots", "take_snapshot": "snapshots",
 }

@@ -6,9 +6,10 @@ Two ways to fill a restored PVC, chosen per volume from what the backup recorded
   the PVC is created with a VolumeSnapshot ``dataSource`` re-bound to the recorded handle;
 * from restic (file copy or exported snapshot) — anywhere: a mover Job restores into the new PVC.
 
-``VolumeRestorer`` plugs into the resource restore (``RestoreSpec.volume_hooks``): ``prepare`` edits
-each PVC before it is created, ``populate`` runs the movers after the PVC class is in and before
-the workloads class starts.
+``VolumeRestorer`` plugs into the resource restore (``RestoreSpec.volume_restorer``): ``prepare``
+edits each PVC before it is created, ``populate`` fills the created ones (``VolumeRestore`` per
+PVC, driven in place) after the PVC class is in and before the workloads class starts. The
+restore DAG runs the same ``VolumeRestore`` units as one mapped task per PVC instead.
 """
 
 from __future__ import annotations
@@ -17,13 +18,12 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from ys1000.kube import Kube
-from ys1000.kube.discovery import PVCS
+from ys1000.kube import Kube, jobs
 from ys1000.repository import RepositoryConfig
 from ys1000.volumes import restic
-from ys1000.volumes.jobs import DEFAULT_IMAGE, MoverRunner, MoverSpec
+from ys1000.volumes.movers import DEFAULT_IMAGE, MoverSpec, describe, mover_job
 from ys1000.volumes.snapshots import rebind_snapshot
-from ys1000.waiting import wait_until
+from ys1000.volumes.steps import Done, Driver, Step, StepFailed, Wait, clean, job_wait
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,46 @@ class VolumeRestoreOptions:
     limit_download_kib: int | None = None
     run_id: str = "manual"
     bind_timeout: float = 120
+
+
+@dataclass
+class VolumeRestore:
+    """Fill one restored PVC from its restic snapshot: wait until it is bound, then a mover."""
+
+    kube: Kube
+    repo_cfg: RepositoryConfig
+    password: str
+    restore_id: str
+    opts: VolumeRestoreOptions
+
+    def begin(self, namespace: str, pvc: str, rec: dict) -> Step:
+        return Wait({"kind": "pvc_bound", "namespace": namespace, "name": pvc, "timeout": self.opts.bind_timeout,
+                     "label": f"restored PVC {namespace}/{pvc} to bind"},
+                    {"stage": "bind", "namespace": namespace, "pvc": pvc,
+                     "repository": rec["restic"]["repository"], "snapshot_id": rec["restic"]["snapshot_id"]})
+
+    def resume(self, state: dict, event: dict) -> Step:
+        ns, pvc = state["namespace"], state["pvc"]
+        if event.get("status") != "success":
+            if state.get("job"):
+                clean(self.kube, {"jobs": [[ns, state["job"]]]})
+            raise StepFailed(event.get("reason") or f"PVC {ns}/{pvc}: {state['stage']} failed")
+        if state["stage"] == "bind":
+            target = restic.target_at(self.repo_cfg, self.password, state["repository"])
+            args = ["restore", "--target", "/data", "--snapshot", state["snapshot_id"]]
+            if self.opts.limit_download_kib:
+                args += ["--limit-download", str(self.opts.limit_download_kib)]
+            spec = MoverSpec(namespace=ns, pvc=pvc, purpose="restore", run_id=self.opts.run_id, image=self.opts.image,
+                             env=target.environment(), read_only=False,
+                             labels={"ys1000.io/restore": self.restore_id[:63]}, args=args)
+            run = mover_job(spec)
+            jobs.start(self.kube, run)  # a retried task finds its still-running mover
+            return job_wait(run, describe(spec), spec.timeout, {**state, "stage": "restore", "job": run.name})
+        result = event["result"]
+        clean(self.kube, {"jobs": [[ns, state["job"]]]})
+        return Done({"namespace": ns, "pvc": pvc, "status": "data", "from": "restic",
+                     "snapshot_id": state["snapshot_id"], "bytes_restored": result.get("bytes_restored", 0),
+                     "files_restored": result.get("files_restored", 0)})
 
 
 @dataclass
@@ -56,7 +96,7 @@ class VolumeRestorer:
         self._pending: dict[tuple[str, str], dict] = {}  # (target ns, pvc) -> record, for populate
         self._snapshots: dict[tuple[str, str], str] = {}  # (target ns, pvc) -> VolumeSnapshot filling it
         self._empty: dict[tuple[str, str], str] = {}  # (target ns, pvc) -> why it comes back empty
-        self.runner = MoverRunner(self.kube, self.opts.max_concurrent)
+        self.driver = Driver(self.kube, self.opts.max_concurrent)
 
     def _source(self, rec: dict) -> str:
         if rec.get("csi") and self.opts.same_cluster and (self.opts.prefer_snapshots or not rec.get("restic")):
@@ -93,41 +133,36 @@ class VolumeRestorer:
             self._empty[(ns, name)] = "the volume was empty at backup time"
         return obj
 
+    def pending(self, created: list[tuple[str, str]]) -> list[dict]:
+        """The created PVCs that get restic data: ``{"namespace", "pvc", "record"}`` each."""
+        return [{"namespace": ns, "pvc": name, "record": self._pending[(ns, name)]}
+                for ns, name in created if (ns, name) in self._pending]
+
     def populate(self, created: list[tuple[str, str]]) -> None:
         """Restore restic data into the PVCs that this restore created (existing ones are left
         alone). A PVC whose mover fails is recorded as failed; the others go on."""
-        todo = [(ns, name, self._pending[(ns, name)]) for ns, name in created if (ns, name) in self._pending]
+        unit = VolumeRestore(self.kube, self.repo_cfg, self.password, self.restore_id, self.opts)
 
-        def one(item):
-            ns, name, rec = item
+        def one(item: dict) -> dict:
+            ns, name, rec = item["namespace"], item["pvc"], item["record"]
             try:
-                wait_until(lambda: (self.kube.get(PVCS.path(ns, name)).get("status") or {}).get("phase") == "Bound",
-                           timeout=self.opts.bind_timeout, what=f"restored PVC {ns}/{name} to bind")
-                target = restic.target_at(self.repo_cfg, self.password, rec["restic"]["repository"])
-                args = ["restore", "--target", "/data", "--snapshot", rec["restic"]["snapshot_id"]]
-                if self.opts.limit_download_kib:
-                    args += ["--limit-download", str(self.opts.limit_download_kib)]
-                result = self.runner.run(MoverSpec(namespace=ns, pvc=name, purpose="restore", run_id=self.opts.run_id,
-                                                   image=self.opts.image, env=target.environment(), read_only=False,
-                                                   labels={"ys1000.io/restore": self.restore_id[:63]}, args=args))
+                return self.driver.drive(unit, lambda: unit.begin(ns, name, rec), f"{ns}/{name}")
             except InterruptedError:
                 raise
             except Exception as exc:
-                if self.runner.cancel.is_set():
+                if self.driver.cancel.is_set():
                     raise InterruptedError(f"restore {self.restore_id} cancelled") from exc
                 log.warning("PVC %s/%s: data not restored: %s", ns, name, exc)
                 return {"namespace": ns, "pvc": name, "status": "failed", "from": "restic",
                         "snapshot_id": rec["restic"]["snapshot_id"], "reason": str(exc) or type(exc).__name__}
-            return {"namespace": ns, "pvc": name, "status": "data", "from": "restic",
-                    "snapshot_id": rec["restic"]["snapshot_id"],
-                    "bytes_restored": result.get("bytes_restored", 0), "files_restored": result.get("files_restored", 0)}
 
         with ThreadPoolExecutor(max(1, self.opts.max_concurrent)) as pool:
-            self.results.extend(pool.map(one, todo))
+            self.results.extend(pool.map(one, self.pending(created)))
 
-    def report(self, items) -> list[dict]:
+    def report(self, items, *, pending_ok: bool = False) -> list[dict]:
         """One line per PVC of the restore: filled with data, empty by design (and why), left as it
-        was (it existed), or failed (and why)."""
+        was (it existed), or failed (and why); with ``pending_ok``, ``pending`` for those whose
+        data the restore's volume tasks are about to fill."""
         by_key = {(r["namespace"], r["pvc"]): r for r in self.results}
         out = []
         for item in items:
@@ -145,6 +180,8 @@ class VolumeRestorer:
             elif key in self._snapshots:
                 out.append({"namespace": item.namespace, "pvc": item.name, "status": "data", "from": "snapshot",
                             "snapshot": self._snapshots[key]})
+            elif pending_ok and key in self._pending:
+                out.append({"namespace": item.namespace, "pvc": item.name, "status": "pending"})
             elif key in self._empty:
                 out.append({"namespace": item.namespace, "pvc": item.name, "status": "empty",
                             "reason": self._empty[key]})
@@ -154,4 +191,4 @@ class VolumeRestorer:
         return out
 
     def cancel(self) -> list[str]:
-        return self.runner.cancel_all()
+        return self.driver.cancel_all()

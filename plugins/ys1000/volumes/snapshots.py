@@ -93,8 +93,9 @@ def driver_of(kube: Kube, pvc: dict) -> tuple[str, str]:
     return csi["driver"], (sc or {}).get("provisioner", csi["driver"])
 
 
-def take_snapshot(kube: Kube, namespace: str, pvc_name: str, backup_id: str, timeout: float = 300) -> SnapshotRecord:
-    """Snapshot one PVC with a conforming class and wait until it is readyToUse."""
+def start_snapshot(kube: Kube, namespace: str, pvc_name: str, backup_id: str) -> dict:
+    """Create the VolumeSnapshot of one PVC with a conforming class (a retry finds its own);
+    returns what ``snapshot_record`` needs once it is readyToUse."""
     pvc = kube.get(PVCS.path(namespace, pvc_name))
     if (pvc.get("status") or {}).get("phase") != "Bound":
         raise SnapshotError(f"PVC {namespace}/{pvc_name} is not bound")
@@ -109,10 +110,23 @@ def take_snapshot(kube: Kube, namespace: str, pvc_name: str, backup_id: str, tim
     except KubeError as exc:
         if exc.status != 409:  # a retried task finds its own snapshot
             raise
-    vs = wait_ready(kube, namespace, name, timeout)
+    return {"namespace": namespace, "pvc": pvc_name, "snapshot": name, "driver": driver, "snapshot_class": cls}
+
+
+def snapshot_record(kube: Kube, started: dict) -> SnapshotRecord:
+    """The manifest's record of a snapshot that is readyToUse."""
+    vs = kube.get(SNAPSHOTS.path(started["namespace"], started["snapshot"]))
     content = kube.get(CONTENTS.path(name=vs["status"]["boundVolumeSnapshotContentName"]))
-    return SnapshotRecord(namespace, pvc_name, name, content["metadata"]["name"],
-                          content["status"]["snapshotHandle"], driver, cls, str(vs["status"].get("restoreSize") or ""))
+    return SnapshotRecord(started["namespace"], started["pvc"], started["snapshot"], content["metadata"]["name"],
+                          content["status"]["snapshotHandle"], started["driver"], started["snapshot_class"],
+                          str(vs["status"].get("restoreSize") or ""))
+
+
+def take_snapshot(kube: Kube, namespace: str, pvc_name: str, backup_id: str, timeout: float = 300) -> SnapshotRecord:
+    """Snapshot one PVC with a conforming class and wait (here) until it is readyToUse."""
+    started = start_snapshot(kube, namespace, pvc_name, backup_id)
+    wait_ready(kube, namespace, started["snapshot"], timeout)
+    return snapshot_record(kube, started)
 
 
 def wait_ready(kube: Kube, namespace: str, name: str, timeout: float) -> dict:

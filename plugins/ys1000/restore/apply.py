@@ -58,7 +58,7 @@ class RestoreSpec:
     workers: int = 16
     # volume data (ys1000.volumes.restore.VolumeRestorer): prepare(pvc, source_ns) edits each PVC
     # before it is created; populate([(ns, name)]) fills the created ones before the workloads
-    volume_hooks: Any = None
+    volume_restorer: Any = None
 
 
 @dataclass
@@ -103,6 +103,13 @@ class RestoreReport:
         if not self.failed and not self.failed_volumes:
             return "Completed"
         return "Failed" if len(self.failed) == len(self.items) else "PartiallyFailed"
+
+    @classmethod
+    def from_json(cls, d: dict) -> "RestoreReport":
+        """A report saved by the first part of a restore (the DAG restores in parts)."""
+        return cls(d["restore_id"], d["backup_id"], d["dry_run"], d["started"], d.get("finished", ""),
+                   [ItemResult(i["kind"], i["namespace"], i["name"], i["action"], i.get("reason", ""))
+                    for i in d.get("items") or []], list(d.get("volumes") or []))
 
     def to_json(self) -> dict:
         return {"restore_id": self.restore_id, "backup_id": self.backup_id, "dry_run": self.dry_run,
@@ -171,13 +178,28 @@ class Restorer:
         return sorted(groups.items())
 
     # -- applying -------------------------------------------------------------------------------
-    def run(self) -> RestoreReport:
+    def run(self, part: str = "all", volume_results: list[dict] | None = None) -> RestoreReport:
+        """Apply the backup, class by class. ``part``:
+
+        - ``all``: everything; PVCs are filled (``volume_restorer.populate``) before the workloads;
+        - ``resources``: the classes up to and including PVCs; the created PVCs that need data are
+          left in ``self.pending_volumes`` (the DAG fills them with one mapped task each);
+        - ``workloads``: the classes after PVCs, continuing the report the first part saved;
+          ``volume_results`` (what the mapped tasks returned) complete its volume lines.
+        """
         self.spec.options.target_minor = self.kube.minor_version()
         self.spec.options.labels = {**self.spec.options.labels, "ys1000.io/backup": self.spec.backup_id[:63],
                                     "ys1000.io/restore": self.spec.restore_id[:63]}
+        split = rank(PVCS.group_resource, False)
         buckets = self.buckets()
+        if part == "resources":
+            buckets = [b for b in buckets if b[0] <= split]
+        elif part == "workloads":
+            buckets = [b for b in buckets if b[0] > split]
+            self.report = RestoreReport.from_json(self.repo.load_restore_report(self.spec.restore_id))
         total = sum(len(items) for _, items in buckets)
         done = 0
+        self.pending_volumes: list[dict] = []
         self.progress({"phase": "restore", "objects_done": 0, "objects_total": total})
         with ThreadPoolExecutor(self.spec.workers, thread_name_prefix="restore") as pool:
             for (_, group_resource), items in buckets:
@@ -189,14 +211,21 @@ class Restorer:
                 done += len(items)
                 self.progress({"phase": "restore", "objects_done": done, "objects_total": total,
                                "current": group_resource})
-                if group_resource == PVCS.group_resource and self.spec.volume_hooks and not self.spec.dry_run:
-                    self.progress({"phase": "volumes", "objects_done": done, "objects_total": total})
-                    self.spec.volume_hooks.populate([(r.namespace, r.name) for r in results if r.action == "created"])
+                if group_resource == PVCS.group_resource and self.spec.volume_restorer and not self.spec.dry_run:
+                    created = [(r.namespace, r.name) for r in results if r.action == "created"]
+                    if part == "all":
+                        self.progress({"phase": "volumes", "objects_done": done, "objects_total": total})
+                        self.spec.volume_restorer.populate(created)
+                    else:
+                        self.pending_volumes = self.spec.volume_restorer.pending(created)
                 if group_resource == CRDS.group_resource and not self.spec.dry_run:
                     self._wait_crds_established([r.name for r in results if r.action in ("created", "updated", "skipped")])
         self.report.finished = _now()
-        if self.spec.volume_hooks is not None and not self.spec.dry_run:
-            self.report.volumes = self.spec.volume_hooks.report(self.report.items)
+        if self.spec.volume_restorer is not None and not self.spec.dry_run and part != "workloads":
+            self.report.volumes = self.spec.volume_restorer.report(self.report.items,
+                                                                   pending_ok=part == "resources")
+        if part == "workloads":
+            self.report.volumes = _complete_volumes(self.report.volumes, volume_results or [])
         if not self.spec.dry_run:
             self.repo.save_restore_report(self.spec.restore_id, self.report.to_json())
         return self.report
@@ -242,8 +271,8 @@ class Restorer:
             return ItemResult(entry.kind, None, entry.name, "would-skip" if self.spec.dry_run else "skipped",
                               "dynamically provisioned: its claim is provisioned anew")
         obj = transform(obj, self.spec.options)
-        if entry.kind == "PersistentVolumeClaim" and self.spec.volume_hooks and not self.spec.dry_run:
-            obj = self.spec.volume_hooks.prepare(obj, entry.namespace)
+        if entry.kind == "PersistentVolumeClaim" and self.spec.volume_restorer and not self.spec.dry_run:
+            obj = self.spec.volume_restorer.prepare(obj, entry.namespace)
         md = obj["metadata"]
         ns, name = md.get("namespace"), md["name"]
         rt = self._resource_type(entry)
@@ -311,6 +340,19 @@ class Restorer:
             return ItemResult(kind, ns, name, "would-create", "in a namespace this restore creates")
         self._call(self.kube.create, rt, obj, ns, dry_run=True)  # the server validates it
         return ItemResult(kind, ns, name, "would-create")
+
+
+def _complete_volumes(lines: list[dict], results: list[dict]) -> list[dict]:
+    """Volume lines of a restore in parts: the mapped tasks' results replace the ``pending``
+    lines; a PVC whose task left no result failed."""
+    by_key = {(r["namespace"], r["pvc"]): r for r in results if r}
+    out = []
+    for line in lines:
+        if line.get("status") == "pending":
+            line = by_key.get((line["namespace"], line["pvc"])) or {
+                **line, "status": "failed", "reason": "its data was not restored (its volume task did not finish)"}
+        out.append(line)
+    return out
 
 
 def _for_update(obj: dict, live: dict) -> dict:
