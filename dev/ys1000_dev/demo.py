@@ -204,6 +204,19 @@ def _xcom(client, dag_id: str, run_id: str, task_id: str, key: str = "return_val
     return entry["value"]
 
 
+def _restore_summary(client, dag_id: str, run_id: str) -> dict:
+    """The restore's summary: the ``workloads`` task's XCom when the DAG splits the restore around
+    its volume tasks, else the ``restore`` task's."""
+    for task_id in ("workloads", "restore"):
+        try:
+            value = _xcom(client, dag_id, run_id, task_id)
+        except Exception:  # no such task or XCom in this DAG's shape
+            continue
+        if isinstance(value, dict) and "restore_id" in value:
+            return value
+    raise DemoError(f"{dag_id} run {run_id}: no restore summary in the XComs of workloads or restore")
+
+
 def _trigger(client, dag_id: str, conf: dict | None = None) -> str:
     run_id = client.trigger(dag_id, conf)["dag_run_id"]
     _say(f"    triggered {dag_id} (POST /api/v2/dags/{dag_id}/dagRuns): run {run_id}")
@@ -317,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         other = _trigger(client, RESTORE_PLAN_DAG)
         for dag_id, rid in ((GENERIC_RESTORE_DAG, back), (RESTORE_PLAN_DAG, other)):
             _wait(client, stack, dag_id, rid)
-            r = _xcom(client, dag_id, rid, "restore")
+            r = _restore_summary(client, dag_id, rid)
             _say(f"    {dag_id}: restore {r['restore_id']} of {r['backup_id']}: {r['status']}; "
                  + ", ".join(f"{k} {v}" for k, v in sorted(r["counts"].items())))
 
@@ -335,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         for mode in ("incremental", "cutover"):
             rid = _trigger(client, MIGRATE_DAG, {"mode": mode})
             _wait(client, stack, MIGRATE_DAG, rid)
-            sync = _xcom(client, MIGRATE_DAG, rid, "sync")
+            sync = _xcom(client, MIGRATE_DAG, rid, "sync_commit")
             _say(f"    {mode}: sync {sync['backup_id']} sent {sync['bytes_sent']} bytes")
         from ys1000.kube import Discovery
 

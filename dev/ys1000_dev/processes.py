@@ -436,7 +436,9 @@ class AirflowStack:
             secret_file.write_text(json.dumps(secrets_))
             secret_file.chmod(0o600)
         path = os.pathsep.join([str(venv_bin()), str(repo_root() / "bin"), os.environ.get("PATH", "")])
-        env = _clean_environ() | {
+        # hook material of the source tree, as the Docker image has it beside its config dir (the
+        # demo and the tests point YS1000_CONFIG_DIR at copies of config/); the caller's wins
+        env = {"YS1000_HOOKS_DIR": str(repo_root() / "include" / "hooks")} | _clean_environ() | {
             "PATH": path,
             "AIRFLOW_HOME": str(self.home),
             "AIRFLOW__CORE__EXECUTOR": self.executor,
