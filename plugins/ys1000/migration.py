@@ -14,20 +14,23 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from ys1000.backup import BackupSpec, Limits, run_backup, volume_failures
+from ys1000.backup import BackupSpec, Limits, volume_failures
+from ys1000.backup.pipeline import capture, commit, prepare_volumes, verify, volume_items
 from ys1000.backup.selection import resolve_namespaces
 from ys1000.kube import Kube, KubeError, ResourceType
 from ys1000.kube.discovery import NAMESPACES, PODS, PVCS
 from ys1000.repository import Repository, RepositoryConfig
 from ys1000.restore import RestoreOptions, RestoreReport, RestoreSpec, run_restore
 from ys1000.restore.transforms import transform
-from ys1000.volumes import MoverRunner, MoverSpec, VolumeOptions
+from ys1000.kube import jobs
+from ys1000.volumes import MoverSpec, VolumeOptions
 from ys1000.volumes import restic
+from ys1000.volumes.movers import describe, mover_job
+from ys1000.volumes.steps import Done, Driver, Step, StepFailed, Wait, clean, in_cluster, job_wait
 from ys1000.waiting import wait_until
 
 log = logging.getLogger(__name__)
@@ -116,44 +119,159 @@ def preflight(source: Kube, target: Kube, spec: MigrationSpec) -> list[str]:
 
 
 # -- incremental sync ------------------------------------------------------------------------------
+#
+# A sync is a backup of the source whose per-PVC step also fills the target's PVC: ``sync_start``
+# (conflict check, resources into a pending backup, restic repositories, target namespaces) →
+# one ``VolumeSync`` per PVC (source copy, then target restore with --delete) → ``sync_finish``
+# (verify, commit). The DAG maps ``VolumeSync`` over the PVCs; ``sync`` runs it all in place.
 
 
-def sync(source: Kube, target: Kube, repo: Repository, repo_cfg: RepositoryConfig, spec: MigrationSpec,
-         backup_id: str, *, run_id: str = "sync", image: str | None = None, max_concurrent: int = 2,
-         source_runner: MoverRunner | None = None, target_runner: MoverRunner | None = None) -> SyncResult:
-    """One incremental pass: source → repository → target PVCs. The app is not started in the target."""
-    preflight(source, target, spec)
-    vopts = VolumeOptions(method=spec.method, per_pvc=dict(spec.per_pvc), run_id=f"{run_id}/source",
+def sync_start(source: Kube, target: Kube, repo: Repository, spec: MigrationSpec, backup_id: str,
+               vopts: VolumeOptions, *, repo_cfg: RepositoryConfig | None = None) -> tuple[list[str], list[dict]]:
+    """The sync's first step; returns the source namespaces and the PVCs to sync
+    (``{"namespace", "pvc", "node"}`` each)."""
+    namespaces = preflight(source, target, spec)
+    bspec = spec.backup_spec(backup_id)
+    result = capture(source, repo, bspec)
+    try:
+        prepare_volumes(source, repo, bspec, vopts, result.inventory, repo_cfg=repo_cfg)
+        _ensure_target_namespaces(source, target, spec, result.inventory.namespaces)
+    except BaseException:
+        repo.discard_pending(backup_id)
+        raise
+    return namespaces, volume_items(bspec, result.inventory)
+
+
+def sync_options(spec: MigrationSpec, run_id: str, *, image: str | None = None, max_concurrent: int = 2) -> VolumeOptions:
+    vopts = VolumeOptions(method=spec.method, per_pvc=dict(spec.per_pvc), run_id=run_id,
                           cluster_name=spec.source_cluster, max_concurrent=max_concurrent)
     if image:
         vopts.image = image
-    result = run_backup(source, repo, spec.backup_spec(backup_id), volume_opts=vopts, repo_cfg=repo_cfg)
-    manifest = result.manifest
+    return vopts
+
+
+@dataclass
+class VolumeSync:
+    """One PVC of a sync: its data into the repository (``VolumeBackup`` in the source), then
+    the target's PVC (created once, from the source's) made equal to that snapshot (a restic
+    restore with ``--delete`` in the target). Waits happen in the cluster their step names."""
+
+    source: Kube
+    target: Kube
+    repo_cfg: RepositoryConfig
+    password: str
+    spec: MigrationSpec
+    opts: VolumeOptions
+    backup_id: str
+
+    @property
+    def backup(self):
+        from ys1000.volumes.backup import VolumeBackup
+
+        return VolumeBackup(self.source, self.repo_cfg, self.password, self.opts, self.backup_id, self.spec.plan)
+
+    def begin(self, pvc_obj: dict, node: str | None = None) -> Step:
+        return self._after_backup(in_cluster(self.backup.begin(pvc_obj, node), "source"))
+
+    def resume(self, state: dict, event: dict) -> Step:
+        if state.get("phase", "backup") == "backup":
+            return self._after_backup(in_cluster(self.backup.resume(state["inner"], event), "source"))
+        ns, pvc, record = state["target_ns"], state["pvc"], state["record"]
+        if event.get("status") != "success":
+            if state.get("job"):
+                clean(self.target, {"jobs": [[ns, state["job"]]]})
+            raise StepFailed(event.get("reason") or f"target PVC {ns}/{pvc}: {state['phase']} failed")
+        if state["phase"] == "bind":
+            tgt = restic.target_at(self.repo_cfg, self.password, record["restic"]["repository"])
+            mover = MoverSpec(namespace=ns, pvc=pvc, purpose="sync", run_id=self.opts.run_id, read_only=False,
+                              image=self.opts.image, env=tgt.environment(), labels={MIGRATION_LABEL: self.spec.plan[:63]},
+                              args=["restore", "--target", "/data", "--snapshot", record["restic"]["snapshot_id"],
+                                    "--delete"])
+            run = mover_job(mover)
+            jobs.start(self.target, run)  # a retried task finds its still-running mover
+            return in_cluster(job_wait(run, describe(mover), mover.timeout,
+                                       {**state, "phase": "restore", "job": run.name}), "target")
+        clean(self.target, {"jobs": [[ns, state["job"]]]})
+        return Done({**_short(record), "backup": record, "restored": True, "created": state["created"],
+                     "target_ns": ns, "bytes_restored": (event.get("result") or {}).get("bytes_restored", 0)})
+
+    def _after_backup(self, step: Step) -> Step:
+        if isinstance(step, Wait):
+            return Wait(step.what, {"phase": "backup", "inner": step.state}, step.cleanup)
+        record = step.record
+        created = self._ensure_target_pvc(record["namespace"], record["pvc"])
+        if not (record.get("restic") or {}).get("snapshot_id"):  # skipped, snapshot-only or empty volume
+            return Done({**_short(record), "backup": record, "restored": False, "created": created,
+                         "target_ns": self.spec.target_ns(record["namespace"])})
+        ns = self.spec.target_ns(record["namespace"])
+        return in_cluster(Wait({"kind": "pvc_bound", "namespace": ns, "name": record["pvc"], "timeout": 600,
+                                "label": f"target PVC {ns}/{record['pvc']} to bind"},
+                               {"phase": "bind", "target_ns": ns, "pvc": record["pvc"], "record": record,
+                                "created": created}), "target")
+
+    def _ensure_target_pvc(self, namespace: str, name: str) -> bool:
+        """The target's PVC, from the source's (mapped namespace and StorageClass), created once."""
+        obj = transform(self.source.get(PVCS.path(namespace, name)), self.spec.restore_options())
+        ns = obj["metadata"]["namespace"]
+        if self.target.get_or_none(PVCS.path(ns, name)) is not None:
+            return False
+        obj["metadata"].setdefault("labels", {})[MIGRATION_LABEL] = self.spec.plan
+        try:
+            self.target.create(PVCS, obj, ns)
+        except KubeError as exc:
+            if exc.status != 409:  # another try created it meanwhile
+                raise
+            return False
+        return True
+
+
+def sync_finish(repo: Repository, backup_id: str, records: list[dict]) -> SyncResult:
+    """Verify and commit the sync's backup; ``MigrationIncomplete`` when a PVC was not synced."""
+    verify(repo, backup_id)
+    manifest = commit(repo, backup_id, [r["backup"] for r in records])
     failures = volume_failures(manifest.volumes)
     if failures:  # a sync that leaves a PVC behind must not pass for a complete one
         raise MigrationIncomplete(f"sync backup {backup_id} lacks the data of PVC(s): " + "; ".join(failures))
-    created = _ensure_target_pvcs(target, repo, spec, backup_id)
-    runner = target_runner or MoverRunner(target, max_concurrent)
-    password = repo.restic_password()
+    return SyncResult(backup_id, [{k: v for k, v in r.items() if k not in ("backup", "created", "target_ns")}
+                                  for r in records],
+                      [f"{r['target_ns']}/{r['pvc']}" for r in records if r.get("created")])
 
-    def restore_one(rec: dict) -> dict:
-        if not (rec.get("restic") or {}).get("snapshot_id"):  # skipped, snapshot-only or empty volume
-            return {**_short(rec), "restored": False}
-        ns = spec.target_ns(rec["namespace"])
-        wait_until(lambda: (target.get(PVCS.path(ns, rec["pvc"])).get("status") or {}).get("phase") == "Bound",
-                   timeout=120, what=f"target PVC {ns}/{rec['pvc']} to bind")
-        tgt = restic.target_at(repo_cfg, password, rec["restic"]["repository"])
-        mover = MoverSpec(namespace=ns, pvc=rec["pvc"], purpose="sync", run_id=f"{run_id}/target", read_only=False,
-                          env=tgt.environment(), labels={MIGRATION_LABEL: spec.plan[:63]},
-                          args=["restore", "--target", "/data", "--snapshot", rec["restic"]["snapshot_id"], "--delete"])
-        if image:
-            mover.image = image
-        out = runner.run(mover)
-        return {**_short(rec), "restored": True, "bytes_restored": out.get("bytes_restored", 0)}
 
-    with ThreadPoolExecutor(max(1, max_concurrent)) as pool:
-        volumes = list(pool.map(restore_one, manifest.volumes))
-    return SyncResult(backup_id, volumes, created)
+def sync(source: Kube, target: Kube, repo: Repository, repo_cfg: RepositoryConfig, spec: MigrationSpec,
+         backup_id: str, *, run_id: str = "sync", image: str | None = None, max_concurrent: int = 2) -> SyncResult:
+    """One incremental pass, in place: source → repository → target PVCs. The app is not started
+    in the target."""
+    vopts = sync_options(spec, run_id, image=image, max_concurrent=max_concurrent)
+    _, items = sync_start(source, target, repo, spec, backup_id, vopts, repo_cfg=repo_cfg)
+    unit = VolumeSync(source, target, repo_cfg, repo.restic_password(), spec, vopts, backup_id)
+    driver = Driver(source, max_concurrent, kubes={"source": source, "target": target})
+
+    def one(item: dict) -> dict:
+        try:
+            return driver.drive(unit, lambda: unit.begin(source.get(PVCS.path(item["namespace"], item["pvc"])),
+                                                         item.get("node")), f"{item['namespace']}/{item['pvc']}")
+        except InterruptedError:
+            raise
+        except Exception as exc:
+            if driver.cancel.is_set():
+                raise InterruptedError(f"sync {backup_id} cancelled") from exc
+            return failed_sync(item, str(exc) or type(exc).__name__)
+
+    try:
+        with ThreadPoolExecutor(max(1, max_concurrent)) as pool:
+            records = list(pool.map(one, items))
+        return sync_finish(repo, backup_id, records)
+    except BaseException as exc:
+        if not isinstance(exc, MigrationIncomplete):  # a PartiallyFailed sync stays as evidence
+            driver.cancel_all()
+            repo.discard_pending(backup_id)
+        raise
+
+
+def failed_sync(item: dict, error: str) -> dict:
+    """The record of a PVC whose sync failed (its backup record names it)."""
+    return {"namespace": item["namespace"], "pvc": item["pvc"], "error": error,
+            "backup": {"namespace": item["namespace"], "pvc": item["pvc"], "error": error}}
 
 
 def _short(rec: dict) -> dict:
@@ -162,27 +280,14 @@ def _short(rec: dict) -> dict:
             "total_bytes": data.get("total_bytes", 0), "snapshot_id": data.get("snapshot_id")}
 
 
-def _ensure_target_pvcs(target: Kube, repo: Repository, spec: MigrationSpec, backup_id: str) -> list[str]:
-    """Namespaces (labelled as this migration's) and PVCs in the target, created once and kept."""
-    opts = spec.restore_options()
-    created = []
-    for entry, data in repo.iter_documents(backup_id, restorable_only=True):
-        if entry.kind == "Namespace":
-            ns = spec.target_ns(entry.name)
-            if target.get_or_none(NAMESPACES.path(name=ns)) is None:
-                labels = {**(json.loads(data)["metadata"].get("labels") or {}), MIGRATION_LABEL: spec.plan}
-                labels.pop("kubernetes.io/metadata.name", None)
-                target.create(NAMESPACES, {"metadata": {"name": ns, "labels": labels}})
-    for entry, data in repo.iter_documents(backup_id, restorable_only=True):
-        if entry.kind != "PersistentVolumeClaim":
-            continue
-        obj = transform(json.loads(data), opts)
-        ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
-        obj["metadata"].setdefault("labels", {})[MIGRATION_LABEL] = spec.plan
-        if target.get_or_none(PVCS.path(ns, name)) is None:
-            target.create(PVCS, obj, ns)
-            created.append(f"{ns}/{name}")
-    return created
+def _ensure_target_namespaces(source: Kube, target: Kube, spec: MigrationSpec, namespaces: list[str]) -> None:
+    """The migrated namespaces in the target (labelled as this migration's), created once and kept."""
+    for src in namespaces:
+        ns = spec.target_ns(src)
+        if target.get_or_none(NAMESPACES.path(name=ns)) is None:
+            labels = {**(source.get(NAMESPACES.path(name=src))["metadata"].get("labels") or {}), MIGRATION_LABEL: spec.plan}
+            labels.pop("kubernetes.io/metadata.name", None)
+            target.create(NAMESPACES, {"metadata": {"name": ns, "labels": labels}})
 
 
 # -- cutover ---------------------------------------------------------------------------------------

@@ -52,10 +52,13 @@ def test_example_config_dagbag(dagbag, tmp_path):
         assert chain_order(bag.dags[dag_id]) == tasks
     mig = bag.dags[MIGRATION_DAG]
     assert {t.task_id: sorted(t.downstream_task_ids) for t in mig.tasks} == {
-        "preflight": ["stop_source"], "stop_source": ["failed", "sync", "undo"], "sync": ["failed", "restore", "undo"],
+        "preflight": ["stop_source"], "stop_source": ["failed", "sync", "undo"], "sync": ["failed", "sync_volumes", "undo"],
+        "sync_volumes": ["failed", "sync_commit", "undo"], "sync_commit": ["failed", "restore", "undo"],
         "restore": ["failed", "start_target", "undo"], "start_target": ["failed", "post_restore_hooks", "undo"],
         "post_restore_hooks": ["failed", "undo"], "undo": ["failed"], "failed": []}
     assert mig.get_task("undo").trigger_rule == "one_failed"
+    assert type(mig.get_task("sync_volumes")).__name__ == "MappedOperator"  # one task per PVC
+    assert mig.get_task("sync_volumes").pool_slots == 1 and mig.get_task("sync_commit").trigger_rule == "none_failed"
     assert mig.params["mode"] == "incremental" and mig.params["stop_source"] is True
 
 

@@ -3,10 +3,11 @@
 Trigger params: ``mode`` (``incremental`` — the default, and what the plan's schedule runs — or
 ``cutover``) and ``stop_source`` (default from the plan). Tasks::
 
-    preflight → [pre_backup_hooks →] stop_source → sync → restore → start_target [→ post_restore_hooks]
+    preflight → [pre_backup_hooks →] stop_source → sync → sync_volumes (one per PVC) → sync_commit
+              → restore → start_target [→ post_restore_hooks]
                           every task after preflight ──→ undo → failed   (only after a failure)
 
-In incremental mode only ``preflight`` and ``sync`` do work (the others skip). ``undo`` runs when
+In incremental mode only ``preflight`` and the three sync tasks do work (the others skip). ``undo`` runs when
 any cutover task fails or is marked failed (cancel): the source gets its recorded replicas back
 and the workloads the cutover restored into the target are removed; its log says what it undid.
 ``failed`` then fails the run, so a failed cutover never shows as a successful run.
@@ -109,22 +110,125 @@ class StopSourceOperator(_MigrationOperator):
 
 
 class SyncOperator(_MigrationOperator):
-    """Source → repository → target PVCs; only what changed since the previous sync is sent."""
-
-    template_fields: Sequence[str] = (*_MigrationOperator.template_fields,)
+    """The sync's first step: the conflict check, the source's resources into a pending backup,
+    each namespace's restic repository and the namespaces in the target. XCom: the PVCs to sync
+    (``sync_volumes`` is mapped over them) and, under ``summary``, the sync's backup id."""
 
     def run(self, context, plan, spec, source, target):
-        from ys1000.airflow.connections import repository_config_for
-        from ys1000.migration import sync
+        from ys1000.migration import sync_options, sync_start
 
         backup_id, _ = self.ids(context)
         repo = self.repository(plan.repository, create=True)
         cluster = self.cluster_spec(plan.source_cluster)
-        result = sync(source, target, repo, repository_config_for(plan.repository, self.repository_spec(plan.repository)),
-                      spec, backup_id, run_id=f"{context['dag_run'].run_id}/{self.task_id}",
-                      image=cluster.mover_image, max_concurrent=cluster.max_concurrent_movers)
-        for v in result.volumes:
-            self.log.info("  %s/%s: %d bytes sent (of %d)", v["namespace"], v["pvc"], v["bytes_added"], v["total_bytes"])
+        _, items = sync_start(source, target, repo, spec, backup_id,
+                              sync_options(spec, self.run_key(context), image=cluster.mover_image),
+                              repo_cfg=self._repo_config())
+        context["ti"].xcom_push(key="summary", value={"backup_id": backup_id})
+        self.log.info("sync %s: resources captured; %d PVC(s) to sync: %s", backup_id, len(items),
+                      ", ".join(f"{i['namespace']}/{i['pvc']}" for i in items) or "none")
+        return items
+
+    def _repo_config(self):
+        from ys1000.airflow.connections import repository_config_for
+
+        return repository_config_for(self.plan_obj.repository, self.repository_spec(self.plan_obj.repository))
+
+
+class SyncVolumeOperator(SyncOperator):
+    """One PVC of the sync (mapped; named namespace/PVC): its data into the repository from the
+    source, then the target's PVC made equal to it — every wait deferred to the triggerer, in the
+    cluster it concerns. A retry reattaches to its still-running mover. XCom: the PVC's record."""
+
+    def __init__(self, *, volume: dict | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.volume = volume or {}
+
+    def _unit(self, context: Any, plan, spec, source, target):
+        from ys1000.migration import VolumeSync, sync_options
+
+        backup_id, _ = self.ids(context)
+        cluster = self.cluster_spec(plan.source_cluster)
+        return VolumeSync(source, target, self._repo_config(), self.repository(plan.repository).restic_password(),
+                          spec, sync_options(spec, self.run_key(context), image=cluster.mover_image), backup_id)
+
+    def run(self, context, plan, spec, source, target):
+        from ys1000.kube.discovery import PVCS
+
+        v = self.volume
+        with self._failures(context), engine_errors(f"migration {plan.name} (sync of {self.key})"):
+            unit = self._unit(context, plan, spec, source, target)
+            return self._next(unit.begin(source.get(PVCS.path(v["namespace"], v["pvc"])), v.get("node")), plan)
+
+    def resume(self, context: Any, event: dict) -> Any:
+        from airflow.sdk.exceptions import AirflowException
+
+        p = self.plan_obj
+        with self._failures(context), engine_errors(f"migration {p.name} (sync of {self.key})"):
+            if event.get("status") == "error":  # the trigger could not look: a retry looks again
+                raise AirflowException(event.get("reason") or "the wait failed")
+            unit = self._unit(context, p, self.spec(), self.kube(p.source_cluster), self.kube(p.target_cluster))
+            return self._next(unit.resume(event["state"], event), p)
+
+    @property
+    def key(self) -> str:
+        return f"{self.volume.get('namespace')}/{self.volume.get('pvc')}"
+
+    def _next(self, step: Any, plan) -> Any:
+        from ys1000.volumes.steps import Done
+
+        if isinstance(step, Done):
+            r = step.record
+            self.log.info("PVC %s: %s bytes sent (of %s)%s", self.key, r.get("bytes_added"), r.get("total_bytes"),
+                          "; target filled" if r.get("restored") else "")
+            return r
+        role = step.what.get("cluster", "source")
+        cluster = plan.source_cluster if role == "source" else plan.target_cluster
+        self.log.info("PVC %s: waiting for %s in cluster %s (deferred to the triggerer)", self.key,
+                      step.what.get("label"), cluster)
+        return self.defer_step(step, cluster)
+
+    def _failures(self, context: Any):
+        import contextlib
+
+        @contextlib.contextmanager
+        def guard():
+            try:
+                yield
+            except Exception as exc:
+                from airflow.sdk.exceptions import AirflowFailException
+
+                if isinstance(exc, AirflowFailException) or self.last_try(context):
+                    context["ti"].xcom_push(key="error", value={"namespace": self.volume.get("namespace"),
+                                                                 "pvc": self.volume.get("pvc"), "error": str(exc)})
+                raise
+
+        return guard()
+
+
+class SyncCommitOperator(SyncOperator):
+    """The sync's last step: verify and commit its backup with every PVC's record (a PVC whose
+    task failed is named); fails when a PVC was not synced. XCom: backup id and bytes sent."""
+
+    def run(self, context, plan, spec, source, target):
+        from ys1000.migration import failed_sync, sync_finish
+
+        ti = context["ti"]
+        backup_id = ti.xcom_pull(task_ids="sync", key="summary")["backup_id"]
+        items = ti.xcom_pull(task_ids="sync") or []
+        if items:  # the sync tasks are all done: nothing of theirs may still run (steps.sweep)
+            from ys1000.volumes.steps import sweep
+
+            key = f"{context['dag_run'].run_id}/sync_volumes"
+            for kube, namespaces in ((source, [i["namespace"] for i in items]),
+                                     (target, [spec.target_ns(i["namespace"]) for i in items])):
+                for line in sweep(kube, namespaces, [key], backup_id=backup_id):
+                    self.log.warning("removed %s left by a cancelled sync task", line)
+        records = []
+        for i, item in enumerate(items):
+            rec = ti.xcom_pull(task_ids="sync_volumes", map_indexes=i)
+            err = ti.xcom_pull(task_ids="sync_volumes", key="error", map_indexes=i)
+            records.append(rec or failed_sync(item, (err or {}).get("error") or "its sync task did not finish"))
+        result = sync_finish(self.repository(plan.repository), backup_id, records)
         self.log.info("sync %s: %d bytes sent in all; PVCs created in the target this time: %s", backup_id,
                       result.bytes_sent, ", ".join(result.created_pvcs) or "none")
         return {"backup_id": backup_id, "bytes_sent": result.bytes_sent, "volumes": result.volumes}
@@ -138,7 +242,7 @@ class CutoverRestoreOperator(_MigrationOperator):
 
         from ys1000.migration import restore_resources
 
-        backup_id = context["ti"].xcom_pull(task_ids="sync")["backup_id"]
+        backup_id = context["ti"].xcom_pull(task_ids="sync_commit")["backup_id"]
         _, restore_id = self.ids(context)
         report = restore_resources(target, self.repository(plan.repository), spec, backup_id, restore_id)
         self.log.info("restored %s into %s: %s %s", backup_id, plan.target_cluster, report.status, report.counts)
@@ -208,7 +312,7 @@ class CutoverFailedOperator(Ys1000Operator):
 
 
 def migration_dag(plan: "MigrationPlan", config: "Config", path: Path) -> "DAG":
-    from ys1000.airflow.dagfactory import plan_dag, pool_for
+    from ys1000.airflow.dagfactory import MAP_INDEX_TEMPLATE, plan_dag, pool_for
     from ys1000.config import to_timetable
 
     common = {"plan": plan.name, "config_dir": str(config.config_dir)}
@@ -237,7 +341,13 @@ def migration_dag(plan: "MigrationPlan", config: "Config", path: Path) -> "DAG":
         preflight = MigrationPreflightOperator(task_id="preflight", execution_timeout=timedelta(minutes=10), **common)
         stop = StopSourceOperator(task_id="stop_source", cutover_only=True, retries=1,
                                   execution_timeout=timedelta(minutes=30), **common)
-        sync = SyncOperator(task_id="sync", trigger_rule="none_failed", execution_timeout=timedelta(hours=6), **common)
+        sync = SyncOperator(task_id="sync", trigger_rule="none_failed", execution_timeout=timedelta(hours=2), **common)
+        sync_volumes = SyncVolumeOperator.partial(
+            task_id="sync_volumes", pool_slots=1, execution_timeout=timedelta(hours=6),
+            map_index_template=MAP_INDEX_TEMPLATE, **common,
+        ).expand(volume=sync.output)
+        sync_commit = SyncCommitOperator(task_id="sync_commit", trigger_rule="none_failed",
+                                         execution_timeout=timedelta(hours=1), **common)
         restore = CutoverRestoreOperator(task_id="restore", cutover_only=True,
                                          execution_timeout=timedelta(hours=2), **common)
         start = StartTargetOperator(task_id="start_target", cutover_only=True,
@@ -252,10 +362,10 @@ def migration_dag(plan: "MigrationPlan", config: "Config", path: Path) -> "DAG":
                      **common)] if "PreBackup" in phases else []
         post = [hooks(task_id="post_restore_hooks", phase="PostRestore", trigger_rule="none_failed",
                       execution_timeout=timedelta(hours=1), **common)] if "PostRestore" in phases else []
-        chain = [preflight, *pre, stop, sync, restore, start, *post]
+        chain = [preflight, *pre, stop, sync, sync_volumes, sync_commit, restore, start, *post]
         for upstream, downstream in zip(chain, chain[1:]):
             upstream >> downstream
-        cutover = [*pre, stop, sync, restore, start, *post]
+        cutover = [*pre, stop, sync, sync_volumes, sync_commit, restore, start, *post]
         cutover >> undo
         [*cutover, undo] >> failed
     return dag

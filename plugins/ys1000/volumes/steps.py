@@ -27,9 +27,20 @@ from ys1000.kube.discovery import PVCS
 
 @dataclass
 class Wait:
-    what: dict[str, Any]  # {"kind": job | snapshot | pvc_bound, "namespace", "name", "timeout", "label"}
+    # {"kind": job | snapshot | pvc_bound, "namespace", "name", "timeout", "label", optional "cluster"
+    # (a role such as "source"/"target" when a unit works in two clusters)}
+    what: dict[str, Any]
     state: dict[str, Any]  # where ``resume`` goes on
-    cleanup: dict[str, list] = field(default_factory=dict)  # {"jobs": [[ns, name]], "pvcs": [[ns, name]]}
+    # what a cancel deletes: {"jobs": [[ns, name]], "pvcs": [[ns, name]], optional "cluster"}
+    cleanup: dict[str, Any] = field(default_factory=dict)
+
+
+def in_cluster(step: "Step", role: str) -> "Step":
+    """The step's wait (and its cleanup) happen in the cluster of ``role``."""
+    if isinstance(step, Wait):
+        step.what["cluster"] = role
+        step.cleanup["cluster"] = role
+    return step
 
 
 @dataclass
@@ -132,13 +143,31 @@ def clean(kube: Kube, cleanup: dict) -> list[str]:
     return gone
 
 
+def sweep(kube: Kube, namespaces: list[str], run_ids: list[str], backup_id: str | None = None) -> list[str]:
+    """After a run's volume tasks are all done: delete any mover Job/Secret they left (a task
+    marked failed while deferred, before its trigger ran, cannot clean up itself) and, for a
+    backup, any temporary export PVC."""
+    from ys1000.volumes.movers import COMPONENT
+
+    gone: list[str] = []
+    for run_id in run_ids:
+        gone += jobs.delete_run(kube, namespaces, run_id, component=COMPONENT)
+    if backup_id:
+        for ns in dict.fromkeys(namespaces):
+            for pvc in kube.list(PVCS, ns, label_selector=f"ys1000.io/component=export,ys1000.io/backup={backup_id[:63]}"):
+                kube.delete(PVCS, pvc["metadata"]["name"], ns)
+                gone.append(f"PVC {ns}/{pvc['metadata']['name']}")
+    return gone
+
+
 class Driver:
     """Runs volume units in place, at most ``max_concurrent`` at a time; ``cancel_all`` stops the
     waits and deletes what the running ones made (the CLI's Ctrl-C, an operator's ``on_kill``)."""
 
     def __init__(self, kube: Kube, max_concurrent: int = 2,
-                 on_progress: Callable[[str, dict], None] | None = None):
+                 on_progress: Callable[[str, dict], None] | None = None, kubes: dict[str, Kube] | None = None):
         self.kube = kube
+        self.kubes = kubes or {}  # role → cluster, for units working in two clusters (migration)
         self.slots = threading.Semaphore(max(1, max_concurrent))
         self.cancel = threading.Event()
         self.on_progress = on_progress
@@ -157,7 +186,8 @@ class Driver:
                     with self._lock:
                         self._active[token] = step.cleanup
                     report = (lambda p: self.on_progress(key, p)) if self.on_progress else None
-                    event = wait_in_place(self.kube, step.what, cancel=self.cancel, on_progress=report)
+                    event = wait_in_place(self._kube(step.what.get("cluster")), step.what, cancel=self.cancel,
+                                          on_progress=report)
                     step = unit.resume(step.state, event)
                 return step.record
             finally:
@@ -170,5 +200,8 @@ class Driver:
             active = list(self._active.values())
         gone: list[str] = []
         for cleanup in active:
-            gone += clean(self.kube, cleanup)
+            gone += clean(self._kube(cleanup.get("cluster")), cleanup)
         return gone
+
+    def _kube(self, role: str | None) -> Kube:
+        return self.kubes.get(role, self.kube) if role else self.kube

@@ -274,11 +274,25 @@ class VerifyBackupOperator(_BackupPlanOperator):
         bid = self.backup_id_value or self.backup_id(context)
         repo = self.repository(p.repository)
         with engine_errors(f"verification of backup {bid}"):
+            self._sweep(context, bid)
             result = verify(repo, bid)
         self.log.info("backup %s verified: %d objects, archive %s (%s uncompressed)\n  %s", bid, result.objects,
                       _size(result.archive_size), _size(result.uncompressed_size), "\n  ".join(result.checks))
         return {"backup_id": bid, "objects": result.objects, "archive_bytes": result.archive_size,
                 "uncompressed_bytes": result.uncompressed_size, "ok": result.ok}
+
+    def _sweep(self, context: Any, bid: str) -> None:
+        """The volume tasks are all done: nothing of theirs may still run (see ``steps.sweep``)."""
+        from ys1000.volumes.steps import sweep
+
+        items = context["ti"].xcom_pull(task_ids="preflight") or []
+        if not items:
+            return
+        run_id = context["dag_run"].run_id
+        gone = sweep(self.kube(self.plan_obj.cluster), [i["namespace"] for i in items],
+                     [f"{run_id}/volumes", f"{run_id}/export"], backup_id=bid)
+        for line in gone:
+            self.log.warning("removed %s left by a cancelled volume task", line)
 
 
 def collect_volume_records(ti: Any, items: list[dict], tasks: Sequence[str]) -> list[dict]:

@@ -302,6 +302,11 @@ class RestoreWorkloadsOperator(_RestoreRun):
         repo = self.repository(self.repository_name)
         spec = self.restore_spec(context, first["backup_id"])
         pending = ti.xcom_pull(task_ids="restore") or []
+        if pending:  # the volume tasks are all done: nothing of theirs may still run (steps.sweep)
+            from ys1000.volumes.steps import sweep
+
+            for line in sweep(kube, [v["namespace"] for v in pending], [f"{context['dag_run'].run_id}/volumes"]):
+                self.log.warning("removed %s left by a cancelled volume task", line)
         results = []
         for i, item in enumerate(pending):
             rec = ti.xcom_pull(task_ids="volumes", map_indexes=i)
