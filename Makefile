@@ -13,7 +13,7 @@ include tools/controlplane/Makefile.inc
 
 SYSTEM_STAMP := .venv/.system-packages
 
-.PHONY: setup system venv restic demo demo-ci test test-fast bench sandbox-up sandbox-down clean
+.PHONY: setup system venv restic demo demo-ci lint test test-fast bench sandbox-up sandbox-down clean
 
 setup: system venv restic controlplane
 
@@ -51,7 +51,13 @@ demo: setup
 demo-ci: setup
 	$(PY) -m ys1000_dev.demo --dir $(SANDBOX_DIR) --no-wait
 
-test: setup
+# Lint first (configured in pyproject.toml): ruff's rules, ruff's formatting, mypy on the engine.
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: setup lint
 	YS1000_REQUIRE_SANDBOX=1 PATH=$(CURDIR)/bin:$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # Unit tests only (no control plane needed).
@@ -69,4 +75,4 @@ sandbox-down:
 
 clean:
 	-test -x $(VENV)/bin/ys1000-dev && $(VENV)/bin/ys1000-dev sandbox down --dir $(SANDBOX_DIR)
-	rm -rf $(VENV) bin .sandbox .pytest_cache plugins/*.egg-info dev/*.egg-info
+	rm -rf $(VENV) bin .sandbox .pytest_cache .mypy_cache .ruff_cache plugins/*.egg-info dev/*.egg-info
