@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
+from pydantic import ValidationError
 
 from ys1000.config import (
     BUILTIN_POLICIES,
@@ -42,6 +45,34 @@ def cfg(tmp_path) -> Path:
 def write(path: Path, text: str) -> Path:
     path.write_text(textwrap.dedent(text).lstrip())
     return path
+
+
+def entry_error(cfg: Path, file: str, entry: dict, name: str = "bad") -> str:
+    """Add ``name: entry`` to the mapping file ``cfg/file`` (clusters, repositories, policies) and
+    load the config: the ``ConfigError``'s message (one line per problem)."""
+    path = cfg / file
+    data = yaml.safe_load(path.read_text()) or {}
+    data[name] = entry
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(ConfigError) as exc:
+        load_config(cfg)
+    return str(exc.value)
+
+
+def plan_error(cfg: Path, plan: dict) -> str:
+    """Write ``plan`` as ``plans/bad.yaml`` and load the plans: that file's ``ConfigError`` message."""
+    path = cfg / "plans" / "bad.yaml"
+    path.write_text(yaml.safe_dump(plan, sort_keys=False))
+    err = load_plans(cfg)[1][path]
+    assert isinstance(err, ConfigError), err
+    return str(err)
+
+
+def names(message: str, file: str, field: str, value: str | None) -> None:
+    """``message`` has a line ``file: field: value …`` (the value as the loader shows it: quoted
+    text, a number, a list/mapping, <redacted>; ``None`` where the problem is a missing value)."""
+    head = f"{file}: {field}: " + (f"{value} " if value is not None else "")
+    assert re.search(r"(?m)^" + re.escape(head), message), f"no line starting {head!r} in:\n{message}"
 
 
 # -- the shipped examples -------------------------------------------------------------------------
@@ -227,23 +258,27 @@ def test_literal_key_rejected(cfg):
 
 
 @pytest.mark.parametrize(
-    "entry, field",
+    "entry, field, value",
     [
-        ({"passphrase": "hunter2"}, "passphrase"),
-        ({"key": {"passphrase": "hunter2"}}, "key.passphrase"),
-        ({"key": {"variable": "a", "connection_id": "b"}}, "key"),
-        ({"key": {}}, "key"),
+        ({"passphrase": "hunter2"}, "passphrase", "<redacted>"),
+        ({"key": {"passphrase": "hunter2"}}, "key.passphrase", "<redacted>"),
+        ({"key": {"variable": "a", "connection_id": "b"}}, "key", "{'connection_id': 'b', 'variable': 'a'}"),
+        ({"key": {}}, "key", None),
     ],
 )
-def test_key_must_be_a_reference(entry, field):
+def test_key_must_be_a_reference(cfg, entry, field, value):
     data = {"type": "local", "path": "/tmp/r", "key": {"variable": "v"}} | entry
-    with pytest.raises(Exception) as exc:
+    with pytest.raises(ValidationError) as exc:
         RepositorySpec.model_validate(data)
     assert "hunter2" not in str(exc.value)
     from ys1000.config.errors import issues_from_validation_error
 
     issues = issues_from_validation_error(exc.value, file="repositories.yaml", data=data)
     assert [i.field for i in issues] == [field]
+    # through the loader: file, the entry's field, the value (a passphrase only as <redacted>)
+    msg = entry_error(cfg, "repositories.yaml", data)
+    names(msg, "config/repositories.yaml", f"bad.{field}", value)
+    assert len(msg.splitlines()) == 1 and "hunter2" not in msg
 
 
 def test_repository_rules():
@@ -252,17 +287,29 @@ def test_repository_rules():
     assert ok.region == "us-east-1" and ok.prefix == ""
     cfg = ok.to_repository_config(endpoint_url="http://127.0.0.1:9000", access_key="a", secret_key="s")
     assert (cfg.bucket, cfg.endpoint_url, cfg.lock_mode) == ("my.bucket-1", "http://127.0.0.1:9000", "COMPLIANCE")
-    for bad in [
-        {"type": "s3", "bucket": "b-123", "key": {"variable": "v"}},  # no connection_id
-        {"type": "s3", "connection_id": "c", "key": {"variable": "v"}},  # no bucket
-        {"type": "s3", "connection_id": "c", "bucket": "Bad_Bucket", "key": {"variable": "v"}},
-        {"type": "s3", "connection_id": "c", "bucket": "192.168.1.1", "key": {"variable": "v"}},
-        {"type": "local", "key": {"variable": "v"}},  # no path
-        {"type": "local", "path": "/x", "bucket": "abc", "key": {"variable": "v"}},
-        {"type": "ftp", "path": "/x", "key": {"variable": "v"}},
-    ]:
-        with pytest.raises(Exception):
-            RepositorySpec.model_validate(bad)
+
+
+@pytest.mark.parametrize(
+    "bad, field, value, what",
+    [
+        ({"type": "s3", "bucket": "b-123"}, "connection_id", None, "is required for a repository of type s3"),
+        ({"type": "s3", "connection_id": "c"}, "bucket", None, "is required for a repository of type s3"),
+        ({"type": "s3", "connection_id": "c", "bucket": "Bad_Bucket"}, "bucket", "'Bad_Bucket'",
+         "is not a valid S3 bucket name"),
+        ({"type": "s3", "connection_id": "c", "bucket": "192.168.1.1"}, "bucket", "'192.168.1.1'",
+         "is not a valid S3 bucket name"),
+        ({"type": "local"}, "path", None, "is required for a repository of type local"),
+        ({"type": "local", "path": "/x", "bucket": "abc"}, "bucket", "'abc'", "is only for type s3"),
+        ({"type": "ftp", "path": "/x"}, "type", "'ftp'", "is not allowed; expected one of: 's3' or 'local'"),
+    ],
+)
+def test_repository_rejects(cfg, bad, field, value, what):
+    bad = bad | {"key": {"variable": "v"}}
+    with pytest.raises(ValidationError):
+        RepositorySpec.model_validate(bad)
+    msg = entry_error(cfg, "repositories.yaml", bad)
+    names(msg, "config/repositories.yaml", f"bad.{field}", value)
+    assert what in msg
 
 
 # -- cross-file references ------------------------------------------------------------------------
@@ -342,18 +389,30 @@ def test_policy_export_rules():
     assert PolicySpec.model_validate(base).export.mode == "all_now"
     p = PolicySpec.model_validate(base | {"export": {"mode": "selected_at", "at": "02:00", "pvcs": ["web/data"]}})
     assert p.export.at == dt.time(2, 0)
-    for bad in [
-        {"export": {"mode": "selected_at", "pvcs": ["web/data"]}},  # no at
-        {"export": {"mode": "selected_now"}},  # no pvcs
-        {"export": {"mode": "all_now", "at": "02:00"}},
-        {"method": "filecopy", "export": {"mode": "all_now"}},
-        {"retention": "0d"},
-        {"retention": "7 days"},
-    ]:
-        with pytest.raises(Exception):
-            PolicySpec.model_validate(base | bad)
     assert PolicySpec.model_validate({"retention": "1d12h"}).retention == dt.timedelta(hours=36)
     assert PolicySpec.model_validate({"retention": "30d"}).model_dump(mode="json")["retention"] == "30d"
+
+
+@pytest.mark.parametrize(
+    "bad, field, value, what",
+    [
+        ({"export": {"mode": "selected_at", "pvcs": ["web/data"]}}, "export.at", None,
+         "is required when export mode is selected_at"),
+        ({"export": {"mode": "selected_now"}}, "export.pvcs", "[]", "must list the PVCs to export"),
+        ({"export": {"mode": "all_now", "at": "02:00"}}, "export.at", "'02:00'", "is only used with mode selected_at"),
+        ({"method": "filecopy", "export": {"mode": "all_now"}}, "export", "'all_now'",
+         "is only used with method snapshot_export (method is filecopy)"),
+        ({"retention": "0d"}, "retention", "'0d'", "is not a positive duration"),
+        ({"retention": "7 days"}, "retention", "'7 days'", "is not a duration"),
+    ],
+)
+def test_policy_rejects(cfg, bad, field, value, what):
+    bad = {"method": "snapshot_export", "retention": "7d"} | bad
+    with pytest.raises(ValidationError):
+        PolicySpec.model_validate(bad)
+    msg = entry_error(cfg, "policies.yaml", bad)
+    names(msg, "config/policies.yaml", f"bad.{field}", value)
+    assert what in msg
 
 
 def test_cluster_model():
@@ -369,15 +428,28 @@ def test_cluster_model():
     assert c.bandwidth.limit_at(dt.time(23, 0)) == 1024
     assert c.bandwidth.limit_at(dt.time(5, 59)) == 1024
     assert c.bandwidth.limit_at(dt.time(12, 0)) is None
-    for bad in [
-        {"connection_id": "k", "bandwidth": {"limit_kib_s": 0}},
-        {"connection_id": "k", "bandwidth": {"limit_kib_s": 1, "window": {"start": "10:00", "end": "10:00"}}},
-        {"connection_id": "k", "image_registry_rewrite": {"https://docker.io": "x"}},
-        {"connection_id": "k", "max_concurrent_movers": 0},
-        {"conection_id": "k"},
-    ]:
-        with pytest.raises(Exception):
-            ClusterSpec.model_validate(bad)
+
+
+@pytest.mark.parametrize(
+    "bad, field, value, what",
+    [
+        ({"connection_id": "k", "bandwidth": {"limit_kib_s": 0}}, "bandwidth.limit_kib_s", "0",
+         "is too small; must be greater than 0"),
+        ({"connection_id": "k", "bandwidth": {"limit_kib_s": 1, "window": {"start": "10:00", "end": "10:00"}}},
+         "bandwidth.window.end", "'10:00'", "equals start"),
+        ({"connection_id": "k", "image_registry_rewrite": {"https://docker.io": "x"}},
+         "image_registry_rewrite.https://docker.io", "'https://docker.io'", "is not a registry host"),
+        ({"connection_id": "k", "max_concurrent_movers": 0}, "max_concurrent_movers", "0",
+         "is too small; must be at least 1"),
+        ({"conection_id": "k"}, "conection_id", "'conection_id'", "did you mean 'connection_id'?"),
+    ],
+)
+def test_cluster_rejects(cfg, bad, field, value, what):
+    with pytest.raises(ValidationError):
+        ClusterSpec.model_validate(bad)
+    msg = entry_error(cfg, "clusters.yaml", bad)
+    names(msg, "config/clusters.yaml", f"bad.{field}", value)
+    assert what in msg
 
 
 def test_backup_plan_details():
@@ -408,27 +480,39 @@ def test_backup_plan_details():
 
 
 @pytest.mark.parametrize(
-    "change",
+    "change, field, value, what",
     [
-        {"hooks": [{"phase": "PostRestore", "type": "image", "image": "x", "namespace": "db"}]},
-        {"hooks": [{"phase": "PreBackup", "type": "ansible", "namespace": "db"}]},
-        {"hooks": [{"phase": "PreBackup", "type": "ansible", "namespace": "db", "playbook_file": "../etc/x"}]},
-        {"consistency": [{"type": "mysql", "service": "db"}]},  # no secret
-        {"consistency": [{"type": "mongodb", "service": "db", "host": "db.local"}]},
-        {"namespaces": {}},
-        {"namespaces": {"names": [f"n{i}" for i in range(11)]}},
-        {"namespaces": {"selector": "app in ()"}},
-        {"volumes": {"other/data": "skip"}},
-        {"volumes": {"data": "skip"}},
-        {"volumes": {"db/data": "copy"}},
-        {"resources": {"include_kinds": ["Secret"], "exclude_kinds": ["Secret"]}},
+        ({"hooks": [{"phase": "PostRestore", "type": "image", "image": "x", "namespace": "db"}]},
+         "hooks.0.phase", "'PostRestore'", "is not allowed in a BackupPlan; allowed: PreBackup, PostBackup"),
+        ({"hooks": [{"phase": "PreBackup", "type": "ansible", "namespace": "db"}]},
+         "hooks.0.playbook", None, "needs exactly one of 'playbook' (inline text) or 'playbook_file'"),
+        ({"hooks": [{"phase": "PreBackup", "type": "ansible", "namespace": "db", "playbook_file": "../etc/x"}]},
+         "hooks.0.playbook_file", "'../etc/x'", "is not a path under include/hooks/"),
+        ({"consistency": [{"type": "mysql", "service": "db"}]},  # no secret
+         "consistency.0.secret", None, "is required for mysql"),
+        ({"consistency": [{"type": "mongodb", "service": "db", "host": "db.local"}]},
+         "consistency.0", None, "needs exactly one of 'workload', 'service' or 'host' to find the database (got service, host)"),
+        ({"namespaces": {}}, "namespaces", None, "selects no namespace"),
+        ({"namespaces": {"names": [f"n{i}" for i in range(11)]}},
+         "namespaces.names", "'n0, n1, n2, n3, n4, n5, n6, n7, n8, n9, n10'", "the limit is 10"),
+        ({"namespaces": {"selector": "app in ()"}}, "namespaces.selector", "'app in ()'",
+         "is not a valid label selector"),
+        ({"volumes": {"other/data": "skip"}}, "volumes.other/data", "'other/data'",
+         "refers to namespace 'other', which is not in namespaces.names (db)"),
+        ({"volumes": {"data": "skip"}}, "volumes.data", "'data'", "is not a PVC reference"),
+        ({"volumes": {"db/data": "copy"}}, "volumes.db/data", "'copy'", "is not allowed; expected one of"),
+        ({"resources": {"include_kinds": ["Secret"], "exclude_kinds": ["Secret"]}},
+         "resources.exclude_kinds", "['Secret']", "in both include_kinds and exclude_kinds"),
     ],
 )
-def test_backup_plan_rejects(change):
-    base = {"kind": "BackupPlan", "name": "db", "cluster": "source", "repository": "local",
-            "namespaces": {"names": ["db"]}, "policy": "resources-every-3h"}
-    with pytest.raises(Exception):
-        BackupPlan.model_validate(base | change)
+def test_backup_plan_rejects(cfg, change, field, value, what):
+    plan = {"kind": "BackupPlan", "name": "db", "cluster": "source", "repository": "local",
+            "namespaces": {"names": ["db"]}, "policy": "resources-every-3h"} | change
+    with pytest.raises(ValidationError):
+        BackupPlan.model_validate(plan)
+    msg = plan_error(cfg, plan)
+    names(msg, "config/plans/bad.yaml", field, value)
+    assert what in msg
 
 
 def test_restore_plan_rules():
@@ -437,14 +521,28 @@ def test_restore_plan_rules():
     plan = RestorePlan.model_validate(base | {"resources": ["Deployment/web/app", "ClusterRole/viewer"]})
     assert plan.backup.id == "latest" and plan.schedule.type == "on_demand"
     assert plan.remove_node_constraints is False and plan.remove_tolerations is False
-    for bad in [
-        {"namespace_mapping": {"a": "c", "b": "c"}},
-        {"resources": ["web/app"]},
-        {"existing_resource_policy": "overwrite"},
-        {"storage_class_mapping": {"Fast_SSD": "x"}},
-    ]:
-        with pytest.raises(Exception):
-            RestorePlan.model_validate(base | bad)
+
+
+@pytest.mark.parametrize(
+    "bad, field, value, what",
+    [
+        ({"namespace_mapping": {"a": "c", "b": "c"}}, "namespace_mapping", "{'a': 'c', 'b': 'c'}",
+         "maps several namespaces onto 'c'"),
+        ({"resources": ["web/app"]}, "resources", "['web/app']", "lists 'web/app', not a resource"),
+        ({"existing_resource_policy": "overwrite"}, "existing_resource_policy", "'overwrite'",
+         "is not allowed; expected one of: 'skip', 'update' or 'fail'"),
+        ({"storage_class_mapping": {"Fast_SSD": "x"}}, "storage_class_mapping", "{'Fast_SSD': 'x'}",
+         "'Fast_SSD' is not a valid StorageClass name"),
+    ],
+)
+def test_restore_plan_rejects(cfg, bad, field, value, what):
+    plan = {"kind": "RestorePlan", "name": "r", "backup": {"plan": "p"}, "target_cluster": "target",
+            "repository": "local"} | bad
+    with pytest.raises(ValidationError):
+        RestorePlan.model_validate(plan)
+    msg = plan_error(cfg, plan)
+    names(msg, "config/plans/bad.yaml", field, value)
+    assert what in msg
 
 
 def test_label_selector_matching():
