@@ -119,7 +119,7 @@ def run(sandbox: dict, workdir: Path) -> dict:
         print(f"  backup round {i}: raw {samples['raw_backup'][-1]:.2f} s, ys1000 {samples['ys_backup'][-1]:.2f} s",
               flush=True)
 
-    for i, (cfg, repo) in enumerate(repos):
+    for i, (_cfg, repo) in enumerate(repos):
         target = workdir / f"raw-restore-{i}"
 
         def raw():

@@ -108,10 +108,10 @@ def wait_listening(proc: subprocess.Popen, port: int, log: Path, what: str, time
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
                 pass
-        except OSError:
+        except OSError as exc:
             said = _log_since(log, log_offset)
             if _IN_USE.search(said):  # e.g. a server's sub-process could not bind and gave up
-                raise PortInUse(port, f"{what} says: {said.decode(errors='replace')[-500:].strip()}")
+                raise PortInUse(port, f"{what} says: {said.decode(errors='replace')[-500:].strip()}") from exc
             time.sleep(0.2)
             continue
         pids = listening_pids(port)

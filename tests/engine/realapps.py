@@ -295,7 +295,7 @@ def deploy(kube: Kube, ns: str) -> None:
     for crd in crds():
         kube.create(CRDS, crd)
     for crd in crds():
-        wait_until(lambda: crd_established(kube, crd["metadata"]["name"]), timeout=60,
+        wait_until(lambda crd=crd: crd_established(kube, crd["metadata"]["name"]), timeout=60,
                    what=f"CRD {crd['metadata']['name']} to be Established")
     kube.create(NAMESPACES, {"metadata": {"name": ns, "labels": {"app.kubernetes.io/part-of": "realapps-monitoring"}}})
     wait_until(lambda: Discovery.load(kube).by_kind("Prometheus", GROUP), timeout=30, what="the stack's CRDs to be served")

@@ -160,7 +160,7 @@ def test_restore_into_fresh_target_every_object_equal(stack):
         assert realapps.crd_established(dst, name)
     for name in names["ClusterRole"]:
         # the aggregated one is recomputed in the target from its restored components: same rules
-        wait_until(lambda: _same_rules(dst.get(CLUSTER_ROLES.path(name=name)).get("rules"),
+        wait_until(lambda name=name: _same_rules(dst.get(CLUSTER_ROLES.path(name=name)).get("rules"),
                                        src.get(CLUSTER_ROLES.path(name=name)).get("rules")),
                    timeout=30, what=f"ClusterRole {name} to have the source's rules")
     assert dst.get(CLUSTER_ROLES.path(name="realapps-monitoring-view"))["rules"]

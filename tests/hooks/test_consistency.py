@@ -31,7 +31,7 @@ def kube(source):
     return Kube.from_kubeconfig(source.kubeconfig, name="source")
 
 
-def test_mariadb_quiesce_job_blocks_writes_until_resume(source, kube, namespace, mysql_table):
+def test_mariadb_quiesce_job_blocks_writes_until_resume(source, kube, namespace, mysql_table):  # noqa: F811  (the fixture imported from test_quiesce)
     db = mysql_table
     make_secret(source, namespace, "db-credentials", db.user, db.password)
     spec = Consistency(type="mariadb", namespace=namespace, host=db.host, port=db.port,
@@ -55,7 +55,7 @@ def test_mariadb_quiesce_job_blocks_writes_until_resume(source, kube, namespace,
     assert jobs_left(kube, namespace) == []
 
 
-def test_mariadb_orphaned_quiesce_releases_by_max_lock(source, kube, namespace, mysql_table):
+def test_mariadb_orphaned_quiesce_releases_by_max_lock(source, kube, namespace, mysql_table):  # noqa: F811  (the fixture imported from test_quiesce)
     """The task holding the quiesce dies mid-capture (nobody resumes): the hook's hard maximum
     releases the lock by itself; a later resume (the all_done task) reports it."""
     db = mysql_table

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def env(sandbox, source, namespace, mysql_table, tmp_path, monkeypatch):
+def env(sandbox, source, namespace, mysql_table, tmp_path, monkeypatch):  # noqa: F811  (the fixture imported from test_quiesce)
     from ys1000_dev.sandbox.connections import sandbox_env
 
     for key, value in sandbox_env(sandbox["dir"]).items():

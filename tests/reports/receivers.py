@@ -14,8 +14,6 @@ class Mailbox:
     """aiosmtpd on 127.0.0.1; ``messages`` holds (envelope recipients, parsed message)."""
 
     def __init__(self):
-        from aiosmtpd.controller import Controller
-
         self.messages: list[tuple[list[str], object]] = []
         box = self
 

@@ -180,7 +180,7 @@ def test_failure_alert_and_daily_report_delivered(tmp_path):
                               env=env, capture_output=True, text=True, timeout=280)
         out = proc.stdout + proc.stderr
         assert proc.returncode == 0, out[-5000:]
-        assert [l for l in proc.stdout.splitlines() if l.startswith("RUN")] == \
+        assert [line for line in proc.stdout.splitlines() if line.startswith("RUN")] == \
             ["RUN success", "RUN failed", "RUN success"], out[-5000:]
 
     # the failure alert (on_failure_callback) and the daily report, by e-mail ...

@@ -39,7 +39,7 @@ def _run(cmd: list[str], env: dict, timeout: int = 240) -> str:
 
 
 def _lines(out: str, tag: str) -> list[str]:
-    return [l[len(tag) + 1:] for l in out.splitlines() if l.startswith(tag + " ")]
+    return [line[len(tag) + 1:] for line in out.splitlines() if line.startswith(tag + " ")]
 
 
 @pytest.mark.timeout(600)

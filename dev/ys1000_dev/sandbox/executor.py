@@ -130,7 +130,7 @@ class PodRun:
             return client.ApiClient().sanitize_for_serialization(fn(name, self.ns))
         except ApiException as exc:
             if exc.status == 404:
-                raise PodSetupError("NotFound", f"{fn.__name__.split('_')[-1]} {name} not found")
+                raise PodSetupError("NotFound", f"{fn.__name__.split('_')[-1]} {name} not found") from exc
             raise
 
     def _write_source(self, src: dict, target: Path) -> None:

@@ -190,7 +190,7 @@ class LocalDriver:
                 vs = self.custom.get_namespaced_custom_object(*SNAP, ns, "volumesnapshots", name)
             except ApiException as exc:
                 if exc.status == 404:
-                    raise Retry(f"VolumeSnapshot {ns}/{name} not found", 1.0)
+                    raise Retry(f"VolumeSnapshot {ns}/{name} not found", 1.0) from exc
                 raise
             status = vs.get("status") or {}
             if not status.get("readyToUse"):
@@ -253,7 +253,7 @@ class LocalDriver:
                 vsc = self.custom.get_cluster_custom_object(*SNAP, "volumesnapshotcontents", content_name)
             except ApiException as exc:
                 if exc.status == 404:
-                    raise Retry(f"VolumeSnapshotContent {content_name} not found", 1.0)
+                    raise Retry(f"VolumeSnapshotContent {content_name} not found", 1.0) from exc
                 raise
             handle = vsc["spec"]["source"].get("snapshotHandle")
             if not handle or not (self.snap_root / handle).is_dir():

@@ -34,6 +34,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -297,7 +298,7 @@ def backup_dag(plan: "BackupPlan", config: "Config", path: Path) -> "DAG":
 
             chain_with_hooks(plan, ops, str(config.config_dir))
         else:
-            for upstream, downstream in zip(ops, ops[1:]):
+            for upstream, downstream in pairwise(ops):
                 upstream >> downstream
     return dag
 
@@ -360,7 +361,7 @@ def restore_plan_dag(plan: "RestorePlan", config: "Config", path: Path) -> "DAG"
 
             chain_with_hooks(plan, ops, str(config.config_dir))
         else:
-            for upstream, downstream in zip(ops, ops[1:]):
+            for upstream, downstream in pairwise(ops):
                 upstream >> downstream
     return dag
 
@@ -462,6 +463,6 @@ def generic_restore_dag(config: "Config") -> "DAG":
         default_args=_default_args("ys1000", None, failure_callbacks(config.config_dir)),
     ) as dag:
         ops = restore_tasks(args, pool_slots=None)
-        for upstream, downstream in zip(ops, ops[1:]):
+        for upstream, downstream in pairwise(ops):
             upstream >> downstream
     return dag

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -250,7 +251,7 @@ def chain_with_hooks(plan: "Plan", ops: list, config_dir: str) -> list:
         i = ids.index("restore")
         j = ids.index("workloads") if "workloads" in ids else i  # after the whole restore
         out = [*ops[:i], *hooks("PreRestore"), *ops[i:j + 1], *hooks("PostRestore"), *ops[j + 1:]]
-    for upstream, downstream in zip(out, out[1:]):
+    for upstream, downstream in pairwise(out):
         upstream >> downstream
     if after_volumes is not None and after_volumes < len(out):
         # resume runs whatever happened (all_done); the rest of the run still needs the copy

@@ -67,9 +67,10 @@ def _construct_mapping(loader: Any, node: yaml.MappingNode, deep: bool = False) 
         key = loader.construct_object(key_node, deep=True)
         try:
             hash(key)
-        except TypeError:
+        except TypeError as exc:
             raise yaml.constructor.ConstructorError(
-                "while constructing a mapping", node.start_mark, "found an unhashable key", key_node.start_mark)
+                "while constructing a mapping", node.start_mark, "found an unhashable key", key_node.start_mark
+            ) from exc
         if key in out:
             raise yaml.constructor.ConstructorError(
                 "while constructing a mapping", node.start_mark,

@@ -20,7 +20,6 @@ returned so the task log shows it; the Job and ConfigMap are deleted afterwards.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass

@@ -244,7 +244,7 @@ class Restorer:
 
         for name in names:
             try:
-                wait_until(lambda: established(name), timeout=CRD_ESTABLISHED_TIMEOUT, what=f"CRD {name} to be Established")
+                wait_until(lambda name=name: established(name), timeout=CRD_ESTABLISHED_TIMEOUT, what=f"CRD {name} to be Established")
             except WaitTimeout:
                 # its custom resources then fail one by one ("does not serve"); the rest goes on
                 conditions = ((self.kube.get_or_none(CRDS.path(name=name)) or {}).get("status") or {}).get("conditions") or []

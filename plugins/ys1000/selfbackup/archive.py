@@ -19,7 +19,6 @@ import shutil
 import sqlite3
 import subprocess
 import tarfile
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

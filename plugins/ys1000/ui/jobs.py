@@ -212,7 +212,7 @@ def backup_runs(session: "Session", dag_ids: Iterable[str]) -> dict[str, dict[st
                | ((XComModel.task_id == "verify") & (XComModel.key == "return_value")))
     ).all()
     by_run: dict[tuple[str, str], dict[str, Any]] = {}
-    for dag_id, run_id, task_id, key, value, state in rows:
+    for dag_id, run_id, task_id, _key, value, state in rows:
         rec = by_run.setdefault((dag_id, run_id), {"dag_id": dag_id, "run_id": run_id, "state": state,
                                                      "verified": None})
         value = _decode(value)
