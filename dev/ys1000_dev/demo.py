@@ -348,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         for mode in ("incremental", "cutover"):
             rid = _trigger(client, MIGRATE_DAG, {"mode": mode})
             _wait(client, stack, MIGRATE_DAG, rid)
-            sync = _xcom(client, MIGRATE_DAG, rid, "sync")
+            sync = _xcom(client, MIGRATE_DAG, rid, "sync_commit")
             _say(f"    {mode}: sync {sync['backup_id']} sent {sync['bytes_sent']} bytes")
         from ys1000.kube import Discovery
 
