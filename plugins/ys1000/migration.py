@@ -307,7 +307,7 @@ def stop_source(source: Kube, namespaces: list[str], timeout: float = 120) -> di
                 source.patch(rt, name, {"metadata": {"annotations": {REPLICAS_ANNOTATION: str(replicas)}},
                                         "spec": {"replicas": 0}}, ns)
     for ns in namespaces:
-        wait_until(lambda ns=ns: not [p for p in source.list(PODS, ns)
+        wait_until(lambda ns=ns: not [p for p in source.list(PODS, ns)  # type: ignore[misc]  # bound ns
                                       if (p.get("status") or {}).get("phase") in ("Pending", "Running")
                                       and not _is_ys1000_pod(p)],
                    timeout=timeout, what=f"the app's pods in {ns} to stop")

@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import time
+from typing import Any
 
 from ys1000.volumes import restic
 
@@ -112,7 +113,7 @@ def restore(args) -> dict:
     if args.delete:
         cmd.append("--delete")  # make an existing volume equal to the snapshot (incremental migration)
     messages = restic.run_json(cmd, env, _progress_printer())
-    s = next((m for m in reversed(messages) if m.get("message_type") == "summary"), {})
+    s: dict[str, Any] = next((m for m in reversed(messages) if m.get("message_type") == "summary"), {})
     return {"snapshot_id": args.snapshot, "total_files": s.get("total_files", 0),
             "files_restored": s.get("files_restored", 0), "total_bytes": s.get("total_bytes", 0),
             "bytes_restored": s.get("bytes_restored", 0)}

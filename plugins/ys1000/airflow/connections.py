@@ -77,6 +77,7 @@ def passphrase_for(repo_name: str, key: "KeyRef") -> str:
                 f"exist or is empty; create it (Admin → Variables, `airflow variables set {key.variable} ...`, "
                 f"or AIRFLOW_VAR_{key.variable.upper()})")
     else:
+        assert key.connection_id is not None  # the key names a variable or a connection
         conn = get_connection(key.connection_id, f"encryption key of repository {repo_name}")
         value = conn.password
         if not value:
@@ -90,6 +91,7 @@ def repository_config_for(name: str, spec: "RepositorySpec") -> "RepositoryConfi
     """The engine's ``RepositoryConfig`` for repository ``name``, credentials from its connection."""
     if spec.type == "local":
         return spec.to_repository_config()
+    assert spec.connection_id is not None  # an s3 repository has one
     conn = get_connection(spec.connection_id, f"repository {name}")
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 

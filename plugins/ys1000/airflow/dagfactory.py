@@ -269,7 +269,7 @@ def backup_dag(plan: "BackupPlan", config: "Config", path: Path) -> "DAG":
     )
     from ys1000.config import to_timetable
 
-    common = {"plan": plan.name, "config_dir": str(config.config_dir)}
+    common: dict[str, Any] = {"plan": plan.name, "config_dir": str(config.config_dir)}
     with plan_dag(plan, config, kind="backup", clusters=[plan.cluster], pool=pool_for(plan.cluster),
                   schedule=to_timetable(config.schedule_for(plan)), doc=_doc_backup(plan, config, path),
                   description=f"Back up {plan.cluster}",
@@ -325,6 +325,7 @@ def _export_at(plan: "BackupPlan", config: "Config", common: dict, volumes: Any)
     from ys1000.airflow.operators import VolumeDataOperator
 
     at = policy.export.at
+    assert at is not None  # mode selected_at has one
     tz = getattr(config.schedule_for(plan), "timezone", "UTC")
     target = (f"{{{{ ys1000_export_time(dag_run.start_date or dag_run.run_after, "
               f"'{tz}', {at.hour}, {at.minute}) }}}}")

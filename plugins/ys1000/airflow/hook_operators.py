@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
 from itertools import pairwise
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -36,7 +36,7 @@ from ys1000.airflow.errors import Cancelled, engine_errors
 from ys1000.airflow.operators import Ys1000Operator
 
 if TYPE_CHECKING:
-    from ys1000.config import Plan
+    from ys1000.config import BackupPlan, Plan
 
 PHASE_TASKS = {"PreBackup": "pre_backup_hooks", "PostBackup": "post_backup_hooks",
                "PreRestore": "pre_restore_hooks", "PostRestore": "post_restore_hooks"}
@@ -153,7 +153,7 @@ class QuiesceOperator(_PlanHooksOperator):
             self._runner = runner
         handles = []
         try:
-            for spec in plan.consistency:
+            for spec in cast("BackupPlan", plan).consistency:
                 with engine_errors(f"consistency {spec.type} in {spec.namespace}"):
                     handles.append(runner.quiesce(spec).to_dict())
         except BaseException as exc:
@@ -188,7 +188,7 @@ class ResumeOperator(_PlanHooksOperator):
         cluster = _cluster_of(plan, "source")
         runner = ConsistencyRunner(self.kube(cluster), consistency_run_id(context), log_fn=self.log.info)
         with engine_errors("resume"):
-            results = runner.resume_run([c.namespace for c in plan.consistency])
+            results = runner.resume_run(cast("list[str]", [c.namespace for c in cast("BackupPlan", plan).consistency]))
         if not results:
             self.log.info("nothing to resume (no quiesce Job of this run is left)")
         for r in results:

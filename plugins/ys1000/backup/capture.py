@@ -17,7 +17,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Callable, Iterable
+from collections.abc import Set as AbstractSet
+from typing import Callable, Iterable, cast
 
 from ys1000.backup.ownership import not_restored_reason
 from ys1000.backup.preflight import Inventory, preflight
@@ -173,7 +174,7 @@ def _builtin_groups(kube: Kube) -> set[str]:
 
 
 def _cluster_dependencies(kube: Kube, spec: BackupSpec, inv: Inventory, crd_types: set[tuple[str, str]],
-                          cluster_role_refs: set[str] = frozenset()):
+                          cluster_role_refs: AbstractSet[str] = frozenset()):
     """Cluster-scoped objects the selected namespaces need, each yielded once.
 
     ``cluster_role_refs`` are the ClusterRoles the captured RoleBindings refer to.
@@ -194,7 +195,7 @@ def _cluster_dependencies(kube: Kube, spec: BackupSpec, inv: Inventory, crd_type
 
     selected_pvcs = [c for c in inv.pvcs if kind_selected("PersistentVolumeClaim", "persistentvolumeclaims", spec)]
     if wanted(PVS):
-        for name in sorted({(c.get("spec") or {}).get("volumeName") for c in selected_pvcs} - {None, ""}):
+        for name in sorted(cast("set[str]", {(c.get("spec") or {}).get("volumeName") for c in selected_pvcs} - {None, ""})):
             pv = kube.get_or_none(PVS.path(name=name))
             if pv:
                 yield PVS, _typed(pv, PVS)
@@ -202,7 +203,8 @@ def _cluster_dependencies(kube: Kube, spec: BackupSpec, inv: Inventory, crd_type
         return
     if wanted(STORAGE_CLASSES):
         # "" is "no class" (a statically bound claim), not a StorageClass's name
-        for name in sorted({(c.get("spec") or {}).get("storageClassName") for c in selected_pvcs} - {None, ""}):
+        for name in sorted(cast("set[str]",
+                                {(c.get("spec") or {}).get("storageClassName") for c in selected_pvcs} - {None, ""})):
             sc = kube.get_or_none(STORAGE_CLASSES.path(name=name))
             if sc:
                 yield STORAGE_CLASSES, _typed(sc, STORAGE_CLASSES)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Iterable
 
 from pydantic import ValidationError
@@ -103,7 +104,7 @@ def clean_loc(loc: Iterable[str | int], data: Any) -> Loc:
     return tuple(out)
 
 
-def _phrase(err: dict[str, Any]) -> tuple[str, Any, Loc]:
+def _phrase(err: Mapping[str, Any]) -> tuple[str, Any, Loc]:
     """(phrase, value, extra loc) for one pydantic error dict."""
     kind = err["type"]
     ctx = err.get("ctx") or {}

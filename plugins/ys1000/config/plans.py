@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
@@ -127,7 +128,7 @@ class NamespaceSelector(StrictModel):
         """Whether namespace ``name`` (with ``labels``) is selected."""
         if name in self.names or any(fnmatch.fnmatchcase(name, g) for g in self.globs):
             return True
-        return bool(self.selector) and selector_matches(self.selector, labels or {})
+        return self.selector is not None and bool(self.selector) and selector_matches(self.selector, labels or {})
 
 
 class ResourceFilter(StrictModel):
@@ -336,10 +337,11 @@ class _PlanBase(StrictModel):
             if hook.name in seen:
                 raise invalid("is used by two hooks; hook names must be unique in a plan",
                               field=("hooks", i, "name"), value=hook.name)
+            assert hook.name is not None  # named just above
             seen.add(hook.name)
 
     def _check_namespaces(self, namespaces: NamespaceSelector, limits: Limits | None,
-                          volumes: dict[str, str], consistency: list[Consistency],
+                          volumes: Mapping[str, str], consistency: list[Consistency],
                           mapping: dict[str, str] | None = None) -> None:
         if limits is not None and len(namespaces.names) > limits.max_namespaces:
             raise invalid(f"lists {len(namespaces.names)} namespaces; the limit is "

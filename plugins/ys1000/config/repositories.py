@@ -122,7 +122,8 @@ class RepositorySpec(StrictModel):
             for name in ("connection_id", "bucket", "object_lock"):
                 if getattr(self, name) is not None:
                     raise invalid("is only for type s3", field=name,
-                                  value=getattr(self, name) if name != "object_lock" else self.object_lock.mode)
+                                  value=getattr(self, name) if name != "object_lock" or self.object_lock is None
+                                  else self.object_lock.mode)
         return self
 
     def describe(self) -> str:

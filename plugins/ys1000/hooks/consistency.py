@@ -74,8 +74,9 @@ class QuiesceHandle:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "QuiesceHandle":
-        return cls(**{k: data.get(k) for k in ("namespace", "job", "type", "target", "pod")},
+    def from_dict(cls, data: dict[str, Any]) -> "QuiesceHandle":
+        fields: dict[str, Any] = {k: data.get(k) for k in ("namespace", "job", "type", "target", "pod")}
+        return cls(**fields,
                    quiesced=data.get("quiesced") or {})
 
 
@@ -204,6 +205,7 @@ class ConsistencyRunner:
             text = pod_log(self.kube, handle.namespace, pod)
             q = last_line(text, "quiesced")
             if q is not None:
+                assert pod is not None  # its log said so
                 handle.pod, handle.quiesced = pod["metadata"]["name"], q
                 self.log(f"quiesced {what} in {q.get('seconds')}s (max lock {q.get('max_lock')}s)")
                 return handle

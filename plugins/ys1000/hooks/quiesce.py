@@ -73,16 +73,16 @@ class Driver:
         self.database, self.lock_timeout = database, lock_timeout
 
     def connect(self) -> None: ...
-    def quiesce(self) -> dict: ...
-    def alive(self) -> bool: ...
-    def resume(self) -> dict: ...
+    def quiesce(self) -> dict: raise NotImplementedError
+    def alive(self) -> bool: raise NotImplementedError
+    def resume(self) -> dict: raise NotImplementedError
     def close(self) -> None: ...
 
 
 class MySQL(Driver):
     """MySQL and MariaDB: a global read lock held by this session."""
 
-    conn = None
+    conn: Any = None  # the driver's connection once connect() ran
 
     def connect(self) -> None:
         import pymysql
@@ -128,7 +128,7 @@ class MySQL(Driver):
 class PostgreSQL(Driver):
     """PostgreSQL: checkpoint + non-exclusive backup mode, started and stopped in this session."""
 
-    conn = None
+    conn: Any = None  # the driver's connection once connect() ran
     legacy = False
 
     def connect(self) -> None:
@@ -184,7 +184,7 @@ class PostgreSQL(Driver):
 class MongoDB(Driver):
     """MongoDB: ``fsync`` with ``lock: true`` / ``fsyncUnlock`` (the lock is server-wide)."""
 
-    client = None
+    client: Any = None  # the MongoClient once connect() ran
 
     def connect(self) -> None:
         import pymongo

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass
+import builtins
 from typing import Any, Iterator
 
 from kubernetes import client, config
@@ -202,7 +203,7 @@ class Kube:
             resp.release_conn()
 
     def list_version(self, rt: ResourceType, namespace: str | None = None, *,
-                     label_selector: str | None = None) -> tuple[list[Obj], str]:
+                     label_selector: str | None = None) -> tuple[builtins.list[Obj], str]:
         """One unpaged list and its resourceVersion, the point a following ``watch`` starts from."""
         query: dict[str, Any] = {"labelSelector": label_selector} if label_selector else {}
         page = self.request("GET", rt.path(namespace), query=query or None)

@@ -58,7 +58,7 @@ class Discovery:
             return self._by_gk.get((group, kind))
         matches = [t for t in self.types if t.kind == kind]
         core = [t for t in matches if t.group == ""]
-        return (core or matches or [None])[0]
+        return next(iter(core or matches), None)
 
     def by_api_version(self, api_version: str, kind: str) -> ResourceType | None:
         group = api_version.rsplit("/", 1)[0] if "/" in api_version else ""
@@ -80,7 +80,7 @@ def _why_unavailable(kube: Kube, group: str, version: str, exc: KubeError) -> st
         svc = None
     for cond in ((svc or {}).get("status") or {}).get("conditions") or []:
         if cond.get("type") == "Available" and cond.get("status") != "True":
-            ref = (svc.get("spec") or {}).get("service") or {}
+            ref = ((svc or {}).get("spec") or {}).get("service") or {}
             backend = f" (service {ref.get('namespace')}/{ref.get('name')})" if ref else ""
             return f"APIService {version}.{group}{backend} not available: {cond.get('reason')}: {cond.get('message')}"
     return why

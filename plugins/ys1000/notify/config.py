@@ -40,6 +40,7 @@ from ys1000.config.types import ClockTime, ConnId, Duration, StrictModel, TimeZo
 REPORTS_FILE = "reports.yaml"
 
 Channel = Literal["email", "wecom"]
+_ALL_CHANNELS: list[Channel] = ["email", "wecom"]
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -82,12 +83,12 @@ class DailyReport(StrictModel):
     at: ClockTime = dt.time(8, 0)
     timezone: TimeZoneName = "UTC"
     window: Duration = dt.timedelta(hours=24)
-    channels: list[Channel] = Field(default_factory=lambda: ["email", "wecom"])
+    channels: list[Channel] = Field(default_factory=lambda: list(_ALL_CHANNELS))
 
 
 class FailureAlerts(StrictModel):
     enabled: bool = True
-    channels: list[Channel] = Field(default_factory=lambda: ["email", "wecom"])
+    channels: list[Channel] = Field(default_factory=lambda: list(_ALL_CHANNELS))
 
 
 class AirflowApi(StrictModel):

@@ -43,8 +43,8 @@ def failure_info(context: Any) -> FailureInfo:
     except Exception:  # pragma: no cover - log_url needs the webserver config
         log_url = None
     return FailureInfo(
-        dag_id=getattr(ti, "dag_id", None) or getattr(dag_run, "dag_id", None) or getattr(dag, "dag_id", "?"),
-        run_id=getattr(ti, "run_id", None) or getattr(dag_run, "run_id", "?"),
+        dag_id=str(getattr(ti, "dag_id", None) or getattr(dag_run, "dag_id", None) or getattr(dag, "dag_id", "?")),
+        run_id=str(getattr(ti, "run_id", None) or getattr(dag_run, "run_id", "?")),
         task_id=getattr(ti, "task_id", None) or "(dag)",
         try_number=getattr(ti, "try_number", None),
         reason=str(reason) if reason else None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from ys1000.notify.config import ReportsConfig, load_reports_config
@@ -69,7 +70,7 @@ def _reason(api: Any, dag_id: str, run_id: str, failed: list[dict], key: str) ->
     return "the run was marked failed (no task failed: cancelled or timed out)"
 
 
-def send_message(config: ReportsConfig, channels: list[str], message: Message) -> list[str]:
+def send_message(config: ReportsConfig, channels: Sequence[str], message: Message) -> list[str]:
     """Send ``message`` to ``channels``; returns what was sent, raises after trying all if one failed."""
     from ys1000.notify.notifiers import EmailNotifier, WeComNotifier
 

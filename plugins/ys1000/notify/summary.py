@@ -121,7 +121,7 @@ def daily_summary(jobs: Iterable[JobRecord], *, since: dt.datetime, until: dt.da
     states += sorted({s for _, s in counts} - set(states))
     failed = [j for j in jobs if j.state == "failed"]
     backups = [j for j in jobs if j.kind == "backup" and j.backup]
-    total_bytes = sum(int(j.backup.get("archive_bytes") or 0) for j in backups)
+    total_bytes = sum(int((j.backup or {}).get("archive_bytes") or 0) for j in backups)  # all have one
     window = f"{_local(since, tz)} – {_local(until, tz)} ({timezone})"
     subject = (f"{product} daily report {until.astimezone(tz):%Y-%m-%d}: {len(jobs)} jobs, "
                f"{len(failed)} failed")

@@ -55,6 +55,7 @@ def make_store(config: RepositoryConfig) -> ObjectStore:
     """Build the object store (a boto3 client with short connect timeout and few retries, so an
     unreachable endpoint fails in seconds, not minutes)."""
     if config.type == "local":
+        assert config.path is not None  # a local repository has one
         return LocalStore(config.path)
     import boto3
     from botocore.config import Config
@@ -73,6 +74,7 @@ def make_store(config: RepositoryConfig) -> ObjectStore:
             s3={"addressing_style": style},
         ),
     )
+    assert config.bucket is not None  # an s3 repository has one
     return S3Store(client, config.bucket, config.prefix, lock_mode=config.lock_mode)
 
 

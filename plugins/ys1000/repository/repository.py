@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from hashlib import sha256
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Generator, Iterator, cast
 
 from . import layout
 from .connection import ConnectionReport, check_connection
@@ -68,8 +68,8 @@ def _aware(dt: datetime) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
-def _spool() -> tempfile.SpooledTemporaryFile:
-    return tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY, prefix="ys1000-")
+def _spool() -> BinaryIO:
+    return cast(BinaryIO, tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY, prefix="ys1000-"))
 
 
 # ------------------------------------------------------------------------------------ results
@@ -137,7 +137,7 @@ class BackupWriter:
         # archive: tar → gzip → encrypt → sha256 → spool
         self._archive_spool = _spool()
         self._archive_hash = HashingWriter(self._archive_spool)
-        self._enc = EncryptingWriter(self._archive_hash, repo.key.archive_key, repo.archive_aad(backup_id),
+        self._enc = EncryptingWriter(cast(BinaryIO, self._archive_hash), repo.key.archive_key, repo.archive_aad(backup_id),
                                      DEFAULT_SEGMENT_SIZE)
         self._tar_gz = gzip.GzipFile(fileobj=self._enc, mode="wb", compresslevel=compresslevel, mtime=0)
         self._tar_bytes = 0
@@ -467,7 +467,7 @@ class Repository:
         return self._index_entries(self._fetch_verified(m.index), m.index.key)
 
     @staticmethod
-    def _index_entries(spool: BinaryIO, key: str) -> Iterator[IndexEntry]:
+    def _index_entries(spool: BinaryIO, key: str) -> Generator[IndexEntry, None, None]:
         try:
             with spool, gzip.GzipFile(fileobj=spool, mode="rb") as gz:
                 for n, line in enumerate(gz, 1):
@@ -478,7 +478,7 @@ class Repository:
         except (OSError, EOFError, zlib.error) as exc:
             raise IntegrityError(f"{key!r} is not a valid gzip stream: {exc}") from None
 
-    def _archive_members(self, m: Manifest, spool: BinaryIO) -> Iterator[tuple[str, bytes]]:
+    def _archive_members(self, m: Manifest, spool: BinaryIO) -> Generator[tuple[str, bytes], None, None]:
         """Decrypt + gunzip + untar, yielding ``(path, document bytes)``; authenticates to the end."""
         name = m.archive.key
         try:
@@ -487,7 +487,7 @@ class Repository:
                 with gzip.GzipFile(fileobj=plain, mode="rb") as gz:
                     tar = tarfile.open(fileobj=gz, mode="r|", encoding="utf-8")
                     while (info := tar.next()) is not None:
-                        tar.members.clear()  # stream mode keeps every TarInfo otherwise
+                        tar.members.clear()  # type: ignore[attr-defined]  # stream mode keeps every TarInfo otherwise
                         if not info.isfile():
                             continue
                         f = tar.extractfile(info)
@@ -500,7 +500,7 @@ class Repository:
         except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
             raise IntegrityError(f"{name!r} is not a valid archive after decryption: {exc}") from None
 
-    def _paired(self, backup_id: str) -> Iterator[tuple[IndexEntry, bytes]]:
+    def _paired(self, backup_id: str) -> Generator[tuple[IndexEntry, bytes], None, None]:
         """Archive members matched one-to-one with index entries; both verified up front."""
         m = self.manifest(backup_id)
         archive = self._fetch_verified(m.archive)
@@ -511,7 +511,8 @@ class Repository:
             raise
         return self._pair(m, archive, index)
 
-    def _pair(self, m: Manifest, archive: BinaryIO, index: BinaryIO) -> Iterator[tuple[IndexEntry, bytes]]:
+    def _pair(self, m: Manifest, archive: BinaryIO, index: BinaryIO
+              ) -> Generator[tuple[IndexEntry, bytes], None, None]:
         entries = self._index_entries(index, m.index.key)
         try:
             for path, data in self._archive_members(m, archive):

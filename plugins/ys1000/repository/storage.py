@@ -14,13 +14,14 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import BinaryIO, Iterator, Protocol, runtime_checkable
+import builtins
+from typing import BinaryIO, Final, Iterator, Protocol, cast, runtime_checkable
 
 from .errors import ObjectLocked, ObjectNotFound, StorageError
 
 #: S3 refuses Object Lock writes without a checksum header; boto3 adds one by default, and the
 #: mode is COMPLIANCE so not even the account root can shorten the retention (immutability, B7).
-DEFAULT_LOCK_MODE = "COMPLIANCE"
+DEFAULT_LOCK_MODE: Final = "COMPLIANCE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +188,7 @@ class S3Store:
             else:
                 self.client.upload_fileobj(data, self.bucket, full, ExtraArgs=extra or None)
             if lock:
+                assert retain_until is not None  # lock implies it
                 self._ensure_retention(full, retain_until)
         except StorageError:
             raise
@@ -215,7 +217,7 @@ class S3Store:
             resp = self.client.get_object(Bucket=self.bucket, Key=self._full(key))
         except Exception as exc:  # noqa: BLE001
             raise self._error("read", exc, key) from exc
-        return _BodyStream(resp["Body"])
+        return cast(BinaryIO, _BodyStream(resp["Body"]))
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         full = f"{self.prefix}/{prefix}" if self.prefix else prefix
@@ -264,7 +266,7 @@ class S3Store:
                 raise ObjectLocked(key, None) from exc
             raise self._error("delete", exc, key) from exc
 
-    def _versions(self, full: str) -> list[tuple[str, bool]]:
+    def _versions(self, full: str) -> builtins.list[tuple[str, bool]]:
         out: list[tuple[str, bool]] = []
         pages = self.client.get_paginator("list_object_versions").paginate(Bucket=self.bucket, Prefix=full)
         for page in pages:

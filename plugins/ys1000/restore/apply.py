@@ -17,6 +17,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any, Callable, Literal
 
 from ys1000.kube import Discovery, Kube, KubeError, ResourceType
@@ -244,7 +245,7 @@ class Restorer:
 
         for name in names:
             try:
-                wait_until(lambda name=name: established(name), timeout=CRD_ESTABLISHED_TIMEOUT, what=f"CRD {name} to be Established")
+                wait_until(partial(established, name), timeout=CRD_ESTABLISHED_TIMEOUT, what=f"CRD {name} to be Established")
             except WaitTimeout:
                 # its custom resources then fail one by one ("does not serve"); the rest goes on
                 conditions = ((self.kube.get_or_none(CRDS.path(name=name)) or {}).get("status") or {}).get("conditions") or []

@@ -166,8 +166,9 @@ def self_restore(repo, backup_id: str | None, *, config_dir: Path, restore_db: b
         with tempfile.TemporaryDirectory(prefix="ys1000-self-restore-") as tmp:
             dump = Path(tmp) / "metadata.dump"
             dump.write_bytes(archive.read_part(repo, backup, archive.PART_DB))
-            if getattr(settings, "engine", None) is not None:
-                settings.engine.dispose()
+            engine = getattr(settings, "engine", None)
+            if engine is not None:
+                engine.dispose()
             archive.restore_database(target, dump)
         from airflow.utils.db import upgradedb
 

@@ -88,6 +88,7 @@ def dump_database(db: DbTarget, dest: Path) -> Path:
     (custom format). Returns the dump file."""
     dest = Path(dest)
     if db.kind == "sqlite":
+        assert db.path is not None  # a SQLite target has one
         if not Path(db.path).exists():
             raise SelfBackupError(f"the SQLite metadata DB {db.path} does not exist")
         src = sqlite3.connect(f"file:{db.path}?mode=ro", uri=True)
@@ -107,6 +108,7 @@ def dump_database(db: DbTarget, dest: Path) -> Path:
 def restore_database(db: DbTarget, dump: Path) -> None:
     """Replace the metadata DB's content with ``dump`` (same kind as ``db``)."""
     if db.kind == "sqlite":
+        assert db.path is not None  # a SQLite target has one
         Path(db.path).parent.mkdir(parents=True, exist_ok=True)
         src = sqlite3.connect(f"file:{dump}?mode=ro", uri=True)
         try:
@@ -142,8 +144,9 @@ def db_rows(db: DbTarget, dump: Path, sql: str) -> list[tuple]:
             con.close()
     import psycopg
 
-    with psycopg.connect(db.url, password=db.password) if db.password else psycopg.connect(db.url) as con:
-        return list(con.execute(sql))
+    assert db.url is not None  # a PostgreSQL target has one
+    with psycopg.connect(db.url, password=db.password) if db.password else psycopg.connect(db.url) as pg:
+        return list(pg.execute(sql))
 
 
 # -- config directory ------------------------------------------------------------------------------

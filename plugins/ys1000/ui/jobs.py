@@ -20,12 +20,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, cast
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from ys1000.config import Config
+    from ys1000.config import Config, MigrationPlan, RestorePlan
 
 BACKUP_PREFIX = "ys1000_backup__"
 RESTORE_PREFIX = "ys1000_restore__"
@@ -229,7 +229,7 @@ def _decode(value: Any) -> Any:
     from airflow.models.xcom import XComModel
 
     class _Row:  # deserialize_value wants an object with .value
-        pass
+        value: Any = None
 
     row = _Row()
     row.value = value
@@ -297,7 +297,7 @@ def _describe(job: Job, config: "Config | None") -> None:
             commit.get("backup_id") if isinstance(commit, dict) else None)
     elif job.kind == "restore":
         if plan is not None:
-            job.cluster, job.repository = plan.target_cluster, plan.repository
+            job.cluster, job.repository = cast("RestorePlan", plan).target_cluster, plan.repository
         else:
             job.cluster = conf.get("target_cluster")
             job.repository = conf.get("repository")
@@ -309,7 +309,8 @@ def _describe(job: Job, config: "Config | None") -> None:
             conf.get("backup") if conf.get("backup") not in (None, "", "latest") else None)
         job.restore_id = job.xcoms.get(("restore", "restore_id"))
     elif job.kind == "migration" and plan is not None:
-        job.cluster = f"{plan.source_cluster}→{plan.target_cluster}"
+        migration = cast("MigrationPlan", plan)
+        job.cluster = f"{migration.source_cluster}→{migration.target_cluster}"
         job.repository = plan.repository
         job.backup_id = job.xcoms.get(("capture", "backup_id"))
         job.restore_id = job.xcoms.get(("restore", "restore_id"))

@@ -55,6 +55,7 @@ def target_at(config: RepositoryConfig, password: str, rel_path: str) -> ResticT
     prefix = config.prefix.strip("/")
     key = f"{prefix}/{rel}" if prefix else rel
     if config.type == "local":
+        assert config.path is not None  # a local repository has one
         return ResticTarget(str(Path(config.path) / key), password, {})
     endpoint = (config.endpoint_url or f"https://s3.{config.region or 'us-east-1'}.amazonaws.com").rstrip("/")
     env = {"AWS_DEFAULT_REGION": config.region or "us-east-1"}
