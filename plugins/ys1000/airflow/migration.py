@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -315,7 +316,7 @@ def migration_dag(plan: "MigrationPlan", config: "Config", path: Path) -> "DAG":
     from ys1000.airflow.dagfactory import MAP_INDEX_TEMPLATE, plan_dag, pool_for
     from ys1000.config import to_timetable
 
-    common = {"plan": plan.name, "config_dir": str(config.config_dir)}
+    common: dict[str, Any] = {"plan": plan.name, "config_dir": str(config.config_dir)}
     doc = "\n".join([
         f"# Migration plan `{plan.name}`", "", plan.description or "",
         f"- from cluster `{plan.source_cluster}` to `{plan.target_cluster}` through repository `{plan.repository}`",
@@ -363,7 +364,7 @@ def migration_dag(plan: "MigrationPlan", config: "Config", path: Path) -> "DAG":
         post = [hooks(task_id="post_restore_hooks", phase="PostRestore", trigger_rule="none_failed",
                       execution_timeout=timedelta(hours=1), **common)] if "PostRestore" in phases else []
         chain = [preflight, *pre, stop, sync, sync_volumes, sync_commit, restore, start, *post]
-        for upstream, downstream in zip(chain, chain[1:]):
+        for upstream, downstream in pairwise(chain):
             upstream >> downstream
         cutover = [*pre, stop, sync, sync_volumes, sync_commit, restore, start, *post]
         cutover >> undo

@@ -43,14 +43,14 @@ class VolumeWaitTrigger(BaseTrigger):
         self.state = state or {}  # the step's state, handed back in the event (resume needs it)
         self.config_dir = config_dir
         self.what = what
-        self.cleanup = cleanup
+        self.cleanup_spec = cleanup  # not `cleanup`: BaseTrigger.cleanup() is called on removal
         self.deadline = deadline if deadline is not None else time.time() + float(what["timeout"])
         self.poll_interval = poll_interval
         self.progress_every = progress_every
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return ("ys1000.airflow.triggers.VolumeWaitTrigger", {
-            "cluster": self.cluster, "config_dir": self.config_dir, "what": self.what, "cleanup": self.cleanup,
+            "cluster": self.cluster, "config_dir": self.config_dir, "what": self.what, "cleanup": self.cleanup_spec,
             "state": self.state, "deadline": self.deadline, "poll_interval": self.poll_interval, "progress_every": self.progress_every})
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -86,5 +86,5 @@ class VolumeWaitTrigger(BaseTrigger):
         from ys1000.volumes.steps import clean
 
         kube = await asyncio.to_thread(kube_for, self.cluster, self.config_dir)
-        gone = await asyncio.to_thread(clean, kube, self.cleanup)
+        gone = await asyncio.to_thread(clean, kube, self.cleanup_spec)
         self.log.warning("cancelled: deleted %s", ", ".join(gone) or "nothing")

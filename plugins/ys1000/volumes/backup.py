@@ -8,6 +8,7 @@ per PVC and defers their waits; ``backup_volumes`` and ``export_later`` drive th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import threading
@@ -241,7 +242,7 @@ def export_later(kube: Kube, repo_cfg: RepositoryConfig, password: str, records:
     out = []
     for rec in records:
         try:
-            rec = driver.drive(unit, lambda rec=rec: unit.begin(rec), f"{rec['namespace']}/{rec['pvc']}")
+            rec = driver.drive(unit, functools.partial(unit.begin, rec), f"{rec['namespace']}/{rec['pvc']}")
         except InterruptedError:
             raise
         except Exception as exc:

@@ -82,10 +82,10 @@ def check(kube: Kube, what: dict) -> dict | None:
         vs = kube.get_or_none(SNAPSHOTS.path(ns, name))
         if vs is None:
             return {"status": "failed", "reason": f"VolumeSnapshot {ns}/{name} is gone"}
-        st = vs.get("status") or {}
-        if st.get("error"):
-            return {"status": "failed", "reason": f"snapshot {ns}/{name} failed: {st['error'].get('message')}"}
-        return {"status": "success"} if st.get("readyToUse") else None
+        snap = vs.get("status") or {}
+        if snap.get("error"):
+            return {"status": "failed", "reason": f"snapshot {ns}/{name} failed: {snap['error'].get('message')}"}
+        return {"status": "success"} if snap.get("readyToUse") else None
     if kind == "pvc_bound":
         pvc = kube.get_or_none(PVCS.path(ns, name))
         if pvc is None:
@@ -181,11 +181,12 @@ class Driver:
                 raise InterruptedError("cancelled before it started")
             step = begin()
             token = id(step)
+            on_progress = self.on_progress
+            report = (lambda p: on_progress(key, p)) if on_progress else None
             try:
                 while isinstance(step, Wait):
                     with self._lock:
                         self._active[token] = step.cleanup
-                    report = (lambda p: self.on_progress(key, p)) if self.on_progress else None
                     event = wait_in_place(self._kube(step.what.get("cluster")), step.what, cancel=self.cancel,
                                           on_progress=report)
                     step = unit.resume(step.state, event)

@@ -108,7 +108,7 @@ class Ys1000Operator(BaseOperator):
 
         config, results = self._loaded
         broken = []
-        for path, result in results.items():
+        for result in results.values():
             if isinstance(result, ConfigError):
                 broken.append(str(result))
             elif result.name == name:

@@ -5,7 +5,7 @@ one task per PVC filled from restic, waits deferred) → ``workloads`` (the rest
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
@@ -14,6 +14,7 @@ from ys1000.airflow.operators.base import Ys1000Operator, _counts, restore_id_fo
 
 if TYPE_CHECKING:
     from ys1000.repository import Repository
+    from ys1000.restore.apply import ExistingPolicy
 
 
 # -- restore -------------------------------------------------------------------------------------
@@ -36,7 +37,7 @@ class _RestoreBase(Ys1000Operator):
     template_fields: Sequence[str] = (
         "backup", "plan", "repository_name", "target_cluster", "namespaces", "namespace_mapping",
         "storage_class_mapping", "include_kinds", "exclude_kinds", "resource_refs", "remove_node_constraints",
-        "remove_tolerations", "existing_resource_policy", "dry_run",
+        "remove_tolerations", "existing_resource_policy", "dry_run_only",
     )
 
     def __init__(self, *, backup: str = "latest", plan: str | None = None, repository: str | None = None,
@@ -61,7 +62,7 @@ class _RestoreBase(Ys1000Operator):
         self.remove_node_constraints = remove_node_constraints
         self.remove_tolerations = remove_tolerations
         self.existing_resource_policy = existing_resource_policy
-        self.dry_run = dry_run
+        self.dry_run_only = dry_run  # not `dry_run`: that is a BaseOperator method
         self.restore_plan = restore_plan
 
     def _apply_plan(self) -> None:
@@ -81,7 +82,21 @@ class _RestoreBase(Ys1000Operator):
         self.include_kinds, self.exclude_kinds = list(rp.include_kinds), list(rp.exclude_kinds)
         self.resource_refs = list(rp.resources)
         self.remove_node_constraints, self.remove_tolerations = rp.remove_node_constraints, rp.remove_tolerations
-        self.existing_resource_policy, self.dry_run = rp.existing_resource_policy, rp.dry_run
+        self.existing_resource_policy, self.dry_run_only = rp.existing_resource_policy, rp.dry_run
+
+    @property
+    def cluster(self) -> str:
+        """The target cluster (``_check_args`` made sure there is one)."""
+        if not self.target_cluster:
+            raise AirflowFailException("no target cluster given")
+        return self.target_cluster
+
+    @property
+    def repo_name(self) -> str:
+        """The repository (``_check_args`` made sure there is one)."""
+        if not self.repository_name:
+            raise AirflowFailException("no repository given")
+        return self.repository_name
 
     def _check_args(self) -> None:
         self._apply_plan()
@@ -104,7 +119,7 @@ class _RestoreBase(Ys1000Operator):
         self.storage_class_mapping = {str(k): str(v) for k, v in self.storage_class_mapping.items()}
         for name in ("namespaces", "include_kinds", "exclude_kinds", "resource_refs"):
             setattr(self, name, [str(v) for v in getattr(self, name)])
-        self.dry_run = _truthy(self.dry_run)
+        self.dry_run_only = _truthy(self.dry_run_only)
         self.remove_node_constraints = _truthy(self.remove_node_constraints)
         self.remove_tolerations = _truthy(self.remove_tolerations)
         self.plan = str(self.plan) if self.plan not in (None, "", "None") else None
@@ -125,8 +140,8 @@ class RestorePreflightOperator(_RestoreBase):
 
         check_run_conf(self, context)  # unknown conf keys, wrong types, a backup id that does not exist
         self._check_args()
-        kube = self.kube(self.target_cluster)
-        repo = self.repository(self.repository_name)
+        kube = self.kube(self.cluster)
+        repo = self.repository(self.repo_name)
         with engine_errors("restore preflight"):
             bid = resolve_backup(repo, self.backup, self.plan)
             m = repo.manifest(bid)
@@ -143,7 +158,7 @@ class _RestoreRun(_RestoreBase):
     def restore_spec(self, context: Any, backup_id: str):
         from ys1000.restore import RestoreOptions, RestoreSpec
 
-        cluster = self.cluster_spec(self.target_cluster)
+        cluster = self.cluster_spec(self.cluster)
         return RestoreSpec(
             backup_id=backup_id, restore_id=restore_id_for(context),
             options=RestoreOptions(
@@ -154,17 +169,17 @@ class _RestoreRun(_RestoreBase):
                 remove_tolerations=self.remove_tolerations),
             namespaces=list(self.namespaces), include_kinds=list(self.include_kinds),
             exclude_kinds=list(self.exclude_kinds), resources=list(self.resource_refs),
-            existing_policy=self.existing_resource_policy, dry_run=self.dry_run)
+            existing_policy=cast(ExistingPolicy, self.existing_resource_policy), dry_run=self.dry_run_only)
 
     def _repo_config(self):
         from ys1000.airflow.connections import repository_config_for
 
-        return repository_config_for(self.repository_name, self.repository_spec(self.repository_name))
+        return repository_config_for(self.repo_name, self.repository_spec(self.repo_name))
 
     def _volume_opts(self, context: Any):
         from ys1000.config.specs import restore_volume_options_for
 
-        return restore_volume_options_for(self.cluster_spec(self.target_cluster), run_id=self.run_key(context))
+        return restore_volume_options_for(self.cluster_spec(self.cluster), run_id=self.run_key(context))
 
     def _report(self, report, bid: str) -> dict:
         lines = [f"restore {report.restore_id} of backup {bid} into cluster {self.target_cluster}"
@@ -197,8 +212,8 @@ class RestoreOperator(_RestoreRun):
         from ys1000.restore.pipeline import restore_resources
 
         self._check_args()
-        kube = self.kube(self.target_cluster)
-        repo = self.repository(self.repository_name)
+        kube = self.kube(self.cluster)
+        repo = self.repository(self.repo_name)
         with engine_errors("restore"):
             bid = resolve_backup(repo, self.backup, self.plan)
         spec = self.restore_spec(context, bid)
@@ -239,7 +254,7 @@ class RestoreVolumeOperator(_RestoreRun):
     def _unit(self, context: Any):
         from ys1000.restore.pipeline import volume_unit
 
-        return volume_unit(self.kube(self.target_cluster), self.repository(self.repository_name),
+        return volume_unit(self.kube(self.cluster), self.repository(self.repo_name),
                            restore_id_for(context), self._volume_opts(context), repo_cfg=self._repo_config())
 
     def execute(self, context: Any) -> Any:
@@ -263,7 +278,7 @@ class RestoreVolumeOperator(_RestoreRun):
             return step.record
         self.log.info("PVC %s: waiting for %s (deferred to the triggerer; no worker slot held)", self.key,
                       step.what.get("label"))
-        return self.defer_step(step, self.target_cluster)
+        return self.defer_step(step, self.cluster)
 
     def _failures(self, context: Any):
         import contextlib
@@ -298,8 +313,8 @@ class RestoreWorkloadsOperator(_RestoreRun):
             self.log.info("dry run: done in the first part")
             return first
         self._check_args()
-        kube = self.kube(self.target_cluster)
-        repo = self.repository(self.repository_name)
+        kube = self.kube(self.cluster)
+        repo = self.repository(self.repo_name)
         spec = self.restore_spec(context, first["backup_id"])
         pending = ti.xcom_pull(task_ids="restore") or []
         if pending:  # the volume tasks are all done: nothing of theirs may still run (steps.sweep)
