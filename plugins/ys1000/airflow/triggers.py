@@ -32,12 +32,23 @@ def kube_for(cluster: str, config_dir: str | None):
     return kube_for_cluster(cluster, config.clusters[cluster])
 
 
+#: The earliest a trigger fires after its task deferred (seconds). Airflow 3.3's scheduler fails a
+#: resumed task (state mismatch → up_for_retry, its worker killed) when the executor's "success"
+#: event of the workload that deferred is processed only after the resumed workload is already
+#: running; that happens when a wait ends within seconds (a snapshot ready, a PVC bound, a mover
+#: with nothing new), the scheduler requeues the task at once and the deferring worker's exit is
+#: reported late (seen 6 s late on a busy machine). Holding the event back this long lets that
+#: report arrive first; it costs fast waits a few seconds and long ones nothing.
+MIN_WAIT = 15.0
+
+
 class VolumeWaitTrigger(BaseTrigger):
-    """Wait for ``what`` in ``cluster``; ``deadline`` (epoch seconds) survives a triggerer restart."""
+    """Wait for ``what`` in ``cluster``; ``deadline`` and ``not_before`` (epoch seconds) survive a
+    triggerer restart."""
 
     def __init__(self, *, cluster: str, config_dir: str | None, what: dict[str, Any], cleanup: dict[str, list],
                  state: dict[str, Any] | None = None, deadline: float | None = None, poll_interval: float = 2.0,
-                 progress_every: float = 15.0):
+                 progress_every: float = 15.0, not_before: float | None = None):
         super().__init__()
         self.cluster = cluster
         self.state = state or {}  # the step's state, handed back in the event (resume needs it)
@@ -47,11 +58,14 @@ class VolumeWaitTrigger(BaseTrigger):
         self.deadline = deadline if deadline is not None else time.time() + float(what["timeout"])
         self.poll_interval = poll_interval
         self.progress_every = progress_every
+        # made when the task defers: its event waits until then (see MIN_WAIT)
+        self.not_before = not_before if not_before is not None else time.time() + MIN_WAIT
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return ("ys1000.airflow.triggers.VolumeWaitTrigger", {
             "cluster": self.cluster, "config_dir": self.config_dir, "what": self.what, "cleanup": self.cleanup_spec,
-            "state": self.state, "deadline": self.deadline, "poll_interval": self.poll_interval, "progress_every": self.progress_every})
+            "state": self.state, "deadline": self.deadline, "poll_interval": self.poll_interval, "progress_every": self.progress_every,
+            "not_before": self.not_before})
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from ys1000.volumes.steps import check, progress_of, timed_out
@@ -65,6 +79,10 @@ class VolumeWaitTrigger(BaseTrigger):
             while True:
                 event = await asyncio.to_thread(check, kube, what)
                 if event is not None:
+                    # the deferring worker's exit is reported first (only a triggerer sets the
+                    # task instance; dag.test runs triggers inline, with no executor to race)
+                    if self.task_instance is not None and (hold := self.not_before - time.time()) > 0:
+                        await asyncio.sleep(hold)
                     yield TriggerEvent({**event, "what": what, "state": self.state})
                     return
                 if time.time() > self.deadline:
