@@ -12,10 +12,10 @@ SLOW_LIMIT_KIB = 256      # source cluster's mover bandwidth in the e2e config
 SLOW_DATA_MIB = 4         # data planted in the slow plan's PVC: ~16 s of upload at the limit
 
 
-def backup_plan(name: str, namespace: str, scope: str = "full") -> str:
+def backup_plan(name: str, namespace: str, scope: str = "full", method: str = "filecopy") -> str:
     return (f"kind: BackupPlan\nname: {name}\ncluster: source\nrepository: sandbox-s3\n"
             f"namespaces: {{names: [{namespace}]}}\n"
-            f"policy: {{scope: {scope}, method: filecopy, schedule: {{type: on_demand}}, retention: 7d}}\n")
+            f"policy: {{scope: {scope}, method: {method}, schedule: {{type: on_demand}}, retention: 7d}}\n")
 
 
 def limit_bandwidth(config_dir: Path, cluster: str, kib_s: int) -> None:
@@ -55,6 +55,22 @@ def open_repo(sandbox_s3, bucket: str):
                            access_key=sandbox_s3.access_key, secret_key=sandbox_s3.secret_key,
                            region=sandbox_s3.region)
     return open_repository(cfg, SANDBOX_REPO_KEY)
+
+
+MOVERS = "ys1000.io/component=mover"
+
+
+def movers_in(cluster, namespaces: tuple[str, ...] = ()) -> list[str]:
+    """Mover Jobs and Secrets in ``cluster`` (only in ``namespaces`` when given)."""
+    jobs = cluster.batch.list_job_for_all_namespaces(label_selector=MOVERS).items
+    secrets = cluster.core.list_secret_for_all_namespaces(label_selector=MOVERS).items
+    return [f"{kind}/{o.metadata.namespace}/{o.metadata.name}" for kind, objs in (("Job", jobs), ("Secret", secrets))
+            for o in objs if not namespaces or o.metadata.namespace in namespaces]
+
+
+def all_tis(client, dag_id: str, run_id: str) -> list[dict]:
+    """Every task instance of a run, mapped ones included (one per map index)."""
+    return client.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 200})["task_instances"]
 
 
 def xcom(client, dag_id: str, run_id: str, task_id: str, key: str = "return_value"):

@@ -30,7 +30,8 @@ from datetime import datetime
 
 import pytest
 from af_helpers import EXAMPLE_CONFIG, write_plan
-from e2e_helpers import SLOW_LIMIT_KIB, create_pools, dump_logs, limit_bandwidth, open_repo, pv_dir, xcom
+from e2e_helpers import (SLOW_LIMIT_KIB, all_tis, create_pools, dump_logs, limit_bandwidth, movers_in, open_repo,
+                         pv_dir, xcom)
 
 from ys1000.waiting import wait_until
 
@@ -40,7 +41,6 @@ TICK_SLOW, TICK_QUICK, TICK_PAUSED = "tick-slow", "tick-quick", "tick-paused"
 DAG = "ys1000_backup__{}".format
 RESTORE = "ys1000_restore"
 POOL = "ys1000_cluster_source"
-MOVERS = "ys1000.io/component=mover"
 ALT_CLASS = "ys1000-local-alt"  # the sandbox's second StorageClass (the sample app uses ys1000-local)
 
 
@@ -129,14 +129,6 @@ def ts(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def movers_in(cluster, namespaces: tuple[str, ...] = ()) -> list[str]:
-    """Mover Jobs and Secrets in ``cluster`` (only in ``namespaces`` when given)."""
-    jobs = cluster.batch.list_job_for_all_namespaces(label_selector=MOVERS).items
-    secrets = cluster.core.list_secret_for_all_namespaces(label_selector=MOVERS).items
-    return [f"{kind}/{o.metadata.namespace}/{o.metadata.name}" for kind, objs in (("Job", jobs), ("Secret", secrets))
-            for o in objs if not namespaces or o.metadata.namespace in namespaces]
-
-
 def namespace_exists(cluster, name: str) -> bool:
     from kubernetes.client.exceptions import ApiException
 
@@ -150,11 +142,6 @@ def namespace_exists(cluster, name: str) -> bool:
 
 
 # -- scheduled runs ------------------------------------------------------------------------------
-
-
-def all_tis(client, dag_id: str, run_id: str) -> list[dict]:
-    """Every task instance of a run, mapped ones included (one per map index)."""
-    return client.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 200})["task_instances"]
 
 
 def label(ti: dict) -> str:
