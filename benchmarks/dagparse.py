@@ -23,7 +23,8 @@ def run(_sandbox: dict | None, workdir: Path) -> dict:
         (cdir / "plans" / f"p{i:03d}.yaml").write_text(
             f"kind: BackupPlan\nname: plan-{i:03d}\ncluster: {'source' if i % 2 else 'target'}\n"
             f"repository: sandbox-s3\nnamespaces: {{names: [ns-{i:03d}]}}\n"
-            f"policy: {'full-filecopy-4x-daily' if i % 3 else 'resources-every-3h'}\n")
+            f"policy: {'full-filecopy-4x-daily' if i % 3 else 'resources-every-3h'}\n"
+        )
     from ys1000.airflow.dagfactory import build_dags
     from ys1000.config import load_plans
 
@@ -36,5 +37,10 @@ def run(_sandbox: dict | None, workdir: Path) -> dict:
     dags = build_dags(cdir)
     wall = time.perf_counter() - t0
     assert len([d for d in dags if d.startswith("ys1000_backup__")]) == PLANS
-    return {"plans": PLANS, "build_seconds": round(wall, 2), "load_only_seconds": round(floor, 2),
-            "ratio_to_load_only": round(wall / floor, 1), "target_seconds": 2.0}
+    return {
+        "plans": PLANS,
+        "build_seconds": round(wall, 2),
+        "load_only_seconds": round(floor, 2),
+        "ratio_to_load_only": round(wall / floor, 1),
+        "target_seconds": 2.0,
+    }

@@ -52,15 +52,22 @@ def measured(cmd: list[str], env: dict | None = None) -> tuple[float, float, str
     """
     with tempfile.NamedTemporaryFile("r") as stats, tempfile.TemporaryFile() as out:
         t0 = time.perf_counter()
-        proc = subprocess.run(["/usr/bin/time", "-o", stats.name, "-f", "%M %U %S", *cmd], stdout=out,
-                              stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
+        proc = subprocess.run(
+            ["/usr/bin/time", "-o", stats.name, "-f", "%M %U %S", *cmd],
+            stdout=out,
+            stderr=subprocess.PIPE,
+            env={**os.environ, **(env or {})},
+        )
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
             raise RuntimeError(f"{cmd[:3]} failed ({proc.returncode}): {proc.stderr.decode()[-2000:]}")
         rss_kib, user, system = stats.read().split()[-3:]
         out.seek(0)
-        print(f"  {Path(cmd[0]).name} {cmd[1]}: {wall:.2f} s wall, {float(user) + float(system):.2f} s CPU, "
-              f"{int(rss_kib) / 1024:.0f} MiB peak", flush=True)
+        print(
+            f"  {Path(cmd[0]).name} {cmd[1]}: {wall:.2f} s wall, {float(user) + float(system):.2f} s CPU, "
+            f"{int(rss_kib) / 1024:.0f} MiB peak",
+            flush=True,
+        )
         return wall, int(rss_kib) / 1024, out.read().decode()
 
 
@@ -68,19 +75,48 @@ def objects(kind: str, i: int) -> dict:
     name = f"{kind.lower()}-{i:05d}"
     labels = {"bench": "true", "tier": f"t{i % 7}"}
     if kind == "ConfigMap":
-        return {"apiVersion": "v1", "kind": kind, "metadata": {"name": name, "labels": labels},
-                "data": {"app.properties": "\n".join(f"key{j}=value-{i}-{j}" for j in range(20))}}
+        return {
+            "apiVersion": "v1",
+            "kind": kind,
+            "metadata": {"name": name, "labels": labels},
+            "data": {"app.properties": "\n".join(f"key{j}=value-{i}-{j}" for j in range(20))},
+        }
     if kind == "Secret":
-        return {"apiVersion": "v1", "kind": kind, "metadata": {"name": name, "labels": labels},
-                "type": "Opaque", "stringData": {"password": f"pw-{i:08d}", "token": "t" * 64}}
+        return {
+            "apiVersion": "v1",
+            "kind": kind,
+            "metadata": {"name": name, "labels": labels},
+            "type": "Opaque",
+            "stringData": {"password": f"pw-{i:08d}", "token": "t" * 64},
+        }
     if kind == "Service":
-        return {"apiVersion": "v1", "kind": kind, "metadata": {"name": name, "labels": labels},
-                "spec": {"selector": {"app": name}, "ports": [{"port": 80, "targetPort": 8080}]}}
-    return {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name, "labels": labels},
-            "spec": {"replicas": 0, "selector": {"matchLabels": {"app": name}},
-                     "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [
-                         {"name": "app", "image": "registry.example.com/app:1.0",
-                          "env": [{"name": f"E{j}", "value": str(j)} for j in range(10)]}]}}}}
+        return {
+            "apiVersion": "v1",
+            "kind": kind,
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"selector": {"app": name}, "ports": [{"port": 80, "targetPort": 8080}]},
+        }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": kind,
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "app",
+                            "image": "registry.example.com/app:1.0",
+                            "env": [{"name": f"E{j}", "value": str(j)} for j in range(10)],
+                        }
+                    ]
+                },
+            },
+        },
+    }
 
 
 class ControlPlaneIdle:
@@ -108,8 +144,11 @@ class ControlPlaneIdle:
 
 def delete_namespace(kube: Kube, name: str, timeout: float = 300) -> None:
     kube.delete(NAMESPACES, name)
-    wait_until(lambda: kube.get_or_none(NAMESPACES.path(name=name)) is None, timeout=timeout,
-               what=f"namespace {name} to be deleted")
+    wait_until(
+        lambda: kube.get_or_none(NAMESPACES.path(name=name)) is None,
+        timeout=timeout,
+        what=f"namespace {name} to be deleted",
+    )
 
 
 def populate(kube: Kube, ns: str) -> int:
@@ -136,16 +175,37 @@ def run(sandbox: dict, workdir: Path) -> dict:
 
     # backup vs its floor: reading every kind the namespace has, as JSON
     disc = Discovery.load(kube)
-    kinds = sorted({rt.resource if not rt.group else f"{rt.resource}.{rt.group}"
-                    for rt in disc.namespaced() if "list" in rt.verbs and rt.resource != "events"})
+    kinds = sorted(
+        {
+            rt.resource if not rt.group else f"{rt.resource}.{rt.group}"
+            for rt in disc.namespaced()
+            if "list" in rt.verbs and rt.resource != "events"
+        }
+    )
     floor_wall, floor_rss = 0.0, 0.0
     print(f"  floor: kubectl get of {len(kinds)} kinds")
     for k in kinds:
         w, rss, _ = measured([kubectl, "--kubeconfig", kubeconfig, "get", k, "-n", ns, "-o", "json"])
         floor_wall += w
         floor_rss = max(floor_rss, rss)
-    b_wall, b_rss, out = measured([YS1000, "backup", "-n", ns, *repo, "--plan", "bench", "-o", "json",
-                                   "--max-pods", "100000", "--max-pvcs", "100000"], env)
+    b_wall, b_rss, out = measured(
+        [
+            YS1000,
+            "backup",
+            "-n",
+            ns,
+            *repo,
+            "--plan",
+            "bench",
+            "-o",
+            "json",
+            "--max-pods",
+            "100000",
+            "--max-pvcs",
+            "100000",
+        ],
+        env,
+    )
     backup_id = json.loads(out)["backup_id"]
     total = json.loads(out)["objects"]
     # the same process doing no per-object work: imports, clients, one catalog read
@@ -173,10 +233,29 @@ def run(sandbox: dict, workdir: Path) -> dict:
 
     def with_ys1000(target: str) -> None:
         nonlocal r_rss, restored
-        wall, rss, out = measured([YS1000, "restore", backup_id, *repo, "--namespace-mapping", f"{ns}={target}",
-                                   "--include-kind", "ConfigMap", "--include-kind", "Secret",
-                                   "--include-kind", "Service", "--include-kind", "Deployment",
-                                   "--include-kind", "Namespace", "-o", "json"], env)
+        wall, rss, out = measured(
+            [
+                YS1000,
+                "restore",
+                backup_id,
+                *repo,
+                "--namespace-mapping",
+                f"{ns}={target}",
+                "--include-kind",
+                "ConfigMap",
+                "--include-kind",
+                "Secret",
+                "--include-kind",
+                "Service",
+                "--include-kind",
+                "Deployment",
+                "--include-kind",
+                "Namespace",
+                "-o",
+                "json",
+            ],
+            env,
+        )
         r_runs.append(wall)
         r_rss = max(r_rss, rss)
         restored = json.loads(out)["counts"].get("created", 0)
@@ -184,8 +263,11 @@ def run(sandbox: dict, workdir: Path) -> dict:
     # round 0 is a warm-up, not counted: a control plane that has just started gets faster over its
     # first few bursts of writes (ys1000's restores measured 13.5, 10.4, 9.2 s in a row)
     for i in range(rounds + 1):
-        for name, step in ((("kubectl", with_kubectl), ("ys1000", with_ys1000)) if i % 2 == 0
-                           else (("ys1000", with_ys1000), ("kubectl", with_kubectl))):
+        for name, step in (
+            (("kubectl", with_kubectl), ("ys1000", with_ys1000))
+            if i % 2 == 0
+            else (("ys1000", with_ys1000), ("kubectl", with_kubectl))
+        ):
             target = f"bench-{name}-{i}"
             idle.wait()
             step(target)
@@ -195,14 +277,19 @@ def run(sandbox: dict, workdir: Path) -> dict:
     k_wall, r_wall = min(k_runs), min(r_runs)
     return {
         "objects_in_backup": total,
-        "backup_seconds": round(b_wall, 2), "backup_floor_seconds": round(floor_wall, 2),
+        "backup_seconds": round(b_wall, 2),
+        "backup_floor_seconds": round(floor_wall, 2),
         "backup_ratio": round(b_wall / floor_wall, 2),
-        "restore_objects": restored, "restore_seconds": round(r_wall, 2),
-        "kubectl_create_seconds": round(k_wall, 2), "restore_speedup": round(k_wall / r_wall, 2),
+        "restore_objects": restored,
+        "restore_seconds": round(r_wall, 2),
+        "kubectl_create_seconds": round(k_wall, 2),
+        "restore_speedup": round(k_wall / r_wall, 2),
         "restore_samples_seconds": [round(x, 2) for x in r_runs],
         "kubectl_create_samples_seconds": [round(x, 2) for x in k_runs],
-        "backup_peak_mib": round(b_rss), "restore_peak_mib": round(r_rss),
-        "kubectl_get_peak_mib": round(floor_rss), "kubectl_create_peak_mib": round(k_rss),
+        "backup_peak_mib": round(b_rss),
+        "restore_peak_mib": round(r_rss),
+        "kubectl_get_peak_mib": round(floor_rss),
+        "kubectl_create_peak_mib": round(k_rss),
         "baseline_process_mib": round(base_rss),
         # memory that grows with the objects, scaled to 100k, on top of the fixed baseline
         "backup_mib_per_100k_objects": round(base_rss + max(0.0, b_rss - base_rss) * 100_000 / total),

@@ -77,22 +77,42 @@ def run(sandbox: dict, workdir: Path) -> dict:
     kube = Kube.from_kubeconfig(sandbox["clusters"]["source"]["kubeconfig"], name="source")
     ns = "bench-vol"
     kube.create(NAMESPACES, {"metadata": {"name": ns}})
-    kube.create(PVCS, {"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"],
-                                                              "resources": {"requests": {"storage": "2Gi"}}}}, ns)
+    kube.create(
+        PVCS,
+        {
+            "metadata": {"name": "data"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "2Gi"}}},
+        },
+        ns,
+    )
     wait_until(lambda: kube.get(PVCS.path(ns, "data"))["status"].get("phase") == "Bound", timeout=60, what="bound")
     pvc = kube.get(PVCS.path(ns, "data"))
-    pv_dir = Path(kube.get(f"/api/v1/persistentvolumes/{pvc['spec']['volumeName']}")["spec"]["csi"]["volumeAttributes"]["path"])
+    pv_dir = Path(
+        kube.get(f"/api/v1/persistentvolumes/{pvc['spec']['volumeName']}")["spec"]["csi"]["volumeAttributes"]["path"]
+    )
     total = make_dataset(pv_dir, scale)
     mib = total / 2**20
     print(f"dataset: {mib:.0f} MiB in {pv_dir}; {rounds} rounds", flush=True)
 
     def raw_env(i: int) -> dict:
-        return {**os.environ, "RESTIC_REPOSITORY": f"s3:{s3.endpoint_url}/{bucket}/raw-{i}",
-                "RESTIC_PASSWORD": "bench", "AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key}
+        return {
+            **os.environ,
+            "RESTIC_REPOSITORY": f"s3:{s3.endpoint_url}/{bucket}/raw-{i}",
+            "RESTIC_PASSWORD": "bench",
+            "AWS_ACCESS_KEY_ID": s3.access_key,
+            "AWS_SECRET_ACCESS_KEY": s3.secret_key,
+        }
 
     def ys_repo(i: int):
-        cfg = RepositoryConfig(type="s3", bucket=bucket, prefix=f"ys1000-{i}", endpoint_url=s3.endpoint_url,
-                               access_key=s3.access_key, secret_key=s3.secret_key, region=s3.region)
+        cfg = RepositoryConfig(
+            type="s3",
+            bucket=bucket,
+            prefix=f"ys1000-{i}",
+            endpoint_url=s3.endpoint_url,
+            access_key=s3.access_key,
+            secret_key=s3.secret_key,
+            region=s3.region,
+        )
         return cfg, open_repository(cfg, "bench", create=True)
 
     def spec(bid: str) -> BackupSpec:
@@ -101,8 +121,14 @@ def run(sandbox: dict, workdir: Path) -> dict:
     def restic_cmd(args: list[str], env: dict, cwd=None):
         return subprocess.run([restic.binary(), *args], cwd=cwd, env=env, check=True, capture_output=True)
 
-    samples: dict[str, list[float]] = {"raw_backup": [], "ys_backup": [], "raw_restore": [], "ys_restore": [],
-                                       "raw_init": [], "ys_init": []}
+    samples: dict[str, list[float]] = {
+        "raw_backup": [],
+        "ys_backup": [],
+        "raw_restore": [],
+        "ys_restore": [],
+        "raw_init": [],
+        "ys_init": [],
+    }
     repos = []
     for i in range(rounds):
         cfg, repo = ys_repo(i)
@@ -112,31 +138,46 @@ def run(sandbox: dict, workdir: Path) -> dict:
         t, _ = timed(lambda: ensure_restic_repository(cfg, repo.restic_password(), "source", ns))
         samples["ys_init"].append(t)
         raw = lambda: samples["raw_backup"].append(timed(lambda: restic_cmd(["backup", "."], raw_env(i), pv_dir))[0])  # noqa: E731
-        ys = lambda: samples["ys_backup"].append(timed(  # noqa: E731
-            lambda: run_backup(kube, repo, spec(f"b{i}"), volume_opts=VolumeOptions(run_id=f"b{i}")))[0])
-        for step in ((raw, ys) if i % 2 == 0 else (ys, raw)):
+
+        def ys():
+            samples["ys_backup"].append(
+                timed(lambda: run_backup(kube, repo, spec(f"b{i}"), volume_opts=VolumeOptions(run_id=f"b{i}")))[0]
+            )
+
+        for step in (raw, ys) if i % 2 == 0 else (ys, raw):
             step()
-        print(f"  backup round {i}: raw {samples['raw_backup'][-1]:.2f} s, ys1000 {samples['ys_backup'][-1]:.2f} s",
-              flush=True)
+        print(
+            f"  backup round {i}: raw {samples['raw_backup'][-1]:.2f} s, ys1000 {samples['ys_backup'][-1]:.2f} s",
+            flush=True,
+        )
 
     for i, (_cfg, repo) in enumerate(repos):
         target = workdir / f"raw-restore-{i}"
 
         def raw():
-            samples["raw_restore"].append(timed(lambda: restic_cmd(["restore", "latest", "--target", str(target)],
-                                                                   raw_env(i)))[0])
+            samples["raw_restore"].append(
+                timed(lambda: restic_cmd(["restore", "latest", "--target", str(target)], raw_env(i)))[0]
+            )
             shutil.rmtree(target)
 
         def ys():
-            t, report = timed(lambda: run_restore(kube, repo, RestoreSpec(backup_id=f"b{i}", options=RestoreOptions(
-                    namespace_mapping={ns: f"{ns}-r{i}"})), same_cluster=True))
+            t, report = timed(
+                lambda: run_restore(
+                    kube,
+                    repo,
+                    RestoreSpec(backup_id=f"b{i}", options=RestoreOptions(namespace_mapping={ns: f"{ns}-r{i}"})),
+                    same_cluster=True,
+                )
+            )
             assert report.status == "Completed", report.failed
             samples["ys_restore"].append(t)
 
-        for step in ((raw, ys) if i % 2 == 0 else (ys, raw)):
+        for step in (raw, ys) if i % 2 == 0 else (ys, raw):
             step()
-        print(f"  restore round {i}: raw {samples['raw_restore'][-1]:.2f} s, "
-              f"ys1000 {samples['ys_restore'][-1]:.2f} s", flush=True)
+        print(
+            f"  restore round {i}: raw {samples['raw_restore'][-1]:.2f} s, ys1000 {samples['ys_restore'][-1]:.2f} s",
+            flush=True,
+        )
 
     changed = change_one_percent(pv_dir, total)
     cfg, repo = repos[0]
@@ -144,14 +185,17 @@ def run(sandbox: dict, workdir: Path) -> dict:
     added = second.manifest.volumes[0]["restic"]["bytes_added"]
     best = {k: min(v) for k, v in samples.items()}
     return {
-        "dataset_mib": round(mib), "rounds": rounds,
+        "dataset_mib": round(mib),
+        "rounds": rounds,
         "raw_restic_backup_mib_s": round(mib / best["raw_backup"], 1),
         "ys1000_backup_mib_s": round(mib / best["ys_backup"], 1),
         "backup_throughput_ratio": round(best["raw_backup"] / best["ys_backup"], 2),
         "raw_restic_restore_mib_s": round(mib / best["raw_restore"], 1),
         "ys1000_restore_mib_s": round(mib / best["ys_restore"], 1),
         "restore_throughput_ratio": round(best["raw_restore"] / best["ys_restore"], 2),
-        "incremental_changed_bytes": changed, "incremental_bytes_sent": added,
-        "incremental_sent_ratio": round(added / total, 4), "incremental_seconds": round(ys_incr, 1),
+        "incremental_changed_bytes": changed,
+        "incremental_bytes_sent": added,
+        "incremental_sent_ratio": round(added / total, 4),
+        "incremental_seconds": round(ys_incr, 1),
         "samples_seconds": {k: [round(x, 2) for x in v] for k, v in samples.items()},
     }

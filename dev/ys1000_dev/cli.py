@@ -56,7 +56,9 @@ def _up(args) -> int:
     print(f"sandbox up in {time.monotonic() - t0:.1f} s ({args.dir.resolve()})")
     for name, c in info["clusters"].items():
         print(f"  cluster {name:8} {c['server']}  kubectl --kubeconfig {c['kubeconfig']} get nodes")
-    print(f"  s3       {info['s3']['endpoint_url']}  bucket {info['s3']['bucket']}  credentials: {info['s3']['env_file']}")
+    print(
+        f"  s3       {info['s3']['endpoint_url']}  bucket {info['s3']['bucket']}  credentials: {info['s3']['env_file']}"
+    )
     print(f"stop it with: ys1000-dev sandbox down --dir {args.dir}")
     return 0
 

@@ -94,16 +94,25 @@ def _delete_namespace(kube, ns: str, timeout: float = 120) -> float:
         return 0.0
     t = time.monotonic()
     kube.delete(NAMESPACES, ns)
-    wait_until(lambda: kube.get_or_none(NAMESPACES.path(name=ns)) is None, timeout=timeout,
-               what=f"namespace {ns} to be deleted", interval=0.5)
+    wait_until(
+        lambda: kube.get_or_none(NAMESPACES.path(name=ns)) is None,
+        timeout=timeout,
+        what=f"namespace {ns} to be deleted",
+        interval=0.5,
+    )
     return time.monotonic() - t
 
 
 def _pv_dir(kube, ns: str, pvc: str) -> Path:
     from ys1000.waiting import wait_until
 
-    claim = wait_until(lambda: (c := kube.get(f"/api/v1/namespaces/{ns}/persistentvolumeclaims/{pvc}"))
-                       ["spec"].get("volumeName") and c, timeout=90, what=f"PVC {ns}/{pvc} to be bound")
+    claim = wait_until(
+        lambda: (
+            (c := kube.get(f"/api/v1/namespaces/{ns}/persistentvolumeclaims/{pvc}"))["spec"].get("volumeName") and c
+        ),
+        timeout=90,
+        what=f"PVC {ns}/{pvc} to be bound",
+    )
     pv = kube.get(f"/api/v1/persistentvolumes/{claim['spec']['volumeName']}")
     path = (((pv.get("spec") or {}).get("csi") or {}).get("volumeAttributes") or {}).get("path")
     if not path:
@@ -118,8 +127,14 @@ def deploy_app(kube) -> list[dict]:
 
     if took := _delete_namespace(kube, NAMESPACE):
         _say(f"    removed the namespace {NAMESPACE} left by an earlier demo ({took:.0f} s)")
-    kube.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace",
-                             "metadata": {"name": NAMESPACE, "labels": {"app.kubernetes.io/part-of": "wordpress"}}})
+    kube.create(
+        NAMESPACES,
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": NAMESPACE, "labels": {"app.kubernetes.io/part-of": "wordpress"}},
+        },
+    )
     sampleapp.deploy(kube, NAMESPACE)
     for pvc, files in CONTENT.items():
         root = _pv_dir(kube, NAMESPACE, pvc)
@@ -162,8 +177,10 @@ def check_app(kube, ns: str, manifests: list[dict]) -> list[str]:
             else:
                 files += 1
     total = sum(len(c) for c in CONTENT.values())
-    _say(f"      volume content: {files}/{total} files byte-identical "
-         f"({', '.join(f'{p}: {len(c)}' for p, c in CONTENT.items())})")
+    _say(
+        f"      volume content: {files}/{total} files byte-identical "
+        f"({', '.join(f'{p}: {len(c)}' for p, c in CONTENT.items())})"
+    )
     return problems
 
 
@@ -199,8 +216,10 @@ def _create_pools(stack: AirflowStack) -> None:
 
 
 def _xcom(client, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
-    entry = client.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}",
-                       params={"deserialize": "true", "stringify": "false"})
+    entry = client.get(
+        f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}",
+        params={"deserialize": "true", "stringify": "false"},
+    )
     return entry["value"]
 
 
@@ -234,8 +253,10 @@ def _wait(client, stack: AirflowStack, dag_id: str, run_id: str, timeout: float 
     if run["state"] != "success":
         tis = client.task_instances(dag_id, run_id)
         failed = [f"{k}: {v['state']}" for k, v in tis.items() if v["state"] not in ("success", "skipped")]
-        raise DemoError(f"{dag_id} run {run_id} ended {run['state']} ({', '.join(failed)}); its logs are in "
-                        f"the Airflow UI ({stack.url}/dags/{dag_id}) and under {stack.home / 'logs'}")
+        raise DemoError(
+            f"{dag_id} run {run_id} ended {run['state']} ({', '.join(failed)}); its logs are in "
+            f"the Airflow UI ({stack.url}/dags/{dag_id}) and under {stack.home / 'logs'}"
+        )
     _say(f"    {dag_id}: {run['state']} (waited {took:.0f} s)")
     return run
 
@@ -243,13 +264,21 @@ def _wait(client, stack: AirflowStack, dag_id: str, run_id: str, timeout: float 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m ys1000_dev.demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--dir", type=Path, default=Path(".sandbox"), help="sandbox directory (default .sandbox)")
-    p.add_argument("--config", type=Path, default=repo_root() / "config",
-                   help="ys1000 config directory (default: the example config/)")
-    p.add_argument("--port", type=int, default=None,
-                   help="Airflow API server / UI port (default: 8080, or a free one when 8080 is taken; "
-                        "the address is printed)")
-    p.add_argument("--no-wait", action="store_true",
-                   help="stop everything at the end and exit (0 only when every step worked)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=repo_root() / "config",
+        help="ys1000 config directory (default: the example config/)",
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="Airflow API server / UI port (default: 8080, or a free one when 8080 is taken; the address is printed)",
+    )
+    p.add_argument(
+        "--no-wait", action="store_true", help="stop everything at the end and exit (0 only when every step worked)"
+    )
     a = p.parse_args(argv)
     root = a.dir.resolve()
     config_dir = a.config.resolve()
@@ -274,29 +303,34 @@ def main(argv: list[str] | None = None) -> int:
         started_sandbox = not supervisor.status(root)  # (set first: Ctrl-C during up() stops it too)
         info = supervisor.up(root)
         for name, c in info["clusters"].items():
-            _say(f"    cluster {name}: {c['server']} (Kubernetes {c.get('version', '?')}); "
-                 f"kubectl --kubeconfig {c['kubeconfig']} get all -A")
-        _say(f"    S3: {info['s3']['endpoint_url']} (bucket {info['s3']['bucket']}; credentials in {info['s3']['env_file']})")
+            _say(
+                f"    cluster {name}: {c['server']} (Kubernetes {c.get('version', '?')}); "
+                f"kubectl --kubeconfig {c['kubeconfig']} get all -A"
+            )
+        _say(
+            f"    S3: {info['s3']['endpoint_url']} (bucket {info['s3']['bucket']}; credentials in {info['s3']['env_file']})"
+        )
         source, target = _kube(info, "source"), _kube(info, "target")
 
         step(f"sample application (WordPress + MySQL) in namespace {NAMESPACE} of cluster source")
         manifests = deploy_app(source)
         kinds = sorted({m["kind"] for m in manifests})
-        _say(f"    {len(manifests)} objects ({', '.join(kinds)}), pods running, content on PVCs "
-             f"{', '.join(CONTENT)}")
+        _say(f"    {len(manifests)} objects ({', '.join(kinds)}), pods running, content on PVCs {', '.join(CONTENT)}")
 
         step("the app's database: a real MariaDB on loopback (Debian package), standing in for its MySQL")
         from ys1000_dev.sandbox import databases, sampleapp
 
-        db = databases.start_mariadb(root / "mariadb", user=sampleapp.DB_USER, password=sampleapp.SECRET_VALUE,
-                                     init_sql=sampleapp.WP_OPTIONS_SQL)
+        db = databases.start_mariadb(
+            root / "mariadb", user=sampleapp.DB_USER, password=sampleapp.SECRET_VALUE, init_sql=sampleapp.WP_OPTIONS_SQL
+        )
         config_dir = demo_config(config_dir, root / "config", db.port)
         _say(f"    MariaDB at {db.host}:{db.port}; siteurl = {site_url(db)}; config copied to {config_dir}")
 
         step(f"Airflow (api-server, scheduler, dag-processor, triggerer) in {root / 'airflow'}")
         env = sandbox_env(root) | {"YS1000_CONFIG_DIR": str(config_dir)}
-        stack = AirflowStack.standalone(root / "airflow", env, port=port,
-                                        **({"port_attempts": port_attempts} if port_attempts else {}))
+        stack = AirflowStack.standalone(
+            root / "airflow", env, port=port, **({"port_attempts": port_attempts} if port_attempts else {})
+        )
         t = time.monotonic()
         stack.start(on_migrated=_create_pools)
         client = stack.client()
@@ -304,8 +338,10 @@ def main(argv: list[str] | None = None) -> int:
             client.wait_for_dag(dag_id)
         if errors := client.import_errors():
             raise DemoError("DAG import errors: " + "; ".join(e.get("stack_trace", "")[-300:] for e in errors))
-        _say(f"    healthy in {time.monotonic() - t:.0f} s at {stack.url}; config {config_dir}; "
-             f"logs {stack.home / 'process-logs'}")
+        _say(
+            f"    healthy in {time.monotonic() - t:.0f} s at {stack.url}; config {config_dir}; "
+            f"logs {stack.home / 'process-logs'}"
+        )
 
         step(f"backup: {BACKUP_DAG} triggered through the REST API")
         run_id = _trigger(client, BACKUP_DAG)
@@ -313,8 +349,10 @@ def main(argv: list[str] | None = None) -> int:
         summary = _xcom(client, BACKUP_DAG, run_id, "commit")
         counts = ", ".join(f"{k} {v}" for k, v in sorted((summary.get("counts") or {}).items()))
         backup_id = summary["backup_id"]
-        _say(f"    backup {backup_id}: {summary['status']}, {summary['objects']} objects, "
-             f"{summary['volumes']} volume(s), archive {summary['archive_bytes']} bytes")
+        _say(
+            f"    backup {backup_id}: {summary['status']}, {summary['objects']} objects, "
+            f"{summary['volumes']} volume(s), archive {summary['archive_bytes']} bytes"
+        )
         _say(f"    {counts}")
 
         step(f"disaster: namespace {NAMESPACE} deleted")
@@ -322,17 +360,23 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"    namespace {NAMESPACE} is gone ({took:.0f} s)")
         _delete_namespace(target, RESTORED_ELSEWHERE[1])  # an earlier demo's restore
 
-        step(f"restore: {GENERIC_RESTORE_DAG} back into source, {RESTORE_PLAN_DAG} into "
-             f"{RESTORED_ELSEWHERE[0]} as {RESTORED_ELSEWHERE[1]}")
-        back = _trigger(client, GENERIC_RESTORE_DAG,
-                       {"backup": backup_id, "plan": BACKUP_PLAN, "repository": "sandbox-s3",
-                        "target_cluster": "source"})
+        step(
+            f"restore: {GENERIC_RESTORE_DAG} back into source, {RESTORE_PLAN_DAG} into "
+            f"{RESTORED_ELSEWHERE[0]} as {RESTORED_ELSEWHERE[1]}"
+        )
+        back = _trigger(
+            client,
+            GENERIC_RESTORE_DAG,
+            {"backup": backup_id, "plan": BACKUP_PLAN, "repository": "sandbox-s3", "target_cluster": "source"},
+        )
         other = _trigger(client, RESTORE_PLAN_DAG)
         for dag_id, rid in ((GENERIC_RESTORE_DAG, back), (RESTORE_PLAN_DAG, other)):
             _wait(client, stack, dag_id, rid)
             r = _restore_summary(client, dag_id, rid)
-            _say(f"    {dag_id}: restore {r['restore_id']} of {r['backup_id']}: {r['status']}; "
-                 + ", ".join(f"{k} {v}" for k, v in sorted(r["counts"].items())))
+            _say(
+                f"    {dag_id}: restore {r['restore_id']} of {r['backup_id']}: {r['status']}; "
+                + ", ".join(f"{k} {v}" for k, v in sorted(r["counts"].items()))
+            )
 
         step("check: the application's objects and volume content are back")
         problems: list[str] = []
@@ -358,17 +402,23 @@ def main(argv: list[str] | None = None) -> int:
         replicas = target.get(disc.by_kind("Deployment", "apps").path(MIGRATED, "wordpress"))["spec"]["replicas"]
         src_replicas = source.get(disc.by_kind("Deployment", "apps").path(NAMESPACE, "wordpress"))["spec"]["replicas"]
         url = site_url(db)
-        _say(f"    target/{MIGRATED}: Deployment wordpress at {replicas} replicas (source now {src_replicas}); "
-             f"Ingress host {host}; WordPress siteurl {url} (rewritten by the PostRestore hook)")
+        _say(
+            f"    target/{MIGRATED}: Deployment wordpress at {replicas} replicas (source now {src_replicas}); "
+            f"Ingress host {host}; WordPress siteurl {url} (rewritten by the PostRestore hook)"
+        )
         problems = [x for x in check_app(target, MIGRATED, manifests)]
         if url != NEW_URL or host != NEW_URL.split("//")[1] or replicas != 2 or src_replicas != 0:
-            problems.append(f"after the cutover: siteurl {url}, Ingress host {host}, replicas {replicas}/{src_replicas}")
+            problems.append(
+                f"after the cutover: siteurl {url}, Ingress host {host}, replicas {replicas}/{src_replicas}"
+            )
         if problems:
             raise DemoError("the migrated application is not as expected:\n  " + "\n  ".join(problems))
         ok = True
-        _say(f"\nDEMO OK: backup {backup_id} restored into source/{NAMESPACE} and "
-             f"{RESTORED_ELSEWHERE[0]}/{RESTORED_ELSEWHERE[1]}, migrated to target/{MIGRATED} "
-             f"in {time.monotonic() - step.t0:.0f} s")
+        _say(
+            f"\nDEMO OK: backup {backup_id} restored into source/{NAMESPACE} and "
+            f"{RESTORED_ELSEWHERE[0]}/{RESTORED_ELSEWHERE[1]}, migrated to target/{MIGRATED} "
+            f"in {time.monotonic() - step.t0:.0f} s"
+        )
     except KeyboardInterrupt:
         _say("\ninterrupted")
     except Exception as exc:  # report, then (interactive) keep Airflow up for a look at the logs
@@ -380,8 +430,10 @@ def main(argv: list[str] | None = None) -> int:
                     _say(f"--- {name} log (last lines; all in {stack.home / 'process-logs'}) ---\n{tail}")
     try:
         if stack is not None and stack.procs.procs:
-            _say(f"\nAirflow UI: {stack.url}  (user: admin, password: {stack.admin_password()}; "
-                 f"stored in {stack.password_file})")
+            _say(
+                f"\nAirflow UI: {stack.url}  (user: admin, password: {stack.admin_password()}; "
+                f"stored in {stack.password_file})"
+            )
             _say(f"  DAGs: {stack.url}/dags/{BACKUP_DAG}  {stack.url}/dags/{GENERIC_RESTORE_DAG}")
             _say(f"  CLI:  . {stack.write_env_file()} && airflow dags list")
         if not a.no_wait and stack is not None and stack.procs.procs:

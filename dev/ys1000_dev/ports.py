@@ -58,8 +58,11 @@ def listening_pids(port: int) -> set[int]:
     process may not see)."""
     import psutil
 
-    return {c.pid or 0 for c in psutil.net_connections(kind="tcp")
-            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port}
+    return {
+        c.pid or 0
+        for c in psutil.net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+    }
 
 
 def process_tree(pid: int) -> set[int]:
@@ -90,8 +93,16 @@ def _log_since(log_file: Path | None, offset: int) -> bytes:
         return b""
 
 
-def wait_listening(proc: subprocess.Popen, port: int, log: Path, what: str, timeout: float = 60,
-                   *, log_offset: int = 0, owners: Callable[[], set[int]] | None = None) -> None:
+def wait_listening(
+    proc: subprocess.Popen,
+    port: int,
+    log: Path,
+    what: str,
+    timeout: float = 60,
+    *,
+    log_offset: int = 0,
+    owners: Callable[[], set[int]] | None = None,
+) -> None:
     """Return once ``proc`` (or a process of ``owners()``, default ``proc`` and its descendants)
     listens on ``port``. Raise ``PortInUse`` if another process listens there, or ``proc`` exits
     and its log (from ``log_offset`` on) says the address is in use; ``RuntimeError`` with the
@@ -102,8 +113,9 @@ def wait_listening(proc: subprocess.Popen, port: int, log: Path, what: str, time
         if proc.poll() is not None:
             said = _log_since(log, log_offset)
             if _IN_USE.search(said):
-                raise PortInUse(port, f"{what} exited with {proc.returncode}: "
-                                      f"{said.decode(errors='replace')[-500:].strip()}")
+                raise PortInUse(
+                    port, f"{what} exited with {proc.returncode}: {said.decode(errors='replace')[-500:].strip()}"
+                )
             raise RuntimeError(f"{what} exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
@@ -120,12 +132,14 @@ def wait_listening(proc: subprocess.Popen, port: int, log: Path, what: str, time
         if pids:
             raise PortInUse(port, f"{what} found pid(s) {sorted(pids)} listening there")
         time.sleep(0.1)  # the listener went away between connect and look-up: look again
-    raise RuntimeError(f"{what} did not listen on {port} within {timeout:.0f} s:\n"
-                       f"{log.read_text(errors='replace')[-3000:]}")
+    raise RuntimeError(
+        f"{what} did not listen on {port} within {timeout:.0f} s:\n{log.read_text(errors='replace')[-3000:]}"
+    )
 
 
-def retry_on_port_conflict(start: Callable[[int], T], what: str, *, port: int | None = None,
-                           attempts: int = ATTEMPTS) -> T:
+def retry_on_port_conflict(
+    start: Callable[[int], T], what: str, *, port: int | None = None, attempts: int = ATTEMPTS
+) -> T:
     """``start(port)`` with ``port`` (else a free port); while it raises ``OSError`` EADDRINUSE
     (``PortInUse`` included), log it and call it again with a fresh port, at most ``attempts``
     times in all. ``start`` must clean up after itself when it raises."""
@@ -136,8 +150,14 @@ def retry_on_port_conflict(start: Callable[[int], T], what: str, *, port: int | 
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE or attempt == attempts:
                 raise
-            log.warning("%s: port %d was taken before it could bind it (%s); retrying on a new port "
-                        "(attempt %d of %d)", what, p, exc, attempt + 1, attempts)
+            log.warning(
+                "%s: port %d was taken before it could bind it (%s); retrying on a new port (attempt %d of %d)",
+                what,
+                p,
+                exc,
+                attempt + 1,
+                attempts,
+            )
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -157,9 +177,16 @@ def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
         pass
 
 
-def start_on_port(launch: Callable[[int], subprocess.Popen], log: Path, what: str, *, port: int | None = None,
-                  attempts: int = ATTEMPTS, timeout: float = 60,
-                  stop: Callable[[subprocess.Popen], None] = stop_process) -> tuple[subprocess.Popen, int]:
+def start_on_port(
+    launch: Callable[[int], subprocess.Popen],
+    log: Path,
+    what: str,
+    *,
+    port: int | None = None,
+    attempts: int = ATTEMPTS,
+    timeout: float = 60,
+    stop: Callable[[subprocess.Popen], None] = stop_process,
+) -> tuple[subprocess.Popen, int]:
     """Start a server with ``launch(port)`` (which returns its process, writing to ``log``) and
     wait until it listens; when the port turns out to be taken, stop it and start it again on a
     fresh port (see ``retry_on_port_conflict``). Returns the process and its port."""

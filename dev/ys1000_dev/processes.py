@@ -127,26 +127,51 @@ class ProcessSet:
         self.env = {**env, STACK_MARKER: self.marker}
         self.procs: dict[str, Managed] = {}
 
-    def start(self, name: str, argv: list[str], *, env: dict[str, str] | None = None,
-              user: str | None = None, cwd: str | Path | None = None) -> Managed:
+    def start(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        user: str | None = None,
+        cwd: str | Path | None = None,
+    ) -> Managed:
         log = self.logs / f"{name}.log"
         with open(log, "ab") as out:
             proc = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**self.env, **(env or {})}, start_new_session=True, cwd=cwd,
-                **({"user": user, "group": _group_of(user), "extra_groups": []} if user else {}))
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**self.env, **(env or {})},
+                start_new_session=True,
+                cwd=cwd,
+                **({"user": user, "group": _group_of(user), "extra_groups": []} if user else {}),
+            )
         m = self.procs[name] = Managed(name, proc, log)
         return m
 
-    def run(self, name: str, argv: list[str], *, env: dict[str, str] | None = None, user: str | None = None,
-            timeout: float = 300) -> None:
+    def run(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        user: str | None = None,
+        timeout: float = 300,
+    ) -> None:
         """Run a command to completion (own process group; killed with it on timeout)."""
         log = self.logs / f"{name}.log"
         with open(log, "ab") as out:
-            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env={**self.env, **(env or {})}, start_new_session=True,
-                                    **({"user": user, "group": _group_of(user), "extra_groups": []}
-                                       if user else {}))
+            proc = subprocess.Popen(
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**self.env, **(env or {})},
+                start_new_session=True,
+                **({"user": user, "group": _group_of(user), "extra_groups": []} if user else {}),
+            )
             try:
                 code = proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -227,15 +252,18 @@ def _group_of(user: str) -> str:
 
 def postgres_bindir() -> Path:
     """``/usr/lib/postgresql/<newest>/bin`` (Debian), else the directory of ``initdb`` on PATH."""
-    roots = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
-                   key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
+    roots = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0
+    )
     if roots:
         return roots[-1].parent
     found = shutil.which("initdb")
     if found:
         return Path(found).parent
-    raise RuntimeError("PostgreSQL server binaries not found (install the Debian package `postgresql`: "
-                       "scripts/install-system-packages.sh, run by `make setup`)")
+    raise RuntimeError(
+        "PostgreSQL server binaries not found (install the Debian package `postgresql`: "
+        "scripts/install-system-packages.sh, run by `make setup`)"
+    )
 
 
 def _postgres_user() -> str | None:
@@ -248,8 +276,9 @@ def _postgres_user() -> str | None:
     try:
         pwd.getpwnam("postgres")
     except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "postgres"],
-                       check=True)
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "postgres"], check=True
+        )
     return "postgres"
 
 
@@ -280,21 +309,57 @@ class PostgresServer:
         if self.user:
             shutil.chown(self.dir, self.user, _group_of(self.user))
             os.chmod(self.dir, 0o700)
-        self.procs.run("postgres-initdb", [str(bindir / "initdb"), "-D", str(self.data), "-U", "postgres",
-                                           "--auth=trust", "--encoding=UTF8", "--no-sync"],
-                       user=self.user, timeout=120)
+        self.procs.run(
+            "postgres-initdb",
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-sync",
+            ],
+            user=self.user,
+            timeout=120,
+        )
 
         def launch(port: int) -> subprocess.Popen:
-            return self.procs.start("postgres", [
-                str(bindir / "postgres"), "-D", str(self.data), "-p", str(port),
-                "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.dir}",
-                "-c", "fsync=off", "-c", "synchronous_commit=off",
-                "-c", "full_page_writes=off", "-c", "max_connections=200"], user=self.user).proc
+            return self.procs.start(
+                "postgres",
+                [
+                    str(bindir / "postgres"),
+                    "-D",
+                    str(self.data),
+                    "-p",
+                    str(port),
+                    "-c",
+                    "listen_addresses=127.0.0.1",
+                    "-c",
+                    f"unix_socket_directories={self.dir}",
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "synchronous_commit=off",
+                    "-c",
+                    "full_page_writes=off",
+                    "-c",
+                    "max_connections=200",
+                ],
+                user=self.user,
+            ).proc
 
         # the chosen port may be taken before postgres binds it: then it starts on a fresh one
         # (before anything has been told the port: the stack reads it once this returns)
-        _, self.port = start_on_port(launch, self.procs.logs / "postgres.log", "PostgreSQL", port=self.port,
-                                     timeout=timeout, stop=lambda _: self.procs.kill(["postgres"]))
+        _, self.port = start_on_port(
+            launch,
+            self.procs.logs / "postgres.log",
+            "PostgreSQL",
+            port=self.port,
+            timeout=timeout,
+            stop=lambda _: self.procs.kill(["postgres"]),
+        )
         wait_until(self._ready, timeout=timeout, what=f"PostgreSQL on port {self.port}", interval=0.3)
         self._sql(f"CREATE DATABASE {self.database}")
         return self
@@ -302,14 +367,32 @@ class PostgresServer:
     def _ready(self) -> bool:
         if not self.procs.procs["postgres"].alive:
             raise RuntimeError(f"PostgreSQL exited:\n{self.procs.procs['postgres'].tail()}")
-        r = subprocess.run([str(postgres_bindir() / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
-                           capture_output=True)
+        r = subprocess.run(
+            [str(postgres_bindir() / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)], capture_output=True
+        )
         return r.returncode == 0
 
     def _sql(self, sql: str) -> None:
-        subprocess.run([str(postgres_bindir() / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
-                        "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-q", "-c", sql],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [
+                str(postgres_bindir() / "psql"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-q",
+                "-c",
+                sql,
+            ],
+            check=True,
+            capture_output=True,
+        )
 
     def cleanup(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -330,16 +413,39 @@ class RedisServer:
     def start(self, timeout: float = 30) -> "RedisServer":
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         if not Path(binary).exists():
-            raise RuntimeError("redis-server not found (install the Debian package `redis-server`: "
-                               "scripts/install-system-packages.sh, run by `make setup`)")
+            raise RuntimeError(
+                "redis-server not found (install the Debian package `redis-server`: "
+                "scripts/install-system-packages.sh, run by `make setup`)"
+            )
 
         def launch(port: int) -> subprocess.Popen:
-            return self.procs.start("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                              "--appendonly", "no", "--dir", str(self.dir),
-                                              "--daemonize", "no"]).proc
+            return self.procs.start(
+                "redis",
+                [
+                    binary,
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(self.dir),
+                    "--daemonize",
+                    "no",
+                ],
+            ).proc
 
-        _, self.port = start_on_port(launch, self.procs.logs / "redis.log", "Redis", port=self.port,
-                                     timeout=timeout, stop=lambda _: self.procs.kill(["redis"]))
+        _, self.port = start_on_port(
+            launch,
+            self.procs.logs / "redis.log",
+            "Redis",
+            port=self.port,
+            timeout=timeout,
+            stop=lambda _: self.procs.kill(["redis"]),
+        )
         wait_until(self._ready, timeout=timeout, what=f"Redis on port {self.port}", interval=0.2)
         return self
 
@@ -438,32 +544,35 @@ class AirflowStack:
         path = os.pathsep.join([str(venv_bin()), str(repo_root() / "bin"), os.environ.get("PATH", "")])
         # hook material of the source tree, as the Docker image has it beside its config dir (the
         # demo and the tests point YS1000_CONFIG_DIR at copies of config/); the caller's wins
-        env = {"YS1000_HOOKS_DIR": str(repo_root() / "include" / "hooks")} | _clean_environ() | {
-            "PATH": path,
-            "AIRFLOW_HOME": str(self.home),
-            "AIRFLOW__CORE__EXECUTOR": self.executor,
-            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(repo_root() / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
-            "AIRFLOW__CORE__AUTH_MANAGER":
-                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
-            "AIRFLOW__API__BASE_URL": self.url,
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__PORT": str(self.port),
-            "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__API__SECRET_KEY": secrets_["api"],
-            "AIRFLOW__API_AUTH__JWT_SECRET": secrets_["jwt"],
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.sql_alchemy_conn or f"sqlite:///{self.home}/airflow.db",
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.worker_log_port),
-            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.trigger_log_port),
-            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
-            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-            "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",  # the connections' "Test" button
-        }
+        env = (
+            {"YS1000_HOOKS_DIR": str(repo_root() / "include" / "hooks")}
+            | _clean_environ()
+            | {
+                "PATH": path,
+                "AIRFLOW_HOME": str(self.home),
+                "AIRFLOW__CORE__EXECUTOR": self.executor,
+                "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+                "AIRFLOW__CORE__PLUGINS_FOLDER": str(repo_root() / "plugins"),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
+                "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin",
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
+                "AIRFLOW__API__BASE_URL": self.url,
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__API__PORT": str(self.port),
+                "AIRFLOW__API__WORKERS": "1",
+                "AIRFLOW__API__SECRET_KEY": secrets_["api"],
+                "AIRFLOW__API_AUTH__JWT_SECRET": secrets_["jwt"],
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.sql_alchemy_conn or f"sqlite:///{self.home}/airflow.db",
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.worker_log_port),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.trigger_log_port),
+                "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+                "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",  # the connections' "Test" button
+            }
+        )
         if self.executor == "CeleryExecutor":
             env |= {
                 "AIRFLOW__CELERY__BROKER_URL": self.celery_broker or "",
@@ -479,8 +588,11 @@ class AirflowStack:
 
         path = Path(path or self.home / "airflow.env")
         keep = ("AIRFLOW", "YS1000_", "PATH")
-        lines = [f"export {k}={shlex.quote(v)}" for k, v in sorted(self.procs.env.items())
-                 if k.startswith(keep) and k != STACK_MARKER]
+        lines = [
+            f"export {k}={shlex.quote(v)}"
+            for k, v in sorted(self.procs.env.items())
+            if k.startswith(keep) and k != STACK_MARKER
+        ]
         path.write_text("# the environment of the Airflow started by ys1000 (generated)\n" + "\n".join(lines) + "\n")
         path.chmod(0o600)
         return path
@@ -493,8 +605,9 @@ class AirflowStack:
         """``airflow db migrate`` (creates or upgrades the metadata DB)."""
         self.procs.run("db-migrate", [self.airflow(), "db", "migrate"], timeout=timeout)
 
-    def start(self, *, migrate: bool = True, on_migrated: Callable[["AirflowStack"], None] | None = None,
-              timeout: float = 180) -> "AirflowStack":
+    def start(
+        self, *, migrate: bool = True, on_migrated: Callable[["AirflowStack"], None] | None = None, timeout: float = 180
+    ) -> "AirflowStack":
         """Start the backing services (Celery), migrate the DB, call ``on_migrated`` (e.g. create
         pools), start the components and wait until the API reports them healthy."""
         atexit.register(self.stop)  # a caller that dies without stop() leaves nothing behind
@@ -507,8 +620,12 @@ class AirflowStack:
                 self.migrate()
             if on_migrated:
                 on_migrated(self)
-            retry_on_port_conflict(lambda port: self._start_components(port, timeout), "Airflow",
-                                   port=self.port, attempts=self.port_attempts)
+            retry_on_port_conflict(
+                lambda port: self._start_components(port, timeout),
+                "Airflow",
+                port=self.port,
+                attempts=self.port_attempts,
+            )
             self.wait_healthy(timeout)
         except BaseException:
             self.stop()
@@ -525,8 +642,10 @@ class AirflowStack:
             self.worker_log_port, self.trigger_log_port = free_port(), free_port()
         self._refresh_env()
         names = [*COMPONENTS, *(["celery-worker"] if self.executor == "CeleryExecutor" else [])]
-        offsets = {n: (self.procs.logs / f"{n}.log").stat().st_size
-                   if (self.procs.logs / f"{n}.log").exists() else 0 for n in names}
+        offsets = {
+            n: (self.procs.logs / f"{n}.log").stat().st_size if (self.procs.logs / f"{n}.log").exists() else 0
+            for n in names
+        }
         try:
             for name in COMPONENTS:
                 argv = [self.airflow(), name]
@@ -534,11 +653,24 @@ class AirflowStack:
                     argv += ["--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
                 self.procs.start(name, argv)
             if self.executor == "CeleryExecutor":
-                self.procs.start("celery-worker", [self.airflow(), "celery", "worker", "--concurrency", "2",
-                                                   "--celery-hostname", f"{self.worker_hostname}@%h",
-                                                   "--without-gossip", "--without-mingle"],
-                                 env={"AIRFLOW__CORE__HOSTNAME_CALLABLE": "ys1000_dev.processes.hostname_from_env",
-                                      HOSTNAME_ENV: self.worker_hostname})
+                self.procs.start(
+                    "celery-worker",
+                    [
+                        self.airflow(),
+                        "celery",
+                        "worker",
+                        "--concurrency",
+                        "2",
+                        "--celery-hostname",
+                        f"{self.worker_hostname}@%h",
+                        "--without-gossip",
+                        "--without-mingle",
+                    ],
+                    env={
+                        "AIRFLOW__CORE__HOSTNAME_CALLABLE": "ys1000_dev.processes.hostname_from_env",
+                        HOSTNAME_ENV: self.worker_hostname,
+                    },
+                )
             # who serves which port: the scheduler serves task logs for the LocalExecutor, the
             # Celery worker for Celery; the triggerer serves trigger logs
             worker_logs = {"LocalExecutor": "scheduler", "CeleryExecutor": "celery-worker"}.get(self.executor)
@@ -561,8 +693,10 @@ class AirflowStack:
 
         def check():
             if dead := self.procs.dead():
-                raise RuntimeError("Airflow component(s) exited: " + "; ".join(
-                    f"{m.name} (exit {m.proc.returncode}), log {m.log}:\n{m.tail()}" for m in dead))
+                raise RuntimeError(
+                    "Airflow component(s) exited: "
+                    + "; ".join(f"{m.name} (exit {m.proc.returncode}), log {m.log}:\n{m.tail()}" for m in dead)
+                )
             try:
                 r = httpx.get(f"{self.url}/api/v2/monitor/health", timeout=5)
             except httpx.HTTPError:
@@ -591,8 +725,9 @@ class AirflowStack:
         """Stop every process this stack started (components first, then the DB and broker).
         Idempotent."""
         atexit.unregister(self.stop)
-        self.procs.stop(order=["celery-worker", "scheduler", "triggerer", "dag-processor", "api-server",
-                               "redis", "postgres"])
+        self.procs.stop(
+            order=["celery-worker", "scheduler", "triggerer", "dag-processor", "api-server", "redis", "postgres"]
+        )
         for service in self.extra:
             service.cleanup()
 
@@ -654,6 +789,7 @@ class ApiClient:
     # DAGs and runs
     def wait_for_dag(self, dag_id: str, timeout: float = 120) -> dict:
         """Until the dag-processor has parsed and serialized ``dag_id``."""
+
         def check():
             try:
                 return self.get(f"/api/v2/dags/{dag_id}")
@@ -661,6 +797,7 @@ class ApiClient:
                 if "HTTP 404" in str(exc):
                     return None
                 raise
+
         dag = wait_until(check, timeout=timeout, what=f"DAG {dag_id} to be parsed", interval=1.0)
         return dag
 
@@ -670,8 +807,15 @@ class ApiClient:
     def unpause(self, dag_id: str) -> None:
         self.request("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
 
-    def trigger(self, dag_id: str, conf: dict | None = None, *, unpause: bool = True,
-                run_id: str | None = None, note: str | None = None) -> dict:
+    def trigger(
+        self,
+        dag_id: str,
+        conf: dict | None = None,
+        *,
+        unpause: bool = True,
+        run_id: str | None = None,
+        note: str | None = None,
+    ) -> dict:
         """``POST /api/v2/dags/{dag_id}/dagRuns`` (the DAG is unpaused first: a paused DAG's runs
         wait). Returns the run (``dag_run_id``, ``state`` ...)."""
         if unpause:
@@ -686,12 +830,14 @@ class ApiClient:
     def run(self, dag_id: str, run_id: str) -> dict:
         return self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
 
-    def wait_run(self, dag_id: str, run_id: str, timeout: float = 300,
-                 states: set[str] = TERMINAL_RUN_STATES) -> dict:
+    def wait_run(self, dag_id: str, run_id: str, timeout: float = 300, states: set[str] = TERMINAL_RUN_STATES) -> dict:
         """Poll the run until its state is one of ``states``; returns the run."""
-        return wait_until(lambda: (r := self.run(dag_id, run_id))["state"] in states and r,
-                          timeout=timeout, what=f"run {run_id} of {dag_id} to reach {sorted(states)}",
-                          interval=1.0)
+        return wait_until(
+            lambda: (r := self.run(dag_id, run_id))["state"] in states and r,
+            timeout=timeout,
+            what=f"run {run_id} of {dag_id} to reach {sorted(states)}",
+            interval=1.0,
+        )
 
     def task_instances(self, dag_id: str, run_id: str) -> dict[str, dict]:
         data = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
@@ -701,12 +847,14 @@ class ApiClient:
         return self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")
 
     def wait_task(self, dag_id: str, run_id: str, task_id: str, states: set[str], timeout: float = 120) -> dict:
-        return wait_until(lambda: (t := self.task_instance(dag_id, run_id, task_id))["state"] in states and t,
-                          timeout=timeout, what=f"task {task_id} of {dag_id}/{run_id} to reach {sorted(states)}",
-                          interval=0.5)
+        return wait_until(
+            lambda: (t := self.task_instance(dag_id, run_id, task_id))["state"] in states and t,
+            timeout=timeout,
+            what=f"task {task_id} of {dag_id}/{run_id} to reach {sorted(states)}",
+            interval=0.5,
+        )
 
-    def mark_task(self, dag_id: str, run_id: str, task_id: str, state: str = "failed",
-                  note: str | None = None) -> Any:
+    def mark_task(self, dag_id: str, run_id: str, task_id: str, state: str = "failed", note: str | None = None) -> Any:
         """What "Mark as failed" in the UI does: ``PATCH .../taskInstances/{task_id}``."""
         body: dict[str, Any] = {"new_state": state}
         if note:
@@ -717,8 +865,12 @@ class ApiClient:
         return self.get(f"/api/v2/pools/{name}")
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
-        data = self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
-                            params={"full_content": "true"}, headers={"Accept": "application/json"})
+        data = self.request(
+            "GET",
+            f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
+            params={"full_content": "true"},
+            headers={"Accept": "application/json"},
+        )
         content = data.get("content") if isinstance(data, dict) else data
         if isinstance(content, list):
             return "\n".join(c.get("event", "") if isinstance(c, dict) else str(c) for c in content)

@@ -40,11 +40,16 @@ COMPONENT_LABEL = "ys1000.io/component"
 MASK = "***"
 MAX_FILE_BYTES = 20 * 1024 * 1024  # a single log larger than this keeps its tail
 
-SECRET_KEY = re.compile(r"(pass(word|wd|phrase)?|secret|token|api[_-]?key|private[_-]?key|credential|"
-                        r"authorization|access[_-]?key|^key$)", re.I)
+SECRET_KEY = re.compile(
+    r"(pass(word|wd|phrase)?|secret|token|api[_-]?key|private[_-]?key|credential|"
+    r"authorization|access[_-]?key|^key$)",
+    re.I,
+)
 ASSIGNMENT = re.compile(
     r"(?P<k>\b[\w.-]*(?:password|passwd|passphrase|secret|token|api[_-]?key|authorization|access[_-]?key)"
-    r"[\w.-]*[\"']?\s*[=:]\s*)(?P<q>[\"']?)(?P<v>(?:Bearer\s+)?[^\s\"',;}]+)", re.I)
+    r"[\w.-]*[\"']?\s*[=:]\s*)(?P<q>[\"']?)(?P<v>(?:Bearer\s+)?[^\s\"',;}]+)",
+    re.I,
+)
 URL_CREDENTIALS = re.compile(r"(?P<pre>\b[a-z][a-z0-9+.-]*://[^/\s:@]+:)(?P<v>[^@\s/]+)(?P<post>@)", re.I)
 SENSITIVE_VAR = re.compile(r"(pass|secret|token|key|credential|private|auth)", re.I)
 
@@ -56,8 +61,9 @@ class Redactor:
         self.values = sorted({v for v in values if isinstance(v, str) and len(v) >= 4}, key=len, reverse=True)
 
     def add(self, *values: str | None) -> None:
-        self.values = sorted({*self.values, *(v for v in values if isinstance(v, str) and len(v) >= 4)},
-                             key=len, reverse=True)
+        self.values = sorted(
+            {*self.values, *(v for v in values if isinstance(v, str) and len(v) >= 4)}, key=len, reverse=True
+        )
 
     def text(self, s: str) -> str:
         for v in self.values:
@@ -70,8 +76,17 @@ class Redactor:
     def data(self, obj: Any) -> Any:
         """Structured data (YAML/JSON): secret-named keys' scalar values masked, then the text rules."""
         if isinstance(obj, dict):
-            return {k: (MASK if isinstance(k, str) and SECRET_KEY.search(k) and not isinstance(v, (dict, list))
-                        and v not in (None, "") else self.data(v)) for k, v in obj.items()}
+            return {
+                k: (
+                    MASK
+                    if isinstance(k, str)
+                    and SECRET_KEY.search(k)
+                    and not isinstance(v, (dict, list))
+                    and v not in (None, "")
+                    else self.data(v)
+                )
+                for k, v in obj.items()
+            }
         if isinstance(obj, list):
             return [self.data(v) for v in obj]
         if isinstance(obj, str):
@@ -87,11 +102,19 @@ def secrets_from_env(env: dict[str, str] | None = None) -> list[str]:
     for name, value in env.items():
         if name.startswith("AIRFLOW_CONN_"):
             out += _connection_secrets(value)
-        elif name.startswith("AIRFLOW_VAR_") and SENSITIVE_VAR.search(name[len("AIRFLOW_VAR_"):]):
+        elif name.startswith("AIRFLOW_VAR_") and SENSITIVE_VAR.search(name[len("AIRFLOW_VAR_") :]):
             out.append(value)
-        elif name in ("YS1000_REPO_KEY", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "RESTIC_PASSWORD",
-                      "PGPASSWORD", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET",
-                      "AIRFLOW__API__SECRET_KEY", "AIRFLOW__WEBSERVER__SECRET_KEY"):
+        elif name in (
+            "YS1000_REPO_KEY",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "RESTIC_PASSWORD",
+            "PGPASSWORD",
+            "AIRFLOW__CORE__FERNET_KEY",
+            "AIRFLOW__API_AUTH__JWT_SECRET",
+            "AIRFLOW__API__SECRET_KEY",
+            "AIRFLOW__WEBSERVER__SECRET_KEY",
+        ):
             out.append(value)
         elif SENSITIVE_VAR.search(name) and re.search(r"(PASSWORD|SECRET|TOKEN)", name):
             out.append(value)
@@ -217,8 +240,11 @@ def collect_airflow_logs(w: _Writer, airflow_home: Path, logs_dir: Path | None, 
         for f in sorted(logs.glob("*.log")):
             if _recent(f, cutoff):
                 w.put_file("airflow service logs", f"airflow/services/{f.name}", f)
-    for f in sorted(airflow_home.glob("airflow-*.log")) + sorted(airflow_home.glob("*.out")) + \
-            sorted(airflow_home.glob("*.err")):
+    for f in (
+        sorted(airflow_home.glob("airflow-*.log"))
+        + sorted(airflow_home.glob("*.out"))
+        + sorted(airflow_home.glob("*.err"))
+    ):
         if _recent(f, cutoff):
             w.put_file("airflow service logs", f"airflow/services/{f.name}", f)
 
@@ -239,8 +265,12 @@ def collect_config(w: _Writer, config_dir: Path) -> None:
         if f.suffix in (".yaml", ".yml", ".json"):
             try:
                 docs = [d for d in yaml.safe_load_all(text)]
-                text = "# redacted copy (comments dropped) of " + str(rel) + "\n" + yaml.safe_dump_all(
-                    [w.redactor.data(d) for d in docs], sort_keys=False, allow_unicode=True)
+                text = (
+                    "# redacted copy (comments dropped) of "
+                    + str(rel)
+                    + "\n"
+                    + yaml.safe_dump_all([w.redactor.data(d) for d in docs], sort_keys=False, allow_unicode=True)
+                )
             except yaml.YAMLError:
                 pass  # keep the text; line rules still apply
         w.put("config (redacted)", f"config/{rel}", text, str(f))
@@ -289,12 +319,22 @@ def collect_cluster(w: _Writer, name: str, kube: Any, *, config: Any, since: dt.
         pod_namespaces.add(ns)
         started = md.get("creationTimestamp")
         status = pod.get("status", {})
-        info = {"name": pname, "namespace": ns, "labels": md.get("labels"), "created": started,
-                "phase": status.get("phase"), "node": pod.get("spec", {}).get("nodeName"),
-                "conditions": status.get("conditions"), "containerStatuses": status.get("containerStatuses"),
-                "ownerReferences": md.get("ownerReferences")}
-        w.put(f"cluster {name}: ys1000 pods", f"{base}/pods/{ns}/{pname}/pod.json",
-              json.dumps(info, indent=2, default=str))
+        info = {
+            "name": pname,
+            "namespace": ns,
+            "labels": md.get("labels"),
+            "created": started,
+            "phase": status.get("phase"),
+            "node": pod.get("spec", {}).get("nodeName"),
+            "conditions": status.get("conditions"),
+            "containerStatuses": status.get("containerStatuses"),
+            "ownerReferences": md.get("ownerReferences"),
+        }
+        w.put(
+            f"cluster {name}: ys1000 pods",
+            f"{base}/pods/{ns}/{pname}/pod.json",
+            json.dumps(info, indent=2, default=str),
+        )
         for c in pod.get("spec", {}).get("containers", []):
             try:
                 text = kube.pod_log(ns, pname, c["name"])
@@ -329,16 +369,30 @@ def collect_cluster(w: _Writer, name: str, kube: Any, *, config: Any, since: dt.
             except ValueError:
                 pass
             obj = e.get("involvedObject") or {}
-            rows.append(f"{when}\t{e.get('type')}\t{e.get('reason')}\t{obj.get('kind')}/{obj.get('name')}\t"
-                        f"x{e.get('count') or 1}\t{e.get('message', '')}")
-        w.put(f"cluster {name}: namespace events", f"{base}/events/{ns}.tsv",
-              "time\ttype\treason\tobject\tcount\tmessage\n" + "\n".join(sorted(rows)) + "\n")
+            rows.append(
+                f"{when}\t{e.get('type')}\t{e.get('reason')}\t{obj.get('kind')}/{obj.get('name')}\t"
+                f"x{e.get('count') or 1}\t{e.get('message', '')}"
+            )
+        w.put(
+            f"cluster {name}: namespace events",
+            f"{base}/events/{ns}.tsv",
+            "time\ttype\treason\tobject\tcount\tmessage\n" + "\n".join(sorted(rows)) + "\n",
+        )
 
 
-def collect(output: Path, *, airflow_home: Path | None, config_dir: Path | None,
-            clusters: dict[str, Any] | None = None, cluster_errors: dict[str, str] | None = None,
-            since: dt.timedelta = dt.timedelta(hours=24), logs_dir: Path | None = None,
-            config: Any = None, extra_secrets: Iterable[str] = (), use_airflow_db: bool = True) -> Collected:
+def collect(
+    output: Path,
+    *,
+    airflow_home: Path | None,
+    config_dir: Path | None,
+    clusters: dict[str, Any] | None = None,
+    cluster_errors: dict[str, str] | None = None,
+    since: dt.timedelta = dt.timedelta(hours=24),
+    logs_dir: Path | None = None,
+    config: Any = None,
+    extra_secrets: Iterable[str] = (),
+    use_airflow_db: bool = True,
+) -> Collected:
     """Write the archive to ``output``; returns what went in."""
     redactor = Redactor([*secrets_from_env(), *extra_secrets])
     if use_airflow_db:
@@ -358,11 +412,15 @@ def collect(output: Path, *, airflow_home: Path | None, config_dir: Path | None,
             collect_cluster(w, name, kube, config=config, since=since)
         for name, err in sorted((cluster_errors or {}).items()):
             collected.errors.append(f"cluster {name}: {err}")
-        meta = {"created": dt.datetime.now(dt.timezone.utc).isoformat(), "since": since.total_seconds(),
-                "airflow_home": str(airflow_home) if airflow_home else None,
-                "config_dir": str(config_dir) if config_dir else None,
-                "clusters": sorted((clusters or {}).keys()), "parts": collected.parts,
-                "errors": collected.errors}
+        meta = {
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "since": since.total_seconds(),
+            "airflow_home": str(airflow_home) if airflow_home else None,
+            "config_dir": str(config_dir) if config_dir else None,
+            "clusters": sorted((clusters or {}).keys()),
+            "parts": collected.parts,
+            "errors": collected.errors,
+        }
         if collected.errors:
             w.put("errors", "errors.txt", "\n".join(collected.errors) + "\n")
         data = redactor.text(json.dumps(meta, indent=2)).encode()

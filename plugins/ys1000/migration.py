@@ -46,8 +46,11 @@ SCALABLE = [
 class MigrationConflict(Exception):
     def __init__(self, conflicts: list[str]):
         self.conflicts = conflicts
-        super().__init__("the target cluster already has: " + "; ".join(conflicts) +
-                         " — refusing to migrate into it (nothing was written)")
+        super().__init__(
+            "the target cluster already has: "
+            + "; ".join(conflicts)
+            + " — refusing to migrate into it (nothing was written)"
+        )
 
 
 class MigrationIncomplete(RuntimeError):
@@ -77,17 +80,26 @@ class MigrationSpec:
         return self.namespace_mapping.get(ns, ns)
 
     def backup_spec(self, backup_id: str) -> BackupSpec:
-        return BackupSpec(backup_id=backup_id, plan=self.plan, namespaces=list(self.namespaces),
-                          namespace_globs=list(self.namespace_globs), namespace_selector=self.namespace_selector,
-                          include_kinds=list(self.include_kinds), exclude_kinds=list(self.exclude_kinds),
-                          limits=self.limits, cluster_name=self.source_cluster)
+        return BackupSpec(
+            backup_id=backup_id,
+            plan=self.plan,
+            namespaces=list(self.namespaces),
+            namespace_globs=list(self.namespace_globs),
+            namespace_selector=self.namespace_selector,
+            include_kinds=list(self.include_kinds),
+            exclude_kinds=list(self.exclude_kinds),
+            limits=self.limits,
+            cluster_name=self.source_cluster,
+        )
 
     def restore_options(self) -> RestoreOptions:
-        return RestoreOptions(namespace_mapping=dict(self.namespace_mapping),
-                              storage_class_mapping=dict(self.storage_class_mapping),
-                              image_registry_mapping=dict(self.image_registry_mapping),
-                              remove_node_constraints=self.remove_node_constraints,
-                              remove_tolerations=self.remove_tolerations)
+        return RestoreOptions(
+            namespace_mapping=dict(self.namespace_mapping),
+            storage_class_mapping=dict(self.storage_class_mapping),
+            image_registry_mapping=dict(self.image_registry_mapping),
+            remove_node_constraints=self.remove_node_constraints,
+            remove_tolerations=self.remove_tolerations,
+        )
 
 
 @dataclass
@@ -126,8 +138,16 @@ def preflight(source: Kube, target: Kube, spec: MigrationSpec) -> list[str]:
 # (verify, commit). The DAG maps ``VolumeSync`` over the PVCs; ``sync`` runs it all in place.
 
 
-def sync_start(source: Kube, target: Kube, repo: Repository, spec: MigrationSpec, backup_id: str,
-               vopts: VolumeOptions, *, repo_cfg: RepositoryConfig | None = None) -> tuple[list[str], list[dict]]:
+def sync_start(
+    source: Kube,
+    target: Kube,
+    repo: Repository,
+    spec: MigrationSpec,
+    backup_id: str,
+    vopts: VolumeOptions,
+    *,
+    repo_cfg: RepositoryConfig | None = None,
+) -> tuple[list[str], list[dict]]:
     """The sync's first step; returns the source namespaces and the PVCs to sync
     (``{"namespace", "pvc", "node"}`` each)."""
     namespaces = preflight(source, target, spec)
@@ -142,9 +162,16 @@ def sync_start(source: Kube, target: Kube, repo: Repository, spec: MigrationSpec
     return namespaces, volume_items(bspec, result.inventory)
 
 
-def sync_options(spec: MigrationSpec, run_id: str, *, image: str | None = None, max_concurrent: int = 2) -> VolumeOptions:
-    vopts = VolumeOptions(method=spec.method, per_pvc=dict(spec.per_pvc), run_id=run_id,
-                          cluster_name=spec.source_cluster, max_concurrent=max_concurrent)
+def sync_options(
+    spec: MigrationSpec, run_id: str, *, image: str | None = None, max_concurrent: int = 2
+) -> VolumeOptions:
+    vopts = VolumeOptions(
+        method=spec.method,
+        per_pvc=dict(spec.per_pvc),
+        run_id=run_id,
+        cluster_name=spec.source_cluster,
+        max_concurrent=max_concurrent,
+    )
     if image:
         vopts.image = image
     return vopts
@@ -183,17 +210,33 @@ class VolumeSync:
             raise StepFailed(event.get("reason") or f"target PVC {ns}/{pvc}: {state['phase']} failed")
         if state["phase"] == "bind":
             tgt = restic.target_at(self.repo_cfg, self.password, record["restic"]["repository"])
-            mover = MoverSpec(namespace=ns, pvc=pvc, purpose="sync", run_id=self.opts.run_id, read_only=False,
-                              image=self.opts.image, env=tgt.environment(), labels={MIGRATION_LABEL: self.spec.plan[:63]},
-                              args=["restore", "--target", "/data", "--snapshot", record["restic"]["snapshot_id"],
-                                    "--delete"])
+            mover = MoverSpec(
+                namespace=ns,
+                pvc=pvc,
+                purpose="sync",
+                run_id=self.opts.run_id,
+                read_only=False,
+                image=self.opts.image,
+                env=tgt.environment(),
+                labels={MIGRATION_LABEL: self.spec.plan[:63]},
+                args=["restore", "--target", "/data", "--snapshot", record["restic"]["snapshot_id"], "--delete"],
+            )
             run = mover_job(mover)
             jobs.start(self.target, run)  # a retried task finds its still-running mover
-            return in_cluster(job_wait(run, describe(mover), mover.timeout,
-                                       {**state, "phase": "restore", "job": run.name}), "target")
+            return in_cluster(
+                job_wait(run, describe(mover), mover.timeout, {**state, "phase": "restore", "job": run.name}), "target"
+            )
         clean(self.target, {"jobs": [[ns, state["job"]]]})
-        return Done({**_short(record), "backup": record, "restored": True, "created": state["created"],
-                     "target_ns": ns, "bytes_restored": (event.get("result") or {}).get("bytes_restored", 0)})
+        return Done(
+            {
+                **_short(record),
+                "backup": record,
+                "restored": True,
+                "created": state["created"],
+                "target_ns": ns,
+                "bytes_restored": (event.get("result") or {}).get("bytes_restored", 0),
+            }
+        )
 
     def _after_backup(self, step: Step) -> Step:
         if isinstance(step, Wait):
@@ -201,13 +244,29 @@ class VolumeSync:
         record = step.record
         created = self._ensure_target_pvc(record["namespace"], record["pvc"])
         if not (record.get("restic") or {}).get("snapshot_id"):  # skipped, snapshot-only or empty volume
-            return Done({**_short(record), "backup": record, "restored": False, "created": created,
-                         "target_ns": self.spec.target_ns(record["namespace"])})
+            return Done(
+                {
+                    **_short(record),
+                    "backup": record,
+                    "restored": False,
+                    "created": created,
+                    "target_ns": self.spec.target_ns(record["namespace"]),
+                }
+            )
         ns = self.spec.target_ns(record["namespace"])
-        return in_cluster(Wait({"kind": "pvc_bound", "namespace": ns, "name": record["pvc"], "timeout": 600,
-                                "label": f"target PVC {ns}/{record['pvc']} to bind"},
-                               {"phase": "bind", "target_ns": ns, "pvc": record["pvc"], "record": record,
-                                "created": created}), "target")
+        return in_cluster(
+            Wait(
+                {
+                    "kind": "pvc_bound",
+                    "namespace": ns,
+                    "name": record["pvc"],
+                    "timeout": 600,
+                    "label": f"target PVC {ns}/{record['pvc']} to bind",
+                },
+                {"phase": "bind", "target_ns": ns, "pvc": record["pvc"], "record": record, "created": created},
+            ),
+            "target",
+        )
 
     def _ensure_target_pvc(self, namespace: str, name: str) -> bool:
         """The target's PVC, from the source's (mapped namespace and StorageClass), created once."""
@@ -232,13 +291,25 @@ def sync_finish(repo: Repository, backup_id: str, records: list[dict]) -> SyncRe
     failures = volume_failures(manifest.volumes)
     if failures:  # a sync that leaves a PVC behind must not pass for a complete one
         raise MigrationIncomplete(f"sync backup {backup_id} lacks the data of PVC(s): " + "; ".join(failures))
-    return SyncResult(backup_id, [{k: v for k, v in r.items() if k not in ("backup", "created", "target_ns")}
-                                  for r in records],
-                      [f"{r['target_ns']}/{r['pvc']}" for r in records if r.get("created")])
+    return SyncResult(
+        backup_id,
+        [{k: v for k, v in r.items() if k not in ("backup", "created", "target_ns")} for r in records],
+        [f"{r['target_ns']}/{r['pvc']}" for r in records if r.get("created")],
+    )
 
 
-def sync(source: Kube, target: Kube, repo: Repository, repo_cfg: RepositoryConfig, spec: MigrationSpec,
-         backup_id: str, *, run_id: str = "sync", image: str | None = None, max_concurrent: int = 2) -> SyncResult:
+def sync(
+    source: Kube,
+    target: Kube,
+    repo: Repository,
+    repo_cfg: RepositoryConfig,
+    spec: MigrationSpec,
+    backup_id: str,
+    *,
+    run_id: str = "sync",
+    image: str | None = None,
+    max_concurrent: int = 2,
+) -> SyncResult:
     """One incremental pass, in place: source → repository → target PVCs. The app is not started
     in the target."""
     vopts = sync_options(spec, run_id, image=image, max_concurrent=max_concurrent)
@@ -248,8 +319,11 @@ def sync(source: Kube, target: Kube, repo: Repository, repo_cfg: RepositoryConfi
 
     def one(item: dict) -> dict:
         try:
-            return driver.drive(unit, lambda: unit.begin(source.get(PVCS.path(item["namespace"], item["pvc"])),
-                                                         item.get("node")), f"{item['namespace']}/{item['pvc']}")
+            return driver.drive(
+                unit,
+                lambda: unit.begin(source.get(PVCS.path(item["namespace"], item["pvc"])), item.get("node")),
+                f"{item['namespace']}/{item['pvc']}",
+            )
         except InterruptedError:
             raise
         except Exception as exc:
@@ -270,14 +344,23 @@ def sync(source: Kube, target: Kube, repo: Repository, repo_cfg: RepositoryConfi
 
 def failed_sync(item: dict, error: str) -> dict:
     """The record of a PVC whose sync failed (its backup record names it)."""
-    return {"namespace": item["namespace"], "pvc": item["pvc"], "error": error,
-            "backup": {"namespace": item["namespace"], "pvc": item["pvc"], "error": error}}
+    return {
+        "namespace": item["namespace"],
+        "pvc": item["pvc"],
+        "error": error,
+        "backup": {"namespace": item["namespace"], "pvc": item["pvc"], "error": error},
+    }
 
 
 def _short(rec: dict) -> dict:
     data = rec.get("restic") or {}
-    return {"namespace": rec["namespace"], "pvc": rec["pvc"], "bytes_added": data.get("bytes_added", 0),
-            "total_bytes": data.get("total_bytes", 0), "snapshot_id": data.get("snapshot_id")}
+    return {
+        "namespace": rec["namespace"],
+        "pvc": rec["pvc"],
+        "bytes_added": data.get("bytes_added", 0),
+        "total_bytes": data.get("total_bytes", 0),
+        "snapshot_id": data.get("snapshot_id"),
+    }
 
 
 def _ensure_target_namespaces(source: Kube, target: Kube, spec: MigrationSpec, namespaces: list[str]) -> None:
@@ -285,7 +368,10 @@ def _ensure_target_namespaces(source: Kube, target: Kube, spec: MigrationSpec, n
     for src in namespaces:
         ns = spec.target_ns(src)
         if target.get_or_none(NAMESPACES.path(name=ns)) is None:
-            labels = {**(source.get(NAMESPACES.path(name=src))["metadata"].get("labels") or {}), MIGRATION_LABEL: spec.plan}
+            labels = {
+                **(source.get(NAMESPACES.path(name=src))["metadata"].get("labels") or {}),
+                MIGRATION_LABEL: spec.plan,
+            }
             labels.pop("kubernetes.io/metadata.name", None)
             target.create(NAMESPACES, {"metadata": {"name": ns, "labels": labels}})
 
@@ -304,13 +390,24 @@ def stop_source(source: Kube, namespaces: list[str], timeout: float = 120) -> di
                 ann = obj["metadata"].get("annotations") or {}
                 replicas = int(ann.get(REPLICAS_ANNOTATION, obj["spec"].get("replicas", 1)))
                 recorded[f"{ns}/{rt.kind}/{name}"] = replicas
-                source.patch(rt, name, {"metadata": {"annotations": {REPLICAS_ANNOTATION: str(replicas)}},
-                                        "spec": {"replicas": 0}}, ns)
+                source.patch(
+                    rt,
+                    name,
+                    {"metadata": {"annotations": {REPLICAS_ANNOTATION: str(replicas)}}, "spec": {"replicas": 0}},
+                    ns,
+                )
     for ns in namespaces:
-        wait_until(lambda ns=ns: not [p for p in source.list(PODS, ns)  # type: ignore[misc]  # bound ns
-                                      if (p.get("status") or {}).get("phase") in ("Pending", "Running")
-                                      and not _is_ys1000_pod(p)],
-                   timeout=timeout, what=f"the app's pods in {ns} to stop")
+        wait_until(
+            lambda ns=ns: (
+                not [
+                    p
+                    for p in source.list(PODS, ns)  # type: ignore[misc]  # bound ns
+                    if (p.get("status") or {}).get("phase") in ("Pending", "Running") and not _is_ys1000_pod(p)
+                ]
+            ),
+            timeout=timeout,
+            what=f"the app's pods in {ns} to stop",
+        )
     return recorded
 
 
@@ -318,11 +415,13 @@ def _is_ys1000_pod(pod: dict) -> bool:
     return "ys1000.io/component" in (pod["metadata"].get("labels") or {})
 
 
-def restore_resources(target: Kube, repo: Repository, spec: MigrationSpec, backup_id: str,
-                      restore_id: str) -> RestoreReport:
+def restore_resources(
+    target: Kube, repo: Repository, spec: MigrationSpec, backup_id: str, restore_id: str
+) -> RestoreReport:
     """The backup's resources into the target; namespaces and PVCs from the syncs are kept as they are."""
-    return run_restore(target, repo, RestoreSpec(backup_id=backup_id, restore_id=restore_id,
-                                                 options=spec.restore_options()))
+    return run_restore(
+        target, repo, RestoreSpec(backup_id=backup_id, restore_id=restore_id, options=spec.restore_options())
+    )
 
 
 def start_target(target: Kube, spec: MigrationSpec, recorded: dict[str, int]) -> list[str]:
@@ -332,8 +431,9 @@ def start_target(target: Kube, spec: MigrationSpec, recorded: dict[str, int]) ->
         ns, kind, name = key.split("/")
         rt = next(r for r in SCALABLE if r.kind == kind)
         tns = spec.target_ns(ns)
-        target.patch(rt, name, {"metadata": {"annotations": {REPLICAS_ANNOTATION: None}},
-                                "spec": {"replicas": replicas}}, tns)
+        target.patch(
+            rt, name, {"metadata": {"annotations": {REPLICAS_ANNOTATION: None}}, "spec": {"replicas": replicas}}, tns
+        )
         started.append(f"{kind} {tns}/{name} → {replicas}")
     return started
 
@@ -349,23 +449,27 @@ def recorded_replicas(source: Kube, namespaces: list[str]) -> dict[str, int]:
     return out
 
 
-def undo(source: Kube, target: Kube, spec: MigrationSpec, namespaces: list[str],
-         restore_id: str | None = None) -> list[str]:
+def undo(
+    source: Kube, target: Kube, spec: MigrationSpec, namespaces: list[str], restore_id: str | None = None
+) -> list[str]:
     """Bring the source back (recorded replicas) and remove the workloads a cutover restored into
     the target, so no half-started app is left there. Returns what was undone."""
     undone = []
     for key, replicas in sorted(recorded_replicas(source, namespaces).items()):
         ns, kind, name = key.split("/")
         rt = next(r for r in SCALABLE if r.kind == kind)
-        source.patch(rt, name, {"metadata": {"annotations": {REPLICAS_ANNOTATION: None}},
-                                "spec": {"replicas": replicas}}, ns)
+        source.patch(
+            rt, name, {"metadata": {"annotations": {REPLICAS_ANNOTATION: None}}, "spec": {"replicas": replicas}}, ns
+        )
         undone.append(f"source {kind} {ns}/{name} scaled back to {replicas}")
     if restore_id:
         selector = f"ys1000.io/restore={restore_id[:63]}"
-        workload_types = [*SCALABLE,
-                          ResourceType("apps", "v1", "daemonsets", "DaemonSet", True, frozenset({"list", "delete"})),
-                          ResourceType("batch", "v1", "cronjobs", "CronJob", True, frozenset({"list", "delete"})),
-                          ResourceType("batch", "v1", "jobs", "Job", True, frozenset({"list", "delete"}))]
+        workload_types = [
+            *SCALABLE,
+            ResourceType("apps", "v1", "daemonsets", "DaemonSet", True, frozenset({"list", "delete"})),
+            ResourceType("batch", "v1", "cronjobs", "CronJob", True, frozenset({"list", "delete"})),
+            ResourceType("batch", "v1", "jobs", "Job", True, frozenset({"list", "delete"})),
+        ]
         for ns in namespaces:
             tns = spec.target_ns(ns)
             for rt in workload_types:

@@ -37,9 +37,14 @@ def _progress_printer():
         if msg.get("message_type") != "status" or time.monotonic() - last[0] < PROGRESS_EVERY:
             return
         last[0] = time.monotonic()
-        emit("progress", bytes_done=msg.get("bytes_done", 0), bytes_total=msg.get("total_bytes", 0),
-             files_done=msg.get("files_done", 0), files_total=msg.get("total_files", 0),
-             percent=round(100 * msg.get("percent_done", 0), 1))
+        emit(
+            "progress",
+            bytes_done=msg.get("bytes_done", 0),
+            bytes_total=msg.get("total_bytes", 0),
+            files_done=msg.get("files_done", 0),
+            files_total=msg.get("total_files", 0),
+            percent=round(100 * msg.get("percent_done", 0), 1),
+        )
 
     return on_message
 
@@ -83,8 +88,17 @@ def backup(args) -> dict:
         raise restic.ResticError(f"source {args.source} is not a directory (is the volume mounted?)")
     if not os.listdir(args.source):
         # restic refuses an empty snapshot; an empty volume is recorded as such and restores to empty
-        return {"snapshot_id": None, "empty": True, "files_new": 0, "files_changed": 0, "files_unmodified": 0,
-                "total_files": 0, "total_bytes": 0, "bytes_added": 0, "bytes_added_packed": 0}
+        return {
+            "snapshot_id": None,
+            "empty": True,
+            "files_new": 0,
+            "files_changed": 0,
+            "files_unmodified": 0,
+            "total_files": 0,
+            "total_bytes": 0,
+            "bytes_added": 0,
+            "bytes_added_packed": 0,
+        }
     cmd = ["backup", ".", "--host", args.host or identity_host(args.identity), *_limits(args)]
     for tag in [*args.identity, *args.tag]:
         cmd += ["--tag", tag]
@@ -100,10 +114,16 @@ def backup(args) -> dict:
         restic.ensure_repository(env)
         messages = restic.run_json(cmd, env, _progress_printer(), cwd=args.source)
     s = restic.summary_of(messages)
-    return {"snapshot_id": s["snapshot_id"], "files_new": s.get("files_new", 0),
-            "files_changed": s.get("files_changed", 0), "files_unmodified": s.get("files_unmodified", 0),
-            "total_files": s.get("total_files_processed", 0), "total_bytes": s.get("total_bytes_processed", 0),
-            "bytes_added": s.get("data_added", 0), "bytes_added_packed": s.get("data_added_packed", 0)}
+    return {
+        "snapshot_id": s["snapshot_id"],
+        "files_new": s.get("files_new", 0),
+        "files_changed": s.get("files_changed", 0),
+        "files_unmodified": s.get("files_unmodified", 0),
+        "total_files": s.get("total_files_processed", 0),
+        "total_bytes": s.get("total_bytes_processed", 0),
+        "bytes_added": s.get("data_added", 0),
+        "bytes_added_packed": s.get("data_added_packed", 0),
+    }
 
 
 def restore(args) -> dict:
@@ -114,9 +134,13 @@ def restore(args) -> dict:
         cmd.append("--delete")  # make an existing volume equal to the snapshot (incremental migration)
     messages = restic.run_json(cmd, env, _progress_printer())
     s: dict[str, Any] = next((m for m in reversed(messages) if m.get("message_type") == "summary"), {})
-    return {"snapshot_id": args.snapshot, "total_files": s.get("total_files", 0),
-            "files_restored": s.get("files_restored", 0), "total_bytes": s.get("total_bytes", 0),
-            "bytes_restored": s.get("bytes_restored", 0)}
+    return {
+        "snapshot_id": args.snapshot,
+        "total_files": s.get("total_files", 0),
+        "files_restored": s.get("files_restored", 0),
+        "total_bytes": s.get("total_bytes", 0),
+        "bytes_restored": s.get("bytes_restored", 0),
+    }
 
 
 def forget(args) -> dict:
@@ -142,9 +166,13 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--tag", action="append", default=[], help="KEY=VALUE (plan, backup, namespace, pvc)")
     b.add_argument("--host", help="restic host (default: from --identity)")
     b.add_argument("--parent", help="snapshot to compare against (faster change detection)")
-    b.add_argument("--identity", action="append", default=[],
-                   help="KEY=VALUE naming the volume (namespace, pvc): becomes the restic host, so the "
-                        "volume's newest snapshot is the parent; also added as tags")
+    b.add_argument(
+        "--identity",
+        action="append",
+        default=[],
+        help="KEY=VALUE naming the volume (namespace, pvc): becomes the restic host, so the "
+        "volume's newest snapshot is the parent; also added as tags",
+    )
     r = sub.add_parser("restore")
     r.add_argument("--target", required=True)
     r.add_argument("--snapshot", required=True)

@@ -12,9 +12,7 @@ class WaitTimeout(TimeoutError):
     pass
 
 
-def wait_until(
-    check: Callable[[], T], *, timeout: float, what: str, interval: float = 0.2
-) -> T:
+def wait_until(check: Callable[[], T], *, timeout: float, what: str, interval: float = 0.2) -> T:
     """Call ``check`` until it returns something truthy and return that; raise after ``timeout``.
 
     The pause between checks starts short and doubles up to ``interval``: most conditions (a PVC

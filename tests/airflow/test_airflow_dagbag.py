@@ -52,10 +52,17 @@ def test_example_config_dagbag(dagbag, tmp_path):
         assert chain_order(bag.dags[dag_id]) == tasks
     mig = bag.dags[MIGRATION_DAG]
     assert {t.task_id: sorted(t.downstream_task_ids) for t in mig.tasks} == {
-        "preflight": ["stop_source"], "stop_source": ["failed", "sync", "undo"], "sync": ["failed", "sync_volumes", "undo"],
-        "sync_volumes": ["failed", "sync_commit", "undo"], "sync_commit": ["failed", "restore", "undo"],
-        "restore": ["failed", "start_target", "undo"], "start_target": ["failed", "post_restore_hooks", "undo"],
-        "post_restore_hooks": ["failed", "undo"], "undo": ["failed"], "failed": []}
+        "preflight": ["stop_source"],
+        "stop_source": ["failed", "sync", "undo"],
+        "sync": ["failed", "sync_volumes", "undo"],
+        "sync_volumes": ["failed", "sync_commit", "undo"],
+        "sync_commit": ["failed", "restore", "undo"],
+        "restore": ["failed", "start_target", "undo"],
+        "start_target": ["failed", "post_restore_hooks", "undo"],
+        "post_restore_hooks": ["failed", "undo"],
+        "undo": ["failed"],
+        "failed": [],
+    }
     assert mig.get_task("undo").trigger_rule == "one_failed"
     assert type(mig.get_task("sync_volumes")).__name__ == "MappedOperator"  # one task per PVC
     assert mig.get_task("sync_volumes").pool_slots == 1 and mig.get_task("sync_commit").trigger_rule == "none_failed"
@@ -95,9 +102,20 @@ def test_generic_restore_params(dagbag, tmp_path):
     dag = dagbag(copy_config(tmp_path / "config")).dags["ys1000_restore"]
     assert type(dag.timetable).__name__ == "NullTimetable"
     params = dag.params
-    expected = {"backup", "plan", "repository", "target_cluster", "namespace_mapping", "storage_class_mapping",
-                "include_kinds", "exclude_kinds", "resources", "remove_node_constraints",
-                "existing_resource_policy", "dry_run"}
+    expected = {
+        "backup",
+        "plan",
+        "repository",
+        "target_cluster",
+        "namespace_mapping",
+        "storage_class_mapping",
+        "include_kinds",
+        "exclude_kinds",
+        "resources",
+        "remove_node_constraints",
+        "existing_resource_policy",
+        "dry_run",
+    }
     assert expected <= set(params.keys())
     for name in expected:
         assert params.get_param(name).description, name
@@ -121,9 +139,16 @@ def test_dags_serialize(dagbag, tmp_path):
         assert back.dag_id == dag_id
 
         def shape(d):
-            return {t.task_id: (sorted(t.downstream_task_ids), t.pool, t.pool_slots, getattr(t.trigger_rule, "value", t.trigger_rule),
-                                type(t).__name__ == "MappedOperator" or getattr(t, "is_mapped", False))
-                    for t in d.tasks}
+            return {
+                t.task_id: (
+                    sorted(t.downstream_task_ids),
+                    t.pool,
+                    t.pool_slots,
+                    getattr(t.trigger_rule, "value", t.trigger_rule),
+                    type(t).__name__ == "MappedOperator" or getattr(t, "is_mapped", False),
+                )
+                for t in d.tasks
+            }
 
         assert shape(back) == shape(dag), dag_id
         assert type(back.timetable).__name__ == type(dag.timetable).__name__, dag_id
@@ -176,8 +201,12 @@ def test_parsing_makes_no_network_or_variable_access(dagbag, tmp_path, monkeypat
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
     monkeypatch.setattr(Variable, "get", refuse)
-    monkeypatch.setenv("AIRFLOW_CONN_YS1000_S3", '{"conn_type": "aws", "extra": {"endpoint_url": "http://192.0.2.1:1"}}')
-    monkeypatch.setenv("AIRFLOW_CONN_YS1000_SOURCE", '{"conn_type": "kubernetes", "extra": {"kube_config_path": "/nonexistent"}}')
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_YS1000_S3", '{"conn_type": "aws", "extra": {"endpoint_url": "http://192.0.2.1:1"}}'
+    )
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_YS1000_SOURCE", '{"conn_type": "kubernetes", "extra": {"kube_config_path": "/nonexistent"}}'
+    )
     bag = dagbag(copy_config(tmp_path / "config"))
     assert bag.import_errors == {}
     assert set(bag.dag_ids) == set(EXPECTED) | {MIGRATION_DAG} | SYSTEM_DAGS
@@ -218,7 +247,10 @@ def test_migration_plan_with_hooks_runs_them_around_the_cutover(tmp_path):
     from ys1000.airflow.dagfactory import build_dags
 
     cdir = copy_config(tmp_path / "config", plans=False)
-    write_plan(cdir, "move.yaml", """
+    write_plan(
+        cdir,
+        "move.yaml",
+        """
         kind: MigrationPlan
         name: move
         source_cluster: source
@@ -228,7 +260,8 @@ def test_migration_plan_with_hooks_runs_them_around_the_cutover(tmp_path):
         hooks:
           - {phase: PreBackup, type: image, image: busybox, namespace: wordpress, command: [sh, -c, "echo pre"]}
           - {phase: PostRestore, type: ansible, namespace: wordpress, playbook_file: wordpress/rewrite-url.yml}
-        """)
+        """,
+    )
     dag = build_dags(cdir)["ys1000_migrate__move"]
     upstream = {t.task_id: t.upstream_task_ids for t in dag.tasks}
     assert upstream["pre_backup_hooks"] == {"preflight"} and upstream["stop_source"] == {"pre_backup_hooks"}
@@ -240,7 +273,10 @@ def test_export_at_a_set_time_is_a_deferred_wait(tmp_path):
     from ys1000.airflow.dagfactory import build_dags
 
     cdir = copy_config(tmp_path / "config", plans=False)
-    write_plan(cdir, "snap.yaml", """
+    write_plan(
+        cdir,
+        "snap.yaml",
+        """
         kind: BackupPlan
         name: snap
         cluster: source
@@ -252,10 +288,19 @@ def test_export_at_a_set_time_is_a_deferred_wait(tmp_path):
           export: {mode: selected_at, at: "02:30", pvcs: [wordpress/wp-content]}
           schedule: {type: on_demand}
           retention: 3d
-        """)
+        """,
+    )
     dag = build_dags(cdir)["ys1000_backup__snap"]
-    assert chain_order(dag) == ["preflight", "capture", "volumes", "wait_for_export_time", "export", "verify", "commit",
-                           "retention"]
+    assert chain_order(dag) == [
+        "preflight",
+        "capture",
+        "volumes",
+        "wait_for_export_time",
+        "export",
+        "verify",
+        "commit",
+        "retention",
+    ]
     wait = dag.get_task("wait_for_export_time")
     from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
 
@@ -267,8 +312,10 @@ def test_export_at_a_set_time_is_a_deferred_wait(tmp_path):
     assert "'UTC', 2, 30" in wait.target_time and "ys1000_export_time" in dag.user_defined_macros
     assert next_time_at(datetime(2030, 1, 1, 1, 0, tzinfo=timezone.utc), "UTC", 2, 30) == "2030-01-01T02:30:00+00:00"
     assert next_time_at(datetime(2030, 1, 1, 3, 0, tzinfo=timezone.utc), "UTC", 2, 30) == "2030-01-02T02:30:00+00:00"
-    assert next_time_at(datetime(2030, 1, 1, 17, 0, tzinfo=timezone.utc), "Asia/Shanghai", 2, 30) == \
-        "2030-01-02T02:30:00+08:00"
+    assert (
+        next_time_at(datetime(2030, 1, 1, 17, 0, tzinfo=timezone.utc), "Asia/Shanghai", 2, 30)
+        == "2030-01-02T02:30:00+08:00"
+    )
     assert dag.get_task("commit").volumes_tasks == ["volumes", "export"]
     export = dag.get_task("export")
     assert type(export).__name__ == "MappedOperator" and export.partial_kwargs["export_phase"] is True

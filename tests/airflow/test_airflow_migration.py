@@ -13,11 +13,20 @@ from ys1000.waiting import wait_until
 
 
 def _dep(ns: str, replicas: int, claim: str) -> dict:
-    return {"metadata": {"name": "web"}, "spec": {
-        "replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
-        "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
-            "containers": [{"name": "c", "image": "nginx", "volumeMounts": [{"name": "d", "mountPath": "/d"}]}],
-            "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": claim}}]}}}}
+    return {
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {
+                    "containers": [{"name": "c", "image": "nginx", "volumeMounts": [{"name": "d", "mountPath": "/d"}]}],
+                    "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": claim}}],
+                },
+            },
+        },
+    }
 
 
 def _pv_dir(core, ns: str, pvc: str) -> Path:
@@ -39,13 +48,24 @@ def mig(sandbox, sandbox_s3, source, target, tmp_path, airflow_db):
     set_bucket(cdir, "sandbox-s3", bucket)
     ns = f"mg-{uuid.uuid4().hex[:8]}"
     source.core.create_namespace({"metadata": {"name": ns, "labels": {"ys1000.io/test": "true"}}})
-    source.core.create_namespaced_persistent_volume_claim(ns, {"metadata": {"name": "data"}, "spec": {
-        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
-    wait_until(lambda: source.core.read_namespaced_persistent_volume_claim("data", ns).status.phase == "Bound",
-               timeout=30, what="bound")
+    source.core.create_namespaced_persistent_volume_claim(
+        ns,
+        {
+            "metadata": {"name": "data"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+        },
+    )
+    wait_until(
+        lambda: source.core.read_namespaced_persistent_volume_claim("data", ns).status.phase == "Bound",
+        timeout=30,
+        what="bound",
+    )
     (_pv_dir(source.core, ns, "data") / "page.html").write_text("v1\n")
     source.apps.create_namespaced_deployment(ns, _dep(ns, 2, "data"))
-    write_plan(cdir, "move.yaml", f"""
+    write_plan(
+        cdir,
+        "move.yaml",
+        f"""
         kind: MigrationPlan
         name: move
         source_cluster: source
@@ -54,7 +74,8 @@ def mig(sandbox, sandbox_s3, source, target, tmp_path, airflow_db):
         namespaces: {{names: [{ns}]}}
         namespace_mapping: {{{ns}: {ns}-moved}}
         storage_class_mapping: {{ys1000-local: ys1000-local-alt}}
-        """)
+        """,
+    )
     mp.setenv("YS1000_CONFIG_DIR", str(cdir))
     ensure_pools(load_config(cdir))
     yield SimpleNamespace(config_dir=cdir, ns=ns, tns=f"{ns}-moved")

@@ -18,9 +18,11 @@ PLAN = "app-backup"
 
 def plan_text(name: str, namespace: str, **limits: int) -> str:
     lim = ("limits: {" + ", ".join(f"{k}: {v}" for k, v in limits.items()) + "}\n") if limits else ""
-    return (f"kind: BackupPlan\nname: {name}\ncluster: source\nrepository: sandbox-s3\n"
-            f"namespaces: {{names: [{namespace}]}}\n"
-            "policy: {scope: resources, method: filecopy, schedule: {type: on_demand}, retention: 7d}\n" + lim)
+    return (
+        f"kind: BackupPlan\nname: {name}\ncluster: source\nrepository: sandbox-s3\n"
+        f"namespaces: {{names: [{namespace}]}}\n"
+        "policy: {scope: resources, method: filecopy, schedule: {type: on_demand}, retention: 7d}\n" + lim
+    )
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +47,10 @@ def env(sandbox, sandbox_s3, source, tmp_path_factory, airflow_db):
     sampleapp.deploy(Kube.from_kubeconfig(source.kubeconfig, name="source"), ns)
     write_plan(cdir, f"{PLAN}.yaml", plan_text(PLAN, ns))
     write_plan(cdir, "tiny-limits.yaml", plan_text("tiny-limits", ns, max_pods=1))
-    write_plan(cdir, "app-restore.yaml", f"""
+    write_plan(
+        cdir,
+        "app-restore.yaml",
+        f"""
         kind: RestorePlan
         name: app-restore
         backup: {{plan: {PLAN}, id: latest}}
@@ -53,7 +58,8 @@ def env(sandbox, sandbox_s3, source, tmp_path_factory, airflow_db):
         repository: sandbox-s3
         namespace_mapping: {{{ns}: {ns}-dry}}
         dry_run: true
-        """)
+        """,
+    )
     mp.setenv("YS1000_CONFIG_DIR", str(cdir))  # dag.test() re-parses dags/ with it
     ensure_pools(load_config(cdir))
     yield SimpleNamespace(config_dir=cdir, bucket=bucket, namespace=ns)
@@ -68,9 +74,14 @@ def open_repo(env, sandbox_s3):
     from ys1000_dev.sandbox.connections import SANDBOX_REPO_KEY
     from ys1000.repository import RepositoryConfig, open_repository
 
-    cfg = RepositoryConfig(type="s3", bucket=env.bucket, endpoint_url=sandbox_s3.endpoint_url,
-                           access_key=sandbox_s3.access_key, secret_key=sandbox_s3.secret_key,
-                           region=sandbox_s3.region)
+    cfg = RepositoryConfig(
+        type="s3",
+        bucket=env.bucket,
+        endpoint_url=sandbox_s3.endpoint_url,
+        access_key=sandbox_s3.access_key,
+        secret_key=sandbox_s3.secret_key,
+        region=sandbox_s3.region,
+    )
     return open_repository(cfg, SANDBOX_REPO_KEY)
 
 
@@ -93,8 +104,11 @@ class FakeTI:
 
 def context(when: datetime | None = None) -> dict:
     when = when or datetime.now(timezone.utc).replace(microsecond=0)
-    return {"logical_date": when, "ti": FakeTI(),
-            "dag_run": SimpleNamespace(run_id=f"manual__{when.isoformat()}", dag_id="test", run_after=when)}
+    return {
+        "logical_date": when,
+        "ti": FakeTI(),
+        "dag_run": SimpleNamespace(run_id=f"manual__{when.isoformat()}", dag_id="test", run_after=when),
+    }
 
 
 def test_backup_dag_then_generic_restore(env, sandbox_s3, source, target):
@@ -117,9 +131,15 @@ def test_backup_dag_then_generic_restore(env, sandbox_s3, source, target):
     assert env.namespace in m.namespaces
 
     new_ns = f"{env.namespace}-r"
-    run = dags["ys1000_restore"].test(run_conf={
-        "plan": PLAN, "repository": "sandbox-s3", "target_cluster": "target",
-        "namespace_mapping": {env.namespace: new_ns}, "remove_node_constraints": True})
+    run = dags["ys1000_restore"].test(
+        run_conf={
+            "plan": PLAN,
+            "repository": "sandbox-s3",
+            "target_cluster": "target",
+            "namespace_mapping": {env.namespace: new_ns},
+            "remove_node_constraints": True,
+        }
+    )
     try:
         assert run.state == DagRunState.SUCCESS
         core = target.core
@@ -129,8 +149,10 @@ def test_backup_dag_then_generic_restore(env, sandbox_s3, source, target):
         assert {s.metadata.name for s in target.apps.list_namespaced_stateful_set(new_ns).items} == {"mysql"}
         secrets = {s.metadata.name for s in core.list_namespaced_secret(new_ns).items}
         assert "mysql-pass" in secrets
-        assert core.read_namespaced_config_map("wp-config", new_ns).data == \
-            src.read_namespaced_config_map("wp-config", env.namespace).data
+        assert (
+            core.read_namespaced_config_map("wp-config", new_ns).data
+            == src.read_namespaced_config_map("wp-config", env.namespace).data
+        )
     finally:
         try:
             target.core.delete_namespace(new_ns)

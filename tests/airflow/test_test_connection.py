@@ -13,8 +13,9 @@ YS1000 = str(Path(sys.executable).parent / "ys1000")
 
 
 def run(env, *args):
-    return subprocess.run([YS1000, "test-connection", *args], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **env})
+    return subprocess.run(
+        [YS1000, "test-connection", *args], capture_output=True, text=True, timeout=120, env={**os.environ, **env}
+    )
 
 
 def test_cluster_and_repository_connections(sandbox, tmp_path):
@@ -24,8 +25,11 @@ def test_cluster_and_repository_connections(sandbox, tmp_path):
     assert "Kubernetes v1.36" in ok.stdout
     repo = run(env, "--repository", "sandbox-s3")
     assert repo.returncode == 0 and "write, read and delete probe OK" in repo.stdout, repo.stdout + repo.stderr
-    broken = run({**env, "AIRFLOW_CONN_YS1000_TARGET": '{"conn_type": "kubernetes", "extra": {"kube_config_path": "/nope"}}'},
-                 "--cluster", "target")
+    broken = run(
+        {**env, "AIRFLOW_CONN_YS1000_TARGET": '{"conn_type": "kubernetes", "extra": {"kube_config_path": "/nope"}}'},
+        "--cluster",
+        "target",
+    )
     assert broken.returncode == 1 and "cluster target: NOT connected" in broken.stdout
     bad_secret = dict(env)
     bad_secret["AIRFLOW_CONN_YS1000_S3"] = env["AIRFLOW_CONN_YS1000_S3"].replace('"password": "', '"password": "x')

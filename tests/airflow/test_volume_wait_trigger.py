@@ -29,6 +29,7 @@ def first_event(trigger: VolumeWaitTrigger) -> tuple[dict, float]:
         t0 = time.monotonic()
         event = await anext(trigger.run())
         return event.payload, time.monotonic() - t0
+
     return asyncio.run(run())
 
 
@@ -39,13 +40,17 @@ def test_the_hold_starts_when_the_task_defers_and_survives_serialisation():
     path, kwargs = trigger.serialize()
     assert path == "ys1000.airflow.triggers.VolumeWaitTrigger"
     again = VolumeWaitTrigger(**kwargs)
-    assert (again.not_before, again.deadline, again.cleanup_spec) == (trigger.not_before, trigger.deadline,
-                                                                       trigger.cleanup_spec)
+    assert (again.not_before, again.deadline, again.cleanup_spec) == (
+        trigger.not_before,
+        trigger.deadline,
+        trigger.cleanup_spec,
+    )
 
 
 def test_in_a_triggerer_an_early_event_waits_until_not_before(done_at_once):
-    trigger = VolumeWaitTrigger(cluster="source", config_dir=None, what=WHAT, cleanup={},
-                                not_before=time.time() + 1.5, state={"stage": "copy"})
+    trigger = VolumeWaitTrigger(
+        cluster="source", config_dir=None, what=WHAT, cleanup={}, not_before=time.time() + 1.5, state={"stage": "copy"}
+    )
     trigger.task_instance = SimpleNamespace(task_id="volumes")  # what the triggerer sets
     payload, took = first_event(trigger)
     assert payload["status"] == "success" and payload["state"] == {"stage": "copy"}, payload

@@ -84,7 +84,12 @@ def test_examples_load():
     assert config.clusters["source"].connection_id == "ys1000_source"
     assert config.clusters["target"].connection_id == "ys1000_target"
     s3 = config.repositories["sandbox-s3"]
-    assert (s3.type, s3.connection_id, s3.bucket, s3.key.variable) == ("s3", "ys1000_s3", "ys1000-backups", "ys1000_repo_key")
+    assert (s3.type, s3.connection_id, s3.bucket, s3.key.variable) == (
+        "s3",
+        "ys1000_s3",
+        "ys1000-backups",
+        "ys1000_repo_key",
+    )
     local = config.repositories["local"]
     assert (local.type, local.path, local.key.variable) == ("local", "/tmp/ys1000-repo", "ys1000_repo_key")
     assert set(BUILTIN_POLICIES) <= set(config.policies) and config.user_policies
@@ -136,7 +141,9 @@ def test_builtin_policies():
 
 
 def test_broken_plan_is_isolated(cfg):
-    write(cfg / "plans" / "web.yaml", """
+    write(
+        cfg / "plans" / "web.yaml",
+        """
         kind: BackupPlan
         name: web
         cluster: source
@@ -145,14 +152,14 @@ def test_broken_plan_is_isolated(cfg):
         policy:
           retention: 7d
           schedule: {type: weekly, days: [mon], at: "25:99"}
-    """)
+    """,
+    )
     config, results = load_plans(cfg)
     assert config.plans == {}
     broken = results[cfg / "plans" / "web.yaml"]
     assert isinstance(broken, ConfigError)
     assert str(broken) == (
-        "config/plans/web.yaml: policy.schedule.at: '25:99' is not a time; expected HH:MM "
-        "(00:00–23:59) (line 8)"
+        "config/plans/web.yaml: policy.schedule.at: '25:99' is not a time; expected HH:MM (00:00–23:59) (line 8)"
     )
     assert [i.field for i in broken.issues] == ["policy.schedule.at"]
     ok = {p.name for p in results.values() if not isinstance(p, ConfigError)}
@@ -163,14 +170,17 @@ def test_broken_plan_is_isolated(cfg):
 
 
 def test_unknown_field_is_named(cfg):
-    write(cfg / "plans" / "typo.yaml", """
+    write(
+        cfg / "plans" / "typo.yaml",
+        """
         kind: RestorePlan
         name: typo
         backup: {plan: wordpress-backup}
         target_cluster: target
         repository: sandbox-s3
         namespace_maping: {wordpress: wp2}
-    """)
+    """,
+    )
     _, results = load_plans(cfg)
     err = results[cfg / "plans" / "typo.yaml"]
     assert isinstance(err, ConfigError)
@@ -180,14 +190,17 @@ def test_unknown_field_is_named(cfg):
 
 
 def test_unknown_field_in_nested_inline_policy(cfg):
-    write(cfg / "plans" / "typo.yaml", """
+    write(
+        cfg / "plans" / "typo.yaml",
+        """
         kind: BackupPlan
         name: typo
         cluster: source
         repository: sandbox-s3
         namespaces: {names: [web]}
         policy: {retention: 7d, shedule: {type: on_demand}}
-    """)
+    """,
+    )
     err = load_plans(cfg)[1][cfg / "plans" / "typo.yaml"]
     assert "policy.shedule: 'shedule' is not a known field; did you mean 'schedule'?" in str(err)
 
@@ -211,17 +224,22 @@ def test_duplicate_yaml_key_is_an_error(cfg):
 
 
 def test_unquoted_times_are_times_not_base60(cfg):
-    write(cfg / "policies.yaml", """
+    write(
+        cfg / "policies.yaml",
+        """
         evening:
           schedule: {type: weekly, days: [mon, wed, fri], at: 19:40}
           retention: 7d
-    """)
+    """,
+    )
     config = load_config(cfg)
     assert config.policies["evening"].schedule.at == dt.time(19, 40)
 
 
 def test_several_errors_in_one_file_all_reported(cfg):
-    write(cfg / "plans" / "many.yaml", """
+    write(
+        cfg / "plans" / "many.yaml",
+        """
         kind: MigrationPlan
         name: Many
         source_cluster: source
@@ -230,7 +248,8 @@ def test_several_errors_in_one_file_all_reported(cfg):
         namespaces: {names: [a]}
         schedule: {type: every_hours, hours: 30}
         stop_source: maybe
-    """)
+    """,
+    )
     err = load_plans(cfg)[1][cfg / "plans" / "many.yaml"]
     fields = {i.field: i.message for i in err.issues}
     assert fields["name"].startswith("'Many' is not a valid name; expected a DNS-1123 label")
@@ -242,13 +261,16 @@ def test_several_errors_in_one_file_all_reported(cfg):
 
 
 def test_literal_key_rejected(cfg):
-    write(cfg / "repositories.yaml", """
+    write(
+        cfg / "repositories.yaml",
+        """
         leaky:
           type: s3
           connection_id: ys1000_s3
           bucket: ys1000-backups
           key: "hunter2-secret"
-    """)
+    """,
+    )
     with pytest.raises(ConfigError) as exc:
         load_config(cfg)
     msg = str(exc.value)
@@ -282,8 +304,15 @@ def test_key_must_be_a_reference(cfg, entry, field, value):
 
 
 def test_repository_rules():
-    ok = RepositorySpec.model_validate({"type": "s3", "connection_id": "c", "bucket": "my.bucket-1",
-                                         "key": {"connection_id": "k"}, "object_lock": {"mode": "COMPLIANCE"}})
+    ok = RepositorySpec.model_validate(
+        {
+            "type": "s3",
+            "connection_id": "c",
+            "bucket": "my.bucket-1",
+            "key": {"connection_id": "k"},
+            "object_lock": {"mode": "COMPLIANCE"},
+        }
+    )
     assert ok.region == "us-east-1" and ok.prefix == ""
     cfg = ok.to_repository_config(endpoint_url="http://127.0.0.1:9000", access_key="a", secret_key="s")
     assert (cfg.bucket, cfg.endpoint_url, cfg.lock_mode) == ("my.bucket-1", "http://127.0.0.1:9000", "COMPLIANCE")
@@ -294,10 +323,18 @@ def test_repository_rules():
     [
         ({"type": "s3", "bucket": "b-123"}, "connection_id", None, "is required for a repository of type s3"),
         ({"type": "s3", "connection_id": "c"}, "bucket", None, "is required for a repository of type s3"),
-        ({"type": "s3", "connection_id": "c", "bucket": "Bad_Bucket"}, "bucket", "'Bad_Bucket'",
-         "is not a valid S3 bucket name"),
-        ({"type": "s3", "connection_id": "c", "bucket": "192.168.1.1"}, "bucket", "'192.168.1.1'",
-         "is not a valid S3 bucket name"),
+        (
+            {"type": "s3", "connection_id": "c", "bucket": "Bad_Bucket"},
+            "bucket",
+            "'Bad_Bucket'",
+            "is not a valid S3 bucket name",
+        ),
+        (
+            {"type": "s3", "connection_id": "c", "bucket": "192.168.1.1"},
+            "bucket",
+            "'192.168.1.1'",
+            "is not a valid S3 bucket name",
+        ),
         ({"type": "local"}, "path", None, "is required for a repository of type local"),
         ({"type": "local", "path": "/x", "bucket": "abc"}, "bucket", "'abc'", "is only for type s3"),
         ({"type": "ftp", "path": "/x"}, "type", "'ftp'", "is not allowed; expected one of: 's3' or 'local'"),
@@ -316,32 +353,43 @@ def test_repository_rejects(cfg, bad, field, value, what):
 
 
 def test_cross_references_list_existing_names(cfg):
-    write(cfg / "plans" / "refs.yaml", """
+    write(
+        cfg / "plans" / "refs.yaml",
+        """
         kind: BackupPlan
         name: refs
         cluster: prod
         repository: nas
         namespaces: {names: [web]}
         policy: hourly
-    """)
+    """,
+    )
     err = load_plans(cfg)[1][cfg / "plans" / "refs.yaml"]
     lines = str(err).splitlines()
-    assert lines[0] == ("config/plans/refs.yaml: cluster: 'prod' is not a cluster defined in "
-                        "config/clusters.yaml; defined: source, target (line 3)")
-    assert "repository: 'nas' is not a repository defined in config/repositories.yaml; defined: local, sandbox-s3" in lines[1]
+    assert lines[0] == (
+        "config/plans/refs.yaml: cluster: 'prod' is not a cluster defined in "
+        "config/clusters.yaml; defined: source, target (line 3)"
+    )
+    assert (
+        "repository: 'nas' is not a repository defined in config/repositories.yaml; defined: local, sandbox-s3"
+        in lines[1]
+    )
     assert "policy: 'hourly' is not a policy" in lines[2]
     assert "full-filecopy-4x-daily" in lines[2] and "nightly-shanghai" in lines[2]
 
 
 def test_migration_clusters_must_differ_and_exist(cfg):
-    write(cfg / "plans" / "m.yaml", """
+    write(
+        cfg / "plans" / "m.yaml",
+        """
         kind: MigrationPlan
         name: m
         source_cluster: source
         target_cluster: source
         repository: sandbox-s3
         namespaces: {names: [web]}
-    """)
+    """,
+    )
     err = load_plans(cfg)[1][cfg / "plans" / "m.yaml"]
     assert "target_cluster: 'source' is the same as source_cluster" in str(err)
 
@@ -355,24 +403,30 @@ def test_plan_names_unique(cfg):
 
 
 def test_builtin_policy_cannot_be_redefined(cfg):
-    write(cfg / "policies.yaml", """
+    write(
+        cfg / "policies.yaml",
+        """
         resources-every-3h:
           scope: full
           retention: 1d
-    """)
+    """,
+    )
     with pytest.raises(ConfigError, match=r"config/policies.yaml: resources-every-3h: .* built-in policy"):
         load_config(cfg)
 
 
 def test_named_policy_resolution(cfg):
-    write(cfg / "plans" / "named.yaml", """
+    write(
+        cfg / "plans" / "named.yaml",
+        """
         kind: BackupPlan
         name: named
         cluster: source
         repository: local
         namespaces: {globs: ["shop-*"], selector: "team in (a,b)"}
         policy: volumes-snapshot-mon-wed-fri
-    """)
+    """,
+    )
     config = load_config(cfg)
     plan = config.plans["named"]
     assert config.policy_for(plan) is config.policies["volumes-snapshot-mon-wed-fri"]
@@ -396,12 +450,20 @@ def test_policy_export_rules():
 @pytest.mark.parametrize(
     "bad, field, value, what",
     [
-        ({"export": {"mode": "selected_at", "pvcs": ["web/data"]}}, "export.at", None,
-         "is required when export mode is selected_at"),
+        (
+            {"export": {"mode": "selected_at", "pvcs": ["web/data"]}},
+            "export.at",
+            None,
+            "is required when export mode is selected_at",
+        ),
         ({"export": {"mode": "selected_now"}}, "export.pvcs", "[]", "must list the PVCs to export"),
         ({"export": {"mode": "all_now", "at": "02:00"}}, "export.at", "'02:00'", "is only used with mode selected_at"),
-        ({"method": "filecopy", "export": {"mode": "all_now"}}, "export", "'all_now'",
-         "is only used with method snapshot_export (method is filecopy)"),
+        (
+            {"method": "filecopy", "export": {"mode": "all_now"}},
+            "export",
+            "'all_now'",
+            "is only used with method snapshot_export (method is filecopy)",
+        ),
         ({"retention": "0d"}, "retention", "'0d'", "is not a positive duration"),
         ({"retention": "7 days"}, "retention", "'7 days'", "is not a duration"),
     ],
@@ -416,11 +478,13 @@ def test_policy_rejects(cfg, bad, field, value, what):
 
 
 def test_cluster_model():
-    c = ClusterSpec.model_validate({
-        "connection_id": "k",
-        "image_registry_rewrite": {"docker.io": "mirror.local:5000"},
-        "bandwidth": {"limit_kib_s": 1024, "window": {"start": "22:00", "end": "06:00"}},
-    })
+    c = ClusterSpec.model_validate(
+        {
+            "connection_id": "k",
+            "image_registry_rewrite": {"docker.io": "mirror.local:5000"},
+            "bandwidth": {"limit_kib_s": 1024, "window": {"start": "22:00", "end": "06:00"}},
+        }
+    )
     assert c.mover_image == "ys1000/mover:0.1.0" and c.max_concurrent_movers == 2
     assert c.rewrite_image("docker.io/library/nginx:1.25") == "mirror.local:5000/library/nginx:1.25"
     assert c.rewrite_image("nginx:1.25") == "nginx:1.25"
@@ -433,14 +497,30 @@ def test_cluster_model():
 @pytest.mark.parametrize(
     "bad, field, value, what",
     [
-        ({"connection_id": "k", "bandwidth": {"limit_kib_s": 0}}, "bandwidth.limit_kib_s", "0",
-         "is too small; must be greater than 0"),
-        ({"connection_id": "k", "bandwidth": {"limit_kib_s": 1, "window": {"start": "10:00", "end": "10:00"}}},
-         "bandwidth.window.end", "'10:00'", "equals start"),
-        ({"connection_id": "k", "image_registry_rewrite": {"https://docker.io": "x"}},
-         "image_registry_rewrite.https://docker.io", "'https://docker.io'", "is not a registry host"),
-        ({"connection_id": "k", "max_concurrent_movers": 0}, "max_concurrent_movers", "0",
-         "is too small; must be at least 1"),
+        (
+            {"connection_id": "k", "bandwidth": {"limit_kib_s": 0}},
+            "bandwidth.limit_kib_s",
+            "0",
+            "is too small; must be greater than 0",
+        ),
+        (
+            {"connection_id": "k", "bandwidth": {"limit_kib_s": 1, "window": {"start": "10:00", "end": "10:00"}}},
+            "bandwidth.window.end",
+            "'10:00'",
+            "equals start",
+        ),
+        (
+            {"connection_id": "k", "image_registry_rewrite": {"https://docker.io": "x"}},
+            "image_registry_rewrite.https://docker.io",
+            "'https://docker.io'",
+            "is not a registry host",
+        ),
+        (
+            {"connection_id": "k", "max_concurrent_movers": 0},
+            "max_concurrent_movers",
+            "0",
+            "is too small; must be at least 1",
+        ),
         ({"conection_id": "k"}, "conection_id", "'conection_id'", "did you mean 'connection_id'?"),
     ],
 )
@@ -453,20 +533,37 @@ def test_cluster_rejects(cfg, bad, field, value, what):
 
 
 def test_backup_plan_details():
-    plan = BackupPlan.model_validate({
-        "kind": "BackupPlan", "name": "db", "cluster": "source", "repository": "local",
-        "namespaces": {"names": ["db"]},
-        "policy": {"retention": "7d"},
-        "volumes": {"db/data": "snapshot", "db/cache": "skip"},
-        "hooks": [
-            {"phase": "PreBackup", "type": "ansible", "namespace": "db", "playbook_file": "db/flush.yaml"},
-            {"phase": "PostBackup", "type": "image", "namespace": "db", "image": "busybox", "command": ["true"],
-             "timeout": "5m", "on_failure": "continue"},
-        ],
-        "consistency": [{"type": "mysql", "workload": "StatefulSet/mysql",
-                         "secret": {"name": "mysql-auth", "password_key": "root-password"}}],
-        "notify": {"email": ["ops@example.com"], "wechat": "ys1000_wechat"},
-    })
+    plan = BackupPlan.model_validate(
+        {
+            "kind": "BackupPlan",
+            "name": "db",
+            "cluster": "source",
+            "repository": "local",
+            "namespaces": {"names": ["db"]},
+            "policy": {"retention": "7d"},
+            "volumes": {"db/data": "snapshot", "db/cache": "skip"},
+            "hooks": [
+                {"phase": "PreBackup", "type": "ansible", "namespace": "db", "playbook_file": "db/flush.yaml"},
+                {
+                    "phase": "PostBackup",
+                    "type": "image",
+                    "namespace": "db",
+                    "image": "busybox",
+                    "command": ["true"],
+                    "timeout": "5m",
+                    "on_failure": "continue",
+                },
+            ],
+            "consistency": [
+                {
+                    "type": "mysql",
+                    "workload": "StatefulSet/mysql",
+                    "secret": {"name": "mysql-auth", "password_key": "root-password"},
+                }
+            ],
+            "notify": {"email": ["ops@example.com"], "wechat": "ys1000_wechat"},
+        }
+    )
     assert plan.limits.max_namespaces == 10 and plan.limits.max_pods == 100 and plan.limits.max_pvcs == 100
     assert [h.name for h in plan.hooks] == ["prebackup-1", "postbackup-1"]
     assert plan.hooks[0].cluster == "source" and plan.hooks[0].image == "ys1000/ansible-runner:0.1.0"
@@ -482,32 +579,74 @@ def test_backup_plan_details():
 @pytest.mark.parametrize(
     "change, field, value, what",
     [
-        ({"hooks": [{"phase": "PostRestore", "type": "image", "image": "x", "namespace": "db"}]},
-         "hooks.0.phase", "'PostRestore'", "is not allowed in a BackupPlan; allowed: PreBackup, PostBackup"),
-        ({"hooks": [{"phase": "PreBackup", "type": "ansible", "namespace": "db"}]},
-         "hooks.0.playbook", None, "needs exactly one of 'playbook' (inline text) or 'playbook_file'"),
-        ({"hooks": [{"phase": "PreBackup", "type": "ansible", "namespace": "db", "playbook_file": "../etc/x"}]},
-         "hooks.0.playbook_file", "'../etc/x'", "is not a path under include/hooks/"),
-        ({"consistency": [{"type": "mysql", "service": "db"}]},  # no secret
-         "consistency.0.secret", None, "is required for mysql"),
-        ({"consistency": [{"type": "mongodb", "service": "db", "host": "db.local"}]},
-         "consistency.0", None, "needs exactly one of 'workload', 'service' or 'host' to find the database (got service, host)"),
+        (
+            {"hooks": [{"phase": "PostRestore", "type": "image", "image": "x", "namespace": "db"}]},
+            "hooks.0.phase",
+            "'PostRestore'",
+            "is not allowed in a BackupPlan; allowed: PreBackup, PostBackup",
+        ),
+        (
+            {"hooks": [{"phase": "PreBackup", "type": "ansible", "namespace": "db"}]},
+            "hooks.0.playbook",
+            None,
+            "needs exactly one of 'playbook' (inline text) or 'playbook_file'",
+        ),
+        (
+            {"hooks": [{"phase": "PreBackup", "type": "ansible", "namespace": "db", "playbook_file": "../etc/x"}]},
+            "hooks.0.playbook_file",
+            "'../etc/x'",
+            "is not a path under include/hooks/",
+        ),
+        (
+            {"consistency": [{"type": "mysql", "service": "db"}]},  # no secret
+            "consistency.0.secret",
+            None,
+            "is required for mysql",
+        ),
+        (
+            {"consistency": [{"type": "mongodb", "service": "db", "host": "db.local"}]},
+            "consistency.0",
+            None,
+            "needs exactly one of 'workload', 'service' or 'host' to find the database (got service, host)",
+        ),
         ({"namespaces": {}}, "namespaces", None, "selects no namespace"),
-        ({"namespaces": {"names": [f"n{i}" for i in range(11)]}},
-         "namespaces.names", "'n0, n1, n2, n3, n4, n5, n6, n7, n8, n9, n10'", "the limit is 10"),
-        ({"namespaces": {"selector": "app in ()"}}, "namespaces.selector", "'app in ()'",
-         "is not a valid label selector"),
-        ({"volumes": {"other/data": "skip"}}, "volumes.other/data", "'other/data'",
-         "refers to namespace 'other', which is not in namespaces.names (db)"),
+        (
+            {"namespaces": {"names": [f"n{i}" for i in range(11)]}},
+            "namespaces.names",
+            "'n0, n1, n2, n3, n4, n5, n6, n7, n8, n9, n10'",
+            "the limit is 10",
+        ),
+        (
+            {"namespaces": {"selector": "app in ()"}},
+            "namespaces.selector",
+            "'app in ()'",
+            "is not a valid label selector",
+        ),
+        (
+            {"volumes": {"other/data": "skip"}},
+            "volumes.other/data",
+            "'other/data'",
+            "refers to namespace 'other', which is not in namespaces.names (db)",
+        ),
         ({"volumes": {"data": "skip"}}, "volumes.data", "'data'", "is not a PVC reference"),
         ({"volumes": {"db/data": "copy"}}, "volumes.db/data", "'copy'", "is not allowed; expected one of"),
-        ({"resources": {"include_kinds": ["Secret"], "exclude_kinds": ["Secret"]}},
-         "resources.exclude_kinds", "['Secret']", "in both include_kinds and exclude_kinds"),
+        (
+            {"resources": {"include_kinds": ["Secret"], "exclude_kinds": ["Secret"]}},
+            "resources.exclude_kinds",
+            "['Secret']",
+            "in both include_kinds and exclude_kinds",
+        ),
     ],
 )
 def test_backup_plan_rejects(cfg, change, field, value, what):
-    plan = {"kind": "BackupPlan", "name": "db", "cluster": "source", "repository": "local",
-            "namespaces": {"names": ["db"]}, "policy": "resources-every-3h"} | change
+    plan = {
+        "kind": "BackupPlan",
+        "name": "db",
+        "cluster": "source",
+        "repository": "local",
+        "namespaces": {"names": ["db"]},
+        "policy": "resources-every-3h",
+    } | change
     with pytest.raises(ValidationError):
         BackupPlan.model_validate(plan)
     msg = plan_error(cfg, plan)
@@ -516,8 +655,13 @@ def test_backup_plan_rejects(cfg, change, field, value, what):
 
 
 def test_restore_plan_rules():
-    base = {"kind": "RestorePlan", "name": "r", "backup": {"plan": "p"}, "target_cluster": "target",
-            "repository": "local"}
+    base = {
+        "kind": "RestorePlan",
+        "name": "r",
+        "backup": {"plan": "p"},
+        "target_cluster": "target",
+        "repository": "local",
+    }
     plan = RestorePlan.model_validate(base | {"resources": ["Deployment/web/app", "ClusterRole/viewer"]})
     assert plan.backup.id == "latest" and plan.schedule.type == "on_demand"
     assert plan.remove_node_constraints is False and plan.remove_tolerations is False
@@ -526,18 +670,35 @@ def test_restore_plan_rules():
 @pytest.mark.parametrize(
     "bad, field, value, what",
     [
-        ({"namespace_mapping": {"a": "c", "b": "c"}}, "namespace_mapping", "{'a': 'c', 'b': 'c'}",
-         "maps several namespaces onto 'c'"),
+        (
+            {"namespace_mapping": {"a": "c", "b": "c"}},
+            "namespace_mapping",
+            "{'a': 'c', 'b': 'c'}",
+            "maps several namespaces onto 'c'",
+        ),
         ({"resources": ["web/app"]}, "resources", "['web/app']", "lists 'web/app', not a resource"),
-        ({"existing_resource_policy": "overwrite"}, "existing_resource_policy", "'overwrite'",
-         "is not allowed; expected one of: 'skip', 'update' or 'fail'"),
-        ({"storage_class_mapping": {"Fast_SSD": "x"}}, "storage_class_mapping", "{'Fast_SSD': 'x'}",
-         "'Fast_SSD' is not a valid StorageClass name"),
+        (
+            {"existing_resource_policy": "overwrite"},
+            "existing_resource_policy",
+            "'overwrite'",
+            "is not allowed; expected one of: 'skip', 'update' or 'fail'",
+        ),
+        (
+            {"storage_class_mapping": {"Fast_SSD": "x"}},
+            "storage_class_mapping",
+            "{'Fast_SSD': 'x'}",
+            "'Fast_SSD' is not a valid StorageClass name",
+        ),
     ],
 )
 def test_restore_plan_rejects(cfg, bad, field, value, what):
-    plan = {"kind": "RestorePlan", "name": "r", "backup": {"plan": "p"}, "target_cluster": "target",
-            "repository": "local"} | bad
+    plan = {
+        "kind": "RestorePlan",
+        "name": "r",
+        "backup": {"plan": "p"},
+        "target_cluster": "target",
+        "repository": "local",
+    } | bad
     with pytest.raises(ValidationError):
         RestorePlan.model_validate(plan)
     msg = plan_error(cfg, plan)

@@ -35,8 +35,11 @@ def test_missing_names_both_variables(tmp_path, monkeypatch):
     (tmp_path / "config").mkdir()
     monkeypatch.delenv("YS1000_HOOKS_DIR", raising=False)
     monkeypatch.setenv("YS1000_CONFIG_DIR", str(tmp_path / "config"))
-    with pytest.raises(HooksDirNotFound, match=r"YS1000_HOOKS_DIR is not set.*"
-                                                r"YS1000_CONFIG_DIR=.*config") as err:
+    with pytest.raises(
+        HooksDirNotFound,
+        match=r"YS1000_HOOKS_DIR is not set.*"
+        r"YS1000_CONFIG_DIR=.*config",
+    ) as err:
         hooks_dir()
     assert str(tmp_path / "include" / "hooks") in str(err.value)
 

@@ -14,7 +14,11 @@ import pytest
 
 from ys1000.config import load_config
 from ys1000.config.specs import (
-    BackupNotResolved, backup_spec_for, restore_volume_options_for, resolve_backup, volume_options_for,
+    BackupNotResolved,
+    backup_spec_for,
+    restore_volume_options_for,
+    resolve_backup,
+    volume_options_for,
 )
 from ys1000.repository import LocalStore, Repository
 
@@ -27,7 +31,8 @@ def config_dir(tmp_path) -> Path:
     d = tmp_path / "config"
     shutil.copytree(EXAMPLES, d, ignore=shutil.ignore_patterns("reports.yaml", "plans"))
     (d / "plans").mkdir()
-    (d / "clusters.yaml").write_text(textwrap.dedent("""
+    (d / "clusters.yaml").write_text(
+        textwrap.dedent("""
         source:
           connection_id: ys1000_source
           mover_image: registry.example/mover:9
@@ -35,8 +40,10 @@ def config_dir(tmp_path) -> Path:
           bandwidth: {limit_kib_s: 2048, window: {start: "22:00", end: "06:00"}}
         target:
           connection_id: ys1000_target
-        """))
-    (d / "plans" / "shop.yaml").write_text(textwrap.dedent("""
+        """)
+    )
+    (d / "plans" / "shop.yaml").write_text(
+        textwrap.dedent("""
         kind: BackupPlan
         name: shop
         cluster: source
@@ -46,7 +53,8 @@ def config_dir(tmp_path) -> Path:
         volumes: {shop/cache: skip}
         policy: {scope: full, method: snapshot_export, export: {mode: selected_at, at: "02:00", pvcs: [shop/db]},
                  schedule: {type: on_demand}, retention: 3d}
-        """))
+        """)
+    )
     return d
 
 
@@ -56,14 +64,27 @@ def test_backup_plan_maps_to_spec_and_volume_options(config_dir):
     config, plans = load_plans(config_dir)
     plan = next(p for p in plans.values() if getattr(p, "name", None) == "shop")
     spec = backup_spec_for(config, plan, "shop-1")
-    assert (spec.backup_id, spec.plan, spec.namespaces, spec.namespace_globs, spec.exclude_kinds, spec.scope,
-            spec.cluster_name, spec.retention_days) == ("shop-1", "shop", ["shop"], ["shop-*"], ["Event"], "full",
-                                                        "source", 3.0)
+    assert (
+        spec.backup_id,
+        spec.plan,
+        spec.namespaces,
+        spec.namespace_globs,
+        spec.exclude_kinds,
+        spec.scope,
+        spec.cluster_name,
+        spec.retention_days,
+    ) == ("shop-1", "shop", ["shop"], ["shop-*"], ["Event"], "full", "source", 3.0)
     night = datetime(2026, 11, 30, 23, 0, tzinfo=timezone.utc)
     noon = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
     opts = volume_options_for(config, plan, run_id="r", now=night)
     assert (opts.method, opts.per_pvc, opts.image, opts.max_concurrent, opts.limit_upload_kib, opts.cluster_name) == (
-        "snapshot_export", {"shop/cache": "skip"}, "registry.example/mover:9", 3, 2048, "source")
+        "snapshot_export",
+        {"shop/cache": "skip"},
+        "registry.example/mover:9",
+        3,
+        2048,
+        "source",
+    )
     assert opts.export_pvcs == []  # selected_at: snapshots now, the export after the wait
     assert volume_options_for(config, plan, run_id="r", export_phase=True, now=noon).export_pvcs == ["shop/db"]
     assert volume_options_for(config, plan, run_id="r", now=noon).limit_upload_kib is None  # outside the window
@@ -80,8 +101,13 @@ def test_latest_is_the_newest_completed_backup(tmp_path):
     assert resolve_backup(repo, "p-123", None) == "p-123"  # an id is taken as given
     for bid, status in (("p-1", "Completed"), ("p-2", "PartiallyFailed")):
         with repo.begin_backup(bid, "p") as w:
-            w.add({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "n"}},
-                  group="", version="v1", resource="configmaps", kind="ConfigMap")
+            w.add(
+                {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "n"}},
+                group="",
+                version="v1",
+                resource="configmaps",
+                kind="ConfigMap",
+            )
             w.commit(namespaces=["n"], final=False)
         repo.finalize_backup(bid, status=status)
     assert [(e.backup_id, e.status) for e in repo.list_backups("p")][0] == ("p-2", "PartiallyFailed")
@@ -89,13 +115,43 @@ def test_latest_is_the_newest_completed_backup(tmp_path):
 
 
 def test_cli_reads_mover_settings_from_config_and_names_a_wrong_cluster(config_dir, tmp_path):
-    out = subprocess.run([YS1000, "backup", "--kubeconfig", str(config_dir / "clusters.yaml"), "--repo",
-                          str(tmp_path / "r"), "-n", "x", "--config", str(config_dir), "--cluster", "nope"],
-                         capture_output=True, text=True, env={"YS1000_REPO_KEY": "k", "PATH": "/usr/bin"})
+    out = subprocess.run(
+        [
+            YS1000,
+            "backup",
+            "--kubeconfig",
+            str(config_dir / "clusters.yaml"),
+            "--repo",
+            str(tmp_path / "r"),
+            "-n",
+            "x",
+            "--config",
+            str(config_dir),
+            "--cluster",
+            "nope",
+        ],
+        capture_output=True,
+        text=True,
+        env={"YS1000_REPO_KEY": "k", "PATH": "/usr/bin"},
+    )
     assert out.returncode == 2, out
     assert "cluster 'nope' is not defined in" in out.stderr and "defined: source, target" in out.stderr
-    out = subprocess.run([YS1000, "backup", "--kubeconfig", str(config_dir / "clusters.yaml"), "--repo",
-                          str(tmp_path / "r"), "-n", "x", "--cluster", "source"],
-                         capture_output=True, text=True, env={"YS1000_REPO_KEY": "k", "PATH": "/usr/bin"})
+    out = subprocess.run(
+        [
+            YS1000,
+            "backup",
+            "--kubeconfig",
+            str(config_dir / "clusters.yaml"),
+            "--repo",
+            str(tmp_path / "r"),
+            "-n",
+            "x",
+            "--cluster",
+            "source",
+        ],
+        capture_output=True,
+        text=True,
+        env={"YS1000_REPO_KEY": "k", "PATH": "/usr/bin"},
+    )
     assert out.returncode == 2 and "--config and --cluster go together" in out.stderr
     assert load_config(config_dir).clusters["source"].max_concurrent_movers == 3

@@ -37,10 +37,13 @@ def test_redactor_rules():
     from ys1000.diagnostics import Redactor
 
     r = Redactor(["s3cr3t-value"])
-    text = r.text("url=postgresql://airflow:pw123@db/airflow token: abc.def password=\"x y\" s3cr3t-value ok")
+    text = r.text('url=postgresql://airflow:pw123@db/airflow token: abc.def password="x y" s3cr3t-value ok')
     assert "pw123" not in text and "abc.def" not in text and "s3cr3t-value" not in text and text.endswith(" ok")
-    assert r.data({"smtp": {"password": "p", "host": "h"}, "key": {"variable": "k"}, "api_key": 5}) == \
-        {"smtp": {"password": "***", "host": "h"}, "key": {"variable": "k"}, "api_key": "***"}
+    assert r.data({"smtp": {"password": "p", "host": "h"}, "key": {"variable": "k"}, "api_key": 5}) == {
+        "smtp": {"password": "***", "host": "h"},
+        "key": {"variable": "k"},
+        "api_key": "***",
+    }
 
 
 @pytest.mark.timeout(300)
@@ -49,17 +52,38 @@ def test_collect_logs_archive(tmp_path, sandbox, source, make_namespace, monkeyp
 
     ns = make_namespace(source, "diag")
     # a hook pod the sandbox executes: its log has a secret-looking assignment
-    source.core.create_namespaced_pod(ns, {
-        "metadata": {"name": "hook-pre", "labels": {"ys1000.io/component": "hook", "ys1000.io/executable": "true"}},
-        "spec": {"restartPolicy": "Never", "containers": [{
-            "name": "hook", "image": "busybox",
-            "command": ["sh", "-c", f"echo hook ran in {ns}; echo token={PLANTED['pod']}; "
-                                    f"echo key {PLANTED['repo_key']}"]}]}})
-    source.core.create_namespaced_event(ns, {
-        "metadata": {"name": "diag-event"}, "type": "Warning", "reason": "YsDiagTest",
-        "message": "planted event for collect-logs", "involvedObject": {"kind": "Pod", "name": "hook-pre", "namespace": ns},
-        "firstTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "lastTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    source.core.create_namespaced_pod(
+        ns,
+        {
+            "metadata": {"name": "hook-pre", "labels": {"ys1000.io/component": "hook", "ys1000.io/executable": "true"}},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [
+                    {
+                        "name": "hook",
+                        "image": "busybox",
+                        "command": [
+                            "sh",
+                            "-c",
+                            f"echo hook ran in {ns}; echo token={PLANTED['pod']}; echo key {PLANTED['repo_key']}",
+                        ],
+                    }
+                ],
+            },
+        },
+    )
+    source.core.create_namespaced_event(
+        ns,
+        {
+            "metadata": {"name": "diag-event"},
+            "type": "Warning",
+            "reason": "YsDiagTest",
+            "message": "planted event for collect-logs",
+            "involvedObject": {"kind": "Pod", "name": "hook-pre", "namespace": ns},
+            "firstTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "lastTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        },
+    )
     deadline = time.time() + 60
     while source.core.read_namespaced_pod("hook-pre", ns).status.phase not in ("Succeeded", "Failed"):
         assert time.time() < deadline, "the sandbox did not run the hook pod"
@@ -70,15 +94,20 @@ def test_collect_logs_archive(tmp_path, sandbox, source, make_namespace, monkeyp
     shutil.copytree(REPO / "config", config)
     (config / "plans" / "diag.yaml").write_text(
         f"kind: BackupPlan\nname: diag\ncluster: source\nrepository: sandbox-s3\nnamespaces: {{names: [{ns}]}}\n"
-        "policy: {scope: resources, method: filecopy, schedule: {type: on_demand}, retention: 7d}\n")
+        "policy: {scope: resources, method: filecopy, schedule: {type: on_demand}, retention: 7d}\n"
+    )
     (config / "notes.yaml").write_text(f"smtp:\n  host: mail.example.com\n  password: {PLANTED['config']}\n")
 
     # an AIRFLOW_HOME with task logs (ys1000 and other DAGs), scheduler and dag-processor logs
     home = tmp_path / "airflow"
     task_log = home / "logs" / "dag_id=ys1000_backup__diag" / "run_id=manual__1" / "task_id=capture" / "attempt=1.log"
     task_log.parent.mkdir(parents=True)
-    task_log.write_text(json.dumps({"event": f"login with {PLANTED['conn']}", "level": "info"}) + "\n"
-                        + json.dumps({"event": "capture done: 12 objects", "level": "info"}) + "\n")
+    task_log.write_text(
+        json.dumps({"event": f"login with {PLANTED['conn']}", "level": "info"})
+        + "\n"
+        + json.dumps({"event": "capture done: 12 objects", "level": "info"})
+        + "\n"
+    )
     other = home / "logs" / "dag_id=someone_else" / "run_id=r" / "task_id=t" / "attempt=1.log"
     other.parent.mkdir(parents=True)
     other.write_text("not ours\n")
@@ -94,13 +123,30 @@ def test_collect_logs_archive(tmp_path, sandbox, source, make_namespace, monkeyp
 
     for k, v in sandbox_env(sandbox["dir"]).items():
         monkeypatch.setenv(k, v)
-    monkeypatch.setenv("AIRFLOW_CONN_YS1000_SMTP", json.dumps({"conn_type": "smtp", "host": "mail",
-                                                               "password": PLANTED["conn"]}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_YS1000_SMTP", json.dumps({"conn_type": "smtp", "host": "mail", "password": PLANTED["conn"]})
+    )
     monkeypatch.setenv("YS1000_REPO_KEY", PLANTED["repo_key"])
 
     out = tmp_path / "support" / "bundle.tar.gz"
-    assert _cli(["collect-logs", "-o", str(out), "--cluster", "source", "--since", "24h",
-                 "--airflow-home", str(home), "--config-dir", str(config)]) == 0
+    assert (
+        _cli(
+            [
+                "collect-logs",
+                "-o",
+                str(out),
+                "--cluster",
+                "source",
+                "--since",
+                "24h",
+                "--airflow-home",
+                str(home),
+                "--config-dir",
+                str(config),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert f"wrote {out}" in printed and "airflow task logs: 1 files" in printed
     assert "cluster source: ys1000 pod logs" in printed and "config (redacted)" in printed
@@ -118,8 +164,10 @@ def test_collect_logs_archive(tmp_path, sandbox, source, make_namespace, monkeyp
     assert f"hook ran in {ns}" in files[f"clusters/source/pods/{ns}/hook-pre/hook.log"]
     assert json.loads(files[f"clusters/source/pods/{ns}/hook-pre/pod.json"])["phase"] == "Succeeded"
     assert "YsDiagTest" in files[f"clusters/source/events/{ns}.tsv"]
-    assert "capture done: 12 objects" in files[
-        "airflow/tasks/dag_id=ys1000_backup__diag/run_id=manual__1/task_id=capture/attempt=1.log"]
+    assert (
+        "capture done: 12 objects"
+        in files["airflow/tasks/dag_id=ys1000_backup__diag/run_id=manual__1/task_id=capture/attempt=1.log"]
+    )
     meta = json.loads(files["collected.json"])
     assert meta["clusters"] == ["source"] and len(meta["parts"]) == len(names) - 1
 

@@ -13,8 +13,14 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "airflow"))  # af_helpers
 
 from af_helpers import copy_config, set_bucket, write_plan  # noqa: E402
-from e2e_helpers import (SLOW_DATA_MIB, SLOW_LIMIT_KIB, backup_plan, limit_bandwidth,  # noqa: E402
-                         plant_data, pv_dir)
+from e2e_helpers import (
+    SLOW_DATA_MIB,
+    SLOW_LIMIT_KIB,
+    backup_plan,
+    limit_bandwidth,  # noqa: E402
+    plant_data,
+    pv_dir,
+)
 
 
 @pytest.fixture(scope="module")
@@ -48,4 +54,3 @@ def e2e_env(sandbox, sandbox_s3, source, tmp_path_factory):
         source.core.delete_namespace(ns)
     except client.exceptions.ApiException:
         pass
-

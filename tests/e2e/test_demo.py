@@ -32,8 +32,14 @@ def test_demo_no_wait(tmp_path):
     try:
         # no --port: the demo's own choice (8080 when free, else a free port; another free one if
         # the port is taken before the api-server binds it), read back from what it prints
-        proc = subprocess.run([sys.executable, "-m", "ys1000_dev.demo", "--dir", str(root), "--no-wait"], cwd=REPO, env=env, capture_output=True, text=True,
-                              timeout=900)
+        proc = subprocess.run(
+            [sys.executable, "-m", "ys1000_dev.demo", "--dir", str(root), "--no-wait"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
     finally:
         supervisor.down(root)  # no-op when the demo stopped it (it should have)
     out = proc.stdout + proc.stderr

@@ -13,8 +13,14 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-AIRFLOW_SERVICES = {"airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-worker",
-                    "airflow-triggerer", "airflow-init"}
+AIRFLOW_SERVICES = {
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-worker",
+    "airflow-triggerer",
+    "airflow-init",
+}
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +42,13 @@ def test_services_and_shared_airflow_environment(compose):
     assert AIRFLOW_SERVICES | {"postgres", "redis", "minio", "createbuckets"} <= set(services)
     assert "x-airflow-common" in compose
     commands = {name: services[name].get("command") for name in AIRFLOW_SERVICES - {"airflow-init"}}
-    assert commands == {"airflow-apiserver": "api-server", "airflow-scheduler": "scheduler",
-                        "airflow-dag-processor": "dag-processor", "airflow-worker": "celery worker",
-                        "airflow-triggerer": "triggerer"}
+    assert commands == {
+        "airflow-apiserver": "api-server",
+        "airflow-scheduler": "scheduler",
+        "airflow-dag-processor": "dag-processor",
+        "airflow-worker": "celery worker",
+        "airflow-triggerer": "triggerer",
+    }
     common = _env(compose["x-airflow-common"])
     for name in AIRFLOW_SERVICES:
         env = _env(services[name])
@@ -46,7 +56,10 @@ def test_services_and_shared_airflow_environment(compose):
         assert services[name]["image"] == compose["x-airflow-common"]["image"]
     assert common["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     assert "@postgres/" in common["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
-    assert common["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://") and "@redis:6379" in common["AIRFLOW__CELERY__BROKER_URL"]
+    assert (
+        common["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://")
+        and "@redis:6379" in common["AIRFLOW__CELERY__BROKER_URL"]
+    )
     # the workers reach the API server's execution API by its service name and port
     api_port = services["airflow-apiserver"]["ports"][0].split(":")[-1]
     assert common["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == f"http://airflow-apiserver:{api_port}/execution/"
@@ -66,8 +79,7 @@ def test_airflow_options_exist():
     keys = set(re.findall(r"^\s+AIRFLOW__([A-Z_]+?)__([A-Z_]+):", text, re.M))
     assert len(keys) > 10
     known = conf.configuration_description  # Airflow's and the installed providers' options
-    unknown = [f"{s}.{k}".lower() for s, k in keys
-               if k.lower() not in (known.get(s.lower()) or {}).get("options", {})]
+    unknown = [f"{s}.{k}".lower() for s, k in keys if k.lower() not in (known.get(s.lower()) or {}).get("options", {})]
     assert unknown == []
 
 
@@ -82,8 +94,11 @@ def test_consistent_with_the_config(compose):
     assert volumes["/opt/ys1000/include"] == "./include"
 
     config = load_config(REPO / "config")
-    conns = {k.removeprefix("AIRFLOW_CONN_").lower(): json.loads(_default(v))
-             for k, v in common.items() if k.startswith("AIRFLOW_CONN_")}
+    conns = {
+        k.removeprefix("AIRFLOW_CONN_").lower(): json.loads(_default(v))
+        for k, v in common.items()
+        if k.startswith("AIRFLOW_CONN_")
+    }
     for name, cluster in config.clusters.items():
         conn = conns[cluster.connection_id]
         assert conn["conn_type"] == "kubernetes"

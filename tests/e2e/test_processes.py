@@ -22,13 +22,20 @@ def _alive(pid: int) -> bool:
 def test_stop_ends_the_group_and_escaped_children(tmp_path):
     procs = ProcessSet(tmp_path / "logs", _clean_environ())
     # a child in its own session (like Airflow's task processes) and one that ignores SIGTERM
-    m = procs.start("parent", ["bash", "-c", f"setsid sleep 300 & echo $! > {tmp_path}/escaped; "
-                                             "trap '' TERM; sleep 300"])
+    m = procs.start(
+        "parent", ["bash", "-c", f"setsid sleep 300 & echo $! > {tmp_path}/escaped; trap '' TERM; sleep 300"]
+    )
     for _ in range(50):
         if (tmp_path / "escaped").exists() and (tmp_path / "escaped").read_text().strip():
             break
         time.sleep(0.1)
     escaped = int((tmp_path / "escaped").read_text())
+    # $! is known before the child has called setsid(): wait until it has its own group (a
+    # loaded machine can take a while to get there), or fail if it never does
+    for _ in range(100):
+        if _alive(escaped) and os.getpgid(escaped) != m.proc.pid:
+            break
+        time.sleep(0.05)
     assert _alive(escaped) and os.getpgid(escaped) != m.proc.pid
     assert set(procs.remaining()) >= {m.proc.pid, escaped}
     t = time.monotonic()

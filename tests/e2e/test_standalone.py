@@ -54,8 +54,11 @@ def airflow(e2e_env):
 def movers(kube, ns: str) -> list[str]:
     from ys1000.kube.jobs import JOBS, SECRETS
 
-    return [f"{kind}/{o['metadata']['name']}" for kind, rt in (("Job", JOBS), ("Secret", SECRETS))
-            for o in kube.list(rt, ns, label_selector=MOVERS)]
+    return [
+        f"{kind}/{o['metadata']['name']}"
+        for kind, rt in (("Job", JOBS), ("Secret", SECRETS))
+        for o in kube.list(rt, ns, label_selector=MOVERS)
+    ]
 
 
 def mapped(c, dag: str, run: str, task: str) -> list[dict]:
@@ -71,8 +74,11 @@ def test_second_job_on_the_cluster_waits_in_the_pool(airflow, e2e_env, sandbox_s
     c = airflow.client()
     t0 = time.monotonic()
     first = c.trigger(SLOW)["dag_run_id"]
-    wait_until(lambda: any(t["state"] == "deferred" for t in mapped(c, SLOW, first, "volumes")), timeout=180,
-               what="a volumes task of the first job deferred (its mover running)")
+    wait_until(
+        lambda: any(t["state"] == "deferred" for t in mapped(c, SLOW, first, "volumes")),
+        timeout=180,
+        what="a volumes task of the first job deferred (its mover running)",
+    )
     second = c.trigger(QUICK)["dag_run_id"]
 
     # while the first job's volume tasks wait in the triggerer (holding their pool slots), the
@@ -83,8 +89,16 @@ def test_second_job_on_the_cluster_waits_in_the_pool(airflow, e2e_env, sandbox_s
         pre = c.task_instances(QUICK, second).get("preflight", {}).get("state")
         pool = c.pool(POOL)
         states = sorted({t["state"] for t in mapped(c, SLOW, first, "volumes")}, key=str)
-        seen.append((round(time.monotonic() - t0, 1), pre, states, pool["open_slots"], pool["deferred_slots"],
-                     pool["scheduled_slots"]))
+        seen.append(
+            (
+                round(time.monotonic() - t0, 1),
+                pre,
+                states,
+                pool["open_slots"],
+                pool["deferred_slots"],
+                pool["scheduled_slots"],
+            )
+        )
         if not set(states) & ACTIVE:
             break
         assert pre in (None, "scheduled", "queued"), f"second job ran while the first held the pool: {seen}"
@@ -125,18 +139,33 @@ def test_mark_failed_mid_copy_cleans_up_and_next_run_succeeds(airflow, e2e_env, 
     (pv_dir(kube, ns, "wp-content") / "cancel-test.bin").write_bytes(os.urandom(SLOW_DATA_MIB << 20))
     run = c.trigger(SLOW)["dag_run_id"]
     name = f"{ns}/wp-content"
-    ti = wait_until(lambda: next((t for t in mapped(c, SLOW, run, "volumes")
-                                  if t["rendered_map_index"] == name and t["state"] == "deferred"), None),
-                    timeout=180, what=f"the volumes task of {name} deferred")
+    ti = wait_until(
+        lambda: next(
+            (
+                t
+                for t in mapped(c, SLOW, run, "volumes")
+                if t["rendered_map_index"] == name and t["state"] == "deferred"
+            ),
+            None,
+        ),
+        timeout=180,
+        what=f"the volumes task of {name} deferred",
+    )
     wait_until(lambda: movers(kube, ns), timeout=60, what="the mover Job of the volumes task")
     time.sleep(2)  # its trigger is running in the triggerer
     bid = xcom(c, SLOW, run, "capture", "backup_id")
     t0 = time.monotonic()
-    c.request("PATCH", f"/api/v2/dags/{SLOW}/dagRuns/{run}/taskInstances/volumes/{ti['map_index']}",
-              json={"new_state": "failed", "note": "cancelled by the e2e test"})
+    c.request(
+        "PATCH",
+        f"/api/v2/dags/{SLOW}/dagRuns/{run}/taskInstances/volumes/{ti['map_index']}",
+        json={"new_state": "failed", "note": "cancelled by the e2e test"},
+    )
     # the trigger's on_kill deletes the PVC's mover Job and Secret
-    wait_until(lambda: not [m for m in movers(kube, ns) if "wp-content" in m], timeout=30,
-               what="the cancelled PVC's mover Job/Secret to be deleted")
+    wait_until(
+        lambda: not [m for m in movers(kube, ns) if "wp-content" in m],
+        timeout=30,
+        what="the cancelled PVC's mover Job/Secret to be deleted",
+    )
     print(f"cancelled and cleaned up in {time.monotonic() - t0:.1f} s")
 
     assert c.wait_run(SLOW, run, timeout=180)["state"] == "failed"

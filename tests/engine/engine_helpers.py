@@ -12,8 +12,15 @@ KEY = "correct horse battery staple"
 
 
 def repo_for(s3, bucket: str, prefix: str = "t"):
-    cfg = RepositoryConfig(type="s3", bucket=bucket, prefix=prefix, endpoint_url=s3.endpoint_url,
-                           access_key=s3.access_key, secret_key=s3.secret_key, region=s3.region)
+    cfg = RepositoryConfig(
+        type="s3",
+        bucket=bucket,
+        prefix=prefix,
+        endpoint_url=s3.endpoint_url,
+        access_key=s3.access_key,
+        secret_key=s3.secret_key,
+        region=s3.region,
+    )
     return open_repository(cfg, KEY, create=True)
 
 

@@ -33,11 +33,23 @@ def test_repo_test_distinguishes_failures(sandbox_s3, s3env):
     bucket = sandbox_s3.new_bucket(f"cli-{uuid.uuid4().hex[:8]}")
     ok = run("repo", "test", "--repo", f"s3://{bucket}/x", "-o", "json", env_extra=s3env, check_rc=0)
     assert json.loads(ok.stdout)["ok"] is True
-    wrong_secret = run("repo", "test", "--repo", f"s3://{bucket}/x",
-                       env_extra={**s3env, "AWS_SECRET_ACCESS_KEY": "not-the-secret"}, check_rc=1)
+    wrong_secret = run(
+        "repo",
+        "test",
+        "--repo",
+        f"s3://{bucket}/x",
+        env_extra={**s3env, "AWS_SECRET_ACCESS_KEY": "not-the-secret"},
+        check_rc=1,
+    )
     no_bucket = run("repo", "test", "--repo", "s3://no-such-bucket-here/x", env_extra=s3env, check_rc=1)
-    unreachable = run("repo", "test", "--repo", f"s3://{bucket}/x",
-                      env_extra={**s3env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}, check_rc=1)
+    unreachable = run(
+        "repo",
+        "test",
+        "--repo",
+        f"s3://{bucket}/x",
+        env_extra={**s3env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"},
+        check_rc=1,
+    )
     assert "secret key is wrong" in wrong_secret.stderr
     assert "bucket 'no-such-bucket-here' does not exist" in no_bucket.stderr
     assert "unreachable" in unreachable.stderr
@@ -52,34 +64,98 @@ def test_backup_list_show_verify_restore(source, target, make_namespace, sandbox
     source.core.create_namespaced_config_map(ns, {"metadata": {"name": "cfg"}, "data": {"a": "1"}})
     bucket = sandbox_s3.new_bucket(f"cli-{uuid.uuid4().hex[:8]}")
     repo = ["--repo", f"s3://{bucket}/cli"]
-    b = run("backup", "--kubeconfig", source.kubeconfig, *repo, "-n", ns, "--plan", "cli", "-o", "json",
-            env_extra=s3env, check_rc=0)
+    b = run(
+        "backup",
+        "--kubeconfig",
+        source.kubeconfig,
+        *repo,
+        "-n",
+        ns,
+        "--plan",
+        "cli",
+        "-o",
+        "json",
+        env_extra=s3env,
+        check_rc=0,
+    )
     backup_id = json.loads(b.stdout)["backup_id"]
     listed = run("backups", "list", *repo, "-o", "json", env_extra=s3env, check_rc=0)
     assert [e["backup_id"] for e in json.loads(listed.stdout)] == [backup_id]
     shown = run("backups", "show", *repo, backup_id, "--resource", f"Secret/{ns}/db", env_extra=s3env, check_rc=0)
     assert "password: '***'" in shown.stdout and "aHVudGVyMg" not in shown.stdout
-    revealed = run("backups", "show", *repo, backup_id, "--resource", f"Secret/{ns}/db", "--show-secrets",
-                   env_extra=s3env, check_rc=0)
+    revealed = run(
+        "backups",
+        "show",
+        *repo,
+        backup_id,
+        "--resource",
+        f"Secret/{ns}/db",
+        "--show-secrets",
+        env_extra=s3env,
+        check_rc=0,
+    )
     assert "aHVudGVyMg==" in revealed.stdout
     run("verify", *repo, backup_id, env_extra=s3env, check_rc=0)
     wrong_key = run("verify", *repo, backup_id, env_extra={**s3env, "YS1000_REPO_KEY": "wrong"}, check_rc=1)
     assert "key" in wrong_key.stderr.lower()
     new_ns = ns + "-cli"
-    dry = run("restore", "latest", "--plan", "cli", "--kubeconfig", target.kubeconfig, *repo,
-              "--namespace-mapping", f"{ns}={new_ns}", "--dry-run", env_extra=s3env, check_rc=0)
+    dry = run(
+        "restore",
+        "latest",
+        "--plan",
+        "cli",
+        "--kubeconfig",
+        target.kubeconfig,
+        *repo,
+        "--namespace-mapping",
+        f"{ns}={new_ns}",
+        "--dry-run",
+        env_extra=s3env,
+        check_rc=0,
+    )
     assert "would-create  ConfigMap" in dry.stdout
-    r = run("restore", backup_id, "--kubeconfig", target.kubeconfig, *repo, "--namespace-mapping", f"{ns}={new_ns}",
-            "-o", "json", env_extra=s3env, check_rc=0)
+    r = run(
+        "restore",
+        backup_id,
+        "--kubeconfig",
+        target.kubeconfig,
+        *repo,
+        "--namespace-mapping",
+        f"{ns}={new_ns}",
+        "-o",
+        "json",
+        env_extra=s3env,
+        check_rc=0,
+    )
     report = json.loads(r.stdout)
     assert report["status"] == "Completed" and report["counts"]["created"] >= 3
     assert target.core.read_namespaced_config_map("cfg", new_ns).data == {"a": "1"}
     # existing-resource policy fail: partial failure has its own exit code
-    partial = run("restore", backup_id, "--kubeconfig", target.kubeconfig, *repo,
-                  "--namespace-mapping", f"{ns}={new_ns}", "--existing", "fail", env_extra=s3env)
+    partial = run(
+        "restore",
+        backup_id,
+        "--kubeconfig",
+        target.kubeconfig,
+        *repo,
+        "--namespace-mapping",
+        f"{ns}={new_ns}",
+        "--existing",
+        "fail",
+        env_extra=s3env,
+    )
     assert partial.returncode in (1, 3) and "exists (existing-resource policy: fail)" in partial.stdout
-    conflict = run("restore", backup_id, "--kubeconfig", target.kubeconfig, *repo,
-                   "--namespace-mapping", f"{ns}={new_ns}", "--refuse-conflicts", env_extra=s3env, check_rc=1)
+    conflict = run(
+        "restore",
+        backup_id,
+        "--kubeconfig",
+        target.kubeconfig,
+        *repo,
+        "--namespace-mapping",
+        f"{ns}={new_ns}",
+        "--refuse-conflicts",
+        env_extra=s3env,
+        check_rc=1,
+    )
     assert f"Namespace {new_ns}" in conflict.stderr
     target.core.delete_namespace(new_ns)
 
@@ -94,15 +170,28 @@ def test_usage_errors_are_clear(s3env):
 def test_taken_node_port_gets_a_new_one(source, make_namespace, sandbox_s3, s3env):
     """Restoring a NodePort Service next to the original (another namespace, same cluster)."""
     ns = make_namespace(source)
-    source.core.create_namespaced_service(ns, {"metadata": {"name": "np"}, "spec": {
-        "type": "NodePort", "selector": {"app": "x"}, "ports": [{"port": 80}]}})
+    source.core.create_namespaced_service(
+        ns,
+        {"metadata": {"name": "np"}, "spec": {"type": "NodePort", "selector": {"app": "x"}, "ports": [{"port": 80}]}},
+    )
     port = source.core.read_namespaced_service("np", ns).spec.ports[0].node_port
     bucket = sandbox_s3.new_bucket(f"np-{uuid.uuid4().hex[:8]}")
     repo = ["--repo", f"s3://{bucket}/np"]
     b = run("backup", "--kubeconfig", source.kubeconfig, *repo, "-n", ns, "-o", "json", env_extra=s3env, check_rc=0)
     bid = json.loads(b.stdout)["backup_id"]
-    r = run("restore", bid, "--kubeconfig", source.kubeconfig, *repo, "--namespace-mapping", f"{ns}={ns}-2",
-            "-o", "json", env_extra=s3env, check_rc=0)
+    r = run(
+        "restore",
+        bid,
+        "--kubeconfig",
+        source.kubeconfig,
+        *repo,
+        "--namespace-mapping",
+        f"{ns}={ns}-2",
+        "-o",
+        "json",
+        env_extra=s3env,
+        check_rc=0,
+    )
     item = next(i for i in json.loads(r.stdout)["items"] if i["kind"] == "Service")
     assert item["action"] == "created" and f"nodePort {port} is taken" in item["reason"]
     assert source.core.read_namespaced_service("np", ns + "-2").spec.ports[0].node_port != port

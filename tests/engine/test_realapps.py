@@ -20,7 +20,13 @@ from ys1000.backup import BackupSpec
 from ys1000.backup.capture import label_selector_matches
 from ys1000.kube import Discovery, Kube
 from ys1000.kube.discovery import (
-    APISERVICES, CLUSTER_ROLE_BINDINGS, CLUSTER_ROLES, CRDS, MUTATING_WEBHOOKS, NAMESPACES, VALIDATING_WEBHOOKS,
+    APISERVICES,
+    CLUSTER_ROLE_BINDINGS,
+    CLUSTER_ROLES,
+    CRDS,
+    MUTATING_WEBHOOKS,
+    NAMESPACES,
+    VALIDATING_WEBHOOKS,
 )
 from ys1000.restore import RestoreOptions, RestoreSpec
 from ys1000.restore.priorities import rank
@@ -41,36 +47,75 @@ WORKLOAD_KINDS = {"Deployment", "DaemonSet", "Prometheus", "Alertmanager", "Serv
 
 # -- without a cluster ---------------------------------------------------------------------------
 
+
 def test_webhooks_and_apiservices_rank_after_workloads_and_custom_resources():
-    last = [rank(gr, False) for gr in ("apiservices.apiregistration.k8s.io",
-                                       "validatingwebhookconfigurations.admissionregistration.k8s.io",
-                                       "mutatingwebhookconfigurations.admissionregistration.k8s.io")]
-    others = [rank("deployments.apps", False), rank("daemonsets.apps", False), rank("pods", False),
-              rank(f"prometheuses.{realapps.GROUP}", True), rank("leases.coordination.k8s.io", False)]
+    last = [
+        rank(gr, False)
+        for gr in (
+            "apiservices.apiregistration.k8s.io",
+            "validatingwebhookconfigurations.admissionregistration.k8s.io",
+            "mutatingwebhookconfigurations.admissionregistration.k8s.io",
+        )
+    ]
+    others = [
+        rank("deployments.apps", False),
+        rank("daemonsets.apps", False),
+        rank("pods", False),
+        rank(f"prometheuses.{realapps.GROUP}", True),
+        rank("leases.coordination.k8s.io", False),
+    ]
     assert min(last) > max(others)
 
 
 def test_namespace_mapping_moves_bound_service_accounts_and_called_services():
     opt = RestoreOptions(namespace_mapping={NS: NS_B})
-    crb = transform({"kind": "ClusterRoleBinding", "metadata": {"name": "b"}, "roleRef": {"kind": "ClusterRole", "name": "r"},
-                     "subjects": [{"kind": "ServiceAccount", "name": "a", "namespace": NS},
-                                  {"kind": "ServiceAccount", "name": "x", "namespace": "kube-system"},
-                                  {"kind": "User", "name": "alice", "apiGroup": "rbac.authorization.k8s.io"}]}, opt)
+    crb = transform(
+        {
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "b"},
+            "roleRef": {"kind": "ClusterRole", "name": "r"},
+            "subjects": [
+                {"kind": "ServiceAccount", "name": "a", "namespace": NS},
+                {"kind": "ServiceAccount", "name": "x", "namespace": "kube-system"},
+                {"kind": "User", "name": "alice", "apiGroup": "rbac.authorization.k8s.io"},
+            ],
+        },
+        opt,
+    )
     assert [s.get("namespace") for s in crb["subjects"]] == [NS_B, "kube-system", None]
     for obj in realapps.cluster_scoped(NS):
         if obj["kind"] in LAST_KINDS:
             out = transform(json.loads(json.dumps(obj)), opt)
-            refs = ([w["clientConfig"]["service"] for w in out["webhooks"]] if "webhooks" in out
-                    else [out["spec"]["service"]])
+            refs = (
+                [w["clientConfig"]["service"] for w in out["webhooks"]]
+                if "webhooks" in out
+                else [out["spec"]["service"]]
+            )
             assert {r["namespace"] for r in refs} == {NS_B}, out
-    crd = transform({"kind": "CustomResourceDefinition", "metadata": {"name": "c"}, "spec": {"conversion": {
-        "strategy": "Webhook", "webhook": {"clientConfig": {"service": {"namespace": NS, "name": "conv"}}}}}}, opt)
+    crd = transform(
+        {
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": "c"},
+            "spec": {
+                "conversion": {
+                    "strategy": "Webhook",
+                    "webhook": {"clientConfig": {"service": {"namespace": NS, "name": "conv"}}},
+                }
+            },
+        },
+        opt,
+    )
     assert crd["spec"]["conversion"]["webhook"]["clientConfig"]["service"]["namespace"] == NS_B
 
 
 def test_aggregation_selectors():
-    sel = {"matchLabels": {"a": "true"}, "matchExpressions": [{"key": "b", "operator": "In", "values": ["1", "2"]},
-                                                              {"key": "c", "operator": "DoesNotExist"}]}
+    sel = {
+        "matchLabels": {"a": "true"},
+        "matchExpressions": [
+            {"key": "b", "operator": "In", "values": ["1", "2"]},
+            {"key": "c", "operator": "DoesNotExist"},
+        ],
+    }
     assert label_selector_matches(sel, {"a": "true", "b": "2"})
     assert not label_selector_matches(sel, {"a": "true", "b": "3"})
     assert not label_selector_matches(sel, {"a": "true", "b": "1", "c": ""})
@@ -79,6 +124,7 @@ def test_aggregation_selectors():
 
 
 # -- against the sandbox -------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def stack(source, target, sandbox_s3):
@@ -90,10 +136,17 @@ def stack(source, target, sandbox_s3):
         realapps.deploy(src, NS)
         bucket = sandbox_s3.new_bucket(f"realapps-{uuid.uuid4().hex[:8]}")
         repo = repo_for(sandbox_s3, bucket)
-        result = run_backup(src, repo, BackupSpec(backup_id="monitoring-1", plan="monitoring", namespaces=[NS],
-                                                  cluster_name="source"))
-        yield {"src": src, "dst": dst, "repo": repo, "result": result, "backup": result.manifest.backup_id,
-               "index": list(repo.read_index(result.manifest.backup_id))}
+        result = run_backup(
+            src, repo, BackupSpec(backup_id="monitoring-1", plan="monitoring", namespaces=[NS], cluster_name="source")
+        )
+        yield {
+            "src": src,
+            "dst": dst,
+            "repo": repo,
+            "result": result,
+            "backup": result.manifest.backup_id,
+            "index": list(repo.read_index(result.manifest.backup_id)),
+        }
     finally:
         realapps.teardown(src, [NS])
         realapps.teardown(dst, [NS, NS_B])
@@ -102,12 +155,18 @@ def stack(source, target, sandbox_s3):
 def test_default_backup_skips_hostpath_mounts_and_warns_about_the_unavailable_group(stack):
     m, src = stack["result"].manifest, stack["src"]
     assert m.status == "Completed" and m.scope == "full"
-    pods = [p["metadata"]["name"] for p in src.list(Discovery.load(src).by_kind("Pod"), NS,
-                                                    label_selector="app.kubernetes.io/name=node-exporter")]
+    pods = [
+        p["metadata"]["name"]
+        for p in src.list(Discovery.load(src).by_kind("Pod"), NS, label_selector="app.kubernetes.io/name=node-exporter")
+    ]
     assert pods
     for pod in pods:
         for vol, path in realapps.HOST_PATHS.items():
-            assert any(f"pod {NS}/{pod} volume {vol} (hostPath {path})" in w for w in m.warnings), (pod, vol, m.warnings)
+            assert any(f"pod {NS}/{pod} volume {vol} (hostPath {path})" in w for w in m.warnings), (
+                pod,
+                vol,
+                m.warnings,
+            )
     assert any(realapps.METRICS_GROUP in w and "unavailable" in w for w in m.warnings), m.warnings
     # the cluster-scoped closure: CRDs, ClusterRoles (aggregated + components, not the bootstrap
     # `view`), bindings, the APIService and the webhooks served from the namespace
@@ -127,7 +186,11 @@ def _restored_in_order(report) -> None:
     last = [n for (kind, _, _), n in pos.items() if kind in LAST_KINDS]
     work = [n for (kind, _, _), n in pos.items() if kind in WORKLOAD_KINDS]
     crds = [n for (kind, _, _), n in pos.items() if kind == "CustomResourceDefinition"]
-    crs = [n for (kind, _, _), n in pos.items() if kind in ("Prometheus", "Alertmanager", "ServiceMonitor", "PrometheusRule")]
+    crs = [
+        n
+        for (kind, _, _), n in pos.items()
+        if kind in ("Prometheus", "Alertmanager", "ServiceMonitor", "PrometheusRule")
+    ]
     assert last and work and min(last) > max(work)
     assert crds and crs and min(crs) > max(crds)
 
@@ -151,7 +214,9 @@ def test_restore_into_fresh_target_every_object_equal(stack):
         original = src.get(rt_src.path(e.namespace, e.name))
         restored = dst.get_or_none(rt_dst.path(e.namespace, e.name))
         assert restored is not None, f"{e.kind} {e.namespace}/{e.name} not restored"
-        assert normalize(restored) == normalize(original), f"{e.kind} {e.namespace}/{e.name} differs after the round trip"
+        assert normalize(restored) == normalize(original), (
+            f"{e.kind} {e.namespace}/{e.name} differs after the round trip"
+        )
         compared += 1
     assert compared > len(realapps.namespaced(NS)), compared  # and the Namespace, ServiceAccount default
     names = realapps.cluster_names(NS)
@@ -160,9 +225,13 @@ def test_restore_into_fresh_target_every_object_equal(stack):
         assert realapps.crd_established(dst, name)
     for name in names["ClusterRole"]:
         # the aggregated one is recomputed in the target from its restored components: same rules
-        wait_until(lambda name=name: _same_rules(dst.get(CLUSTER_ROLES.path(name=name)).get("rules"),
-                                       src.get(CLUSTER_ROLES.path(name=name)).get("rules")),
-                   timeout=30, what=f"ClusterRole {name} to have the source's rules")
+        wait_until(
+            lambda name=name: _same_rules(
+                dst.get(CLUSTER_ROLES.path(name=name)).get("rules"), src.get(CLUSTER_ROLES.path(name=name)).get("rules")
+            ),
+            timeout=30,
+            what=f"ClusterRole {name} to have the source's rules",
+        )
     assert dst.get(CLUSTER_ROLES.path(name="realapps-monitoring-view"))["rules"]
     for name in names["ClusterRoleBinding"]:
         a, b = dst.get(CLUSTER_ROLE_BINDINGS.path(name=name)), src.get(CLUSTER_ROLE_BINDINGS.path(name=name))
@@ -170,8 +239,10 @@ def test_restore_into_fresh_target_every_object_equal(stack):
     for rt in (VALIDATING_WEBHOOKS, MUTATING_WEBHOOKS):
         for name in names[rt.kind]:
             assert dst.get(rt.path(name=name))["webhooks"] == src.get(rt.path(name=name))["webhooks"]
-    assert dst.get(APISERVICES.path(name=realapps.APISERVICE_NAME))["spec"] == \
-        src.get(APISERVICES.path(name=realapps.APISERVICE_NAME))["spec"]
+    assert (
+        dst.get(APISERVICES.path(name=realapps.APISERVICE_NAME))["spec"]
+        == src.get(APISERVICES.path(name=realapps.APISERVICE_NAME))["spec"]
+    )
 
 
 def test_restore_under_new_namespace_name_bindings_and_services_follow(stack):
@@ -195,10 +266,21 @@ def test_restore_under_new_namespace_name_bindings_and_services_follow(stack):
             item = by_name[(kind, name)]
             assert (item.action, item.reason) == ("skipped", "exists"), item
     # with the update policy the mapped ones replace them: subjects and services follow the mapping
-    update = run_restore(dst, repo, RestoreSpec(
-        backup_id=stack["backup"], options=RestoreOptions(namespace_mapping={NS: NS_B}), existing_policy="update",
-        include_kinds=["ClusterRoleBinding", "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration",
-                       "APIService"]))
+    update = run_restore(
+        dst,
+        repo,
+        RestoreSpec(
+            backup_id=stack["backup"],
+            options=RestoreOptions(namespace_mapping={NS: NS_B}),
+            existing_policy="update",
+            include_kinds=[
+                "ClusterRoleBinding",
+                "ValidatingWebhookConfiguration",
+                "MutatingWebhookConfiguration",
+                "APIService",
+            ],
+        ),
+    )
     assert update.status == "Completed", update.failed
     assert {i.action for i in update.items} == {"updated"}, update.counts
     names = realapps.cluster_names(NS)
@@ -207,5 +289,7 @@ def test_restore_under_new_namespace_name_bindings_and_services_follow(stack):
         assert {s["namespace"] for s in subjects if s["kind"] == "ServiceAccount"} == {NS_B}, subjects
     for rt in (VALIDATING_WEBHOOKS, MUTATING_WEBHOOKS):
         for name in names[rt.kind]:
-            assert {w["clientConfig"]["service"]["namespace"] for w in dst.get(rt.path(name=name))["webhooks"]} == {NS_B}
+            assert {w["clientConfig"]["service"]["namespace"] for w in dst.get(rt.path(name=name))["webhooks"]} == {
+                NS_B
+            }
     assert dst.get(APISERVICES.path(name=realapps.APISERVICE_NAME))["spec"]["service"]["namespace"] == NS_B

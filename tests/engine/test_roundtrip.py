@@ -36,8 +36,16 @@ def app(source, sandbox_s3):
     sampleapp.deploy(kube, ns)
     pvcs = ("wp-content", "data-mysql-0")
     for pvc in pvcs:
-        wait_until(lambda pvc=pvc: (kube.get_or_none(f"/api/v1/namespaces/{ns}/persistentvolumeclaims/{pvc}") or {})
-                   .get("status", {}).get("phase") == "Bound", timeout=60, what=f"{pvc} bound")
+        wait_until(
+            lambda pvc=pvc: (
+                (kube.get_or_none(f"/api/v1/namespaces/{ns}/persistentvolumeclaims/{pvc}") or {})
+                .get("status", {})
+                .get("phase")
+                == "Bound"
+            ),
+            timeout=60,
+            what=f"{pvc} bound",
+        )
         plant(pv_dir(kube, ns, pvc), big_mib=1)  # the database's and the web app's data
     digests = {pvc: tree_digest(pv_dir(kube, ns, pvc)) for pvc in pvcs}
     bucket = sandbox_s3.new_bucket(f"rt-{uuid.uuid4().hex[:8]}")
@@ -49,18 +57,43 @@ def app(source, sandbox_s3):
         if e.restore and e.namespace == ns:
             rt = disc.by_kind(e.kind, e.group)
             originals[(e.kind, e.name)] = kube.get(rt.path(ns, e.name))
-    yield {"kube": kube, "ns": ns, "repo": repo, "bucket": bucket, "backup": result.manifest.backup_id,
-           "manifest": result.manifest, "originals": originals, "digests": digests}
+    yield {
+        "kube": kube,
+        "ns": ns,
+        "repo": repo,
+        "bucket": bucket,
+        "backup": result.manifest.backup_id,
+        "manifest": result.manifest,
+        "originals": originals,
+        "digests": digests,
+    }
 
 
 def test_backup_content(app):
     m = app["manifest"]
     assert m.status == "Completed" and m.namespaces == [app["ns"]]
     kinds = set(m.counts)
-    for kind in ("Deployment", "StatefulSet", "PersistentVolumeClaim", "Service", "Ingress", "ConfigMap", "Secret",
-                 "ServiceAccount", "Role", "RoleBinding", "CronJob", "HorizontalPodAutoscaler", "NetworkPolicy",
-                 "PodDisruptionBudget", "Site", "CustomResourceDefinition", "PersistentVolume", "StorageClass",
-                 "Namespace"):
+    for kind in (
+        "Deployment",
+        "StatefulSet",
+        "PersistentVolumeClaim",
+        "Service",
+        "Ingress",
+        "ConfigMap",
+        "Secret",
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "CronJob",
+        "HorizontalPodAutoscaler",
+        "NetworkPolicy",
+        "PodDisruptionBudget",
+        "Site",
+        "CustomResourceDefinition",
+        "PersistentVolume",
+        "StorageClass",
+        "Namespace",
+    ):
         assert kind in kinds, f"{kind} missing from the backup: {sorted(kinds)}"
     index = list(app["repo"].read_index(app["backup"]))
     pods = [e for e in index if e.kind == "Pod"]
@@ -103,17 +136,31 @@ def test_restore_into_target_every_object_and_every_byte_equal(app, target):
 def test_restore_into_target_with_new_namespace_and_storage_class(app, target):
     kube = Kube.from_kubeconfig(target.kubeconfig, name="target")
     new_ns = app["ns"] + "-dr"
-    report = run_restore(kube, app["repo"], RestoreSpec(
-        backup_id=app["backup"],
-        options=RestoreOptions(namespace_mapping={app["ns"]: new_ns},
-                               storage_class_mapping={"ys1000-local": "ys1000-local-alt"},
-                               remove_node_constraints=True)))
+    report = run_restore(
+        kube,
+        app["repo"],
+        RestoreSpec(
+            backup_id=app["backup"],
+            options=RestoreOptions(
+                namespace_mapping={app["ns"]: new_ns},
+                storage_class_mapping={"ys1000-local": "ys1000-local-alt"},
+                remove_node_constraints=True,
+            ),
+        ),
+    )
     assert report.status == "Completed", report.failed
     disc = Discovery.load(kube)
     pvcs = list(kube.list(disc.by_kind("PersistentVolumeClaim"), new_ns))
     assert {p["metadata"]["name"] for p in pvcs} >= {"wp-content", "data-mysql-0"}
-    wait_until(lambda: all(kube.get(disc.by_kind("PersistentVolumeClaim").path(new_ns, p["metadata"]["name"]))
-                           ["status"].get("phase") == "Bound" for p in pvcs), timeout=60, what="restored PVCs bound")
+    wait_until(
+        lambda: all(
+            kube.get(disc.by_kind("PersistentVolumeClaim").path(new_ns, p["metadata"]["name"]))["status"].get("phase")
+            == "Bound"
+            for p in pvcs
+        ),
+        timeout=60,
+        what="restored PVCs bound",
+    )
     for pvc, digest in app["digests"].items():
         assert tree_digest(pv_dir(kube, new_ns, pvc)) == digest, f"PVC {pvc} differs under {new_ns}"
     for p in pvcs:
@@ -125,9 +172,18 @@ def test_restore_into_target_with_new_namespace_and_storage_class(app, target):
     assert "nodeSelector" not in pod_spec and "affinity" not in pod_spec
     rb = kube.get(disc.by_kind("RoleBinding").path(new_ns, "wp-reader"))
     assert rb["subjects"][0]["namespace"] == new_ns
-    assert kube.get(disc.by_kind("Site", "demo.ys1000.io").path(new_ns, "blog"))["spec"]["url"] == "http://blog.example.com"
-    wait_until(lambda: (kube.get(disc.by_kind("Deployment").path(new_ns, "wordpress")).get("status") or {}).get("readyReplicas") == 2,
-               timeout=60, what="the restored Deployment to be ready")
+    assert (
+        kube.get(disc.by_kind("Site", "demo.ys1000.io").path(new_ns, "blog"))["spec"]["url"]
+        == "http://blog.example.com"
+    )
+    wait_until(
+        lambda: (
+            (kube.get(disc.by_kind("Deployment").path(new_ns, "wordpress")).get("status") or {}).get("readyReplicas")
+            == 2
+        ),
+        timeout=60,
+        what="the restored Deployment to be ready",
+    )
 
 
 def test_delete_namespace_restore_same_cluster_then_again_all_skipped(app):
@@ -154,8 +210,13 @@ def test_delete_namespace_restore_same_cluster_then_again_all_skipped(app):
 def test_dry_run_writes_nothing(app, target):
     kube = Kube.from_kubeconfig(target.kubeconfig)
     new_ns = app["ns"] + "-dry"
-    report = run_restore(kube, app["repo"], RestoreSpec(
-        backup_id=app["backup"], dry_run=True, options=RestoreOptions(namespace_mapping={app["ns"]: new_ns})))
+    report = run_restore(
+        kube,
+        app["repo"],
+        RestoreSpec(
+            backup_id=app["backup"], dry_run=True, options=RestoreOptions(namespace_mapping={app["ns"]: new_ns})
+        ),
+    )
     assert report.counts.get("would-create", 0) >= 15
     assert gone(kube, new_ns)
 
@@ -181,7 +242,11 @@ def test_flipped_byte_fails_verify_and_restore_and_writes_nothing(app, sandbox_s
         repo.verify(copy_id)
     kube = Kube.from_kubeconfig(target.kubeconfig)
     with pytest.raises(ChecksumError):
-        run_restore(kube, repo, RestoreSpec(backup_id=copy_id, options=RestoreOptions(namespace_mapping={app["ns"]: app["ns"] + "-flip"})))
+        run_restore(
+            kube,
+            repo,
+            RestoreSpec(backup_id=copy_id, options=RestoreOptions(namespace_mapping={app["ns"]: app["ns"] + "-flip"})),
+        )
     assert gone(kube, app["ns"] + "-flip")
 
 
@@ -191,29 +256,63 @@ def test_limits_and_hostpath_refused_before_writing(source, make_namespace, sand
     repo = repo_for(sandbox_s3, bucket)
     ns1, ns2 = make_namespace(source), make_namespace(source)
     with pytest.raises(LimitExceeded, match=r"2 namespaces, more than the limit of 1"):
-        run_backup(kube, repo, BackupSpec(backup_id="b1", plan="p", namespaces=[ns1, ns2], limits=Limits(max_namespaces=1)))
+        run_backup(
+            kube, repo, BackupSpec(backup_id="b1", plan="p", namespaces=[ns1, ns2], limits=Limits(max_namespaces=1))
+        )
     core = source.core
     for i in range(3):
-        core.create_namespaced_persistent_volume_claim(ns1, {"metadata": {"name": f"c{i}"}, "spec": {
-            "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+        core.create_namespaced_persistent_volume_claim(
+            ns1,
+            {
+                "metadata": {"name": f"c{i}"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+            },
+        )
     with pytest.raises(LimitExceeded, match=r"3 PVCs, more than the limit of 2"):
         run_backup(kube, repo, BackupSpec(backup_id="b2", plan="p", namespaces=[ns1], limits=Limits(max_pvcs=2)))
-    core.create_namespaced_pod(ns2, {"metadata": {"name": "logger"}, "spec": {
-        "containers": [{"name": "c", "image": "busybox"}],
-        "volumes": [{"name": "varlog", "hostPath": {"path": "/var/log"}}, {"name": "tmp", "emptyDir": {}}]}})
-    core.create_namespaced_pod(ns2, {"metadata": {"name": "other"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
+    core.create_namespaced_pod(
+        ns2,
+        {
+            "metadata": {"name": "logger"},
+            "spec": {
+                "containers": [{"name": "c", "image": "busybox"}],
+                "volumes": [{"name": "varlog", "hostPath": {"path": "/var/log"}}, {"name": "tmp", "emptyDir": {}}],
+            },
+        },
+    )
+    core.create_namespaced_pod(
+        ns2, {"metadata": {"name": "other"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+    )
     with pytest.raises(LimitExceeded, match=r"2 pods, more than the limit of 1"):
         run_backup(kube, repo, BackupSpec(backup_id="b3", plan="p", namespaces=[ns2], limits=Limits(max_pods=1)))
     # a PVC bound to a hostPath PV: its data lives on one node, outside what the product copies
     pv = f"hostpath-{ns1}"
-    core.create_persistent_volume({"metadata": {"name": pv}, "spec": {
-        "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "",
-        "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": "/srv/node-data"},
-        "claimRef": {"namespace": ns1, "name": "node-data"}}})
+    core.create_persistent_volume(
+        {
+            "metadata": {"name": pv},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "",
+                "persistentVolumeReclaimPolicy": "Retain",
+                "hostPath": {"path": "/srv/node-data"},
+                "claimRef": {"namespace": ns1, "name": "node-data"},
+            },
+        }
+    )
     try:
-        core.create_namespaced_persistent_volume_claim(ns1, {"metadata": {"name": "node-data"}, "spec": {
-            "accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": pv,
-            "resources": {"requests": {"storage": "1Gi"}}}})
+        core.create_namespaced_persistent_volume_claim(
+            ns1,
+            {
+                "metadata": {"name": "node-data"},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": "",
+                    "volumeName": pv,
+                    "resources": {"requests": {"storage": "1Gi"}},
+                },
+            },
+        )
         with pytest.raises(LimitExceeded, match=rf"PVC {ns1}/node-data \(PV {pv}, hostPath /srv/node-data\)"):
             run_backup(kube, repo, BackupSpec(backup_id="b4", plan="p", namespaces=[ns1]))
         keys = [o["Key"] for o in sandbox_s3.client().list_objects_v2(Bucket=bucket).get("Contents", [])]
@@ -226,7 +325,9 @@ def test_limits_and_hostpath_refused_before_writing(source, make_namespace, sand
     # inline hostPath volumes of pods are node-local mounts like emptyDir: skipped and said so
     r = run_backup(kube, repo, BackupSpec(backup_id="b6", plan="p", namespaces=[ns2]))
     assert r.manifest.status == "Completed"
-    assert any(f"pod {ns2}/logger volume varlog (hostPath /var/log)" in w for w in r.manifest.warnings), r.manifest.warnings
+    assert any(f"pod {ns2}/logger volume varlog (hostPath /var/log)" in w for w in r.manifest.warnings), (
+        r.manifest.warnings
+    )
     assert any(f"pod {ns2}/logger volume tmp (emptyDir)" in w for w in r.manifest.warnings), r.manifest.warnings
 
 
@@ -243,6 +344,7 @@ def test_object_lock_retention(source, make_namespace, sandbox_s3):
     assert head["ObjectLockRetainUntilDate"] > r.manifest.created
     versions = s3.list_object_versions(Bucket=bucket, Prefix=f"t/{r.manifest.archive.key}")["Versions"]
     from botocore.exceptions import ClientError
+
     with pytest.raises(ClientError, match="AccessDenied"):
         s3.delete_object(Bucket=bucket, Key=versions[0]["Key"], VersionId=versions[0]["VersionId"])
     with pytest.raises(ObjectLocked):

@@ -18,13 +18,19 @@ def world(source, tmp_path_factory):
     tag = uuid.uuid4().hex[:6]
     names = [f"shop-{tag}-a", f"shop-{tag}-b", f"blog-{tag}"]
     for n in names:
-        source.core.create_namespace({"metadata": {"name": n, "labels": {"team": "shop" if "shop" in n else "blog",
-                                                                          "sel": tag}}})
+        source.core.create_namespace(
+            {"metadata": {"name": n, "labels": {"team": "shop" if "shop" in n else "blog", "sel": tag}}}
+        )
         source.core.create_namespaced_config_map(n, {"metadata": {"name": "keep", "labels": {"tier": "gold"}}})
         source.core.create_namespaced_config_map(n, {"metadata": {"name": "other", "labels": {"tier": "bronze"}}})
         source.core.create_namespaced_secret(n, {"metadata": {"name": "s", "labels": {"tier": "gold"}}})
-        source.core.create_namespaced_persistent_volume_claim(n, {"metadata": {"name": "data", "labels": {"tier": "gold"}},
-            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+        source.core.create_namespaced_persistent_volume_claim(
+            n,
+            {
+                "metadata": {"name": "data", "labels": {"tier": "gold"}},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+            },
+        )
     repo = open_repository(RepositoryConfig(type="local", path=str(tmp_path_factory.mktemp("repo"))), "k", create=True)
     yield {"kube": kube, "tag": tag, "names": names, "repo": repo}
     for n in names:
@@ -39,7 +45,9 @@ def test_namespaces_by_glob_and_selector(world):
     kube, tag, repo = world["kube"], world["tag"], world["repo"]
     m = run_backup(kube, repo, BackupSpec(backup_id="g", plan="sel", namespace_globs=[f"shop-{tag}-*"])).manifest
     assert m.namespaces == [f"shop-{tag}-a", f"shop-{tag}-b"]
-    m = run_backup(kube, repo, BackupSpec(backup_id="l", plan="sel", namespace_selector=f"team=blog,sel={tag}")).manifest
+    m = run_backup(
+        kube, repo, BackupSpec(backup_id="l", plan="sel", namespace_selector=f"team=blog,sel={tag}")
+    ).manifest
     assert m.namespaces == [f"blog-{tag}"]
     with pytest.raises(SelectionError, match="not found"):
         run_backup(kube, repo, BackupSpec(backup_id="x", plan="sel", namespaces=["no-such-namespace"]))
@@ -50,8 +58,17 @@ def test_namespaces_by_glob_and_selector(world):
 def test_kinds_labels_and_scope(world):
     kube, tag, repo = world["kube"], world["tag"], world["repo"]
     ns = f"blog-{tag}"
-    m = run_backup(kube, repo, BackupSpec(backup_id="k", plan="sel", namespaces=[ns],
-                                          include_kinds=["ConfigMap", "secrets"], label_selector="tier=gold")).manifest
+    m = run_backup(
+        kube,
+        repo,
+        BackupSpec(
+            backup_id="k",
+            plan="sel",
+            namespaces=[ns],
+            include_kinds=["ConfigMap", "secrets"],
+            label_selector="tier=gold",
+        ),
+    ).manifest
     got = {o for o in _objects(repo, "k") if o[0] != "Namespace"}
     assert got == {("ConfigMap", ns, "keep"), ("Secret", ns, "s")}
     m = run_backup(kube, repo, BackupSpec(backup_id="e", plan="sel", namespaces=[ns], exclude_kinds=["Secret"]))
@@ -65,12 +82,26 @@ def test_restore_only_selected_kinds_and_named_resources(world, target):
     src = f"shop-{tag}-a"
     run_backup(kube, repo, BackupSpec(backup_id="r", plan="sel", namespaces=[src]))
     tkube = Kube.from_kubeconfig(target.kubeconfig)
-    report = run_restore(tkube, repo, RestoreSpec(backup_id="r", resources=[f"ConfigMap/{src}/keep"],
-                                                   options=RestoreOptions(namespace_mapping={src: src + "-one"})))
+    report = run_restore(
+        tkube,
+        repo,
+        RestoreSpec(
+            backup_id="r",
+            resources=[f"ConfigMap/{src}/keep"],
+            options=RestoreOptions(namespace_mapping={src: src + "-one"}),
+        ),
+    )
     created = {(i.kind, i.name) for i in report.items if i.action == "created"}
     assert created == {("Namespace", src + "-one"), ("ConfigMap", "keep")}
-    report = run_restore(tkube, repo, RestoreSpec(backup_id="r", include_kinds=["Secret", "Namespace"],
-                                                   options=RestoreOptions(namespace_mapping={src: src + "-sec"})))
+    report = run_restore(
+        tkube,
+        repo,
+        RestoreSpec(
+            backup_id="r",
+            include_kinds=["Secret", "Namespace"],
+            options=RestoreOptions(namespace_mapping={src: src + "-sec"}),
+        ),
+    )
     assert {i.kind for i in report.items} == {"Namespace", "Secret"}
     assert {c.metadata.name for c in target.core.list_namespaced_config_map(src + "-one").items} >= {"keep"}
     assert "other" not in {c.metadata.name for c in target.core.list_namespaced_config_map(src + "-one").items}

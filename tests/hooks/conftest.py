@@ -18,9 +18,11 @@ import pytest
 
 from ys1000_dev.ports import start_on_port
 
-PG_BIN = max((p.parent for p in Path("/usr/lib/postgresql").glob("*/bin/initdb")),
-             key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
-             default=Path("/usr/lib/postgresql/15/bin"))
+PG_BIN = max(
+    (p.parent for p in Path("/usr/lib/postgresql").glob("*/bin/initdb")),
+    key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+    default=Path("/usr/lib/postgresql/15/bin"),
+)
 
 DB_USER = "app"
 DB_PASSWORD = "app-secret-pw"
@@ -67,8 +69,9 @@ def mariadb():
     if not databases.available():
         _missing("MariaDB (mariadb-server)")
     root = Path(tempfile.mkdtemp(prefix="ys1000-mariadb-"))
-    db = databases.start_mariadb(root, user=DB_USER, password=DB_PASSWORD,
-                                 init_sql="CREATE DATABASE IF NOT EXISTS app;\n")
+    db = databases.start_mariadb(
+        root, user=DB_USER, password=DB_PASSWORD, init_sql="CREATE DATABASE IF NOT EXISTS app;\n"
+    )
     try:
         yield DbServer("mariadb", db.host, db.port, DB_USER, DB_PASSWORD, root / "data", db.log)
     finally:
@@ -91,8 +94,9 @@ def postgres():
         try:
             pwd.getpwnam("postgres")
         except KeyError:
-            subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                            "postgres"], check=True)
+            subprocess.run(
+                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "postgres"], check=True
+            )
         prefix = ["runuser", "-u", "postgres", "--"]
     root = Path(tempfile.mkdtemp(prefix="ys1000-pg-", dir="/tmp"))
     datadir, log = root / "data", root / "postgres.log"
@@ -103,19 +107,55 @@ def postgres():
         os.chmod(root, 0o700)
         for p in (root, pwfile):
             os.chown(p, pw.pw_uid, pw.pw_gid)
-    subprocess.run([*prefix, str(PG_BIN / "initdb"), "-D", str(datadir), "-U", "postgres", "-A", "scram-sha-256",
-                    f"--pwfile={pwfile}", "--no-sync", "-E", "UTF8", "--locale=C"],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=180)
+    subprocess.run(
+        [
+            *prefix,
+            str(PG_BIN / "initdb"),
+            "-D",
+            str(datadir),
+            "-U",
+            "postgres",
+            "-A",
+            "scram-sha-256",
+            f"--pwfile={pwfile}",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        timeout=180,
+    )
     logfh = open(log, "wb")
     if as_root:
         os.chown(log, pwd.getpwnam("postgres").pw_uid, -1)
 
     def launch(port: int) -> subprocess.Popen:
         return subprocess.Popen(
-            [*prefix, str(PG_BIN / "postgres"), "-D", str(datadir), "-p", str(port), "-k", str(root),
-             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "shared_buffers=16MB",
-             "-c", "max_connections=20"],
-            stdout=logfh, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                *prefix,
+                str(PG_BIN / "postgres"),
+                "-D",
+                str(datadir),
+                "-p",
+                str(port),
+                "-k",
+                str(root),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "shared_buffers=16MB",
+                "-c",
+                "max_connections=20",
+            ],
+            stdout=logfh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     proc = None
     try:

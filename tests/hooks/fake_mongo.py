@@ -44,7 +44,7 @@ class FakeMongo:
                     if opcode == OP_QUERY:
                         flags = struct.unpack_from("<i", body)[0]  # noqa: F841
                         end = body.index(b"\0", 4)
-                        doc = bson.decode(body[end + 9:end + 9 + struct.unpack_from("<i", body, end + 9)[0]])
+                        doc = bson.decode(body[end + 9 : end + 9 + struct.unpack_from("<i", body, end + 9)[0]])
                         reply = fake.command(doc, conn_id)
                         payload = bson.encode(reply)
                         msg = struct.pack("<iqii", 0, 0, 0, 1) + payload
@@ -58,7 +58,7 @@ class FakeMongo:
                             pos += 1
                             size = struct.unpack_from("<i", body, pos)[0]
                             if kind == 0:
-                                doc = bson.decode(body[pos:pos + size])
+                                doc = bson.decode(body[pos : pos + size])
                             pos += size
                         reply = fake.command(doc, conn_id)
                         msg = struct.pack("<I", 0) + b"\0" + bson.encode(reply)
@@ -81,28 +81,50 @@ class FakeMongo:
             if key not in ("ismaster", "hello"):
                 self.commands.append((name, dict(doc)))
             if key in ("ismaster", "hello"):
-                return {"ismaster": True, "isWritablePrimary": True, "helloOk": True,
-                        "maxBsonObjectSize": 16 * 1024 * 1024, "maxMessageSizeBytes": 48_000_000,
-                        "maxWriteBatchSize": 100_000, "localTime": dt.datetime.now(dt.timezone.utc),
-                        "logicalSessionTimeoutMinutes": 30, "connectionId": conn_id,
-                        "minWireVersion": 0, "maxWireVersion": 21, "readOnly": False, "ok": 1.0}
+                return {
+                    "ismaster": True,
+                    "isWritablePrimary": True,
+                    "helloOk": True,
+                    "maxBsonObjectSize": 16 * 1024 * 1024,
+                    "maxMessageSizeBytes": 48_000_000,
+                    "maxWriteBatchSize": 100_000,
+                    "localTime": dt.datetime.now(dt.timezone.utc),
+                    "logicalSessionTimeoutMinutes": 30,
+                    "connectionId": conn_id,
+                    "minWireVersion": 0,
+                    "maxWireVersion": 21,
+                    "readOnly": False,
+                    "ok": 1.0,
+                }
             if key == "fsync":
                 if doc.get("lock"):
                     self.lock_count += 1
                     self.max_lock_count = max(self.max_lock_count, self.lock_count)
-                    return {"info": "now locked against writes, use db.fsyncUnlock() to unlock",
-                            "lockCount": self.lock_count, "seeAlso": "", "ok": 1.0}
+                    return {
+                        "info": "now locked against writes, use db.fsyncUnlock() to unlock",
+                        "lockCount": self.lock_count,
+                        "seeAlso": "",
+                        "ok": 1.0,
+                    }
                 return {"numFiles": 1, "ok": 1.0}
             if key == "fsyncunlock":
                 if self.lock_count == 0:
-                    return {"ok": 0.0, "errmsg": "fsyncUnlock called when not locked", "code": 125,
-                            "codeName": "IllegalOperation"}
+                    return {
+                        "ok": 0.0,
+                        "errmsg": "fsyncUnlock called when not locked",
+                        "code": 125,
+                        "codeName": "IllegalOperation",
+                    }
                 self.lock_count -= 1
                 return {"info": "fsyncUnlock completed", "lockCount": self.lock_count, "ok": 1.0}
             if key in ("ping", "endsessions", "buildinfo"):
                 return {"ok": 1.0}
-            return {"ok": 0.0, "errmsg": f"no such command: '{name}' (fake server)", "code": 59,
-                    "codeName": "CommandNotFound"}
+            return {
+                "ok": 0.0,
+                "errmsg": f"no such command: '{name}' (fake server)",
+                "code": 59,
+                "codeName": "CommandNotFound",
+            }
 
     def names(self) -> list[str]:
         with self._lock:

@@ -16,10 +16,16 @@ from ys1000.kube import Kube
 
 
 def make_secret(cluster, ns: str, name: str, user: str, password: str) -> None:
-    cluster.core.create_namespaced_secret(ns, {
-        "metadata": {"name": name},
-        "data": {"username": base64.b64encode(user.encode()).decode(),
-                 "password": base64.b64encode(password.encode()).decode()}})
+    cluster.core.create_namespaced_secret(
+        ns,
+        {
+            "metadata": {"name": name},
+            "data": {
+                "username": base64.b64encode(user.encode()).decode(),
+                "password": base64.b64encode(password.encode()).decode(),
+            },
+        },
+    )
 
 
 def jobs_left(kube: Kube, ns: str) -> list[str]:
@@ -34,8 +40,14 @@ def kube(source):
 def test_mariadb_quiesce_job_blocks_writes_until_resume(source, kube, namespace, mysql_table):  # noqa: F811  (the fixture imported from test_quiesce)
     db = mysql_table
     make_secret(source, namespace, "db-credentials", db.user, db.password)
-    spec = Consistency(type="mariadb", namespace=namespace, host=db.host, port=db.port,
-                       secret={"name": "db-credentials"}, max_lock="5m")
+    spec = Consistency(
+        type="mariadb",
+        namespace=namespace,
+        host=db.host,
+        port=db.port,
+        secret={"name": "db-credentials"},
+        max_lock="5m",
+    )
     runner = ConsistencyRunner(kube, "run-1/quiesce")
     handle = runner.quiesce(spec, timeout=60)
     try:
@@ -60,8 +72,9 @@ def test_mariadb_orphaned_quiesce_releases_by_max_lock(source, kube, namespace, 
     releases the lock by itself; a later resume (the all_done task) reports it."""
     db = mysql_table
     make_secret(source, namespace, "db-credentials", db.user, db.password)
-    spec = Consistency(type="mysql", namespace=namespace, host=db.host, port=db.port,
-                       secret={"name": "db-credentials"}, max_lock="3s")
+    spec = Consistency(
+        type="mysql", namespace=namespace, host=db.host, port=db.port, secret={"name": "db-credentials"}, max_lock="3s"
+    )
     runner = ConsistencyRunner(kube, "run-2/quiesce")
     runner.quiesce(spec, timeout=60)
     w = Writer(db, "orphaned")
@@ -78,8 +91,9 @@ def test_mariadb_orphaned_quiesce_releases_by_max_lock(source, kube, namespace, 
 
 def test_quiesce_failure_is_clear_and_leaves_nothing(source, kube, namespace, mariadb):
     make_secret(source, namespace, "db-credentials", mariadb.user, "not-the-password")
-    spec = Consistency(type="mariadb", namespace=namespace, host=mariadb.host, port=mariadb.port,
-                       secret={"name": "db-credentials"})
+    spec = Consistency(
+        type="mariadb", namespace=namespace, host=mariadb.host, port=mariadb.port, secret={"name": "db-credentials"}
+    )
     with pytest.raises(ConsistencyError, match="Access denied"):
         ConsistencyRunner(kube, "run-3/quiesce").quiesce(spec, timeout=60)
     assert jobs_left(kube, namespace) == []
@@ -90,19 +104,20 @@ def test_postgresql_quiesce_job(source, kube, namespace, postgres):
 
     db = postgres
     make_secret(source, namespace, "pg", db.user, db.password)
-    spec = Consistency(type="postgresql", namespace=namespace, host=db.host, port=db.port,
-                       secret={"name": "pg"})
+    spec = Consistency(type="postgresql", namespace=namespace, host=db.host, port=db.port, secret={"name": "pg"})
     runner = ConsistencyRunner(kube, "run-4/quiesce")
     handle = runner.quiesce(spec, timeout=60)
-    with psycopg.connect(host=db.host, port=db.port, user=db.user, password=db.password, dbname="postgres",
-                         autocommit=True) as conn:
+    with psycopg.connect(
+        host=db.host, port=db.port, user=db.user, password=db.password, dbname="postgres", autocommit=True
+    ) as conn:
         n = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name='ys1000-quiesce'").fetchone()[0]
         assert n == 1  # backup mode lives in the hook's open session
         result = runner.resume(handle)
         assert result["ok"] is True and "LABEL: ys1000" in result["backup_label"]
         for _ in range(50):
-            n = conn.execute("SELECT count(*) FROM pg_stat_activity "
-                             "WHERE application_name='ys1000-quiesce'").fetchone()[0]
+            n = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name='ys1000-quiesce'"
+            ).fetchone()[0]
             if n == 0:
                 break
             time.sleep(0.1)
@@ -111,13 +126,22 @@ def test_postgresql_quiesce_job(source, kube, namespace, postgres):
 
 
 def test_workload_target_resolves_pod_ip(source, kube, namespace):
-    source.apps.create_namespaced_stateful_set(namespace, {
-        "metadata": {"name": "db"},
-        "spec": {"serviceName": "db", "replicas": 1, "selector": {"matchLabels": {"app": "db"}},
-                 "template": {"metadata": {"labels": {"app": "db"}},
-                              "spec": {"containers": [{"name": "db", "image": "mariadb:11"}]}}}})
-    spec = Consistency(type="mariadb", namespace=namespace, workload="statefulset/db",
-                       secret={"name": "x"})
+    source.apps.create_namespaced_stateful_set(
+        namespace,
+        {
+            "metadata": {"name": "db"},
+            "spec": {
+                "serviceName": "db",
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "db"}},
+                "template": {
+                    "metadata": {"labels": {"app": "db"}},
+                    "spec": {"containers": [{"name": "db", "image": "mariadb:11"}]},
+                },
+            },
+        },
+    )
+    spec = Consistency(type="mariadb", namespace=namespace, workload="statefulset/db", secret={"name": "x"})
     runner = ConsistencyRunner(kube, "run-5/quiesce")
     deadline = time.monotonic() + 30
     while True:

@@ -42,12 +42,21 @@ def grant_configmaps(cluster, ns: str, sa: str) -> None:
 
     cluster.core.create_namespaced_service_account(ns, {"metadata": {"name": sa}})
     rbac = client.RbacAuthorizationV1Api(cluster.api())
-    rbac.create_namespaced_role(ns, {"metadata": {"name": "hook-configmaps"}, "rules": [
-        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "patch"]}]})
-    rbac.create_namespaced_role_binding(ns, {
-        "metadata": {"name": "hook-configmaps"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "hook-configmaps"},
-        "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}]})
+    rbac.create_namespaced_role(
+        ns,
+        {
+            "metadata": {"name": "hook-configmaps"},
+            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "patch"]}],
+        },
+    )
+    rbac.create_namespaced_role_binding(
+        ns,
+        {
+            "metadata": {"name": "hook-configmaps"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "hook-configmaps"},
+            "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}],
+        },
+    )
 
 
 def leftovers(kube: Kube, ns: str) -> list[str]:
@@ -59,9 +68,16 @@ def test_ansible_post_restore_hook_edits_configmap_in_target(target, make_namesp
     ns = make_namespace(target, "hk")
     target.core.create_namespaced_config_map(ns, {"metadata": {"name": "app-settings"}, "data": {"site": "old"}})
     grant_configmaps(target, ns, "hook-runner")
-    hook = Hook(name="mark-restored", phase="PostRestore", type="ansible", namespace=ns,
-                service_account="hook-runner", playbook=EDIT_CONFIGMAP, env={"SITE": "https://new.example"},
-                timeout="2m")
+    hook = Hook(
+        name="mark-restored",
+        phase="PostRestore",
+        type="ansible",
+        namespace=ns,
+        service_account="hook-runner",
+        playbook=EDIT_CONFIGMAP,
+        env={"SITE": "https://new.example"},
+        timeout="2m",
+    )
     assert hook.cluster == "target"
     kube = Kube.from_kubeconfig(target.kubeconfig, name="target")
     lines: list[str] = []
@@ -77,8 +93,9 @@ def test_ansible_post_restore_hook_edits_configmap_in_target(target, make_namesp
 def test_ansible_hook_without_rbac_fails_with_its_output(target, make_namespace):
     ns = make_namespace(target, "hk")
     target.core.create_namespaced_config_map(ns, {"metadata": {"name": "app-settings"}, "data": {"site": "old"}})
-    hook = Hook(name="no-rbac", phase="PostRestore", type="ansible", namespace=ns, playbook=EDIT_CONFIGMAP,
-                timeout="2m")
+    hook = Hook(
+        name="no-rbac", phase="PostRestore", type="ansible", namespace=ns, playbook=EDIT_CONFIGMAP, timeout="2m"
+    )
     kube = Kube.from_kubeconfig(target.kubeconfig, name="target")
     with pytest.raises(HookFailed) as err:
         HookRunner({"target": kube}, "run-b/post_restore_hooks").run(hook)
@@ -88,10 +105,18 @@ def test_ansible_hook_without_rbac_fails_with_its_output(target, make_namespace)
 
 
 def _image_hook(ns: str, policy: str, code: int, name: str) -> Hook:
-    return Hook(name=name, phase="PreBackup", type="image", namespace=ns, image="busybox:1.36",
-                command=["python", "-c"],
-                args=[f"import os, sys; print('hook says', os.environ['GREETING']); sys.exit({code})"],
-                env={"GREETING": "hello"}, on_failure=policy, timeout="1m")
+    return Hook(
+        name=name,
+        phase="PreBackup",
+        type="image",
+        namespace=ns,
+        image="busybox:1.36",
+        command=["python", "-c"],
+        args=[f"import os, sys; print('hook says', os.environ['GREETING']); sys.exit({code})"],
+        env={"GREETING": "hello"},
+        on_failure=policy,
+        timeout="1m",
+    )
 
 
 def test_image_hook_failure_policies(source, namespace):
@@ -115,9 +140,16 @@ def test_image_hook_failure_policies(source, namespace):
 
 def test_hook_timeout(source, namespace):
     kube = Kube.from_kubeconfig(source.kubeconfig, name="source")
-    hook = Hook(name="slow", phase="PreBackup", type="image", namespace=namespace, image="busybox:1.36",
-                command=["python", "-c", "import time; print('started', flush=True); time.sleep(60)"],
-                timeout="2s", on_failure="continue")
+    hook = Hook(
+        name="slow",
+        phase="PreBackup",
+        type="image",
+        namespace=namespace,
+        image="busybox:1.36",
+        command=["python", "-c", "import time; print('started', flush=True); time.sleep(60)"],
+        timeout="2s",
+        on_failure="continue",
+    )
     result = HookRunner({"source": kube}, "run-e/pre_backup_hooks").run(hook)
     assert result.ok is False and "timed out" in result.error and result.seconds < 40
     assert leftovers(kube, namespace) == []
@@ -127,8 +159,15 @@ def test_manifest_shape(tmp_path):
     (tmp_path / "app").mkdir()
     (tmp_path / "app" / "site.yml").write_text("- hosts: localhost\n  tasks: []\n")
     (tmp_path / "app" / "vars.yml").write_text("x: 1\n")
-    hook = Hook(name="h", phase="PreRestore", type="ansible", namespace="shop", service_account="ops",
-                playbook_file="app/site.yml", timeout="5m")
+    hook = Hook(
+        name="h",
+        phase="PreRestore",
+        type="ansible",
+        namespace="shop",
+        service_account="ops",
+        playbook_file="app/site.yml",
+        timeout="5m",
+    )
     job, cm = job_manifests(hook, "run/x", tmp_path)
     assert set(cm["data"]) == {"playbook.yml", "vars.yml"}
     pod = job["spec"]["template"]["spec"]
@@ -137,7 +176,9 @@ def test_manifest_shape(tmp_path):
     assert c["command"][:5] == ["ansible-playbook", "-i", "localhost,", "-c", "local"]
     assert c["args"] == ["/hooks/playbook.yml"] and c["image"] == "ys1000/ansible-runner:0.1.0"
     labels = job["spec"]["template"]["metadata"]["labels"]
-    assert "ys1000.io/executable" not in labels and labels["ys1000.io/component"] == "hook"  # no sandbox label in production
+    assert (
+        "ys1000.io/executable" not in labels and labels["ys1000.io/component"] == "hook"
+    )  # no sandbox label in production
     bad = Hook(name="b", phase="PreRestore", type="ansible", namespace="shop", playbook_file="app/none.yml")
     with pytest.raises(Exception, match="not a file"):
         job_manifests(bad, "run/x", tmp_path)

@@ -63,8 +63,18 @@ def bag(tmp_path, monkeypatch):
 def test_backup_dag_with_hooks_and_consistency(bag):
     assert bag.import_errors == {}
     dag = bag.dags["ys1000_backup__shop-backup"]
-    assert chain_order(dag) == ["preflight", "pre_backup_hooks", "quiesce", "capture", "volumes", "resume",
-                           "post_backup_hooks", "verify", "commit", "retention"]
+    assert chain_order(dag) == [
+        "preflight",
+        "pre_backup_hooks",
+        "quiesce",
+        "capture",
+        "volumes",
+        "resume",
+        "post_backup_hooks",
+        "verify",
+        "commit",
+        "retention",
+    ]
     t = dag.task_dict
     assert t["resume"].trigger_rule == "all_done"  # always resumes
     # a failed capture still stops the run after the resume: post hooks need the copy too
@@ -75,8 +85,7 @@ def test_backup_dag_with_hooks_and_consistency(bag):
 
 def test_backup_dag_with_consistency_only(bag):
     dag = bag.dags["ys1000_backup__db-backup"]
-    assert chain_order(dag) == ["preflight", "quiesce", "capture", "volumes", "resume", "verify", "commit",
-                           "retention"]
+    assert chain_order(dag) == ["preflight", "quiesce", "capture", "volumes", "resume", "verify", "commit", "retention"]
     assert dag.task_dict["verify"].upstream_task_ids == {"resume", "volumes"}
 
 
@@ -87,6 +96,17 @@ def test_restore_plan_dag_with_hooks(bag):
 
 
 def test_plans_without_hooks_keep_their_tasks(bag):
-    assert chain_order(bag.dags["ys1000_backup__wordpress-backup"]) == ["preflight", "capture", "volumes", "verify",
-                                                                   "commit", "retention"]
-    assert chain_order(bag.dags["ys1000_restore__wordpress-restore"]) == ["preflight", "restore", "volumes", "workloads"]
+    assert chain_order(bag.dags["ys1000_backup__wordpress-backup"]) == [
+        "preflight",
+        "capture",
+        "volumes",
+        "verify",
+        "commit",
+        "retention",
+    ]
+    assert chain_order(bag.dags["ys1000_restore__wordpress-restore"]) == [
+        "preflight",
+        "restore",
+        "volumes",
+        "workloads",
+    ]

@@ -24,12 +24,20 @@ def env(sandbox, source, namespace, mysql_table, tmp_path, monkeypatch):  # noqa
     for key, value in sandbox_env(sandbox["dir"]).items():
         monkeypatch.setenv(key, value)
     db = mysql_table
-    source.core.create_namespaced_secret(namespace, {"metadata": {"name": "mysql-credentials"}, "data": {
-        "username": base64.b64encode(db.user.encode()).decode(),
-        "password": base64.b64encode(db.password.encode()).decode()}})
+    source.core.create_namespaced_secret(
+        namespace,
+        {
+            "metadata": {"name": "mysql-credentials"},
+            "data": {
+                "username": base64.b64encode(db.user.encode()).decode(),
+                "password": base64.b64encode(db.password.encode()).decode(),
+            },
+        },
+    )
     cdir = tmp_path / "config"
     shutil.copytree(REPO / "config", cdir)
-    (cdir / "plans" / "app.yaml").write_text(textwrap.dedent(f"""
+    (cdir / "plans" / "app.yaml").write_text(
+        textwrap.dedent(f"""
         kind: BackupPlan
         name: app-backup
         cluster: source
@@ -43,14 +51,18 @@ def env(sandbox, source, namespace, mysql_table, tmp_path, monkeypatch):  # noqa
               command: [python, -c, "import sys; print('oops'); sys.exit(2)"]}}
         consistency:
           - {{type: mariadb, host: {db.host}, port: {db.port}, secret: {{name: mysql-credentials}}, max_lock: 2m}}
-        """).lstrip())
+        """).lstrip()
+    )
     return SimpleNamespace(config_dir=str(cdir), db=db, namespace=namespace)
 
 
 def context(run_id: str) -> dict:
     when = datetime.now(timezone.utc)
-    return {"logical_date": when, "ti": SimpleNamespace(xcom_push=lambda **kw: None),
-            "dag_run": SimpleNamespace(run_id=run_id, dag_id="ys1000_backup__app-backup", run_after=when)}
+    return {
+        "logical_date": when,
+        "ti": SimpleNamespace(xcom_push=lambda **kw: None),
+        "dag_run": SimpleNamespace(run_id=run_id, dag_id="ys1000_backup__app-backup", run_after=when),
+    }
 
 
 def test_hooks_quiesce_resume_operators(env, capsys):

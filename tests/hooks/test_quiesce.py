@@ -16,8 +16,9 @@ import pytest
 from fake_mongo import FakeMongo
 
 
-def start_quiesce(db_type: str, host: str, port: int, user: str | None, password: str | None,
-                  *extra: str) -> subprocess.Popen:
+def start_quiesce(
+    db_type: str, host: str, port: int, user: str | None, password: str | None, *extra: str
+) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("YS1000_DB_USER", None)
     env.pop("YS1000_DB_PASSWORD", None)
@@ -25,9 +26,14 @@ def start_quiesce(db_type: str, host: str, port: int, user: str | None, password
         env["YS1000_DB_USER"] = user
     if password:
         env["YS1000_DB_PASSWORD"] = password
-    return subprocess.Popen([sys.executable, "-m", "ys1000.hooks.quiesce", "--type", db_type, "--host", host,
-                             "--port", str(port), *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=env, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "ys1000.hooks.quiesce", "--type", db_type, "--host", host, "--port", str(port), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
 
 
 def read_until(proc: subprocess.Popen, kind: str, timeout: float = 30) -> dict:
@@ -47,8 +53,9 @@ def read_until(proc: subprocess.Popen, kind: str, timeout: float = 30) -> dict:
 def mysql_conn(db, **kw):
     import pymysql
 
-    return pymysql.connect(host=db.host, port=db.port, user=db.user, password=db.password, database="app",
-                           autocommit=True, **kw)
+    return pymysql.connect(
+        host=db.host, port=db.port, user=db.user, password=db.password, database="app", autocommit=True, **kw
+    )
 
 
 class Writer(threading.Thread):
@@ -143,8 +150,9 @@ def test_mariadb_bad_credentials_fail_cleanly(mariadb):
 def pg_conn(db):
     import psycopg
 
-    return psycopg.connect(host=db.host, port=db.port, user=db.user, password=db.password, dbname="postgres",
-                           autocommit=True)
+    return psycopg.connect(
+        host=db.host, port=db.port, user=db.user, password=db.password, dbname="postgres", autocommit=True
+    )
 
 
 def test_postgresql_backup_mode_in_one_session(postgres):
@@ -158,12 +166,14 @@ def test_postgresql_backup_mode_in_one_session(postgres):
         q = read_until(proc, "quiesced")
         assert q["checkpoint"] is True and q["function"] == "pg_backup_start"
         with pg_conn(db) as conn:
-            moved = conn.execute("SELECT checkpoint_lsn - %s::pg_lsn FROM pg_control_checkpoint()",
-                                 (str(before),)).fetchone()[0]
+            moved = conn.execute(
+                "SELECT checkpoint_lsn - %s::pg_lsn FROM pg_control_checkpoint()", (str(before),)
+            ).fetchone()[0]
             assert moved > 0  # the checkpoint was taken
             # the backup belongs to the hook's session, which stays open while held
-            row = conn.execute("SELECT state FROM pg_stat_activity "
-                               "WHERE application_name = 'ys1000-quiesce'").fetchone()
+            row = conn.execute(
+                "SELECT state FROM pg_stat_activity WHERE application_name = 'ys1000-quiesce'"
+            ).fetchone()
             assert row is not None and row[0] == "idle"
             # backup mode does not block writes (WAL replay makes the copy consistent)
             conn.execute("INSERT INTO t VALUES ('during-backup')")
@@ -174,8 +184,12 @@ def test_postgresql_backup_mode_in_one_session(postgres):
         assert "LABEL: ys1000" in label and "START WAL LOCATION" in label and "CHECKPOINT LOCATION" in label
         assert proc.wait(10) == 0
         with pg_conn(db) as conn:
-            assert conn.execute("SELECT count(*) FROM pg_stat_activity "
-                                "WHERE application_name = 'ys1000-quiesce'").fetchone()[0] == 0
+            assert (
+                conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'ys1000-quiesce'"
+                ).fetchone()[0]
+                == 0
+            )
             # backup mode is off again: a new backup can start and stop in this session
             conn.execute("SELECT pg_backup_start('probe', true)")
             conn.execute("SELECT pg_backup_stop(false)")
@@ -219,8 +233,9 @@ def test_mongodb_command_sequence_against_fake():
 def test_release_file(mysql_table, tmp_path):
     db = mysql_table
     flag = tmp_path / "release"
-    proc = start_quiesce("mariadb", db.host, db.port, db.user, db.password, "--max-lock", "60",
-                         "--release-file", str(flag))
+    proc = start_quiesce(
+        "mariadb", db.host, db.port, db.user, db.password, "--max-lock", "60", "--release-file", str(flag)
+    )
     try:
         read_until(proc, "quiesced")
         flag.touch()

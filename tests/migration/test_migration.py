@@ -11,7 +11,14 @@ import pytest
 from ys1000.kube import Discovery, Kube
 from ys1000.kube.discovery import NAMESPACES, PODS
 from ys1000.migration import (
-    REPLICAS_ANNOTATION, MigrationConflict, MigrationSpec, restore_resources, start_target, stop_source, sync, undo,
+    REPLICAS_ANNOTATION,
+    MigrationConflict,
+    MigrationSpec,
+    restore_resources,
+    start_target,
+    stop_source,
+    sync,
+    undo,
 )
 from ys1000.repository import RepositoryConfig, open_repository
 from ys1000_dev.sandbox import sampleapp
@@ -38,27 +45,56 @@ def world(source, target, sandbox_s3):
     ns = f"mig-{uuid.uuid4().hex[:6]}"
     src.create(NAMESPACES, {"metadata": {"name": ns}})
     sampleapp.deploy(src, ns)
-    wait_until(lambda: (src.get_or_none(f"/api/v1/namespaces/{ns}/persistentvolumeclaims/data-mysql-0") or {})
-               .get("status", {}).get("phase") == "Bound", timeout=60, what="mysql PVC bound")
+    wait_until(
+        lambda: (
+            (src.get_or_none(f"/api/v1/namespaces/{ns}/persistentvolumeclaims/data-mysql-0") or {})
+            .get("status", {})
+            .get("phase")
+            == "Bound"
+        ),
+        timeout=60,
+        what="mysql PVC bound",
+    )
     for pvc, size in (("wp-content", 3), ("data-mysql-0", 5)):
         d = pv_dir(src, ns, pvc)
         for i in range(size):
             (d / f"blob-{i}.bin").write_bytes(os.urandom(1 << 20))
         (d / "index.html").write_text(f"{pvc} v1\n")
     bucket = sandbox_s3.new_bucket(f"mig-{uuid.uuid4().hex[:8]}")
-    cfg = RepositoryConfig(type="s3", bucket=bucket, prefix="m", endpoint_url=sandbox_s3.endpoint_url,
-                           access_key=sandbox_s3.access_key, secret_key=sandbox_s3.secret_key, region=sandbox_s3.region)
+    cfg = RepositoryConfig(
+        type="s3",
+        bucket=bucket,
+        prefix="m",
+        endpoint_url=sandbox_s3.endpoint_url,
+        access_key=sandbox_s3.access_key,
+        secret_key=sandbox_s3.secret_key,
+        region=sandbox_s3.region,
+    )
     repo = open_repository(cfg, "migration-key", create=True)
-    spec = MigrationSpec(plan="wp-move", source_cluster="source", target_cluster="target", namespaces=[ns],
-                         namespace_mapping={ns: ns + "-new"},
-                         storage_class_mapping={"ys1000-local": "ys1000-local-alt"})
-    return {"src": src, "tgt": tgt, "ns": ns, "tns": ns + "-new", "repo": repo, "cfg": cfg, "spec": spec,
-            "bucket": bucket}
+    spec = MigrationSpec(
+        plan="wp-move",
+        source_cluster="source",
+        target_cluster="target",
+        namespaces=[ns],
+        namespace_mapping={ns: ns + "-new"},
+        storage_class_mapping={"ys1000-local": "ys1000-local-alt"},
+    )
+    return {
+        "src": src,
+        "tgt": tgt,
+        "ns": ns,
+        "tns": ns + "-new",
+        "repo": repo,
+        "cfg": cfg,
+        "spec": spec,
+        "bucket": bucket,
+    }
 
 
 def test_preflight_refuses_existing_namespace_before_writing(world, target, sandbox_s3):
-    spec = MigrationSpec(**{**world["spec"].__dict__, "plan": "other",
-                            "namespace_mapping": {world["ns"]: world["ns"] + "-taken"}})
+    spec = MigrationSpec(
+        **{**world["spec"].__dict__, "plan": "other", "namespace_mapping": {world["ns"]: world["ns"] + "-taken"}}
+    )
     target.core.create_namespace({"metadata": {"name": world["ns"] + "-taken"}})
     with pytest.raises(MigrationConflict, match=f"Namespace {world['ns']}-taken"):
         sync(world["src"], world["tgt"], world["repo"], world["cfg"], spec, "never")
@@ -101,24 +137,46 @@ def test_three_incremental_syncs_then_cutover(world):
     assert len(started) == 2
     assert tgt.get(DEPLOY.format(ns=tns, name="wordpress"))["spec"]["replicas"] == 2
     assert tgt.get(STS.format(ns=tns, name="mysql"))["spec"]["replicas"] == 1
-    assert REPLICAS_ANNOTATION not in (tgt.get(DEPLOY.format(ns=tns, name="wordpress"))["metadata"].get("annotations") or {})
+    assert REPLICAS_ANNOTATION not in (
+        tgt.get(DEPLOY.format(ns=tns, name="wordpress"))["metadata"].get("annotations") or {}
+    )
     for pvc in ("wp-content", "data-mysql-0"):
         assert tree(pv_dir(tgt, tns, pvc)) == tree(pv_dir(src, ns, pvc))
     disc = Discovery.load(tgt)
-    for kind, group, name in (("Secret", "", "mysql-pass"), ("ConfigMap", "", "wp-config"), ("Ingress", "networking.k8s.io", "wordpress"),
-                              ("Service", "", "wordpress"), ("CronJob", "batch", "wp-cron"), ("Site", "demo.ys1000.io", "blog")):
+    for kind, group, name in (
+        ("Secret", "", "mysql-pass"),
+        ("ConfigMap", "", "wp-config"),
+        ("Ingress", "networking.k8s.io", "wordpress"),
+        ("Service", "", "wordpress"),
+        ("CronJob", "batch", "wp-cron"),
+        ("Site", "demo.ys1000.io", "blog"),
+    ):
         assert tgt.get_or_none(disc.by_kind(kind, group).path(tns, name)) is not None, f"{kind} {name} missing"
-    wait_until(lambda: len([p for p in tgt.list(PODS, tns) if p.get("status", {}).get("phase") == "Running"]) >= 3,
-               timeout=60, what="the migrated app running in the target")
+    wait_until(
+        lambda: len([p for p in tgt.list(PODS, tns) if p.get("status", {}).get("phase") == "Running"]) >= 3,
+        timeout=60,
+        what="the migrated app running in the target",
+    )
     assert src.get(DEPLOY.format(ns=ns, name="wordpress"))["spec"]["replicas"] == 0
 
 
 def test_undo_restores_source_replicas(source, make_namespace):
     src = Kube.from_kubeconfig(source.kubeconfig)
     ns = make_namespace(source)
-    source.apps.create_namespaced_deployment(ns, {"metadata": {"name": "web"}, "spec": {
-        "replicas": 3, "selector": {"matchLabels": {"app": "web"}},
-        "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}})
+    source.apps.create_namespaced_deployment(
+        ns,
+        {
+            "metadata": {"name": "web"},
+            "spec": {
+                "replicas": 3,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "c", "image": "nginx"}]},
+                },
+            },
+        },
+    )
     recorded = stop_source(src, [ns])
     assert recorded == {f"{ns}/Deployment/web": 3}
     # a retried stop keeps the first recording (the live value is 0 now)

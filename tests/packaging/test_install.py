@@ -23,8 +23,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-DEV_ONLY = ["ys1000.sandbox", "ys1000.demo", "ys1000.ports", "ys1000.airflow.processes", "ys1000.cli.sandbox",
-            "ys1000_dev"]
+DEV_ONLY = [
+    "ys1000.sandbox",
+    "ys1000.demo",
+    "ys1000.ports",
+    "ys1000.airflow.processes",
+    "ys1000.cli.sandbox",
+    "ys1000_dev",
+]
 
 
 def _run(cmd: list, **kw) -> subprocess.CompletedProcess:
@@ -41,10 +47,23 @@ def installed(tmp_path_factory):
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, src / name)
-    shutil.copytree(REPO / "plugins", src / "plugins",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc"))
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-          "-w", tmp / "wheels", src])
+    shutil.copytree(
+        REPO / "plugins", src / "plugins", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc")
+    )
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-w",
+            tmp / "wheels",
+            src,
+        ]
+    )
     [wheel] = (tmp / "wheels").glob("ys1000-*.whl")
 
     venv = tmp / "venv"
@@ -54,8 +73,7 @@ def installed(tmp_path_factory):
     site = Path(_run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
     (site / "zz-repo-venv-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
 
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PYTHON", "YS1000_", "AIRFLOW", "VIRTUAL_ENV"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "YS1000_", "AIRFLOW", "VIRTUAL_ENV"))}
     env["PATH"] = f"{venv / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}"
     return wheel, py, env, tmp
 
@@ -65,8 +83,12 @@ def test_wheel_holds_the_product_only(installed):
     names = zipfile.ZipFile(wheel).namelist()
     assert "ys1000/airflow/dagfactory.py" in names
     assert any(n.startswith("ys1000/ui/templates/") for n in names)  # package data still ships
-    leaked = [n for n in names if n.startswith(("ys1000/sandbox/", "ys1000_dev/"))
-              or n in ("ys1000/demo.py", "ys1000/ports.py", "ys1000/airflow/processes.py", "ys1000/cli/sandbox.py")]
+    leaked = [
+        n
+        for n in names
+        if n.startswith(("ys1000/sandbox/", "ys1000_dev/"))
+        or n in ("ys1000/demo.py", "ys1000/ports.py", "ys1000/airflow/processes.py", "ys1000/cli/sandbox.py")
+    ]
     assert leaked == []
 
 

@@ -19,8 +19,9 @@ class Mailbox:
 
         class Handler:
             async def handle_DATA(self, server, session, envelope):
-                box.messages.append((list(envelope.rcpt_tos), message_from_bytes(envelope.content,
-                                                                                  policy=policy.default)))
+                box.messages.append(
+                    (list(envelope.rcpt_tos), message_from_bytes(envelope.content, policy=policy.default))
+                )
                 return "250 OK"
 
         self._handler = Handler()

@@ -28,11 +28,13 @@ def test_reports_yaml_errors_name_file_field_value(tmp_path):
     from ys1000.config import ConfigError
     from ys1000.notify.config import load_reports_config
 
-    (tmp_path / "reports.yaml").write_text(textwrap.dedent("""
+    (tmp_path / "reports.yaml").write_text(
+        textwrap.dedent("""
         email: {recipients: [not-an-address]}
         daily: {at: "25:61", timezone: Mars/Olympus, channels: [wecom]}
         failure_alerts: {chanels: [email]}
-        """))
+        """)
+    )
     with pytest.raises(ConfigError) as err:
         load_reports_config(tmp_path)
     text = str(err.value)
@@ -73,12 +75,34 @@ def _jobs():
 
     t0 = dt.datetime(2025, 3, 1, 0, 30, tzinfo=UTC)
     return [
-        JobRecord("ys1000_backup__shop", "scheduled__1", "success", t0, t0 + dt.timedelta(minutes=3, seconds=5),
-                  backup={"backup_id": "shop-20250301003000", "plan": "shop", "cluster": "prod", "status": "Completed",
-                          "objects": 42, "archive_bytes": 3 * 1024 * 1024, "volumes": 2}),
-        JobRecord("ys1000_backup__shop", "scheduled__2", "failed", t0 + dt.timedelta(hours=6), t0 + dt.timedelta(hours=7),
-                  failed_tasks=["capture"], reason="capture: KubeError 403 Forbidden: pods is forbidden"),
-        JobRecord("ys1000_restore", "manual__3", "success", t0 + dt.timedelta(hours=8), t0 + dt.timedelta(hours=8, seconds=40)),
+        JobRecord(
+            "ys1000_backup__shop",
+            "scheduled__1",
+            "success",
+            t0,
+            t0 + dt.timedelta(minutes=3, seconds=5),
+            backup={
+                "backup_id": "shop-20250301003000",
+                "plan": "shop",
+                "cluster": "prod",
+                "status": "Completed",
+                "objects": 42,
+                "archive_bytes": 3 * 1024 * 1024,
+                "volumes": 2,
+            },
+        ),
+        JobRecord(
+            "ys1000_backup__shop",
+            "scheduled__2",
+            "failed",
+            t0 + dt.timedelta(hours=6),
+            t0 + dt.timedelta(hours=7),
+            failed_tasks=["capture"],
+            reason="capture: KubeError 403 Forbidden: pods is forbidden",
+        ),
+        JobRecord(
+            "ys1000_restore", "manual__3", "success", t0 + dt.timedelta(hours=8), t0 + dt.timedelta(hours=8, seconds=40)
+        ),
         JobRecord("ys1000_migrate__wp", "manual__4", "running", t0 + dt.timedelta(hours=9)),
     ]
 
@@ -101,8 +125,15 @@ def test_daily_summary_counts_failures_sizes():
 def test_failure_alert_and_wecom_payloads():
     from ys1000.notify.summary import FailureInfo, failure_alert, fit_markdown, wecom_payload
 
-    info = FailureInfo("ys1000_backup__shop", "manual__x", "capture", 4, "LimitExceeded: 12 pods > 10",
-                       dt.datetime(2025, 3, 1, tzinfo=UTC), "http://ui/log")
+    info = FailureInfo(
+        "ys1000_backup__shop",
+        "manual__x",
+        "capture",
+        4,
+        "LimitExceeded: 12 pods > 10",
+        dt.datetime(2025, 3, 1, tzinfo=UTC),
+        "http://ui/log",
+    )
     msg = failure_alert(info)
     assert msg.subject == "YS1000 backup job of plan shop failed: ys1000_backup__shop / capture"
     assert "LimitExceeded: 12 pods > 10" in msg.text and "Task:    capture (try 4)" in msg.text
@@ -116,7 +147,9 @@ def test_webhook_url_forms():
     from ys1000.notify.wecom import WeComError, webhook_url
 
     assert webhook_url(None, "K") == "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=K"
-    assert webhook_url("http://127.0.0.1:9/cgi-bin/webhook/send", "K") == "http://127.0.0.1:9/cgi-bin/webhook/send?key=K"
+    assert (
+        webhook_url("http://127.0.0.1:9/cgi-bin/webhook/send", "K") == "http://127.0.0.1:9/cgi-bin/webhook/send?key=K"
+    )
     assert webhook_url("https://x/cgi-bin/webhook/send?key=A", None).endswith("?key=A")
     with pytest.raises(WeComError, match="no key"):
         webhook_url("qyapi.weixin.qq.com", None)
@@ -124,7 +157,7 @@ def test_webhook_url_forms():
 
 # -- end to end --------------------------------------------------------------------------------------
 
-JOBS_DAGS = '''
+JOBS_DAGS = """
 from datetime import datetime
 from airflow.sdk import DAG, task
 from ys1000.notify.report import failure_callbacks
@@ -144,20 +177,22 @@ with DAG("ys1000_backup__broken", schedule=None, start_date=datetime(2024, 1, 1)
     def capture():
         raise RuntimeError("planted failure: namespace shop-db is forbidden")
     capture()
-'''
+"""
 
 
 @pytest.mark.timeout(300)
 def test_failure_alert_and_daily_report_delivered(tmp_path):
     config = tmp_path / "config"
     shutil.copytree(REPO / "config", config)
-    (config / "reports.yaml").write_text(textwrap.dedent("""
+    (config / "reports.yaml").write_text(
+        textwrap.dedent("""
         email: {connection_id: ys1000_smtp, recipients: [ops@example.com, dba@example.com]}
         wecom: {connection_id: ys1000_wecom, msgtype: markdown}
         daily: {at: "08:30", timezone: Asia/Shanghai, channels: [email, wecom]}
         failure_alerts: {channels: [email, wecom]}
         airflow_api: {connection_id: ys1000_airflow_api}
-        """))
+        """)
+    )
     dags = tmp_path / "dags"
     dags.mkdir()
     (dags / "jobs_dags.py").write_text(JOBS_DAGS.format(config=str(config)))
@@ -165,23 +200,45 @@ def test_failure_alert_and_daily_report_delivered(tmp_path):
     home = tmp_path / "airflow"
     with Mailbox() as mail, WebhookReceiver() as hook:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "YS1000_CONFIG"))}
-        env.update({
-            "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__UNIT_TEST_MODE": "True", "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-            "YS1000_CONFIG_DIR": str(config),
-            "AIRFLOW_CONN_YS1000_SMTP": json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": mail.port,
-                                                    "extra": {"from_email": "ys1000@example.com",
-                                                              "disable_tls": True, "disable_ssl": True}}),
-            "AIRFLOW_CONN_YS1000_WECOM": json.dumps({"conn_type": "http", "password": "robot-key-123",
-                                                     "host": f"http://127.0.0.1:{hook.port}/cgi-bin/webhook/send"}),
-            "AIRFLOW_CONN_YS1000_AIRFLOW_API": json.dumps({"conn_type": "http", "extra": {"in_process": True}}),
-        })
-        proc = subprocess.run([sys.executable, str(Path(__file__).with_name("history_script.py")), str(dags)],
-                              env=env, capture_output=True, text=True, timeout=280)
+        env.update(
+            {
+                "AIRFLOW_HOME": str(home),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
+                "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+                "YS1000_CONFIG_DIR": str(config),
+                "AIRFLOW_CONN_YS1000_SMTP": json.dumps(
+                    {
+                        "conn_type": "smtp",
+                        "host": "127.0.0.1",
+                        "port": mail.port,
+                        "extra": {"from_email": "ys1000@example.com", "disable_tls": True, "disable_ssl": True},
+                    }
+                ),
+                "AIRFLOW_CONN_YS1000_WECOM": json.dumps(
+                    {
+                        "conn_type": "http",
+                        "password": "robot-key-123",
+                        "host": f"http://127.0.0.1:{hook.port}/cgi-bin/webhook/send",
+                    }
+                ),
+                "AIRFLOW_CONN_YS1000_AIRFLOW_API": json.dumps({"conn_type": "http", "extra": {"in_process": True}}),
+            }
+        )
+        proc = subprocess.run(
+            [sys.executable, str(Path(__file__).with_name("history_script.py")), str(dags)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=280,
+        )
         out = proc.stdout + proc.stderr
         assert proc.returncode == 0, out[-5000:]
-        assert [line for line in proc.stdout.splitlines() if line.startswith("RUN")] == \
-            ["RUN success", "RUN failed", "RUN success"], out[-5000:]
+        assert [line for line in proc.stdout.splitlines() if line.startswith("RUN")] == [
+            "RUN success",
+            "RUN failed",
+            "RUN success",
+        ], out[-5000:]
 
     # the failure alert (on_failure_callback) and the daily report, by e-mail ...
     subjects = [m.get("Subject") for _, m in mail.messages]
@@ -192,8 +249,9 @@ def test_failure_alert_and_daily_report_delivered(tmp_path):
     body = Mailbox.body(alert)
     assert "RuntimeError: planted failure: namespace shop-db is forbidden" in body and "Task:    capture" in body
 
-    assert report["Subject"].startswith("[YS1000] YS1000 daily report ") and \
-        report["Subject"].endswith(": 2 jobs, 1 failed")
+    assert report["Subject"].startswith("[YS1000] YS1000 daily report ") and report["Subject"].endswith(
+        ": 2 jobs, 1 failed"
+    )
     body = Mailbox.body(report)
     assert "Jobs: 2 (success 1, failed 1)" in body and "  backup: success 1, failed 1" in body
     # the reason recorded by the failure alert, read back through the REST API

@@ -19,6 +19,7 @@ def configmap(ns: str, name: str, **data: str) -> dict:
 def write_backup(repo: Repository, backup_id: str, plan: str = "plan-a", n: int = 3, **begin) -> None:
     with repo.begin_backup(backup_id, plan, **begin) as w:
         for i in range(n):
-            w.add(configmap("demo", f"cm-{i}", k=str(i)), group="", version="v1",
-                  resource="configmaps", kind="ConfigMap")
+            w.add(
+                configmap("demo", f"cm-{i}", k=str(i)), group="", version="v1", resource="configmaps", kind="ConfigMap"
+            )
         w.commit(namespaces=["demo"])

@@ -14,9 +14,17 @@ from ys1000_dev.ports import free_port
 
 
 def _config(s3, **over) -> RepositoryConfig:
-    kw = dict(type="s3", bucket=s3.bucket, prefix="conn-test", region=s3.region,
-              endpoint_url=s3.endpoint_url, access_key=s3.access_key, secret_key=s3.secret_key,
-              max_attempts=1, connect_timeout=2)
+    kw = dict(
+        type="s3",
+        bucket=s3.bucket,
+        prefix="conn-test",
+        region=s3.region,
+        endpoint_url=s3.endpoint_url,
+        access_key=s3.access_key,
+        secret_key=s3.secret_key,
+        max_attempts=1,
+        connect_timeout=2,
+    )
     kw.update(over)
     return RepositoryConfig(**kw)
 

@@ -11,8 +11,13 @@ PLAN = "plan-a"
 
 def _capture(repo, bid):
     with repo.begin_backup(bid, PLAN) as w:
-        w.add({"metadata": {"name": "c", "namespace": "n"}, "data": {"k": "v"}},
-              group="", version="v1", resource="configmaps", kind="ConfigMap")
+        w.add(
+            {"metadata": {"name": "c", "namespace": "n"}, "data": {"k": "v"}},
+            group="",
+            version="v1",
+            resource="configmaps",
+            kind="ConfigMap",
+        )
         return w.commit(namespaces=["n"], final=False)
 
 

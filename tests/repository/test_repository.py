@@ -32,21 +32,42 @@ SECRET_VALUE = "s3cr3t-P@ssw0rd-that-must-never-leak"
 def _objects(n: int):
     """A varied set: namespaced core/grouped objects, cluster-scoped, unicode, long names."""
     for i in range(n):
-        yield configmap("demo", f"cm-{i}", value=f"v{i}", text="ünïcødé ✓"), dict(
-            group="", version="v1", resource="configmaps", kind="ConfigMap")
-    yield ({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        yield (
+            configmap("demo", f"cm-{i}", value=f"v{i}", text="ünïcødé ✓"),
+            dict(group="", version="v1", resource="configmaps", kind="ConfigMap"),
+        )
+    yield (
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
             "metadata": {"name": "db", "namespace": "demo"},
-            "stringData": {"password": SECRET_VALUE}},
-           dict(group="", version="v1", resource="secrets", kind="Secret"))
-    yield ({"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "web-" + "x" * 200, "namespace": "demo"}, "spec": {"replicas": 2}},
-           dict(group="apps", version="v1", resource="deployments", kind="Deployment"))
-    yield ({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
-            "metadata": {"name": "ys1000-local"}, "provisioner": "ys1000.io/local"},
-           dict(group="storage.k8s.io", version="v1", resource="storageclasses", kind="StorageClass"))
-    yield ({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-abc", "namespace": "demo"}},
-           dict(group="", version="v1", resource="pods", kind="Pod", restore=False,
-                reason="owned by ReplicaSet web-5d8f"))
+            "stringData": {"password": SECRET_VALUE},
+        },
+        dict(group="", version="v1", resource="secrets", kind="Secret"),
+    )
+    yield (
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web-" + "x" * 200, "namespace": "demo"},
+            "spec": {"replicas": 2},
+        },
+        dict(group="apps", version="v1", resource="deployments", kind="Deployment"),
+    )
+    yield (
+        {
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": {"name": "ys1000-local"},
+            "provisioner": "ys1000.io/local",
+        },
+        dict(group="storage.k8s.io", version="v1", resource="storageclasses", kind="StorageClass"),
+    )
+    yield (
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-abc", "namespace": "demo"}},
+        dict(group="", version="v1", resource="pods", kind="Pod", restore=False, reason="owned by ReplicaSet web-5d8f"),
+    )
 
 
 def _backup(repo: Repository, backup_id: str, n: int = 200, **begin):
@@ -55,8 +76,9 @@ def _backup(repo: Repository, backup_id: str, n: int = 200, **begin):
         for obj, kw in _objects(n):
             w.add(obj, **kw)
             expected.append(obj)
-        m = w.commit(cluster_name="source", kubernetes_version="v1.33.1", namespaces=["demo"],
-                     selection={"namespaces": ["demo"]})
+        m = w.commit(
+            cluster_name="source", kubernetes_version="v1.33.1", namespaces=["demo"], selection={"namespaces": ["demo"]}
+        )
     return m, expected
 
 
@@ -111,9 +133,13 @@ def test_archive_is_a_velero_like_tar_inside(repo):
 def test_secret_value_is_absent_from_every_raw_object(repo):
     _backup(repo, "bk-secret", n=5)
     keys = [o.key for o in repo.store.list()]
-    assert {layout.archive_key("bk-secret"), layout.index_key("bk-secret"),
-            layout.manifest_key("bk-secret"), layout.catalog_key("plan-a", "bk-secret"),
-            layout.REPO_CONFIG} <= set(keys)
+    assert {
+        layout.archive_key("bk-secret"),
+        layout.index_key("bk-secret"),
+        layout.manifest_key("bk-secret"),
+        layout.catalog_key("plan-a", "bk-secret"),
+        layout.REPO_CONFIG,
+    } <= set(keys)
     for key in keys:
         raw = repo.store.get(key)
         variants = [raw]
@@ -274,9 +300,15 @@ def test_restore_reports_round_trip(repo):
 
 
 def test_open_repository_from_config(s3, bucket, tmp_path):
-    cfg = RepositoryConfig(type="s3", bucket=bucket, prefix="cfg", region=s3.region,
-                           endpoint_url=s3.endpoint_url, access_key=s3.access_key,
-                           secret_key=s3.secret_key)
+    cfg = RepositoryConfig(
+        type="s3",
+        bucket=bucket,
+        prefix="cfg",
+        region=s3.region,
+        endpoint_url=s3.endpoint_url,
+        access_key=s3.access_key,
+        secret_key=s3.secret_key,
+    )
     repo = open_repository(cfg, PASSPHRASE, create=True)
     write_backup(repo, "bk-cfg")
     again = open_repository(cfg, PASSPHRASE)
@@ -289,6 +321,16 @@ def test_open_repository_from_config(s3, bucket, tmp_path):
 
 
 def test_index_entry_json_round_trip():
-    e = IndexEntry(group="apps", version="v1", kind="Deployment", resource="deployments",
-                   namespace="ns", name="web", size=10, path="p", restore=False, reason="why")
+    e = IndexEntry(
+        group="apps",
+        version="v1",
+        kind="Deployment",
+        resource="deployments",
+        namespace="ns",
+        name="web",
+        size=10,
+        path="p",
+        restore=False,
+        reason="why",
+    )
     assert IndexEntry.from_json(json.loads(json.dumps(e.to_json()))) == e

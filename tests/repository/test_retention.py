@@ -47,8 +47,7 @@ def test_object_lock_backup_carries_retention_and_early_delete_is_refused(s3, lo
     assert m.retain_until is not None and m.retain_until > _utcnow() + timedelta(days=6)
     client = s3.client()
     full = lambda key: f"{store.prefix}/{key}"  # noqa: E731
-    for key in (m.archive.key, m.index.key, layout.manifest_key("locked-1"),
-                layout.catalog_key("plan-a", "locked-1")):
+    for key in (m.archive.key, m.index.key, layout.manifest_key("locked-1"), layout.catalog_key("plan-a", "locked-1")):
         head = client.head_object(Bucket=store.bucket, Key=full(key))
         assert head["ObjectLockMode"] == "COMPLIANCE", key
         assert head["ObjectLockRetainUntilDate"] >= m.retain_until.replace(microsecond=0), key
@@ -87,9 +86,13 @@ def test_large_archive_multipart_upload_is_locked(s3, locked_repo):
     repo = locked_repo
     with repo.begin_backup("big-locked", "plan-a", retention=timedelta(days=1)) as w:
         for i in range(12):  # random data does not compress: ~12 MiB archive
-            w.add({"metadata": {"name": f"blob-{i}", "namespace": "demo"},
-                   "data": {"b": os.urandom(768 * 1024).hex()}},
-                  group="", version="v1", resource="configmaps", kind="ConfigMap")
+            w.add(
+                {"metadata": {"name": f"blob-{i}", "namespace": "demo"}, "data": {"b": os.urandom(768 * 1024).hex()}},
+                group="",
+                version="v1",
+                resource="configmaps",
+                kind="ConfigMap",
+            )
         m = w.commit()
     assert m.archive.size > 8 * 1024 * 1024
     head = s3.client().head_object(Bucket=repo.store.bucket, Key=f"locked/{m.archive.key}")

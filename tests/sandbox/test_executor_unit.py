@@ -32,16 +32,19 @@ def test_downward_api_fields():
     assert _field_value(pod, "metadata.labels") == 'app="x"'
 
 
-@pytest.mark.parametrize("labels, executed", [
-    ({"ys1000.io/component": "mover", "ys1000.io/run": "r1"}, True),   # the product's own labels
-    ({"ys1000.io/component": "hook", "ys1000.io/hook-kind": "custom"}, True),
-    ({"ys1000.io/executable": "true"}, True),                           # test-only pod templates
-    ({"ys1000.io/component": "hook", "ys1000.io/executable": "true"}, True),
-    ({"ys1000.io/component": "export"}, False),                         # not a pod the product runs
-    ({"ys1000.io/executable": "false"}, False),
-    ({"app": "wordpress"}, False),
-    (None, False),
-])
+@pytest.mark.parametrize(
+    "labels, executed",
+    [
+        ({"ys1000.io/component": "mover", "ys1000.io/run": "r1"}, True),  # the product's own labels
+        ({"ys1000.io/component": "hook", "ys1000.io/hook-kind": "custom"}, True),
+        ({"ys1000.io/executable": "true"}, True),  # test-only pod templates
+        ({"ys1000.io/component": "hook", "ys1000.io/executable": "true"}, True),
+        ({"ys1000.io/component": "export"}, False),  # not a pod the product runs
+        ({"ys1000.io/executable": "false"}, False),
+        ({"app": "wordpress"}, False),
+        (None, False),
+    ],
+)
 def test_which_pods_run(labels, executed):
     """The product's mover and hook pods run by their component label (their manifests carry no
     sandbox label); test templates may still ask for it with ``ys1000.io/executable=true``."""

@@ -61,8 +61,10 @@ def first_free_port_taken(monkeypatch, held):
                 taken.append(held(listen))
                 return taken[0]
             return real()
+
         monkeypatch.setattr(ports, "free_port", free_port)
         return taken
+
     return fake
 
 
@@ -137,8 +139,11 @@ def test_a_server_that_fails_otherwise_is_not_retried(tmp_path):
 
     def launch(port: int) -> subprocess.Popen:
         launched.append(port)
-        return subprocess.Popen([sys.executable, "-c", "import sys; print('bad config'); sys.exit(3)"],
-                                stdout=open(tmp_path / "x.log", "ab"), stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-c", "import sys; print('bad config'); sys.exit(3)"],
+            stdout=open(tmp_path / "x.log", "ab"),
+            stderr=subprocess.STDOUT,
+        )
 
     with pytest.raises(RuntimeError, match="exited with 3"):
         ports.start_on_port(launch, tmp_path / "x.log", "broken server", timeout=20)
@@ -280,9 +285,21 @@ def test_controlplane_replaces_ports_held_by_others(tmp_path, held):
     (data / "ports.json").write_text(json.dumps(before))
     log = tmp_path / "controlplane.log"
     with open(log, "ab") as fh:
-        proc = subprocess.Popen([str(binary), "--data-dir", str(data), "--kubeconfig", str(tmp_path / "kc"),
-                                 "--name", "porttest", "--unsafe-no-fsync"],
-                                stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [
+                str(binary),
+                "--data-dir",
+                str(data),
+                "--kubeconfig",
+                str(tmp_path / "kc"),
+                "--name",
+                "porttest",
+                "--unsafe-no-fsync",
+            ],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
     try:
         deadline = time.monotonic() + 120
         while not (data / "ready.json").exists():

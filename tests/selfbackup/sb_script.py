@@ -16,10 +16,17 @@ def backup(s3: dict) -> None:
     from ys1000.selfbackup.airflow_side import import_connections_and_variables
 
     import_connections_and_variables(
-        {"ys1000_s3": {"conn_type": "aws", "login": s3["access_key"], "password": s3["secret_key"],
-                       "extra": json.dumps({"endpoint_url": s3["endpoint_url"], "region_name": s3["region"]})},
-         "ys1000_extra_http": {"conn_type": "http", "host": "example.internal", "password": "planted-conn-pw"}},
-        {"ys1000_repo_key": s3["key"], "plain_setting": "42"})
+        {
+            "ys1000_s3": {
+                "conn_type": "aws",
+                "login": s3["access_key"],
+                "password": s3["secret_key"],
+                "extra": json.dumps({"endpoint_url": s3["endpoint_url"], "region_name": s3["region"]}),
+            },
+            "ys1000_extra_http": {"conn_type": "http", "host": "example.internal", "password": "planted-conn-pw"},
+        },
+        {"ys1000_repo_key": s3["key"], "plain_setting": "42"},
+    )
     from airflow.dag_processing.dagbag import DagBag
     from airflow.configuration import conf
 

@@ -25,9 +25,16 @@ def _env(home: Path, config: Path) -> dict[str, str]:
     from cryptography.fernet import Fernet
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "YS1000_", "AWS_"))}
-    env.update({"AIRFLOW_HOME": str(home), "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                "AIRFLOW__CORE__UNIT_TEST_MODE": "True", "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-                "YS1000_CONFIG_DIR": str(config)})
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "YS1000_CONFIG_DIR": str(config),
+        }
+    )
     return env
 
 
@@ -39,7 +46,7 @@ def _run(cmd: list[str], env: dict, timeout: int = 240) -> str:
 
 
 def _lines(out: str, tag: str) -> list[str]:
-    return [line[len(tag) + 1:] for line in out.splitlines() if line.startswith(tag + " ")]
+    return [line[len(tag) + 1 :] for line in out.splitlines() if line.startswith(tag + " ")]
 
 
 @pytest.mark.timeout(600)
@@ -57,8 +64,13 @@ def test_self_backup_then_self_restore_on_fresh_install(tmp_path, s3, bucket):
 
     # install A: history + self-backup (twice: retention keeps 2)
     env_a = _env(tmp_path / "home-a", config)
-    s3_info = {"endpoint_url": s3.endpoint_url, "access_key": s3.access_key, "secret_key": s3.secret_key,
-               "region": s3.region, "key": KEY}
+    s3_info = {
+        "endpoint_url": s3.endpoint_url,
+        "access_key": s3.access_key,
+        "secret_key": s3.secret_key,
+        "region": s3.region,
+        "key": KEY,
+    }
     out = _run([sys.executable, str(SCRIPT), "backup", json.dumps(s3_info)], env_a)
     assert _lines(out, "RUN") == ["success", "success"], out
     dags_a = set(json.loads(_lines(out, "DAGS")[0]))
@@ -68,9 +80,17 @@ def test_self_backup_then_self_restore_on_fresh_install(tmp_path, s3, bucket):
     from ys1000.repository import RepositoryConfig, open_repository
     from ys1000.selfbackup import archive, keys
 
-    repo = open_repository(RepositoryConfig(type="s3", bucket=bucket, endpoint_url=s3.endpoint_url,
-                                            access_key=s3.access_key, secret_key=s3.secret_key,
-                                            region=s3.region), KEY)
+    repo = open_repository(
+        RepositoryConfig(
+            type="s3",
+            bucket=bucket,
+            endpoint_url=s3.endpoint_url,
+            access_key=s3.access_key,
+            secret_key=s3.secret_key,
+            region=s3.region,
+        ),
+        KEY,
+    )
     [sb] = archive.list_self_backups(repo)
     assert set(sb.parts) == {"metadata-db", "config", "connections", "variables"}
     assert sb.meta["db_kind"] == "sqlite" and sb.meta["connections"] == 2 and sb.meta["dag_runs"] >= 2
@@ -84,12 +104,31 @@ def test_self_backup_then_self_restore_on_fresh_install(tmp_path, s3, bucket):
     config_b = tmp_path / "config-b"
     env_b = _env(tmp_path / "home-b", config_b)
     _run([sys.executable, "-m", "airflow", "db", "migrate"], env_b)
-    env_r = {**env_b, "YS1000_REPO_KEY": KEY, "AWS_ACCESS_KEY_ID": s3.access_key,
-             "AWS_SECRET_ACCESS_KEY": s3.secret_key}
-    restore_cmd = ("import sys, argparse; from ys1000.cli import self_backup as m; p = argparse.ArgumentParser(); "
-                   "m.register(p.add_subparsers(dest='c')); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))")
-    out = _run([sys.executable, "-c", restore_cmd, "self-restore", "--repository", f"s3://{bucket}",
-                "--endpoint-url", s3.endpoint_url, "--config-dir", str(config_b)], env_r)
+    env_r = {
+        **env_b,
+        "YS1000_REPO_KEY": KEY,
+        "AWS_ACCESS_KEY_ID": s3.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3.secret_key,
+    }
+    restore_cmd = (
+        "import sys, argparse; from ys1000.cli import self_backup as m; p = argparse.ArgumentParser(); "
+        "m.register(p.add_subparsers(dest='c')); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))"
+    )
+    out = _run(
+        [
+            sys.executable,
+            "-c",
+            restore_cmd,
+            "self-restore",
+            "--repository",
+            f"s3://{bucket}",
+            "--endpoint-url",
+            s3.endpoint_url,
+            "--config-dir",
+            str(config_b),
+        ],
+        env_r,
+    )
     assert f"self-backup {sb.backup_id}" in out and "connections: ys1000_extra_http, ys1000_s3" in out, out
     assert (config_b / "plans" / "marker.txt").read_text() == "restored config marker\n"
     assert (config_b / "self_backup.yaml").exists() and (config_b / "repositories.yaml").exists()
@@ -112,14 +151,21 @@ def test_self_backup_parts_are_bound_to_their_place(tmp_path):
     repo = open_repository(RepositoryConfig(type="local", path=str(tmp_path / "r")), KEY, create=True)
     t0 = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
     for i in range(3):
-        archive.write_self_backup(repo, f"self-2025010100000{i}", {"config": b"abc", "variables": b"{}"},
-                                 {"db_kind": "sqlite"}, created=t0 + dt.timedelta(hours=i))
+        archive.write_self_backup(
+            repo,
+            f"self-2025010100000{i}",
+            {"config": b"abc", "variables": b"{}"},
+            {"db_kind": "sqlite"},
+            created=t0 + dt.timedelta(hours=i),
+        )
     assert [b.backup_id for b in archive.list_self_backups(repo)][-1] == "self-20250101000002"
     assert archive.prune_self_backups(repo, 2) == ["self-20250101000000"]
     latest = archive.get_self_backup(repo)
     assert archive.read_part(repo, latest, "config") == b"abc"
     # a part copied over another one fails authentication
-    repo.store.put(keys.part_key(latest.backup_id, "variables"), repo.store.get(keys.part_key(latest.backup_id, "config")))
+    repo.store.put(
+        keys.part_key(latest.backup_id, "variables"), repo.store.get(keys.part_key(latest.backup_id, "config"))
+    )
     latest.parts["variables"].pop("sha256")
     with pytest.raises(DecryptionError):
         archive.read_part(repo, latest, "variables")

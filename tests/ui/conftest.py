@@ -7,8 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from ui_helpers import (BACKUP_DAG, PLAN, REPO_KEY, make_config, make_run, sync_dags, write_backup,
-                        write_restore_report)
+from ui_helpers import BACKUP_DAG, PLAN, REPO_KEY, make_config, make_run, sync_dags, write_backup, write_restore_report
 
 
 @pytest.fixture(scope="session")
@@ -35,26 +34,57 @@ def ui_env(airflow_db, tmp_path_factory):
     sync_dags()
     done = "manual__2025-01-02T03:04:05+00:00"
     summary = {"backup_id": backup_id, "plan": PLAN, "status": "Completed", "objects": 4, "archive_bytes": 2048}
-    make_run(BACKUP_DAG, done, state="success",
-             tasks={t: "success" for t in ("preflight", "capture", "volumes", "verify", "commit", "retention")},
-             xcoms={("capture", "backup_id"): backup_id, ("commit", "return_value"): summary,
-                    ("verify", "return_value"): {"backup_id": backup_id, "ok": True}})
+    make_run(
+        BACKUP_DAG,
+        done,
+        state="success",
+        tasks={t: "success" for t in ("preflight", "capture", "volumes", "verify", "commit", "retention")},
+        xcoms={
+            ("capture", "backup_id"): backup_id,
+            ("commit", "return_value"): summary,
+            ("verify", "return_value"): {"backup_id": backup_id, "ok": True},
+        },
+    )
     running = "manual__2025-01-03T00:00:00+00:00"
-    make_run(BACKUP_DAG, running, state="running", tasks={"preflight": "success", "capture": "running"},
-             xcoms={("capture", "backup_id"): f"{PLAN}-20250103000000",
-                    ("capture", "progress"): {"phase": "resources", "objects_done": 40, "objects_total": 160,
-                                              "bytes_done": 1024, "bytes_total": 4096}})
+    make_run(
+        BACKUP_DAG,
+        running,
+        state="running",
+        tasks={"preflight": "success", "capture": "running"},
+        xcoms={
+            ("capture", "backup_id"): f"{PLAN}-20250103000000",
+            ("capture", "progress"): {
+                "phase": "resources",
+                "objects_done": 40,
+                "objects_total": 160,
+                "bytes_done": 1024,
+                "bytes_total": 4096,
+            },
+        },
+    )
     failed = "manual__2025-01-01T00:00:00+00:00"
     make_run(BACKUP_DAG, failed, state="failed", tasks={"preflight": "failed"})
     restore = "manual__2025-01-04T00:00:00+00:00"
     restore_id = "restore-20250104000000-abcd"
     write_restore_report(repo_path, restore_id, backup_id)
-    make_run("ys1000_restore", restore, state="failed", tasks={"preflight": "success", "restore": "failed"},
-             conf={"backup": backup_id, "repository": "local", "target_cluster": "target"},
-             xcoms={("preflight", "backup_id"): backup_id, ("restore", "restore_id"): restore_id})
-    yield SimpleNamespace(config_dir=cdir, repo_path=repo_path, backup_id=backup_id, run_id=done,
-                          running_run_id=running, failed_run_id=failed, restore_run_id=restore,
-                          restore_id=restore_id)
+    make_run(
+        "ys1000_restore",
+        restore,
+        state="failed",
+        tasks={"preflight": "success", "restore": "failed"},
+        conf={"backup": backup_id, "repository": "local", "target_cluster": "target"},
+        xcoms={("preflight", "backup_id"): backup_id, ("restore", "restore_id"): restore_id},
+    )
+    yield SimpleNamespace(
+        config_dir=cdir,
+        repo_path=repo_path,
+        backup_id=backup_id,
+        run_id=done,
+        running_run_id=running,
+        failed_run_id=failed,
+        restore_run_id=restore,
+        restore_id=restore_id,
+    )
     mp.undo()
 
 

@@ -56,9 +56,14 @@ def backup_env(sandbox, sandbox_s3, source, make_namespace, tmp_path, airflow_db
     from ys1000.airflow.dagfactory import build_dags
 
     ns = make_namespace(source, "ui")
-    source.core.create_namespaced_secret(ns, {
-        "metadata": {"name": "db-pass"}, "type": "Opaque",
-        "data": {"password": base64.b64encode(SECRET_VALUE.encode()).decode()}})
+    source.core.create_namespaced_secret(
+        ns,
+        {
+            "metadata": {"name": "db-pass"},
+            "type": "Opaque",
+            "data": {"password": base64.b64encode(SECRET_VALUE.encode()).decode()},
+        },
+    )
     source.core.create_namespaced_config_map(ns, {"metadata": {"name": "app-config"}, "data": {"mode": "e2e"}})
     bucket = sandbox_s3.new_bucket(f"ui-{uuid.uuid4().hex[:10]}")
     cdir = tmp_path / "config"
@@ -71,7 +76,8 @@ def backup_env(sandbox, sandbox_s3, source, make_namespace, tmp_path, airflow_db
     (cdir / "plans" / f"{PLAN}.yaml").write_text(
         f"kind: BackupPlan\nname: {PLAN}\ncluster: source\nrepository: sandbox-s3\n"
         f"namespaces: {{names: [{ns}]}}\n"
-        "policy: {scope: resources, method: filecopy, schedule: {type: on_demand}, retention: 7d}\n")
+        "policy: {scope: resources, method: filecopy, schedule: {type: on_demand}, retention: 7d}\n"
+    )
     mp = pytest.MonkeyPatch()
     for key, value in sandbox_env(sandbox["dir"]).items():
         mp.setenv(key, value)
@@ -83,8 +89,11 @@ def backup_env(sandbox, sandbox_s3, source, make_namespace, tmp_path, airflow_db
         from airflow.utils.session import create_session
 
         with create_session() as session:
-            row = session.query(XComModel).filter_by(dag_id=DAG_ID, run_id=run.run_id, task_id="commit",
-                                                     key="return_value").one()
+            row = (
+                session.query(XComModel)
+                .filter_by(dag_id=DAG_ID, run_id=run.run_id, task_id="commit", key="return_value")
+                .one()
+            )
             summary = XComModel.deserialize_value(row)
         yield {"run_id": run.run_id, "backup_id": summary["backup_id"], "namespace": ns, "config_dir": cdir}
     finally:
@@ -99,14 +108,16 @@ def api_server(backup_env, tmp_path):
     pw_file = tmp_path / "passwords.json"
     pw_file.write_text(json.dumps({"admin": password}))
     env = dict(os.environ)
-    env.update({
-        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(pw_file),
-        "AIRFLOW__API__WORKERS": "1",
-        "YS1000_CONFIG_DIR": str(backup_env["config_dir"]),
-    })
+    env.update(
+        {
+            "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(pw_file),
+            "AIRFLOW__API__WORKERS": "1",
+            "YS1000_CONFIG_DIR": str(backup_env["config_dir"]),
+        }
+    )
     if not entry_point_registered():
         plugins = tmp_path / "plugins"
         plugins.mkdir()
@@ -119,9 +130,13 @@ def api_server(backup_env, tmp_path):
 
     def launch(port: int) -> subprocess.Popen:
         with open(log_path, "ab") as log:
-            return subprocess.Popen([str(airflow), "api-server", "--host", "127.0.0.1", "--port", str(port),
-                                     "--workers", "1"], env={**env, "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}"},
-                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            return subprocess.Popen(
+                [str(airflow), "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                env={**env, "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}"},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     # a free port, another one if it is taken before the api-server binds it
     proc, port = start_on_port(launch, log_path, "api-server", timeout=120)
@@ -154,7 +169,9 @@ def api_server(backup_env, tmp_path):
 def browser(tmp_path):
     missing = [p for p in ("/usr/bin/chromium", "/usr/bin/chromedriver") if not Path(p).exists()]
     if missing:
-        message = f"{', '.join(missing)} missing: install the Debian chromium and chromium-driver packages (make system)"
+        message = (
+            f"{', '.join(missing)} missing: install the Debian chromium and chromium-driver packages (make system)"
+        )
         if os.environ.get("YS1000_REQUIRE_SANDBOX") == "1":
             pytest.fail(message)
         pytest.skip(message)
@@ -163,9 +180,19 @@ def browser(tmp_path):
 
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--window-size=1440,1000", f"--user-data-dir={tmp_path / 'chromium'}"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1440,1000",
+        f"--user-data-dir={tmp_path / 'chromium'}",
+    ):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
     driver.set_page_load_timeout(WAIT)
@@ -206,8 +233,11 @@ def test_browser_job_monitor_details_secret_and_restore(browser, backup_env, api
         wait.until(lambda d: len(d.window_handles) > len(handles))
         browser.switch_to.window((set(browser.window_handles) - handles).pop())
         wait.until(lambda d: d.current_url.endswith("/ys1000/jobs"))
-        row = wait.until(EC.presence_of_element_located(
-            (By.CSS_SELECTOR, f'tr.job[data-dag-id="{DAG_ID}"][data-run-id="{backup_env["run_id"]}"]')))
+        row = wait.until(
+            EC.presence_of_element_located(
+                (By.CSS_SELECTOR, f'tr.job[data-dag-id="{DAG_ID}"][data-run-id="{backup_env["run_id"]}"]')
+            )
+        )
         assert "success" in row.text and PLAN in row.text and bid in row.text and "source" in row.text
         shot("03-job-monitor")
 

@@ -37,7 +37,6 @@ def test_bearer_token_is_accepted(client, ui_env):
     assert {j["run_id"] for j in r.json()["jobs"]} >= {ui_env.run_id, ui_env.running_run_id}
 
 
-
 def test_job_monitor_lists_runs_with_progress_and_links(client, ui_env):
     login(client)
     r = client.get("/ys1000/jobs")
@@ -56,27 +55,42 @@ def test_job_monitor_lists_runs_with_progress_and_links(client, ui_env):
     assert (done["kind"], done["plan"], done["cluster"], done["state"]) == ("backup", PLAN, "source", "success")
     assert done["progress"]["objects_done"] == done["progress"]["objects_total"] == 4
     assert done["progress"]["bytes_total"] == 2048 and done["duration_seconds"] is not None
-    assert running["progress"].items() >= {"objects_done": 40, "objects_total": 160, "bytes_done": 1024,
-                                           "bytes_total": 4096, "percent": 25, "source": "xcom"}.items()
+    assert (
+        running["progress"].items()
+        >= {
+            "objects_done": 40,
+            "objects_total": 160,
+            "bytes_done": 1024,
+            "bytes_total": 4096,
+            "percent": 25,
+            "source": "xcom",
+        }.items()
+    )
     assert running["progress"]["phase"] == "capture: resources"
 
 
-@pytest.mark.parametrize("query, expected", [
-    ("kind=backup", {"done", "running", "failed"}),
-    ("kind=restore", {"restore"}),
-    ("kind=migration", set()),
-    ("state=running", {"running"}),
-    ("state=failed", {"failed", "restore"}),
-    ("cluster=source", {"done", "running", "failed"}),
-    ("cluster=target", {"restore"}),
-    (f"plan={PLAN}&state=success", {"done"}),
-])
+@pytest.mark.parametrize(
+    "query, expected",
+    [
+        ("kind=backup", {"done", "running", "failed"}),
+        ("kind=restore", {"restore"}),
+        ("kind=migration", set()),
+        ("state=running", {"running"}),
+        ("state=failed", {"failed", "restore"}),
+        ("cluster=source", {"done", "running", "failed"}),
+        ("cluster=target", {"restore"}),
+        (f"plan={PLAN}&state=success", {"done"}),
+    ],
+)
 def test_job_monitor_filters(client, ui_env, query, expected):
     login(client)
-    names = {ui_env.run_id: "done", ui_env.running_run_id: "running", ui_env.failed_run_id: "failed",
-             ui_env.restore_run_id: "restore"}
-    got = {names[j["run_id"]] for j in client.get(f"/ys1000/api/jobs?{query}").json()["jobs"]
-           if j["run_id"] in names}
+    names = {
+        ui_env.run_id: "done",
+        ui_env.running_run_id: "running",
+        ui_env.failed_run_id: "failed",
+        ui_env.restore_run_id: "restore",
+    }
+    got = {names[j["run_id"]] for j in client.get(f"/ys1000/api/jobs?{query}").json()["jobs"] if j["run_id"] in names}
     assert got == expected
     html = client.get(f"/ys1000/jobs?{query}").text
     assert all((f'data-run-id="{rid}"' in html) == (name in expected) for rid, name in names.items())
@@ -92,8 +106,12 @@ def test_job_details_lists_resources_and_filters(client, ui_env):
     assert r.status_code == 200, r.text
     html = r.text
     assert ui_env.backup_id in html and "Completed" in html
-    for kind, name in (("Namespace", "demo"), ("ConfigMap", "app-config"), ("Secret", "db-pass"),
-                       ("Deployment", "web")):
+    for kind, name in (
+        ("Namespace", "demo"),
+        ("ConfigMap", "app-config"),
+        ("Secret", "db-pass"),
+        ("Deployment", "web"),
+    ):
         assert f'data-kind="{kind}" data-namespace="{"" if kind == "Namespace" else "demo"}" data-name="{name}"' in html
     assert "Secret 1" in html and "ConfigMap 1" in html  # counts per kind
     html = client.get(job_url(BACKUP_DAG, ui_env.run_id, "kind=Secret")).text
@@ -106,8 +124,9 @@ def test_job_details_lists_resources_and_filters(client, ui_env):
 
 
 def resource_url(ui_env, reveal: bool = False) -> str:
-    return (f"/ys1000/repositories/local/backups/{ui_env.backup_id}/resource?gr=secrets&namespace=demo&name=db-pass"
-            + ("&reveal=1" if reveal else ""))
+    return f"/ys1000/repositories/local/backups/{ui_env.backup_id}/resource?gr=secrets&namespace=demo&name=db-pass" + (
+        "&reveal=1" if reveal else ""
+    )
 
 
 def test_secret_yaml_is_masked(client, ui_env):
@@ -123,11 +142,13 @@ def test_secret_yaml_is_masked(client, ui_env):
     assert "masked: holds the Secret" in html
     assert "reveal-secret" not in html  # a viewer may not reveal: no link
     assert client.get(resource_url(ui_env, reveal=True)).status_code == 403
-    cm = client.get(f"/ys1000/repositories/local/backups/{ui_env.backup_id}/resource?gr=configmaps"
-                    "&namespace=demo&name=app-config").text
+    cm = client.get(
+        f"/ys1000/repositories/local/backups/{ui_env.backup_id}/resource?gr=configmaps&namespace=demo&name=app-config"
+    ).text
     assert "greeting: hello" in cm  # other kinds are shown as they are
-    missing = client.get(f"/ys1000/repositories/local/backups/{ui_env.backup_id}/resource?gr=secrets"
-                         "&namespace=demo&name=nope")
+    missing = client.get(
+        f"/ys1000/repositories/local/backups/{ui_env.backup_id}/resource?gr=secrets&namespace=demo&name=nope"
+    )
     assert missing.status_code == 404
 
 
@@ -179,8 +200,12 @@ def test_other_dags_are_not_jobs(client, ui_env):
 def test_restore_job_shows_the_per_object_report(client, ui_env):
     login(client)
     job = {j["run_id"]: j for j in client.get("/ys1000/api/jobs?kind=restore").json()["jobs"]}[ui_env.restore_run_id]
-    assert (job["cluster"], job["repository"], job["backup_id"], job["restore_id"]) == \
-        ("target", "local", ui_env.backup_id, ui_env.restore_id)
+    assert (job["cluster"], job["repository"], job["backup_id"], job["restore_id"]) == (
+        "target",
+        "local",
+        ui_env.backup_id,
+        ui_env.restore_id,
+    )
     html = client.get(job_url("ys1000_restore", ui_env.restore_run_id)).text
     assert 'id="restore-report"' in html and ui_env.restore_id in html and "PartiallyFailed" in html
     assert 'class="action-failed"' in html and "admission webhook denied the request" in html

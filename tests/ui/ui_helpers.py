@@ -26,14 +26,16 @@ def make_config(dest: Path, repo_path: Path) -> Path:
     repos = yaml.safe_load((dest / "repositories.yaml").read_text())
     repos["local"] = {"type": "local", "path": str(repo_path), "key": {"variable": "ys1000_repo_key"}}
     (dest / "repositories.yaml").write_text(yaml.safe_dump(repos, sort_keys=False))
-    (dest / "plans" / f"{PLAN}.yaml").write_text(textwrap.dedent(f"""\
+    (dest / "plans" / f"{PLAN}.yaml").write_text(
+        textwrap.dedent(f"""\
         kind: BackupPlan
         name: {PLAN}
         cluster: source
         repository: local
         namespaces: {{names: [demo]}}
         policy: {{scope: resources, method: filecopy, schedule: {{type: on_demand}}, retention: 7d}}
-        """))
+        """)
+    )
     return dest
 
 
@@ -42,12 +44,21 @@ def secret_doc() -> dict:
     import json
 
     data = {"password": base64.b64encode(SECRET_VALUE.encode()).decode()}
-    applied = json.dumps({"apiVersion": "v1", "kind": "Secret", "data": data,
-                          "metadata": {"name": "db-pass", "namespace": "demo"}})
-    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": {"name": "db-pass", "namespace": "demo",
-                         "annotations": {"kubectl.kubernetes.io/last-applied-configuration": applied}},
-            "data": data, "stringData": {"plain": SECRET_VALUE}}
+    applied = json.dumps(
+        {"apiVersion": "v1", "kind": "Secret", "data": data, "metadata": {"name": "db-pass", "namespace": "demo"}}
+    )
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": "db-pass",
+            "namespace": "demo",
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": applied},
+        },
+        "data": data,
+        "stringData": {"plain": SECRET_VALUE},
+    }
 
 
 def write_backup(repo_path: Path, backup_id: str, plan: str = PLAN) -> None:
@@ -56,13 +67,38 @@ def write_backup(repo_path: Path, backup_id: str, plan: str = PLAN) -> None:
 
     repo = open_repository(RepositoryConfig(type="local", path=str(repo_path)), REPO_KEY, create=True)
     with repo.begin_backup(backup_id, plan) as w:
-        w.add({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "demo"}},
-              group="", version="v1", resource="namespaces", kind="Namespace")
-        w.add({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "app-config", "namespace": "demo"},
-               "data": {"greeting": "hello"}}, group="", version="v1", resource="configmaps", kind="ConfigMap")
+        w.add(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "demo"}},
+            group="",
+            version="v1",
+            resource="namespaces",
+            kind="Namespace",
+        )
+        w.add(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "app-config", "namespace": "demo"},
+                "data": {"greeting": "hello"},
+            },
+            group="",
+            version="v1",
+            resource="configmaps",
+            kind="ConfigMap",
+        )
         w.add(secret_doc(), group="", version="v1", resource="secrets", kind="Secret")
-        w.add({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "demo"},
-               "spec": {"replicas": 1}}, group="apps", version="v1", resource="deployments", kind="Deployment")
+        w.add(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "web", "namespace": "demo"},
+                "spec": {"replicas": 1},
+            },
+            group="apps",
+            version="v1",
+            resource="deployments",
+            kind="Deployment",
+        )
         w.commit(cluster_name="source", kubernetes_version="v1.33.0", namespaces=["demo"], scope="resources")
 
 
@@ -71,15 +107,30 @@ def write_restore_report(repo_path: Path, restore_id: str, backup_id: str) -> No
     from ys1000.repository import RepositoryConfig, open_repository
 
     repo = open_repository(RepositoryConfig(type="local", path=str(repo_path)), REPO_KEY)
-    items = [{"kind": "Namespace", "namespace": None, "name": "demo", "action": "created", "reason": ""},
-             {"kind": "ConfigMap", "namespace": "demo", "name": "app-config", "action": "skipped",
-              "reason": "exists"},
-             {"kind": "Deployment", "namespace": "demo", "name": "web", "action": "failed",
-              "reason": "admission webhook denied the request"}]
-    repo.save_restore_report(restore_id, {
-        "restore_id": restore_id, "backup_id": backup_id, "dry_run": False, "status": "PartiallyFailed",
-        "started": "2025-01-04T00:00:01+00:00", "finished": "2025-01-04T00:00:09+00:00",
-        "counts": {"created": 1, "skipped": 1, "failed": 1}, "items": items})
+    items = [
+        {"kind": "Namespace", "namespace": None, "name": "demo", "action": "created", "reason": ""},
+        {"kind": "ConfigMap", "namespace": "demo", "name": "app-config", "action": "skipped", "reason": "exists"},
+        {
+            "kind": "Deployment",
+            "namespace": "demo",
+            "name": "web",
+            "action": "failed",
+            "reason": "admission webhook denied the request",
+        },
+    ]
+    repo.save_restore_report(
+        restore_id,
+        {
+            "restore_id": restore_id,
+            "backup_id": backup_id,
+            "dry_run": False,
+            "status": "PartiallyFailed",
+            "started": "2025-01-04T00:00:01+00:00",
+            "finished": "2025-01-04T00:00:09+00:00",
+            "counts": {"created": 1, "skipped": 1, "failed": 1},
+            "items": items,
+        },
+    )
 
 
 def sync_dags() -> None:
@@ -98,8 +149,15 @@ def sync_dags() -> None:
         sync_bag_to_db(bag, bundle.name, bundle.version)
 
 
-def make_run(dag_id: str, run_id: str, *, state: str, tasks: dict[str, str],
-             xcoms: dict[tuple[str, str], Any] | None = None, conf: dict | None = None) -> None:
+def make_run(
+    dag_id: str,
+    run_id: str,
+    *,
+    state: str,
+    tasks: dict[str, str],
+    xcoms: dict[tuple[str, str], Any] | None = None,
+    conf: dict | None = None,
+) -> None:
     """A run of ``dag_id`` with the given task states and XComs (replaced if it exists)."""
     from sqlalchemy import delete
 
@@ -115,9 +173,16 @@ def make_run(dag_id: str, run_id: str, *, state: str, tasks: dict[str, str],
         session.execute(delete(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
         dag = SerializedDagModel.get_dag(dag_id, session=session)
         assert dag is not None, f"{dag_id} is not in the metadata DB"
-        dr = dag.create_dagrun(run_id=run_id, run_after=now, run_type=DagRunType.MANUAL, conf=conf or {},
-                               triggered_by=DagRunTriggeredByType.TEST, state=DagRunState(state),
-                               start_date=now, session=session)
+        dr = dag.create_dagrun(
+            run_id=run_id,
+            run_after=now,
+            run_type=DagRunType.MANUAL,
+            conf=conf or {},
+            triggered_by=DagRunTriggeredByType.TEST,
+            state=DagRunState(state),
+            start_date=now,
+            session=session,
+        )
         if state in ("success", "failed"):
             dr.end_date = now
         for ti in dr.get_task_instances(session=session):

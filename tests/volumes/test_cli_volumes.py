@@ -34,15 +34,38 @@ def run(*args, env, check_rc=None):
 
 
 def statefulset(name: str = "db") -> dict:
-    claim = lambda n: {"metadata": {"name": n}, "spec": {  # noqa: E731
-        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}
-    return {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": name},
-            "spec": {"serviceName": name, "replicas": 1, "selector": {"matchLabels": {"app": name}},
-                     "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{
-                         "name": "db", "image": "mariadb:11",
-                         "volumeMounts": [{"name": "data", "mountPath": "/var/lib/mysql"},
-                                          {"name": "logs", "mountPath": "/var/log/mysql"}]}]}},
-                     "volumeClaimTemplates": [claim("data"), claim("logs")]}}
+    def claim(n: str) -> dict:
+        return {
+            "metadata": {"name": n},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+        }
+
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": name},
+        "spec": {
+            "serviceName": name,
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "db",
+                            "image": "mariadb:11",
+                            "volumeMounts": [
+                                {"name": "data", "mountPath": "/var/lib/mysql"},
+                                {"name": "logs", "mountPath": "/var/log/mysql"},
+                            ],
+                        }
+                    ]
+                },
+            },
+            "volumeClaimTemplates": [claim("data"), claim("logs")],
+        },
+    }
 
 
 @pytest.fixture
@@ -58,14 +81,34 @@ def test_cli_backup_and_restore_carry_every_byte(source, target, cli_env):
     kube.create(NAMESPACES, {"metadata": {"name": ns}})
     source.apps.create_namespaced_stateful_set(ns, statefulset())
     for pvc in ("data-db-0", "logs-db-0"):
-        wait_until(lambda pvc=pvc: (kube.get_or_none(f"/api/v1/namespaces/{ns}/persistentvolumeclaims/{pvc}") or {})
-                   .get("status", {}).get("phase") == "Bound", timeout=60, what=f"{pvc} bound")
+        wait_until(
+            lambda pvc=pvc: (
+                (kube.get_or_none(f"/api/v1/namespaces/{ns}/persistentvolumeclaims/{pvc}") or {})
+                .get("status", {})
+                .get("phase")
+                == "Bound"
+            ),
+            timeout=60,
+            what=f"{pvc} bound",
+        )
     plant(pv_dir(kube, ns, "data-db-0"), big_mib=4)  # files of several sizes, nested, symlinks, modes
     plant(pv_dir(kube, ns, "logs-db-0"), big_mib=1)
     digests = {pvc: tree_digest(pv_dir(kube, ns, pvc)) for pvc in ("data-db-0", "logs-db-0")}
 
-    b = run("backup", "--kubeconfig", source.kubeconfig, *repo, "-n", ns, "--plan", "blog", "-o", "json",
-            env=env, check_rc=0)
+    b = run(
+        "backup",
+        "--kubeconfig",
+        source.kubeconfig,
+        *repo,
+        "-n",
+        ns,
+        "--plan",
+        "blog",
+        "-o",
+        "json",
+        env=env,
+        check_rc=0,
+    )
     out = json.loads(b.stdout)
     assert out["status"] == "Completed"
     bid = out["backup_id"]
@@ -83,20 +126,36 @@ def test_cli_backup_and_restore_carry_every_byte(source, target, cli_env):
     # disaster: the namespace is gone; the CLI restores it, data before the StatefulSet's pod
     kube.delete(NAMESPACES, ns)
     wait_until(lambda: kube.get_or_none(NAMESPACES.path(name=ns)) is None, timeout=90, what="namespace gone")
-    r = json.loads(run("restore", "--kubeconfig", source.kubeconfig, *repo, bid, "-o", "json",
-                       env=env, check_rc=0).stdout)
+    r = json.loads(
+        run("restore", "--kubeconfig", source.kubeconfig, *repo, bid, "-o", "json", env=env, check_rc=0).stdout
+    )
     assert r["status"] == "Completed"
     assert {(v["pvc"], v["status"]) for v in r["volumes"]} == {("data-db-0", "data"), ("logs-db-0", "data")}
     for pvc, digest in digests.items():
         assert tree_digest(pv_dir(kube, ns, pvc)) == digest, f"{pvc} differs after the CLI restore"
-    wait_until(lambda: [p for p in kube.list(PODS, ns) if p.get("status", {}).get("phase") == "Running"],
-               timeout=60, what="restored db-0 running")
+    wait_until(
+        lambda: [p for p in kube.list(PODS, ns) if p.get("status", {}).get("phase") == "Running"],
+        timeout=60,
+        what="restored db-0 running",
+    )
 
     # into `target` under a new name and another StorageClass: every byte equal
     new_ns = ns + "-b"
-    r = run("restore", "--kubeconfig", target.kubeconfig, *repo, "latest", "--plan", "blog",
-            "--namespace-mapping", f"{ns}={new_ns}", "--storage-class-mapping", "ys1000-local=ys1000-local-alt",
-            env=env, check_rc=0)
+    r = run(
+        "restore",
+        "--kubeconfig",
+        target.kubeconfig,
+        *repo,
+        "latest",
+        "--plan",
+        "blog",
+        "--namespace-mapping",
+        f"{ns}={new_ns}",
+        "--storage-class-mapping",
+        "ys1000-local=ys1000-local-alt",
+        env=env,
+        check_rc=0,
+    )
     assert f"PVC {new_ns}/data-db-0: data (from restic" in r.stdout, r.stdout
     tkube = Kube.from_kubeconfig(target.kubeconfig, name="target")
     for pvc, digest in digests.items():
@@ -128,8 +187,21 @@ def test_cli_backup_with_a_failed_pvc_is_partially_failed_and_never_latest(sourc
     latest = run("restore", "--kubeconfig", target.kubeconfig, *repo, "latest", "--plan", "pf", env=env, check_rc=1)
     assert "no completed backup of plan 'pf'" in latest.stderr
     # asked for by id, it restores what it holds and says which PVC comes back empty, and why
-    r = json.loads(run("restore", "--kubeconfig", target.kubeconfig, *repo, bid, "-o", "json",
-                       "--namespace-mapping", f"{ns}={ns}-r", env=env, check_rc=0).stdout)
+    r = json.loads(
+        run(
+            "restore",
+            "--kubeconfig",
+            target.kubeconfig,
+            *repo,
+            bid,
+            "-o",
+            "json",
+            "--namespace-mapping",
+            f"{ns}={ns}-r",
+            env=env,
+            check_rc=0,
+        ).stdout
+    )
     by_pvc = {v["pvc"]: v for v in r["volumes"]}
     assert by_pvc["good"]["status"] == "data"
     assert by_pvc["bad"]["status"] == "empty" and "could not protect its data" in by_pvc["bad"]["reason"]
@@ -143,11 +215,44 @@ def test_cli_scope_resources_reports_pvcs_restored_empty_by_design(source, targe
     kube = Kube.from_kubeconfig(source.kubeconfig, name="source")
     ns = make_namespace(source)
     plant(bound_pvc(kube, ns, "data"), big_mib=1)
-    b = run("backup", "--kubeconfig", source.kubeconfig, *repo, "-n", ns, "--plan", "res", "--scope", "resources",
-            env=env, check_rc=0)
+    b = run(
+        "backup",
+        "--kubeconfig",
+        source.kubeconfig,
+        *repo,
+        "-n",
+        ns,
+        "--plan",
+        "res",
+        "--scope",
+        "resources",
+        env=env,
+        check_rc=0,
+    )
     assert "1 PVC(s) without data: scope 'resources'" in b.stdout
-    r = json.loads(run("restore", "--kubeconfig", target.kubeconfig, *repo, "latest", "--plan", "res", "-o", "json",
-                       "--namespace-mapping", f"{ns}={ns}-e", env=env, check_rc=0).stdout)
-    assert r["volumes"] == [{"namespace": f"{ns}-e", "pvc": "data", "status": "empty",
-                             "reason": "the backup's scope is 'resources': it holds no volume data"}]
+    r = json.loads(
+        run(
+            "restore",
+            "--kubeconfig",
+            target.kubeconfig,
+            *repo,
+            "latest",
+            "--plan",
+            "res",
+            "-o",
+            "json",
+            "--namespace-mapping",
+            f"{ns}={ns}-e",
+            env=env,
+            check_rc=0,
+        ).stdout
+    )
+    assert r["volumes"] == [
+        {
+            "namespace": f"{ns}-e",
+            "pvc": "data",
+            "status": "empty",
+            "reason": "the backup's scope is 'resources': it holds no volume data",
+        }
+    ]
     Kube.from_kubeconfig(target.kubeconfig, name="target").delete(NAMESPACES, f"{ns}-e")

@@ -26,15 +26,38 @@ from volume_helpers import PLANTED, bound_pvc, plant, pv_dir, tree_digest
 
 
 def statefulset(name: str = "db") -> dict:
-    claim = lambda n: {"metadata": {"name": n}, "spec": {  # noqa: E731
-        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}
-    return {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": name},
-            "spec": {"serviceName": name, "replicas": 1, "selector": {"matchLabels": {"app": name}},
-                     "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{
-                         "name": "db", "image": "mariadb:11",
-                         "volumeMounts": [{"name": "data", "mountPath": "/var/lib/mysql"},
-                                          {"name": "logs", "mountPath": "/var/log/mysql"}]}]}},
-                     "volumeClaimTemplates": [claim("data"), claim("logs")]}}
+    def claim(n: str) -> dict:
+        return {
+            "metadata": {"name": n},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+        }
+
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": name},
+        "spec": {
+            "serviceName": name,
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "db",
+                            "image": "mariadb:11",
+                            "volumeMounts": [
+                                {"name": "data", "mountPath": "/var/lib/mysql"},
+                                {"name": "logs", "mountPath": "/var/log/mysql"},
+                            ],
+                        }
+                    ]
+                },
+            },
+            "volumeClaimTemplates": [claim("data"), claim("logs")],
+        },
+    }
 
 
 @pytest.fixture(scope="module")
@@ -45,12 +68,23 @@ def app(source, sandbox_s3):
     kube.create(NAMESPACES, {"metadata": {"name": ns}})
     source.apps.create_namespaced_stateful_set(ns, statefulset())
     for pvc in ("data-db-0", "logs-db-0"):
-        wait_until(lambda pvc=pvc: (kube.get_or_none(f"/api/v1/namespaces/{ns}/persistentvolumeclaims/{pvc}") or {})
-                   .get("status", {}).get("phase") == "Bound", timeout=60, what=f"{pvc} bound")
+        wait_until(
+            lambda pvc=pvc: (
+                (kube.get_or_none(f"/api/v1/namespaces/{ns}/persistentvolumeclaims/{pvc}") or {})
+                .get("status", {})
+                .get("phase")
+                == "Bound"
+            ),
+            timeout=60,
+            what=f"{pvc} bound",
+        )
     plant(pv_dir(kube, ns, "data-db-0"), big_mib=50)
     plant(pv_dir(kube, ns, "logs-db-0"), big_mib=1)
-    wait_until(lambda: [p for p in kube.list(PODS, ns) if p.get("status", {}).get("phase") == "Running"],
-               timeout=60, what="db-0 running")
+    wait_until(
+        lambda: [p for p in kube.list(PODS, ns) if p.get("status", {}).get("phase") == "Running"],
+        timeout=60,
+        what="db-0 running",
+    )
     digests = {pvc: tree_digest(pv_dir(kube, ns, pvc)) for pvc in ("data-db-0", "logs-db-0")}
     return {"kube": kube, "ns": ns, "digests": digests}
 
@@ -58,8 +92,12 @@ def app(source, sandbox_s3):
 def test_filecopy_round_trip_same_cluster_and_into_target(app, target, volume_repo, sandbox_s3):
     repo, cfg, bucket = volume_repo
     kube, ns = app["kube"], app["ns"]
-    result = run_backup(kube, repo, BackupSpec(backup_id="fc-1", plan="vol", namespaces=[ns],
-                                                              cluster_name="source"), volume_opts=VolumeOptions(run_id="t1"))
+    result = run_backup(
+        kube,
+        repo,
+        BackupSpec(backup_id="fc-1", plan="vol", namespaces=[ns], cluster_name="source"),
+        volume_opts=VolumeOptions(run_id="t1"),
+    )
     vols = {v["pvc"]: v for v in result.manifest.volumes}
     assert set(vols) == {"data-db-0", "logs-db-0"}
     assert vols["data-db-0"]["restic"]["total_bytes"] >= 50 << 20
@@ -75,9 +113,17 @@ def test_filecopy_round_trip_same_cluster_and_into_target(app, target, volume_re
     # into `target`, another StorageClass: every byte, mode and symlink identical
     tkube = Kube.from_kubeconfig(target.kubeconfig, name="target")
     new_ns = ns + "-t"
-    report = run_restore(tkube, repo, RestoreSpec(
-        backup_id="fc-1", options=RestoreOptions(namespace_mapping={ns: new_ns},
-                                                 storage_class_mapping={"ys1000-local": "ys1000-local-alt"})), same_cluster=False)
+    report = run_restore(
+        tkube,
+        repo,
+        RestoreSpec(
+            backup_id="fc-1",
+            options=RestoreOptions(
+                namespace_mapping={ns: new_ns}, storage_class_mapping={"ys1000-local": "ys1000-local-alt"}
+            ),
+        ),
+        same_cluster=False,
+    )
     assert report.status == "Completed", report.failed
     for pvc, digest in app["digests"].items():
         d = pv_dir(tkube, new_ns, pvc)
@@ -92,8 +138,11 @@ def test_filecopy_round_trip_same_cluster_and_into_target(app, target, volume_re
     for pvc, digest in app["digests"].items():
         assert tree_digest(pv_dir(kube, ns, pvc)) == digest
     # the StatefulSet came after its data: its pod runs on the restored PVCs
-    wait_until(lambda: [p for p in kube.list(PODS, ns) if p.get("status", {}).get("phase") == "Running"],
-               timeout=60, what="restored db-0 running")
+    wait_until(
+        lambda: [p for p in kube.list(PODS, ns) if p.get("status", {}).get("phase") == "Running"],
+        timeout=60,
+        what="restored db-0 running",
+    )
 
 
 def test_incremental_backup_uploads_only_changes(app, volume_repo):
@@ -138,16 +187,27 @@ def test_snapshot_class_made_conforming_and_snapshot_round_trip(source, target, 
     bound_pvc(kube, ns, "data")
     plant(pv_dir(kube, ns, "data"), big_mib=2)
     digest = tree_digest(pv_dir(kube, ns, "data"))
-    snap = run_backup(kube, repo, BackupSpec(backup_id="snap-1", plan="snap", namespaces=[ns],
-                                                            cluster_name="source"), volume_opts=VolumeOptions(method="snapshot"))
+    snap = run_backup(
+        kube,
+        repo,
+        BackupSpec(backup_id="snap-1", plan="snap", namespaces=[ns], cluster_name="source"),
+        volume_opts=VolumeOptions(method="snapshot"),
+    )
     rec = snap.manifest.volumes[0]
     assert rec["method"] == "snapshot" and rec["csi"]["snapshot_class"] == name and "restic" not in rec
-    export = run_backup(kube, repo, BackupSpec(backup_id="exp-1", plan="snap", namespaces=[ns],
-                                                              cluster_name="source"), volume_opts=VolumeOptions(method="snapshot_export", run_id="e1"))
+    export = run_backup(
+        kube,
+        repo,
+        BackupSpec(backup_id="exp-1", plan="snap", namespaces=[ns], cluster_name="source"),
+        volume_opts=VolumeOptions(method="snapshot_export", run_id="e1"),
+    )
     assert export.manifest.volumes[0]["restic"]["total_bytes"] > 2 << 20
     assert [p for p in kube.list(PODS, ns) if "export" in p["metadata"]["name"]] == []
-    assert [c for c in source.core.list_namespaced_persistent_volume_claim(ns).items
-            if c.metadata.name.startswith("ys1000-export-")] == []
+    assert [
+        c
+        for c in source.core.list_namespaced_persistent_volume_claim(ns).items
+        if c.metadata.name.startswith("ys1000-export-")
+    ] == []
 
     kube.delete(NAMESPACES, ns)
     wait_until(lambda: kube.get_or_none(NAMESPACES.path(name=ns)) is None, timeout=60, what="namespace gone")
@@ -155,19 +215,30 @@ def test_snapshot_class_made_conforming_and_snapshot_round_trip(source, target, 
     assert report.status == "Completed", report.failed
     restored = kube.get(f"/api/v1/namespaces/{ns}/persistentvolumeclaims/data")
     assert restored["spec"]["dataSource"]["kind"] == "VolumeSnapshot"
-    wait_until(lambda: kube.get(f"/api/v1/namespaces/{ns}/persistentvolumeclaims/data")["status"].get("phase") == "Bound",
-               timeout=30, what="restored PVC bound")
+    wait_until(
+        lambda: kube.get(f"/api/v1/namespaces/{ns}/persistentvolumeclaims/data")["status"].get("phase") == "Bound",
+        timeout=30,
+        what="restored PVC bound",
+    )
     assert tree_digest(pv_dir(kube, ns, "data")) == digest
 
     # snapshot-only backups cannot cross clusters; the exported one can
     tkube = Kube.from_kubeconfig(target.kubeconfig, name="target")
-    report = run_restore(tkube, repo, RestoreSpec(backup_id="exp-1",
-                                  options=RestoreOptions(namespace_mapping={ns: ns + "-x"})), same_cluster=False)
+    report = run_restore(
+        tkube,
+        repo,
+        RestoreSpec(backup_id="exp-1", options=RestoreOptions(namespace_mapping={ns: ns + "-x"})),
+        same_cluster=False,
+    )
     assert report.status == "Completed", report.failed
     assert tree_digest(pv_dir(tkube, ns + "-x", "data")) == digest
     with pytest.raises(RuntimeError, match="only in the cluster that took it"):
-        run_restore(tkube, repo, RestoreSpec(backup_id="snap-1",
-                             options=RestoreOptions(namespace_mapping={ns: ns + "-y"})), same_cluster=False)
+        run_restore(
+            tkube,
+            repo,
+            RestoreSpec(backup_id="snap-1", options=RestoreOptions(namespace_mapping={ns: ns + "-y"})),
+            same_cluster=False,
+        )
 
 
 def test_killed_mover_fails_cleanly_and_cancel_removes_job_and_secret(source, make_namespace, volume_repo):
@@ -179,8 +250,15 @@ def test_killed_mover_fails_cleanly_and_cancel_removes_job_and_secret(source, ma
     opts = VolumeOptions(run_id="kill", limit_upload_kib=20 << 10)  # slow enough to be caught mid-run
 
     def kill_mover_pod():
-        pod = wait_until(lambda: [p for p in kube.list(PODS, ns, label_selector="ys1000.io/component=mover")
-                                  if p.get("status", {}).get("phase") == "Running"], timeout=60, what="mover running")[0]
+        pod = wait_until(
+            lambda: [
+                p
+                for p in kube.list(PODS, ns, label_selector="ys1000.io/component=mover")
+                if p.get("status", {}).get("phase") == "Running"
+            ],
+            timeout=60,
+            what="mover running",
+        )[0]
         time.sleep(1)
         kube.delete(PODS, pod["metadata"]["name"], ns)
 
@@ -196,31 +274,45 @@ def test_killed_mover_fails_cleanly_and_cancel_removes_job_and_secret(source, ma
     assert any(w.startswith(f"PVC {ns}/data: ") and "NOT in this backup" in w for w in m.warnings), m.warnings
     assert [(e.backup_id, e.status) for e in repo.list_backups("k")] == [("killed", "PartiallyFailed")]
     from ys1000.config.specs import BackupNotResolved, resolve_backup
+
     with pytest.raises(BackupNotResolved, match="no completed backup of plan 'k'"):
         resolve_backup(repo, "latest", "k")  # `latest` never picks a backup lacking data
     assert list(kube.list(JOBS, ns, label_selector="ys1000.io/component=mover")) == []
     target = resticmod.target_for(cfg, repo.restic_password(), "source", ns)
-    check = subprocess.run([resticmod.binary(), "check"], env={**os.environ, **target.environment()},
-                           capture_output=True, text=True)
+    check = subprocess.run(
+        [resticmod.binary(), "check"], env={**os.environ, **target.environment()}, capture_output=True, text=True
+    )
     assert check.returncode == 0, check.stderr
 
     # cancel while a mover runs: its Job and Secret are deleted
     from ys1000.volumes.steps import Driver
+
     driver = Driver(kube, 1)
 
     def cancel_when_running():
-        wait_until(lambda: list(kube.list(JOBS, ns, label_selector="ys1000.io/component=mover")), timeout=60,
-                   what="mover job")
+        wait_until(
+            lambda: list(kube.list(JOBS, ns, label_selector="ys1000.io/component=mover")), timeout=60, what="mover job"
+        )
         time.sleep(1)
         driver.cancel_all()
 
     t = threading.Thread(target=cancel_when_running)
     t.start()
     from ys1000.volumes.backup import backup_volumes
+
     pvc = kube.get(f"/api/v1/namespaces/{ns}/persistentvolumeclaims/data")
     with pytest.raises(InterruptedError):
-        backup_volumes(kube, cfg, repo.restic_password(), [pvc], {}, "cancelled", "k",
-                       VolumeOptions(run_id="cancel", limit_upload_kib=20 << 10), driver=driver)
+        backup_volumes(
+            kube,
+            cfg,
+            repo.restic_password(),
+            [pvc],
+            {},
+            "cancelled",
+            "k",
+            VolumeOptions(run_id="cancel", limit_upload_kib=20 << 10),
+            driver=driver,
+        )
     t.join()
     assert list(kube.list(JOBS, ns, label_selector="ys1000.io/component=mover")) == []
     assert list(kube.list(SECRETS, ns, label_selector="ys1000.io/component=mover")) == []
@@ -251,8 +343,12 @@ def test_retention_forgets_only_the_expired_backups_data(source, make_namespace,
     remaining = {s["id"] for s in resticmod.snapshots(target.environment())}
     assert old.manifest.volumes[0]["restic"]["snapshot_id"] not in remaining
     assert list(cleanup.forgotten.values()) == [[old.manifest.volumes[0]["restic"]["snapshot_id"]]]
-    check = subprocess.run([resticmod.binary(), "check", "--read-data"], env={**os.environ, **target.environment()},
-                           capture_output=True, text=True)
+    check = subprocess.run(
+        [resticmod.binary(), "check", "--read-data"],
+        env={**os.environ, **target.environment()},
+        capture_output=True,
+        text=True,
+    )
     assert check.returncode == 0, check.stderr
     # the newer backup, which shares most blocks with the expired one, restores in full
     kube.delete(NAMESPACES, ns)
@@ -267,14 +363,25 @@ def test_empty_volume_backs_up_and_restores_empty(source, target, make_namespace
     kube = Kube.from_kubeconfig(source.kubeconfig, name="source")
     ns = make_namespace(source)
     bound_pvc(kube, ns, "empty")
-    r = run_backup(kube, repo, BackupSpec(backup_id="empty-1", plan="e", namespaces=[ns],
-                                                         cluster_name="source"), volume_opts=VolumeOptions(run_id="e1"))
+    r = run_backup(
+        kube,
+        repo,
+        BackupSpec(backup_id="empty-1", plan="e", namespaces=[ns], cluster_name="source"),
+        volume_opts=VolumeOptions(run_id="e1"),
+    )
     rec = r.manifest.volumes[0]
     assert rec["restic"]["snapshot_id"] is None and rec["restic"]["total_bytes"] == 0
     tkube = Kube.from_kubeconfig(target.kubeconfig, name="target")
-    report = run_restore(tkube, repo, RestoreSpec(
-        backup_id="empty-1", options=RestoreOptions(namespace_mapping={ns: ns + "-e"})), same_cluster=False)
+    report = run_restore(
+        tkube,
+        repo,
+        RestoreSpec(backup_id="empty-1", options=RestoreOptions(namespace_mapping={ns: ns + "-e"})),
+        same_cluster=False,
+    )
     assert report.status == "Completed", report.failed
-    wait_until(lambda: target.core.read_namespaced_persistent_volume_claim("empty", ns + "-e").status.phase == "Bound",
-               timeout=30, what="restored PVC bound")
+    wait_until(
+        lambda: target.core.read_namespaced_persistent_volume_claim("empty", ns + "-e").status.phase == "Bound",
+        timeout=30,
+        what="restored PVC bound",
+    )
     assert list(pv_dir(tkube, ns + "-e", "empty").iterdir()) == []

@@ -55,10 +55,19 @@ def plant(root: Path, big_mib: int = 50) -> None:
 
 def bound_pvc(kube: Kube, ns: str, name: str = "data") -> Path:
     """A 1Gi ReadWriteOnce PVC in ``ns``, once Bound; returns the directory behind its volume."""
-    kube.create(PVCS, {"metadata": {"name": name}, "spec": {
-        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}, ns)
-    wait_until(lambda: (kube.get(PVCS.path(ns, name)).get("status") or {}).get("phase") == "Bound",
-               timeout=30, what=f"PVC {ns}/{name} bound")
+    kube.create(
+        PVCS,
+        {
+            "metadata": {"name": name},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+        },
+        ns,
+    )
+    wait_until(
+        lambda: (kube.get(PVCS.path(ns, name)).get("status") or {}).get("phase") == "Bound",
+        timeout=30,
+        what=f"PVC {ns}/{name} bound",
+    )
     return pv_dir(kube, ns, name)
 
 

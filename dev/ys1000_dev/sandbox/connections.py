@@ -28,11 +28,20 @@ def sandbox_connections(sandbox_dir: str | Path) -> tuple[list[ConnectionDef], d
     info = supervisor.status(root)
     if not info:
         raise RuntimeError(f"no sandbox is running in {root} (start one with `ys1000-dev sandbox up`)")
-    conns = [kubernetes_connection(conn_id, info["clusters"][name]["kubeconfig"])
-             for name, conn_id in SANDBOX_CLUSTER_CONNECTIONS.items()]
+    conns = [
+        kubernetes_connection(conn_id, info["clusters"][name]["kubeconfig"])
+        for name, conn_id in SANDBOX_CLUSTER_CONNECTIONS.items()
+    ]
     s3 = S3Endpoint.from_env_file(Path(info["s3"]["env_file"]))
-    conns.append(s3_connection(SANDBOX_S3_CONNECTION, endpoint_url=s3.endpoint_url, access_key=s3.access_key,
-                               secret_key=s3.secret_key, region=s3.region))
+    conns.append(
+        s3_connection(
+            SANDBOX_S3_CONNECTION,
+            endpoint_url=s3.endpoint_url,
+            access_key=s3.access_key,
+            secret_key=s3.secret_key,
+            region=s3.region,
+        )
+    )
     return conns, {SANDBOX_KEY_VARIABLE: SANDBOX_REPO_KEY}
 
 

@@ -54,24 +54,51 @@ def start_mariadb(root: Path, *, user: str, password: str, init_sql: str = "", t
     datadir, log = root / "data", root / "mariadb.log"
     user_opt = ["--user=root"] if os.geteuid() == 0 else []
     if not datadir.exists():
-        subprocess.run([MARIADB_INSTALL_DB, "--no-defaults", f"--datadir={datadir}", "--skip-test-db",
-                        "--auth-root-authentication-method=normal", *user_opt],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=180)
+        subprocess.run(
+            [
+                MARIADB_INSTALL_DB,
+                "--no-defaults",
+                f"--datadir={datadir}",
+                "--skip-test-db",
+                "--auth-root-authentication-method=normal",
+                *user_opt,
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            timeout=180,
+        )
     init = root / "init.sql"
     init.write_text(
         f"CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '{password}';\n"
         f"CREATE USER IF NOT EXISTS '{user}'@'localhost' IDENTIFIED BY '{password}';\n"
         f"GRANT ALL PRIVILEGES ON *.* TO '{user}'@'%';\n"
-        f"GRANT ALL PRIVILEGES ON *.* TO '{user}'@'localhost';\n" + init_sql)
+        f"GRANT ALL PRIVILEGES ON *.* TO '{user}'@'localhost';\n" + init_sql
+    )
+
     def launch(port: int) -> subprocess.Popen:
         with open(log, "ab") as fh:
             return subprocess.Popen(
-                [MARIADBD, "--no-defaults", f"--datadir={datadir}", f"--socket={root / 'mysqld.sock'}",
-                 f"--pid-file={root / 'mysqld.pid'}", f"--port={port}", "--bind-address=127.0.0.1",
-                 "--skip-name-resolve", "--skip-log-bin", f"--init-file={init}",
-                 "--innodb-buffer-pool-size=16M", "--innodb-flush-log-at-trx-commit=2",
-                 "--performance-schema=OFF", *user_opt],
-                stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+                [
+                    MARIADBD,
+                    "--no-defaults",
+                    f"--datadir={datadir}",
+                    f"--socket={root / 'mysqld.sock'}",
+                    f"--pid-file={root / 'mysqld.pid'}",
+                    f"--port={port}",
+                    "--bind-address=127.0.0.1",
+                    "--skip-name-resolve",
+                    "--skip-log-bin",
+                    f"--init-file={init}",
+                    "--innodb-buffer-pool-size=16M",
+                    "--innodb-flush-log-at-trx-commit=2",
+                    "--performance-schema=OFF",
+                    *user_opt,
+                ],
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     # a port taken before mariadbd binds it: mariadbd exits, and starts again on a fresh one
     proc, port = start_on_port(launch, log, "mariadbd", timeout=timeout)

@@ -102,9 +102,7 @@ class PodRun:
                 pv_name = (pvc.get("spec") or {}).get("volumeName")
                 if not pv_name or (pvc.get("status") or {}).get("phase") != "Bound":
                     raise PodSetupError("PVCNotBound", f"PVC {claim} is not bound yet")
-                pv = client.ApiClient().sanitize_for_serialization(
-                    self.core.read_persistent_volume(pv_name)
-                )
+                pv = client.ApiClient().sanitize_for_serialization(self.core.read_persistent_volume(pv_name))
                 path = pv_dir_of(pv)
                 if path is None:
                     raise PodSetupError("VolumeUnsupported", f"PV {pv_name} has no local directory")
@@ -121,9 +119,7 @@ class PodRun:
                     self._write_source(src, target)
                 self.volumes[name] = target
             else:
-                raise PodSetupError(
-                    "VolumeUnsupported", f"volume {name}: kind {sorted(vol)} is not supported"
-                )
+                raise PodSetupError("VolumeUnsupported", f"volume {name}: kind {sorted(vol)} is not supported")
 
     def _read(self, fn, name: str) -> dict:
         try:
@@ -147,10 +143,14 @@ class PodRun:
                 if ref.get("optional"):
                     return
                 raise
-            data = {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()} if is_secret else {
-                **{k: v.encode() for k, v in (obj.get("data") or {}).items()},
-                **{k: base64.b64decode(v) for k, v in (obj.get("binaryData") or {}).items()},
-            }
+            data = (
+                {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
+                if is_secret
+                else {
+                    **{k: v.encode() for k, v in (obj.get("data") or {}).items()},
+                    **{k: base64.b64decode(v) for k, v in (obj.get("binaryData") or {}).items()},
+                }
+            )
             items = ref.get("items")
             mapping = {i["key"]: i["path"] for i in items} if items else {k: k for k in data}
             for key, rel in mapping.items():
@@ -196,9 +196,7 @@ class PodRun:
                 env.update({prefix + k: v for k, v in (obj.get("data") or {}).items()})
             if "secretRef" in src:
                 obj = self._read(self.core.read_namespaced_secret, src["secretRef"]["name"])
-                env.update(
-                    {prefix + k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
-                )
+                env.update({prefix + k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()})
         for item in container.get("env") or []:
             if "value" in item:
                 env[item["name"]] = _expand(item["value"], env)
@@ -278,9 +276,7 @@ def rewrite_paths(value: str, mounts: list[tuple[str, Path]]) -> str:
     if not paths or not value:
         return value
     table = {mp: str(host) for mp, host in paths}
-    pattern = re.compile(
-        r"(?<![\w.\-/])(" + "|".join(re.escape(mp) for mp, _ in paths) + r")(?=/|$|[^\w.\-])"
-    )
+    pattern = re.compile(r"(?<![\w.\-/])(" + "|".join(re.escape(mp) for mp, _ in paths) + r")(?=/|$|[^\w.\-])")
     return pattern.sub(lambda m: table[m.group(1)], value)
 
 

@@ -92,9 +92,7 @@ class Informer:
                     rv = self._list()
                     last_list = time.monotonic()
                 w = watch.Watch()
-                for ev in w.stream(
-                    self._list_fn, resource_version=rv, timeout_seconds=max(1, int(self._resync))
-                ):
+                for ev in w.stream(self._list_fn, resource_version=rv, timeout_seconds=max(1, int(self._resync))):
                     if self._stop.is_set():
                         w.stop()
                         break

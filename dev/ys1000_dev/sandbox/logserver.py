@@ -42,9 +42,7 @@ def _self_signed(cert_dir: Path) -> tuple[Path, Path]:
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=3650))
         .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
             critical=False,
         )
         .sign(pk, hashes.SHA256())
@@ -77,8 +75,10 @@ class LogServer:
             def do_GET(self):
                 url = urllib.parse.urlparse(self.path)
                 parts = [urllib.parse.unquote(p) for p in url.path.strip("/").split("/")]
-                if len(parts) != 4 or parts[0] != "containerLogs" or any(
-                    p in ("", ".", "..") or "/" in p for p in parts[1:]
+                if (
+                    len(parts) != 4
+                    or parts[0] != "containerLogs"
+                    or any(p in ("", ".", "..") or "/" in p for p in parts[1:])
                 ):
                     self.send_error(404, "only /containerLogs/{namespace}/{pod}/{container}")
                     return

@@ -73,8 +73,12 @@ class NodeAgent:
     def _node_status(self) -> dict:
         ts = now()
         cond = lambda t, s, r, m: {  # noqa: E731
-            "type": t, "status": s, "reason": r, "message": m,
-            "lastHeartbeatTime": ts, "lastTransitionTime": ts,
+            "type": t,
+            "status": s,
+            "reason": r,
+            "message": m,
+            "lastHeartbeatTime": ts,
+            "lastTransitionTime": ts,
         }
         return {
             "capacity": {"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"},
@@ -88,9 +92,15 @@ class NodeAgent:
             "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": self.log_port}},
             "nodeInfo": {
-                "kubeletVersion": KUBELET_VERSION, "kubeProxyVersion": "", "architecture": "amd64",
-                "operatingSystem": "linux", "osImage": "ys1000 sandbox", "kernelVersion": "",
-                "containerRuntimeVersion": "ys1000-sandbox://0.1", "machineID": "", "systemUUID": "",
+                "kubeletVersion": KUBELET_VERSION,
+                "kubeProxyVersion": "",
+                "architecture": "amd64",
+                "operatingSystem": "linux",
+                "osImage": "ys1000 sandbox",
+                "kernelVersion": "",
+                "containerRuntimeVersion": "ys1000-sandbox://0.1",
+                "machineID": "",
+                "systemUUID": "",
                 "bootID": "",
             },
         }
@@ -172,7 +182,9 @@ class NodeAgent:
             self._stop_run(uid)
             try:
                 self.core.delete_namespaced_pod(
-                    md["name"], md["namespace"], grace_period_seconds=0,
+                    md["name"],
+                    md["namespace"],
+                    grace_period_seconds=0,
                     body=client.V1DeleteOptions(grace_period_seconds=0, preconditions={"uid": uid}),
                 )
             except ApiException as exc:
@@ -186,9 +198,7 @@ class NodeAgent:
             with self._lock:
                 if uid in self._runs:
                     return
-                run = PodRun(
-                    pod, self.state_dir / "pods" / uid, self.log_root, self.core, self._server_env
-                )
+                run = PodRun(pod, self.state_dir / "pods" / uid, self.log_root, self.core, self._server_env)
                 self._runs[uid] = run
             threading.Thread(target=self._execute, args=(run,), name=f"pod-{md['name']}", daemon=True).start()
         elif not _is_running_ready(pod):
@@ -218,7 +228,9 @@ class NodeAgent:
             "startTime": (pod.get("status") or {}).get("startTime") or ts,
             "conditions": _conditions(ts, ready=True),
             "initContainerStatuses": [
-                _container_status(c, {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": ts, "finishedAt": ts}}, uid)
+                _container_status(
+                    c, {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": ts, "finishedAt": ts}}, uid
+                )
                 for c in spec.get("initContainers") or []
             ],
             "containerStatuses": [
@@ -278,14 +290,23 @@ class NodeAgent:
 
     def _wait(self, run: PodRun, container: dict, proc, started_at: str) -> dict:
         code = proc.wait()
-        return {"exitCode": code, "reason": "Killed" if run.killed else describe_exit(code),
-                "startedAt": started_at, "finishedAt": now()}
+        return {
+            "exitCode": code,
+            "reason": "Killed" if run.killed else describe_exit(code),
+            "startedAt": started_at,
+            "finishedAt": now(),
+        }
 
     def _finish(self, pod: dict, phase: str, reason: str, message: str, results: dict) -> None:
         spec, uid, ts = pod["spec"], pod["metadata"]["uid"], now()
 
         def status_of(c):
-            r = results.get(c["name"]) or {"exitCode": 1, "reason": reason or "NotRun", "startedAt": ts, "finishedAt": ts}
+            r = results.get(c["name"]) or {
+                "exitCode": 1,
+                "reason": reason or "NotRun",
+                "startedAt": ts,
+                "finishedAt": ts,
+            }
             return _container_status(c, {"terminated": dict(r, containerID=f"sandbox://{uid}/{c['name']}")}, uid)
 
         status = {
@@ -304,8 +325,10 @@ class NodeAgent:
 
 def _conditions(ts: str, ready: bool, reason: str | None = None) -> list[dict]:
     val = "True" if ready else "False"
-    out = [{"type": "PodScheduled", "status": "True", "lastTransitionTime": ts},
-           {"type": "Initialized", "status": "True", "lastTransitionTime": ts}]
+    out = [
+        {"type": "PodScheduled", "status": "True", "lastTransitionTime": ts},
+        {"type": "Initialized", "status": "True", "lastTransitionTime": ts},
+    ]
     for t in ("ContainersReady", "Ready"):
         c = {"type": t, "status": val, "lastTransitionTime": ts}
         if reason:

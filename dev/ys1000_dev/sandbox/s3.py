@@ -75,9 +75,7 @@ class S3Endpoint:
 
     @classmethod
     def from_env_file(cls, path: Path) -> "S3Endpoint":
-        env = dict(
-            line.split("=", 1) for line in Path(path).read_text().splitlines() if "=" in line
-        )
+        env = dict(line.split("=", 1) for line in Path(path).read_text().splitlines() if "=" in line)
         return cls(
             endpoint_url=env["AWS_ENDPOINT_URL"],
             access_key=env["AWS_ACCESS_KEY_ID"],
@@ -93,6 +91,7 @@ class S3Endpoint:
 def start_moto(log_path: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
     """Start ``moto.server`` on loopback (``port``, else a free one; another free one if that is
     taken before moto binds it); return the process and its URL once it answers."""
+
     def launch(p: int) -> subprocess.Popen:
         with open(log_path, "ab") as log:
             return subprocess.Popen(

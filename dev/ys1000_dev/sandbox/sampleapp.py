@@ -21,7 +21,8 @@ WP_OPTIONS_SQL = (
     "CREATE TABLE IF NOT EXISTS wordpress.wp_options (option_id INT AUTO_INCREMENT PRIMARY KEY, "
     "option_name VARCHAR(191) UNIQUE, option_value LONGTEXT, autoload VARCHAR(20) DEFAULT 'yes');\n"
     f"INSERT IGNORE INTO wordpress.wp_options (option_name, option_value) VALUES "
-    f"('siteurl', '{SITE_URL}'), ('home', '{SITE_URL}'), ('blogname', 'Demo blog');\n")
+    f"('siteurl', '{SITE_URL}'), ('home', '{SITE_URL}'), ('blogname', 'Demo blog');\n"
+)
 
 CRD = {
     "apiVersion": "apiextensions.k8s.io/v1",
@@ -31,12 +32,24 @@ CRD = {
         "group": "demo.ys1000.io",
         "scope": "Namespaced",
         "names": {"plural": "sites", "singular": "site", "kind": "Site", "listKind": "SiteList"},
-        "versions": [{
-            "name": "v1", "served": True, "storage": True,
-            "schema": {"openAPIV3Schema": {"type": "object", "properties": {
-                "spec": {"type": "object", "properties": {
-                    "url": {"type": "string"}, "replicas": {"type": "integer"}}}}}},
-        }],
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "spec": {
+                                "type": "object",
+                                "properties": {"url": {"type": "string"}, "replicas": {"type": "integer"}},
+                            }
+                        },
+                    }
+                },
+            }
+        ],
     },
 }
 
@@ -50,80 +63,246 @@ def manifests(ns: str, storage_class: str = "ys1000-local") -> list[dict]:
     pod_spec_wp = {
         "serviceAccountName": "wordpress",
         "nodeSelector": {"kubernetes.io/os": "linux"},
-        "affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
-            {"weight": 1, "preference": {"matchExpressions": [
-                {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}]}}]}},
-        "containers": [{
-            "name": "wordpress", "image": "registry.example.com/library/wordpress:6.6",
-            "env": [{"name": "WORDPRESS_DB_HOST", "value": "mysql"},
-                    {"name": "WORDPRESS_DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "mysql-pass", "key": "password"}}}],
-            "ports": [{"containerPort": 80}],
-            "volumeMounts": [{"name": "content", "mountPath": "/var/www/html"},
-                             {"name": "config", "mountPath": "/etc/wordpress"}],
-        }],
-        "volumes": [{"name": "content", "persistentVolumeClaim": {"claimName": "wp-content"}},
-                    {"name": "config", "configMap": {"name": "wp-config"}}],
+        "affinity": {
+            "nodeAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "weight": 1,
+                        "preference": {
+                            "matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}]
+                        },
+                    }
+                ]
+            }
+        },
+        "containers": [
+            {
+                "name": "wordpress",
+                "image": "registry.example.com/library/wordpress:6.6",
+                "env": [
+                    {"name": "WORDPRESS_DB_HOST", "value": "mysql"},
+                    {
+                        "name": "WORDPRESS_DB_PASSWORD",
+                        "valueFrom": {"secretKeyRef": {"name": "mysql-pass", "key": "password"}},
+                    },
+                ],
+                "ports": [{"containerPort": 80}],
+                "volumeMounts": [
+                    {"name": "content", "mountPath": "/var/www/html"},
+                    {"name": "config", "mountPath": "/etc/wordpress"},
+                ],
+            }
+        ],
+        "volumes": [
+            {"name": "content", "persistentVolumeClaim": {"claimName": "wp-content"}},
+            {"name": "config", "configMap": {"name": "wp-config"}},
+        ],
     }
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "wordpress", "labels": labels}},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "wp-reader"},
-         "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "wp-reader"},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "wp-reader"},
-         "subjects": [{"kind": "ServiceAccount", "name": "wordpress", "namespace": ns}]},
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "mysql-pass", "labels": labels},
-         "type": "Opaque", "data": {"username": _b64(DB_USER), "password": _b64(SECRET_VALUE)}},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": "wp-reader"},
+            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "wp-reader"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "wp-reader"},
+            "subjects": [{"kind": "ServiceAccount", "name": "wordpress", "namespace": ns}],
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "mysql-pass", "labels": labels},
+            "type": "Opaque",
+            "data": {"username": _b64(DB_USER), "password": _b64(SECRET_VALUE)},
+        },
         # what the WordPress URL-rewrite hook (include/hooks/wordpress) runs as, migrated with the app
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "wordpress-hooks", "labels": labels}},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "wordpress-hooks"},
-         "rules": [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["mysql-pass"], "verbs": ["get"]},
-                   {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": ["get", "patch"]}]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "wordpress-hooks"},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "wordpress-hooks"},
-         "subjects": [{"kind": "ServiceAccount", "name": "wordpress-hooks", "namespace": ns}]},
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "wp-config", "labels": labels},
-         "data": {"site-url": "http://blog.example.com", "wp-config.php": "<?php define('WP_DEBUG', false);"}},
-        {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "wp-content", "labels": labels},
-         "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": storage_class,
-                  "resources": {"requests": {"storage": "1Gi"}}}},
-        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "mysql", "labels": labels},
-         "spec": {"clusterIP": "None", "selector": {"app": "mysql"}, "ports": [{"port": 3306}]}},
-        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "wordpress", "labels": labels},
-         "spec": {"selector": {"app": "wordpress"}, "ports": [{"port": 80, "targetPort": 80}]}},
-        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "wordpress-nodeport", "labels": labels},
-         "spec": {"type": "NodePort", "selector": {"app": "wordpress"}, "ports": [{"port": 80, "targetPort": 80}]}},
-        {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "wordpress"},
-         "spec": {"rules": [{"host": "blog.example.com", "http": {"paths": [{
-             "path": "/", "pathType": "Prefix",
-             "backend": {"service": {"name": "wordpress", "port": {"number": 80}}}}]}}]}},
-        {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "mysql-from-wordpress"},
-         "spec": {"podSelector": {"matchLabels": {"app": "mysql"}}, "policyTypes": ["Ingress"],
-                  "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "wordpress"}}}]}]}},
-        {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "wordpress"},
-         "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "wordpress"}}}},
-        {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "mysql", "labels": labels},
-         "spec": {"serviceName": "mysql", "replicas": 1, "selector": {"matchLabels": {"app": "mysql"}},
-                  "template": {"metadata": {"labels": {"app": "mysql"}}, "spec": {"containers": [{
-                      "name": "mysql", "image": "docker.io/library/mariadb:11",
-                      "env": [{"name": "MARIADB_ROOT_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "mysql-pass", "key": "password"}}}],
-                      "volumeMounts": [{"name": "data", "mountPath": "/var/lib/mysql"}]}]}},
-                  "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {
-                      "accessModes": ["ReadWriteOnce"], "storageClassName": storage_class,
-                      "resources": {"requests": {"storage": "1Gi"}}}}]}},
-        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "wordpress", "labels": labels},
-         "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "wordpress"}},
-                  "template": {"metadata": {"labels": {"app": "wordpress"}}, "spec": pod_spec_wp}}},
-        {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "wp-cron"},
-         "spec": {"schedule": "*/30 * * * *", "jobTemplate": {"spec": {"template": {"spec": {
-             "restartPolicy": "OnFailure",
-             "containers": [{"name": "cron", "image": "registry.example.com/library/wordpress:6.6",
-                             "command": ["php", "wp-cron.php"]}]}}}}}},
-        {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "wordpress"},
-         "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "wordpress"},
-                  "minReplicas": 2, "maxReplicas": 5,
-                  "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]}},
-        {"apiVersion": "demo.ys1000.io/v1", "kind": "Site", "metadata": {"name": "blog"},
-         "spec": {"url": "http://blog.example.com", "replicas": 2}},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": "wordpress-hooks"},
+            "rules": [
+                {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["mysql-pass"], "verbs": ["get"]},
+                {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": ["get", "patch"]},
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "wordpress-hooks"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "wordpress-hooks"},
+            "subjects": [{"kind": "ServiceAccount", "name": "wordpress-hooks", "namespace": ns}],
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "wp-config", "labels": labels},
+            "data": {"site-url": "http://blog.example.com", "wp-config.php": "<?php define('WP_DEBUG', false);"},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "wp-content", "labels": labels},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": storage_class,
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "mysql", "labels": labels},
+            "spec": {"clusterIP": "None", "selector": {"app": "mysql"}, "ports": [{"port": 3306}]},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "wordpress", "labels": labels},
+            "spec": {"selector": {"app": "wordpress"}, "ports": [{"port": 80, "targetPort": 80}]},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "wordpress-nodeport", "labels": labels},
+            "spec": {"type": "NodePort", "selector": {"app": "wordpress"}, "ports": [{"port": 80, "targetPort": 80}]},
+        },
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "Ingress",
+            "metadata": {"name": "wordpress"},
+            "spec": {
+                "rules": [
+                    {
+                        "host": "blog.example.com",
+                        "http": {
+                            "paths": [
+                                {
+                                    "path": "/",
+                                    "pathType": "Prefix",
+                                    "backend": {"service": {"name": "wordpress", "port": {"number": 80}}},
+                                }
+                            ]
+                        },
+                    }
+                ]
+            },
+        },
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "mysql-from-wordpress"},
+            "spec": {
+                "podSelector": {"matchLabels": {"app": "mysql"}},
+                "policyTypes": ["Ingress"],
+                "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "wordpress"}}}]}],
+            },
+        },
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": {"name": "wordpress"},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "wordpress"}}},
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": {"name": "mysql", "labels": labels},
+            "spec": {
+                "serviceName": "mysql",
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "mysql"}},
+                "template": {
+                    "metadata": {"labels": {"app": "mysql"}},
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "mysql",
+                                "image": "docker.io/library/mariadb:11",
+                                "env": [
+                                    {
+                                        "name": "MARIADB_ROOT_PASSWORD",
+                                        "valueFrom": {"secretKeyRef": {"name": "mysql-pass", "key": "password"}},
+                                    }
+                                ],
+                                "volumeMounts": [{"name": "data", "mountPath": "/var/lib/mysql"}],
+                            }
+                        ]
+                    },
+                },
+                "volumeClaimTemplates": [
+                    {
+                        "metadata": {"name": "data"},
+                        "spec": {
+                            "accessModes": ["ReadWriteOnce"],
+                            "storageClassName": storage_class,
+                            "resources": {"requests": {"storage": "1Gi"}},
+                        },
+                    }
+                ],
+            },
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "wordpress", "labels": labels},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": "wordpress"}},
+                "template": {"metadata": {"labels": {"app": "wordpress"}}, "spec": pod_spec_wp},
+            },
+        },
+        {
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "metadata": {"name": "wp-cron"},
+            "spec": {
+                "schedule": "*/30 * * * *",
+                "jobTemplate": {
+                    "spec": {
+                        "template": {
+                            "spec": {
+                                "restartPolicy": "OnFailure",
+                                "containers": [
+                                    {
+                                        "name": "cron",
+                                        "image": "registry.example.com/library/wordpress:6.6",
+                                        "command": ["php", "wp-cron.php"],
+                                    }
+                                ],
+                            }
+                        }
+                    }
+                },
+            },
+        },
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "wordpress"},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "wordpress"},
+                "minReplicas": 2,
+                "maxReplicas": 5,
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}},
+                    }
+                ],
+            },
+        },
+        {
+            "apiVersion": "demo.ys1000.io/v1",
+            "kind": "Site",
+            "metadata": {"name": "blog"},
+            "spec": {"url": "http://blog.example.com", "replicas": 2},
+        },
     ]
 
 
@@ -133,7 +312,10 @@ def ensure_crd(kube: Kube) -> None:
 
     def established():
         crd = kube.get(CRDS.path(name=CRD["metadata"]["name"]))
-        return any(c["type"] == "Established" and c["status"] == "True" for c in (crd.get("status") or {}).get("conditions") or [])
+        return any(
+            c["type"] == "Established" and c["status"] == "True"
+            for c in (crd.get("status") or {}).get("conditions") or []
+        )
 
     wait_until(established, timeout=30, what="the sample CRD to be Established")
 
@@ -148,6 +330,9 @@ def deploy(kube: Kube, ns: str, storage_class: str = "ys1000-local", wait: bool 
         created.append(kube.create(rt, obj, ns))
     if wait:
         pods = disc.by_kind("Pod")
-        wait_until(lambda: len([p for p in kube.list(pods, ns) if p.get("status", {}).get("phase") == "Running"]) >= 3,
-                   timeout=90, what=f"the sample app's pods in {ns} to run")
+        wait_until(
+            lambda: len([p for p in kube.list(pods, ns) if p.get("status", {}).get("phase") == "Running"]) >= 3,
+            timeout=90,
+            what=f"the sample app's pods in {ns} to run",
+        )
     return created

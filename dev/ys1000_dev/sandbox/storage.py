@@ -111,14 +111,20 @@ class LocalDriver:
                     raise
         self._wait_crds_established(ext)
         try:
-            self.custom.create_cluster_custom_object(*SNAP, "volumesnapshotclasses", {
-                "apiVersion": "snapshot.storage.k8s.io/v1",
-                "kind": "VolumeSnapshotClass",
-                "metadata": {"name": DEFAULT_SNAPSHOT_CLASS, "annotations": {
-                    "snapshot.storage.kubernetes.io/is-default-class": "true"}},
-                "driver": DRIVER,
-                "deletionPolicy": "Delete",
-            })
+            self.custom.create_cluster_custom_object(
+                *SNAP,
+                "volumesnapshotclasses",
+                {
+                    "apiVersion": "snapshot.storage.k8s.io/v1",
+                    "kind": "VolumeSnapshotClass",
+                    "metadata": {
+                        "name": DEFAULT_SNAPSHOT_CLASS,
+                        "annotations": {"snapshot.storage.kubernetes.io/is-default-class": "true"},
+                    },
+                    "driver": DRIVER,
+                    "deletionPolicy": "Delete",
+                },
+            )
         except ApiException as exc:
             if exc.status != 409:
                 raise
@@ -137,10 +143,22 @@ class LocalDriver:
         raise RuntimeError("snapshot CRDs were not Established within 10 s")
 
     def start(self) -> None:
-        Informer("pvcs", lambda **kw: self.core.list_persistent_volume_claim_for_all_namespaces(**kw), self.on_pvc, self.stop).start()
+        Informer(
+            "pvcs", lambda **kw: self.core.list_persistent_volume_claim_for_all_namespaces(**kw), self.on_pvc, self.stop
+        ).start()
         Informer("pvs", lambda **kw: self.core.list_persistent_volume(**kw), self.on_pv, self.stop).start()
-        Informer("volumesnapshots", lambda **kw: self.custom.list_cluster_custom_object(*SNAP, "volumesnapshots", **kw), self.on_snapshot, self.stop).start()
-        Informer("volumesnapshotcontents", lambda **kw: self.custom.list_cluster_custom_object(*SNAP, "volumesnapshotcontents", **kw), self.on_content, self.stop).start()
+        Informer(
+            "volumesnapshots",
+            lambda **kw: self.custom.list_cluster_custom_object(*SNAP, "volumesnapshots", **kw),
+            self.on_snapshot,
+            self.stop,
+        ).start()
+        Informer(
+            "volumesnapshotcontents",
+            lambda **kw: self.custom.list_cluster_custom_object(*SNAP, "volumesnapshotcontents", **kw),
+            self.on_content,
+            self.stop,
+        ).start()
 
     # -- provisioning -----------------------------------------------------------------------
     def on_pvc(self, event: str, pvc: dict) -> None:
@@ -175,8 +193,13 @@ class LocalDriver:
                 "persistentVolumeReclaimPolicy": sc.reclaim_policy or "Delete",
                 "storageClassName": sc_name,
                 "volumeMode": spec.get("volumeMode") or "Filesystem",
-                "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                             "namespace": md["namespace"], "name": md["name"], "uid": md["uid"]},
+                "claimRef": {
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolumeClaim",
+                    "namespace": md["namespace"],
+                    "name": md["name"],
+                    "uid": md["uid"],
+                },
                 "csi": {"driver": DRIVER, "volumeHandle": pv_name, "volumeAttributes": {"path": str(path)}},
             },
         }
@@ -196,13 +219,16 @@ class LocalDriver:
             if not status.get("readyToUse"):
                 raise Retry(f"VolumeSnapshot {ns}/{name} not ready", 0.5)
             vsc = self.custom.get_cluster_custom_object(
-                *SNAP, "volumesnapshotcontents", status["boundVolumeSnapshotContentName"])
+                *SNAP, "volumesnapshotcontents", status["boundVolumeSnapshotContentName"]
+            )
             src = self.snap_root / vsc["status"]["snapshotHandle"]
         elif kind == "PersistentVolumeClaim":
             src_pvc = self.core.read_namespaced_persistent_volume_claim(name, ns)
             if not src_pvc.spec.volume_name:
                 raise Retry(f"source PVC {ns}/{name} not bound", 0.5)
-            src = pv_dir_of(self.api.sanitize_for_serialization(self.core.read_persistent_volume(src_pvc.spec.volume_name)))
+            src = pv_dir_of(
+                self.api.sanitize_for_serialization(self.core.read_persistent_volume(src_pvc.spec.volume_name))
+            )
         else:
             raise ValueError(f"unsupported dataSource kind {kind}")
         if src is None or not src.is_dir():
@@ -257,8 +283,18 @@ class LocalDriver:
                 raise
             handle = vsc["spec"]["source"].get("snapshotHandle")
             if not handle or not (self.snap_root / handle).is_dir():
-                self._set_status("volumesnapshots", name, ns, {"readyToUse": False, "error": {
-                    "message": f"snapshot handle {handle!r} not found by driver {DRIVER}", "time": _now()}})
+                self._set_status(
+                    "volumesnapshots",
+                    name,
+                    ns,
+                    {
+                        "readyToUse": False,
+                        "error": {
+                            "message": f"snapshot handle {handle!r} not found by driver {DRIVER}",
+                            "time": _now(),
+                        },
+                    },
+                )
                 return
             self._mark_content_ready(vsc, handle)
             self._mark_snapshot_ready(vs, content_name, dir_size(self.snap_root / handle))
@@ -270,8 +306,15 @@ class LocalDriver:
         pv = self.api.sanitize_for_serialization(self.core.read_persistent_volume(pvc.spec.volume_name))
         src = pv_dir_of(pv)
         if (pv["spec"].get("csi") or {}).get("driver") != DRIVER or src is None:
-            self._set_status("volumesnapshots", name, ns, {"readyToUse": False, "error": {
-                "message": f"PV {pv['metadata']['name']} is not provisioned by {DRIVER}", "time": _now()}})
+            self._set_status(
+                "volumesnapshots",
+                name,
+                ns,
+                {
+                    "readyToUse": False,
+                    "error": {"message": f"PV {pv['metadata']['name']} is not provisioned by {DRIVER}", "time": _now()},
+                },
+            )
             return
         vclass = self._snapshot_class(spec.get("volumeSnapshotClassName"))
         content_name = f"snapcontent-{md['uid']}"
@@ -279,19 +322,28 @@ class LocalDriver:
         if not (self.snap_root / handle).is_dir():
             copy_tree(src, self.snap_root / handle)
         try:
-            vsc = self.custom.create_cluster_custom_object(*SNAP, "volumesnapshotcontents", {
-                "apiVersion": "snapshot.storage.k8s.io/v1",
-                "kind": "VolumeSnapshotContent",
-                "metadata": {"name": content_name},
-                "spec": {
-                    "deletionPolicy": vclass["deletionPolicy"],
-                    "driver": DRIVER,
-                    "volumeSnapshotClassName": vclass["metadata"]["name"],
-                    "source": {"volumeHandle": pv["spec"]["csi"]["volumeHandle"]},
-                    "volumeSnapshotRef": {"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot",
-                                          "namespace": ns, "name": name, "uid": md["uid"]},
+            vsc = self.custom.create_cluster_custom_object(
+                *SNAP,
+                "volumesnapshotcontents",
+                {
+                    "apiVersion": "snapshot.storage.k8s.io/v1",
+                    "kind": "VolumeSnapshotContent",
+                    "metadata": {"name": content_name},
+                    "spec": {
+                        "deletionPolicy": vclass["deletionPolicy"],
+                        "driver": DRIVER,
+                        "volumeSnapshotClassName": vclass["metadata"]["name"],
+                        "source": {"volumeHandle": pv["spec"]["csi"]["volumeHandle"]},
+                        "volumeSnapshotRef": {
+                            "apiVersion": "snapshot.storage.k8s.io/v1",
+                            "kind": "VolumeSnapshot",
+                            "namespace": ns,
+                            "name": name,
+                            "uid": md["uid"],
+                        },
+                    },
                 },
-            })
+            )
         except ApiException as exc:
             if exc.status != 409:
                 raise
@@ -308,7 +360,11 @@ class LocalDriver:
             if spec.get("deletionPolicy") == "Delete" and spec.get("driver") == DRIVER and handle:
                 shutil.rmtree(self.snap_root / handle, ignore_errors=True)
             return
-        if spec.get("driver") == DRIVER and spec.get("source", {}).get("snapshotHandle") and not (vsc.get("status") or {}).get("readyToUse"):
+        if (
+            spec.get("driver") == DRIVER
+            and spec.get("source", {}).get("snapshotHandle")
+            and not (vsc.get("status") or {}).get("readyToUse")
+        ):
             if (self.snap_root / handle).is_dir():
                 self._mark_content_ready(vsc, handle)
 
@@ -323,14 +379,32 @@ class LocalDriver:
 
     def _mark_content_ready(self, vsc: dict, handle: str, size: int | None = None) -> None:
         size = dir_size(self.snap_root / handle) if size is None else size
-        self.custom.patch_cluster_custom_object_status(*SNAP, "volumesnapshotcontents", vsc["metadata"]["name"], {
-            "status": {"snapshotHandle": handle, "readyToUse": True, "restoreSize": size,
-                       "creationTime": int(dt.datetime.now().timestamp() * 1e9)}})
+        self.custom.patch_cluster_custom_object_status(
+            *SNAP,
+            "volumesnapshotcontents",
+            vsc["metadata"]["name"],
+            {
+                "status": {
+                    "snapshotHandle": handle,
+                    "readyToUse": True,
+                    "restoreSize": size,
+                    "creationTime": int(dt.datetime.now().timestamp() * 1e9),
+                }
+            },
+        )
 
     def _mark_snapshot_ready(self, vs: dict, content_name: str, size: int) -> None:
-        self._set_status("volumesnapshots", vs["metadata"]["name"], vs["metadata"]["namespace"], {
-            "boundVolumeSnapshotContentName": content_name, "readyToUse": True,
-            "restoreSize": str(size), "creationTime": _now()})
+        self._set_status(
+            "volumesnapshots",
+            vs["metadata"]["name"],
+            vs["metadata"]["namespace"],
+            {
+                "boundVolumeSnapshotContentName": content_name,
+                "readyToUse": True,
+                "restoreSize": str(size),
+                "creationTime": _now(),
+            },
+        )
 
     def _set_status(self, plural: str, name: str, ns: str, status: dict) -> None:
         self.custom.patch_namespaced_custom_object_status(*SNAP, ns, plural, name, {"status": status})

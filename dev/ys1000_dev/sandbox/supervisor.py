@@ -72,10 +72,19 @@ class Supervisor:
             (data / "ready.json").unlink(missing_ok=True)
             logf = open(self.root / name / "controlplane.log", "ab")
             self.children[name] = subprocess.Popen(
-                [str(binary), "--data-dir", str(data), "--kubeconfig",
-                 str(self.root / f"{name}.kubeconfig"), "--name", name,
-                 "--unsafe-no-fsync"],  # throw-away clusters: speed over crash durability
-                stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                [
+                    str(binary),
+                    "--data-dir",
+                    str(data),
+                    "--kubeconfig",
+                    str(self.root / f"{name}.kubeconfig"),
+                    "--name",
+                    name,
+                    "--unsafe-no-fsync",
+                ],  # throw-away clusters: speed over crash durability
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
             )
         ready: dict[str, dict] = {}
         deadline = time.monotonic() + START_TIMEOUT
@@ -86,7 +95,8 @@ class Supervisor:
                 proc = self.children[name]
                 if proc.poll() is not None:
                     raise RuntimeError(
-                        f"control plane {name} exited with {proc.returncode}; see {self.root / name / 'controlplane.log'}")
+                        f"control plane {name} exited with {proc.returncode}; see {self.root / name / 'controlplane.log'}"
+                    )
                 f = self.root / name / "controlplane" / "ready.json"
                 if f.exists():
                     ready[name] = json.loads(f.read_text())
@@ -105,8 +115,16 @@ class Supervisor:
         driver.install()
         driver.start()
         nodes = [f"{name}-node-{i + 1}" for i in range(self.nodes_per_cluster)]
-        agent = NodeAgent(api, nodes, croot / "state", croot / "logs", logs.port, pv_dir_of, self.stop,
-                          pod_cidr=f"10.{244 + self.names.index(name)}.0.0/16")
+        agent = NodeAgent(
+            api,
+            nodes,
+            croot / "state",
+            croot / "logs",
+            logs.port,
+            pv_dir_of,
+            self.stop,
+            pod_cidr=f"10.{244 + self.names.index(name)}.0.0/16",
+        )
         agent.start()
         self.agents.append(agent)
         # Ready means the controller-manager works too: its serviceaccount controller creates
@@ -144,12 +162,20 @@ class Supervisor:
                 "supervisor_pid": os.getpid(),
                 "started_in_seconds": round(time.monotonic() - t0, 1),
                 "clusters": {
-                    n: {"kubeconfig": str(self.root / f"{n}.kubeconfig"), "server": planes[n].get("server"),
-                        "pid": self.children[n].pid, "version": planes[n].get("version")}
+                    n: {
+                        "kubeconfig": str(self.root / f"{n}.kubeconfig"),
+                        "server": planes[n].get("server"),
+                        "pid": self.children[n].pid,
+                        "version": planes[n].get("version"),
+                    }
                     for n in self.names
                 },
-                "s3": {"endpoint_url": endpoint.endpoint_url, "bucket": endpoint.bucket,
-                       "env_file": str(self.root / "s3.env"), "pid": moto.pid},
+                "s3": {
+                    "endpoint_url": endpoint.endpoint_url,
+                    "bucket": endpoint.bucket,
+                    "env_file": str(self.root / "s3.env"),
+                    "pid": moto.pid,
+                },
             }
             tmp = self.root / "sandbox.json.tmp"
             tmp.write_text(json.dumps(info, indent=2))
@@ -234,9 +260,20 @@ def up(root: Path, clusters: int = 2, nodes: int = 1, timeout: float = 180.0) ->
         raise RuntimeError(f"{controlplane_binary()} is missing: build it with `make controlplane`")
     logf = open(root / "supervisor.log", "ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ys1000_dev.sandbox.supervisor", "--dir", str(root),
-         "--clusters", str(len(names)), "--nodes", str(nodes)],
-        stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "ys1000_dev.sandbox.supervisor",
+            "--dir",
+            str(root),
+            "--clusters",
+            str(len(names)),
+            "--nodes",
+            str(nodes),
+        ],
+        stdout=logf,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
         start_new_session=True,  # survives the caller; `down` stops it
     )
     deadline = time.monotonic() + timeout

@@ -33,9 +33,15 @@ def main(argv=None) -> int:
 
     import pymysql
 
-    conn = pymysql.connect(host=args.host, port=args.port, user=os.environ.get("DB_USER", "root"),
-                           password=os.environ.get("DB_PASSWORD", ""), database=args.database,
-                           connect_timeout=15, autocommit=False)
+    conn = pymysql.connect(
+        host=args.host,
+        port=args.port,
+        user=os.environ.get("DB_USER", "root"),
+        password=os.environ.get("DB_PASSWORD", ""),
+        database=args.database,
+        connect_timeout=15,
+        autocommit=False,
+    )
     table = f"{args.table_prefix}options"
     try:
         with conn.cursor() as cur:
@@ -45,8 +51,7 @@ def main(argv=None) -> int:
                 sql += " AND TRIM(TRAILING '/' FROM option_value) = %s"
                 params.append(args.old_url.rstrip("/"))
             changed = cur.execute(sql, params)
-            cur.execute(f"SELECT option_name, option_value FROM `{table}` "
-                        "WHERE option_name IN ('siteurl', 'home')")
+            cur.execute(f"SELECT option_name, option_value FROM `{table}` WHERE option_name IN ('siteurl', 'home')")
             now = dict(cur.fetchall())
         conn.commit()
     finally:

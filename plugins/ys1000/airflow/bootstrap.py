@@ -41,8 +41,10 @@ def ensure_pools(config: "Config") -> list[str]:
         for cluster, spec in config.clusters.items():
             name = pool_name(cluster)
             slots = spec.max_concurrent_movers
-            description = (f"ys1000: jobs on cluster {cluster} (connection {spec.connection_id}) queue here; "
-                           f"{slots} volume task(s) at a time, deferred ones counted")
+            description = (
+                f"ys1000: jobs on cluster {cluster} (connection {spec.connection_id}) queue here; "
+                f"{slots} volume task(s) at a time, deferred ones counted"
+            )
             pool = existing.get(name)
             if pool is None:
                 session.add(Pool(pool=name, slots=slots, include_deferred=True, description=description))
@@ -89,13 +91,15 @@ def kubernetes_connection(conn_id: str, kubeconfig: str | Path, context: str | N
     return ConnectionDef(conn_id, "kubernetes", extra=extra, description="ys1000 cluster")
 
 
-def s3_connection(conn_id: str, *, endpoint_url: str | None, access_key: str, secret_key: str,
-                  region: str) -> ConnectionDef:
+def s3_connection(
+    conn_id: str, *, endpoint_url: str | None, access_key: str, secret_key: str, region: str
+) -> ConnectionDef:
     extra: dict[str, Any] = {"region_name": region}
     if endpoint_url:
         extra["endpoint_url"] = endpoint_url
-    return ConnectionDef(conn_id, "aws", login=access_key, password=secret_key, extra=extra,
-                         description="ys1000 repository")
+    return ConnectionDef(
+        conn_id, "aws", login=access_key, password=secret_key, extra=extra, description="ys1000 repository"
+    )
 
 
 def connection_env(connections: list[ConnectionDef], variables: dict[str, str]) -> dict[str, str]:
@@ -126,4 +130,3 @@ def run_ensure_pools(config_dir: str | Path | None = None) -> int:
     for name in sorted(pool_name(c) for c in config.clusters):
         print(f"pool {name}: {'created' if name in created else 'exists'}")
     return 0
-

@@ -75,14 +75,17 @@ def passphrase_for(repo_name: str, key: "KeyRef") -> str:
             raise MissingConnection(
                 f"Airflow Variable {key.variable!r} (the encryption key of repository {repo_name}) does not "
                 f"exist or is empty; create it (Admin → Variables, `airflow variables set {key.variable} ...`, "
-                f"or AIRFLOW_VAR_{key.variable.upper()})")
+                f"or AIRFLOW_VAR_{key.variable.upper()})"
+            )
     else:
         assert key.connection_id is not None  # the key names a variable or a connection
         conn = get_connection(key.connection_id, f"encryption key of repository {repo_name}")
         value = conn.password
         if not value:
-            raise MissingConnection(f"Airflow connection {key.connection_id!r} (the encryption key of "
-                                    f"repository {repo_name}) has an empty password field")
+            raise MissingConnection(
+                f"Airflow connection {key.connection_id!r} (the encryption key of "
+                f"repository {repo_name}) has an empty password field"
+            )
     _mask(value)
     return value
 
@@ -98,13 +101,13 @@ def repository_config_for(name: str, spec: "RepositorySpec") -> "RepositoryConfi
     extra = conn.extra_dejson or {}
     hook = AwsBaseHook(aws_conn_id=spec.connection_id, client_type="s3")
     creds = hook.get_credentials()
-    endpoint = (extra.get("endpoint_url") or hook.conn_config.get_service_endpoint_url("s3")
-                or None)
+    endpoint = extra.get("endpoint_url") or hook.conn_config.get_service_endpoint_url("s3") or None
     region = extra.get("region_name") or hook.conn_config.region_name or spec.region
     verify = extra.get("verify")
     kwargs = {"verify_tls": bool(verify)} if isinstance(verify, bool) else {}
-    return spec.to_repository_config(endpoint_url=endpoint, access_key=creds.access_key,
-                                     secret_key=creds.secret_key, region=region, **kwargs)
+    return spec.to_repository_config(
+        endpoint_url=endpoint, access_key=creds.access_key, secret_key=creds.secret_key, region=region, **kwargs
+    )
 
 
 def open_repository_for(name: str, spec: "RepositorySpec", *, create: bool = False) -> "Repository":

@@ -170,8 +170,8 @@ def raise_plan_errors(config_dir: str | Path | None = None) -> None:
         n = len(loaded.errors)
         raise PlanConfigError(
             f"{n} plan file{'s' if n > 1 else ''} in {loaded.config_dir} {'are' if n > 1 else 'is'} invalid "
-            "(their DAGs are not built; the other plans' DAGs are unaffected):\n"
-            + "\n".join(loaded.errors.values()))
+            "(their DAGs are not built; the other plans' DAGs are unaffected):\n" + "\n".join(loaded.errors.values())
+        )
 
 
 # -- DAGs ---------------------------------------------------------------------------------------
@@ -195,8 +195,18 @@ def _default_args(owner: str, pool: str | None, callbacks: list | None = None, p
     return args
 
 
-def plan_dag(plan: Any, config: "Config", *, kind: str, clusters: list[str], schedule: Any, pool: str,
-             doc: str, description: str, **extra: Any) -> "DAG":
+def plan_dag(
+    plan: Any,
+    config: "Config",
+    *,
+    kind: str,
+    clusters: list[str],
+    schedule: Any,
+    pool: str,
+    doc: str,
+    description: str,
+    **extra: Any,
+) -> "DAG":
     """The DAG of one plan file, with what backup, restore and migration plans have in common:
     one run at a time, no catch-up, the plan's owner and tags, its cluster's pool, failure alerts."""
     from airflow.sdk import DAG
@@ -211,8 +221,12 @@ def plan_dag(plan: Any, config: "Config", *, kind: str, clusters: list[str], sch
         tags=list(dict.fromkeys(["ys1000", kind, *clusters, *plan.tags])),
         doc_md=doc,
         description=(plan.description or description)[:200],
-        default_args=_default_args(plan.owner, pool, failure_callbacks(config.config_dir, plan=plan),
-                                   pool_slots=pool_slots_for(config, clusters[0])),
+        default_args=_default_args(
+            plan.owner,
+            pool,
+            failure_callbacks(config.config_dir, plan=plan),
+            pool_slots=pool_slots_for(config, clusters[0]),
+        ),
         **extra,
     )
 
@@ -270,14 +284,24 @@ def backup_dag(plan: "BackupPlan", config: "Config", path: Path) -> "DAG":
     from ys1000.config import to_timetable
 
     common: dict[str, Any] = {"plan": plan.name, "config_dir": str(config.config_dir)}
-    with plan_dag(plan, config, kind="backup", clusters=[plan.cluster], pool=pool_for(plan.cluster),
-                  schedule=to_timetable(config.schedule_for(plan)), doc=_doc_backup(plan, config, path),
-                  description=f"Back up {plan.cluster}",
-                  user_defined_macros={"ys1000_export_time": next_time_at}) as dag:
+    with plan_dag(
+        plan,
+        config,
+        kind="backup",
+        clusters=[plan.cluster],
+        pool=pool_for(plan.cluster),
+        schedule=to_timetable(config.schedule_for(plan)),
+        doc=_doc_backup(plan, config, path),
+        description=f"Back up {plan.cluster}",
+        user_defined_macros={"ys1000_export_time": next_time_at},
+    ) as dag:
         preflight = BackupPreflightOperator(task_id="preflight", execution_timeout=TIMEOUTS["preflight"], **common)
         volumes = VolumeDataOperator.partial(
-            task_id="volumes", execution_timeout=TIMEOUTS["volumes"], pool_slots=1,
-            map_index_template=MAP_INDEX_TEMPLATE, **common,
+            task_id="volumes",
+            execution_timeout=TIMEOUTS["volumes"],
+            pool_slots=1,
+            map_index_template=MAP_INDEX_TEMPLATE,
+            **common,
         ).expand(volume=preflight.output)
         export = _export_at(plan, config, common, volumes)
         ops = [
@@ -287,10 +311,15 @@ def backup_dag(plan: "BackupPlan", config: "Config", path: Path) -> "DAG":
             *export,
             # verify and commit also when a PVC's task failed: the backup is then committed
             # PartiallyFailed naming it (commit fails the run); never without a capture
-            VerifyBackupOperator(task_id="verify", execution_timeout=TIMEOUTS["verify"], trigger_rule="all_done",
-                                 **common),
-            CommitBackupOperator(task_id="commit", execution_timeout=TIMEOUTS["commit"],
-                                 volumes_tasks=["volumes", "export"] if export else ["volumes"], **common),
+            VerifyBackupOperator(
+                task_id="verify", execution_timeout=TIMEOUTS["verify"], trigger_rule="all_done", **common
+            ),
+            CommitBackupOperator(
+                task_id="commit",
+                execution_timeout=TIMEOUTS["commit"],
+                volumes_tasks=["volumes", "export"] if export else ["volumes"],
+                **common,
+            ),
             RetentionOperator(task_id="retention", execution_timeout=TIMEOUTS["retention"], **common),
         ]
         if plan.hooks or plan.consistency:  # hooks and quiesce/resume around the capture
@@ -327,14 +356,19 @@ def _export_at(plan: "BackupPlan", config: "Config", common: dict, volumes: Any)
     at = policy.export.at
     assert at is not None  # mode selected_at has one
     tz = getattr(config.schedule_for(plan), "timezone", "UTC")
-    target = (f"{{{{ ys1000_export_time(dag_run.start_date or dag_run.run_after, "
-              f"'{tz}', {at.hour}, {at.minute}) }}}}")
+    target = f"{{{{ ys1000_export_time(dag_run.start_date or dag_run.run_after, '{tz}', {at.hour}, {at.minute}) }}}}"
     return [
         # deferred to the triggerer: no worker slot waits for the export time
         DateTimeSensorAsync(task_id="wait_for_export_time", target_time=target, pool_slots=1),
-        VolumeDataOperator.partial(task_id="export", export_phase=True, execution_timeout=TIMEOUTS["volumes"],
-                                   pool_slots=1, trigger_rule="all_done", map_index_template=MAP_INDEX_TEMPLATE,
-                                   **common).expand(volume=volumes.output),
+        VolumeDataOperator.partial(
+            task_id="export",
+            export_phase=True,
+            execution_timeout=TIMEOUTS["volumes"],
+            pool_slots=1,
+            trigger_rule="all_done",
+            map_index_template=MAP_INDEX_TEMPLATE,
+            **common,
+        ).expand(volume=volumes.output),
     ]
 
 
@@ -342,20 +376,32 @@ def restore_plan_dag(plan: "RestorePlan", config: "Config", path: Path) -> "DAG"
     """``ys1000_restore__<plan>``: preflight (resolves ``latest``) → restore."""
     from ys1000.config import to_timetable
 
-    doc = "\n".join([
-        f"### Restore plan `{plan.name}`", "", plan.description or "", "",
-        f"- **Backup**: `{plan.backup.id}` of plan `{plan.backup.plan}` in repository `{plan.repository}`",
-        f"- **Target cluster**: `{plan.target_cluster}` (pool `{pool_for(plan.target_cluster)}`)",
-        f"- **Namespace mapping**: {plan.namespace_mapping or 'none'}",
-        f"- **StorageClass mapping**: {plan.storage_class_mapping or 'none'}",
-        f"- **Existing resources**: {plan.existing_resource_policy}; remove node constraints: "
-        f"{plan.remove_node_constraints}; dry run: {plan.dry_run}",
-        f"- **Plan file**: `{path}`",
-    ])
+    doc = "\n".join(
+        [
+            f"### Restore plan `{plan.name}`",
+            "",
+            plan.description or "",
+            "",
+            f"- **Backup**: `{plan.backup.id}` of plan `{plan.backup.plan}` in repository `{plan.repository}`",
+            f"- **Target cluster**: `{plan.target_cluster}` (pool `{pool_for(plan.target_cluster)}`)",
+            f"- **Namespace mapping**: {plan.namespace_mapping or 'none'}",
+            f"- **StorageClass mapping**: {plan.storage_class_mapping or 'none'}",
+            f"- **Existing resources**: {plan.existing_resource_policy}; remove node constraints: "
+            f"{plan.remove_node_constraints}; dry run: {plan.dry_run}",
+            f"- **Plan file**: `{path}`",
+        ]
+    )
     common = {"restore_plan": plan.name, "config_dir": str(config.config_dir)}
-    with plan_dag(plan, config, kind="restore", clusters=[plan.target_cluster], pool=pool_for(plan.target_cluster),
-                  schedule=to_timetable(config.schedule_for(plan)), doc=doc,
-                  description=f"Restore into {plan.target_cluster}") as dag:
+    with plan_dag(
+        plan,
+        config,
+        kind="restore",
+        clusters=[plan.target_cluster],
+        pool=pool_for(plan.target_cluster),
+        schedule=to_timetable(config.schedule_for(plan)),
+        doc=doc,
+        description=f"Restore into {plan.target_cluster}",
+    ) as dag:
         ops = restore_tasks(common, pool_slots=1)
         if plan.hooks:  # pre_restore_hooks → restore … workloads → post_restore_hooks
             from ys1000.airflow.hook_operators import chain_with_hooks
@@ -371,7 +417,10 @@ def restore_tasks(args: dict[str, Any], *, pool_slots: int | None) -> list:
     """preflight (resolves ``latest``) → restore (up to the PVCs) → volumes (one per PVC, waits
     deferred) → workloads (the rest, the report)."""
     from ys1000.airflow.operators import (
-        RestoreOperator, RestorePreflightOperator, RestoreVolumeOperator, RestoreWorkloadsOperator,
+        RestoreOperator,
+        RestorePreflightOperator,
+        RestoreVolumeOperator,
+        RestoreWorkloadsOperator,
     )
 
     resolved = {**args, "backup": "{{ ti.xcom_pull(task_ids='preflight', key='backup_id') }}"}
@@ -379,11 +428,15 @@ def restore_tasks(args: dict[str, Any], *, pool_slots: int | None) -> list:
     run = RestoreOperator(task_id="restore", execution_timeout=TIMEOUTS["restore"], **resolved)
     slots = {"pool_slots": pool_slots} if pool_slots else {}
     volumes = RestoreVolumeOperator.partial(
-        task_id="volumes", execution_timeout=TIMEOUTS["volumes"], map_index_template=MAP_INDEX_TEMPLATE,
-        **slots, **resolved,
+        task_id="volumes",
+        execution_timeout=TIMEOUTS["volumes"],
+        map_index_template=MAP_INDEX_TEMPLATE,
+        **slots,
+        **resolved,
     ).expand(volume=run.output)
-    workloads = RestoreWorkloadsOperator(task_id="workloads", execution_timeout=TIMEOUTS["restore"],
-                                         trigger_rule="all_done", **resolved)
+    workloads = RestoreWorkloadsOperator(
+        task_id="workloads", execution_timeout=TIMEOUTS["restore"], trigger_rule="all_done", **resolved
+    )
     return [pre, run, volumes, workloads]
 
 
@@ -395,39 +448,93 @@ def restore_params(config: "Config") -> dict[str, Any]:
     clusters = list(config.clusters)
     plans = sorted(config.backup_plans) or None
     return {
-        "backup": Param("latest", type="string", minLength=1, title="Backup",
-                        description="A backup id from the backup list, or 'latest' for the newest completed "
-                                    "backup of the plan below."),
-        "plan": Param(None, type=["null", "string"], title="Backup plan",
-                      description="With backup 'latest': the backup plan whose newest backup to restore "
-                                  "(e.g. " + ", ".join(plans or ["wordpress-backup"]) + ")."),
-        "repository": Param(repos[0], type="string", enum=repos, title="Repository",
-                            description="The repository holding the backup (repositories.yaml)."),
-        "target_cluster": Param(clusters[0], type="string", enum=clusters, title="Target cluster",
-                                description="The cluster to restore into (clusters.yaml); its image registry "
-                                            "rewrite applies."),
-        "namespaces": Param([], type="array", items={"type": "string"}, title="Namespaces",
-                            description="Restore only these namespaces of the backup (empty: all)."),
-        "namespace_mapping": Param({}, type="object", additionalProperties={"type": "string"},
-                                   title="Namespace mapping",
-                                   description="Restore namespace OLD as NEW, e.g. {\"wordpress\": \"wordpress-copy\"}."),
-        "storage_class_mapping": Param({}, type="object", additionalProperties={"type": "string"},
-                                       title="StorageClass mapping",
-                                       description="Provision PVCs of StorageClass OLD in NEW."),
-        "include_kinds": Param([], type="array", items={"type": "string"}, title="Include kinds",
-                               description="Restore only these kinds (e.g. Deployment, ConfigMap); empty: all."),
-        "exclude_kinds": Param([], type="array", items={"type": "string"}, title="Exclude kinds",
-                               description="Never restore these kinds."),
-        "resources": Param([], type="array", items={"type": "string"}, title="Resources",
-                           description="Restore only these objects: 'Kind/namespace/name' or 'Kind/name'."),
-        "remove_node_constraints": Param(False, type="boolean", title="Remove node constraints",
-                                         description="Drop nodeSelector, nodeName and affinity (other cluster)."),
-        "existing_resource_policy": Param("skip", type="string", enum=["skip", "update", "fail"],
-                                          title="Existing resources",
-                                          description="What to do with objects that already exist: skip them, "
-                                                      "update them to the backed-up version, or fail them."),
-        "dry_run": Param(False, type="boolean", title="Dry run",
-                         description="Only report what would be done (the API server validates each object)."),
+        "backup": Param(
+            "latest",
+            type="string",
+            minLength=1,
+            title="Backup",
+            description="A backup id from the backup list, or 'latest' for the newest completed "
+            "backup of the plan below.",
+        ),
+        "plan": Param(
+            None,
+            type=["null", "string"],
+            title="Backup plan",
+            description="With backup 'latest': the backup plan whose newest backup to restore "
+            "(e.g. " + ", ".join(plans or ["wordpress-backup"]) + ").",
+        ),
+        "repository": Param(
+            repos[0],
+            type="string",
+            enum=repos,
+            title="Repository",
+            description="The repository holding the backup (repositories.yaml).",
+        ),
+        "target_cluster": Param(
+            clusters[0],
+            type="string",
+            enum=clusters,
+            title="Target cluster",
+            description="The cluster to restore into (clusters.yaml); its image registry rewrite applies.",
+        ),
+        "namespaces": Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            title="Namespaces",
+            description="Restore only these namespaces of the backup (empty: all).",
+        ),
+        "namespace_mapping": Param(
+            {},
+            type="object",
+            additionalProperties={"type": "string"},
+            title="Namespace mapping",
+            description='Restore namespace OLD as NEW, e.g. {"wordpress": "wordpress-copy"}.',
+        ),
+        "storage_class_mapping": Param(
+            {},
+            type="object",
+            additionalProperties={"type": "string"},
+            title="StorageClass mapping",
+            description="Provision PVCs of StorageClass OLD in NEW.",
+        ),
+        "include_kinds": Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            title="Include kinds",
+            description="Restore only these kinds (e.g. Deployment, ConfigMap); empty: all.",
+        ),
+        "exclude_kinds": Param(
+            [], type="array", items={"type": "string"}, title="Exclude kinds", description="Never restore these kinds."
+        ),
+        "resources": Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            title="Resources",
+            description="Restore only these objects: 'Kind/namespace/name' or 'Kind/name'.",
+        ),
+        "remove_node_constraints": Param(
+            False,
+            type="boolean",
+            title="Remove node constraints",
+            description="Drop nodeSelector, nodeName and affinity (other cluster).",
+        ),
+        "existing_resource_policy": Param(
+            "skip",
+            type="string",
+            enum=["skip", "update", "fail"],
+            title="Existing resources",
+            description="What to do with objects that already exist: skip them, "
+            "update them to the backed-up version, or fail them.",
+        ),
+        "dry_run": Param(
+            False,
+            type="boolean",
+            title="Dry run",
+            description="Only report what would be done (the API server validates each object).",
+        ),
     }
 
 
@@ -436,13 +543,19 @@ def generic_restore_dag(config: "Config") -> "DAG":
     from airflow.sdk import DAG
 
     args = {
-        "backup": "{{ params.backup }}", "plan": "{{ params.plan }}",
-        "repository": "{{ params.repository }}", "target_cluster": "{{ params.target_cluster }}",
-        "namespaces": "{{ params.namespaces }}", "namespace_mapping": "{{ params.namespace_mapping }}",
+        "backup": "{{ params.backup }}",
+        "plan": "{{ params.plan }}",
+        "repository": "{{ params.repository }}",
+        "target_cluster": "{{ params.target_cluster }}",
+        "namespaces": "{{ params.namespaces }}",
+        "namespace_mapping": "{{ params.namespace_mapping }}",
         "storage_class_mapping": "{{ params.storage_class_mapping }}",
-        "include_kinds": "{{ params.include_kinds }}", "exclude_kinds": "{{ params.exclude_kinds }}",
-        "resource_refs": "{{ params.resources }}", "remove_node_constraints": "{{ params.remove_node_constraints }}",
-        "existing_resource_policy": "{{ params.existing_resource_policy }}", "dry_run": "{{ params.dry_run }}",
+        "include_kinds": "{{ params.include_kinds }}",
+        "exclude_kinds": "{{ params.exclude_kinds }}",
+        "resource_refs": "{{ params.resources }}",
+        "remove_node_constraints": "{{ params.remove_node_constraints }}",
+        "existing_resource_policy": "{{ params.existing_resource_policy }}",
+        "dry_run": "{{ params.dry_run }}",
         "config_dir": str(config.config_dir),
     }
     with DAG(
@@ -456,11 +569,11 @@ def generic_restore_dag(config: "Config") -> "DAG":
         render_template_as_native_obj=True,
         description="Restore a backup into a cluster (on demand, from the trigger form)",
         doc_md="### Restore a backup\n\nTrigger with the form: choose the backup (an id or `latest` of a "
-               "plan), the target cluster, mappings and filters, the existing-resource policy and whether "
-               "to dry-run. `preflight` checks the cluster, repository and backup; `restore` applies it and "
-               "fails (without retry) when any object failed, listing each with its reason.\n\n"
-               "The target cluster is chosen per run, so these tasks use the default pool, not a "
-               "cluster pool.",
+        "plan), the target cluster, mappings and filters, the existing-resource policy and whether "
+        "to dry-run. `preflight` checks the cluster, repository and backup; `restore` applies it and "
+        "fails (without retry) when any object failed, listing each with its reason.\n\n"
+        "The target cluster is chosen per run, so these tasks use the default pool, not a "
+        "cluster pool.",
         default_args=_default_args("ys1000", None, failure_callbacks(config.config_dir)),
     ) as dag:
         ops = restore_tasks(args, pool_slots=None)

@@ -51,9 +51,22 @@ def is_permanent(exc: BaseException) -> bool:
         return not exc.transient
     if isinstance(exc, StorageError):
         return exc.kind in PERMANENT_STORAGE_KINDS
-    if isinstance(exc, (ConfigError, SelectionError, LimitExceeded, ChecksumError, DecryptionError,
-                        IntegrityError, ConflictError, BackupNotFound, IncompleteBackupError,
-                        RepositoryNotInitialized, BackupExists)):
+    if isinstance(
+        exc,
+        (
+            ConfigError,
+            SelectionError,
+            LimitExceeded,
+            ChecksumError,
+            DecryptionError,
+            IntegrityError,
+            ConflictError,
+            BackupNotFound,
+            IncompleteBackupError,
+            RepositoryNotInitialized,
+            BackupExists,
+        ),
+    ):
         return True
     if isinstance(exc, (TimeoutError, socket.timeout, ConnectionError)):
         return False

@@ -38,8 +38,12 @@ from ys1000.airflow.operators import Ys1000Operator
 if TYPE_CHECKING:
     from ys1000.config import BackupPlan, Plan
 
-PHASE_TASKS = {"PreBackup": "pre_backup_hooks", "PostBackup": "post_backup_hooks",
-               "PreRestore": "pre_restore_hooks", "PostRestore": "post_restore_hooks"}
+PHASE_TASKS = {
+    "PreBackup": "pre_backup_hooks",
+    "PostBackup": "post_backup_hooks",
+    "PreRestore": "pre_restore_hooks",
+    "PostRestore": "post_restore_hooks",
+}
 QUIESCE_TIMEOUT = timedelta(minutes=15)
 RESUME_TIMEOUT = timedelta(minutes=10)
 
@@ -73,8 +77,7 @@ class _PlanHooksOperator(Ys1000Operator):
 
         if self.plan_kind:
             for result in self._loaded[1].values():
-                if not isinstance(result, ConfigError) and result.name == self.plan \
-                        and result.kind == self.plan_kind:
+                if not isinstance(result, ConfigError) and result.name == self.plan and result.kind == self.plan_kind:
                     return result
         plan = self.plan_named(self.plan)
         if self.plan_kind and plan.kind != self.plan_kind:
@@ -100,8 +103,11 @@ class RunHooksOperator(_PlanHooksOperator):
         if not hooks:
             self.log.info("plan %s has no %s hooks", plan.name, self.phase)
             return []
-        runner = HookRunner(lambda role: self.kube(_cluster_of(plan, role)),
-                            f"{context['dag_run'].run_id}/{self.task_id}", log_fn=self.log.info)
+        runner = HookRunner(
+            lambda role: self.kube(_cluster_of(plan, role)),
+            f"{context['dag_run'].run_id}/{self.task_id}",
+            log_fn=self.log.info,
+        )
         with self._state_lock:
             if self.cancel.is_set():
                 raise Cancelled(f"{self.phase} hooks cancelled before they started")
@@ -123,9 +129,13 @@ class RunHooksOperator(_PlanHooksOperator):
 
     def _show(self, result) -> None:
         out = result.output.rstrip() or "(no output)"
-        self.log.info("output of hook %s (%s, exit code %s):\n%s", result.name,
-                      "ok" if result.ok else "FAILED", result.exit_code,
-                      "\n".join(f"  | {line}" for line in out.splitlines()))
+        self.log.info(
+            "output of hook %s (%s, exit code %s):\n%s",
+            result.name,
+            "ok" if result.ok else "FAILED",
+            result.exit_code,
+            "\n".join(f"  | {line}" for line in out.splitlines()),
+        )
 
     def cleanup(self) -> list[str]:
         """The hook Jobs (and ConfigMaps) this task started."""
@@ -145,8 +155,12 @@ class QuiesceOperator(_PlanHooksOperator):
 
         plan = self.plan_obj
         cluster = self._source_cluster()
-        runner = ConsistencyRunner(self.kube(cluster), consistency_run_id(context),
-                                   image=self.cluster_spec(cluster).mover_image, log_fn=self.log.info)
+        runner = ConsistencyRunner(
+            self.kube(cluster),
+            consistency_run_id(context),
+            image=self.cluster_spec(cluster).mover_image,
+            log_fn=self.log.info,
+        )
         with self._state_lock:
             if self.cancel.is_set():
                 raise Cancelled("cancelled before quiescing")
@@ -163,8 +177,14 @@ class QuiesceOperator(_PlanHooksOperator):
                 raise Cancelled("quiesce cancelled; every lock taken was released") from exc
             raise
         for h in handles:
-            self.log.info("holding %s at %s (Job %s/%s, hard maximum %ss)", h["type"], h["target"],
-                          h["namespace"], h["job"], h["quiesced"].get("max_lock"))
+            self.log.info(
+                "holding %s at %s (Job %s/%s, hard maximum %ss)",
+                h["type"],
+                h["target"],
+                h["namespace"],
+                h["job"],
+                h["quiesced"].get("max_lock"),
+            )
         return handles
 
     def cleanup(self) -> list[str]:
@@ -196,9 +216,11 @@ class ResumeOperator(_PlanHooksOperator):
             if r.get("ok") and r.get("released_by") == "signal":
                 self.log.info("resumed %s", line)
             elif r.get("released_by") == "timeout":
-                self.log.warning("%s — the lock ended by its hard maximum (max_lock) before the resume: "
-                                 "data copied after that moment is crash-consistent only; raise max_lock",
-                                 line)
+                self.log.warning(
+                    "%s — the lock ended by its hard maximum (max_lock) before the resume: "
+                    "data copied after that moment is crash-consistent only; raise max_lock",
+                    line,
+                )
             else:
                 self.log.warning("resume of %s did not confirm a clean release", line)
         return results
@@ -231,8 +253,11 @@ def chain_with_hooks(plan: "Plan", ops: list, config_dir: str) -> list:
     def hooks(phase: str) -> list:
         if phase not in phases:
             return []
-        return [RunHooksOperator(task_id=PHASE_TASKS[phase], phase=phase,
-                                 execution_timeout=_hooks_timeout(plan, phase), **common)]
+        return [
+            RunHooksOperator(
+                task_id=PHASE_TASKS[phase], phase=phase, execution_timeout=_hooks_timeout(plan, phase), **common
+            )
+        ]
 
     consistency = getattr(plan, "consistency", None) or []
     out = list(ops)
@@ -241,7 +266,9 @@ def chain_with_hooks(plan: "Plan", ops: list, config_dir: str) -> list:
         start = ids.index("capture")
         end = ids.index("volumes") + 1
         before = hooks("PreBackup")
-        quiesce = [QuiesceOperator(task_id="quiesce", execution_timeout=QUIESCE_TIMEOUT, **common)] if consistency else []
+        quiesce = (
+            [QuiesceOperator(task_id="quiesce", execution_timeout=QUIESCE_TIMEOUT, **common)] if consistency else []
+        )
         resume = [ResumeOperator(task_id="resume", execution_timeout=RESUME_TIMEOUT, **common)] if consistency else []
         after = hooks("PostBackup")
         out = [*ops[:start], *before, *quiesce, *ops[start:end], *resume, *after, *ops[end:]]
@@ -250,7 +277,7 @@ def chain_with_hooks(plan: "Plan", ops: list, config_dir: str) -> list:
     elif plan.kind == "RestorePlan":
         i = ids.index("restore")
         j = ids.index("workloads") if "workloads" in ids else i  # after the whole restore
-        out = [*ops[:i], *hooks("PreRestore"), *ops[i:j + 1], *hooks("PostRestore"), *ops[j + 1:]]
+        out = [*ops[:i], *hooks("PreRestore"), *ops[i : j + 1], *hooks("PostRestore"), *ops[j + 1 :]]
     for upstream, downstream in pairwise(out):
         upstream >> downstream
     if after_volumes is not None and after_volumes < len(out):

@@ -36,8 +36,15 @@ if TYPE_CHECKING:
 class _MigrationOperator(Ys1000Operator):
     template_fields: Sequence[str] = ("plan", "mode", "stop_source_param")
 
-    def __init__(self, *, plan: str, mode: str = "{{ params.mode }}",
-                 stop_source: str = "{{ params.stop_source }}", cutover_only: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        plan: str,
+        mode: str = "{{ params.mode }}",
+        stop_source: str = "{{ params.stop_source }}",
+        cutover_only: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.plan = plan
         self.mode = mode
@@ -89,8 +96,14 @@ class MigrationPreflightOperator(_MigrationOperator):
 
         self.repository(plan.repository, create=True)
         namespaces = preflight(source, target, spec)
-        self.log.info("migration %s (%s): %s → %s, namespaces %s", plan.name, self.mode, plan.source_cluster,
-                      plan.target_cluster, ", ".join(f"{n} → {spec.target_ns(n)}" for n in namespaces))
+        self.log.info(
+            "migration %s (%s): %s → %s, namespaces %s",
+            plan.name,
+            self.mode,
+            plan.source_cluster,
+            plan.target_cluster,
+            ", ".join(f"{n} → {spec.target_ns(n)}" for n in namespaces),
+        )
         return namespaces
 
 
@@ -121,12 +134,22 @@ class SyncOperator(_MigrationOperator):
         backup_id, _ = self.ids(context)
         repo = self.repository(plan.repository, create=True)
         cluster = self.cluster_spec(plan.source_cluster)
-        _, items = sync_start(source, target, repo, spec, backup_id,
-                              sync_options(spec, self.run_key(context), image=cluster.mover_image),
-                              repo_cfg=self._repo_config())
+        _, items = sync_start(
+            source,
+            target,
+            repo,
+            spec,
+            backup_id,
+            sync_options(spec, self.run_key(context), image=cluster.mover_image),
+            repo_cfg=self._repo_config(),
+        )
         context["ti"].xcom_push(key="summary", value={"backup_id": backup_id})
-        self.log.info("sync %s: resources captured; %d PVC(s) to sync: %s", backup_id, len(items),
-                      ", ".join(f"{i['namespace']}/{i['pvc']}" for i in items) or "none")
+        self.log.info(
+            "sync %s: resources captured; %d PVC(s) to sync: %s",
+            backup_id,
+            len(items),
+            ", ".join(f"{i['namespace']}/{i['pvc']}" for i in items) or "none",
+        )
         return items
 
     def _repo_config(self):
@@ -149,8 +172,15 @@ class SyncVolumeOperator(SyncOperator):
 
         backup_id, _ = self.ids(context)
         cluster = self.cluster_spec(plan.source_cluster)
-        return VolumeSync(source, target, self._repo_config(), self.repository(plan.repository).restic_password(),
-                          spec, sync_options(spec, self.run_key(context), image=cluster.mover_image), backup_id)
+        return VolumeSync(
+            source,
+            target,
+            self._repo_config(),
+            self.repository(plan.repository).restic_password(),
+            spec,
+            sync_options(spec, self.run_key(context), image=cluster.mover_image),
+            backup_id,
+        )
 
     def run(self, context, plan, spec, source, target):
         from ys1000.kube.discovery import PVCS
@@ -179,13 +209,22 @@ class SyncVolumeOperator(SyncOperator):
 
         if isinstance(step, Done):
             r = step.record
-            self.log.info("PVC %s: %s bytes sent (of %s)%s", self.key, r.get("bytes_added"), r.get("total_bytes"),
-                          "; target filled" if r.get("restored") else "")
+            self.log.info(
+                "PVC %s: %s bytes sent (of %s)%s",
+                self.key,
+                r.get("bytes_added"),
+                r.get("total_bytes"),
+                "; target filled" if r.get("restored") else "",
+            )
             return r
         role = step.what.get("cluster", "source")
         cluster = plan.source_cluster if role == "source" else plan.target_cluster
-        self.log.info("PVC %s: waiting for %s in cluster %s (deferred to the triggerer)", self.key,
-                      step.what.get("label"), cluster)
+        self.log.info(
+            "PVC %s: waiting for %s in cluster %s (deferred to the triggerer)",
+            self.key,
+            step.what.get("label"),
+            cluster,
+        )
         return self.defer_step(step, cluster)
 
     def _failures(self, context: Any):
@@ -199,8 +238,14 @@ class SyncVolumeOperator(SyncOperator):
                 from airflow.sdk.exceptions import AirflowFailException
 
                 if isinstance(exc, AirflowFailException) or self.last_try(context):
-                    context["ti"].xcom_push(key="error", value={"namespace": self.volume.get("namespace"),
-                                                                 "pvc": self.volume.get("pvc"), "error": str(exc)})
+                    context["ti"].xcom_push(
+                        key="error",
+                        value={
+                            "namespace": self.volume.get("namespace"),
+                            "pvc": self.volume.get("pvc"),
+                            "error": str(exc),
+                        },
+                    )
                 raise
 
         return guard()
@@ -220,8 +265,10 @@ class SyncCommitOperator(SyncOperator):
             from ys1000.volumes.steps import sweep
 
             key = f"{context['dag_run'].run_id}/sync_volumes"
-            for kube, namespaces in ((source, [i["namespace"] for i in items]),
-                                     (target, [spec.target_ns(i["namespace"]) for i in items])):
+            for kube, namespaces in (
+                (source, [i["namespace"] for i in items]),
+                (target, [spec.target_ns(i["namespace"]) for i in items]),
+            ):
                 for line in sweep(kube, namespaces, [key], backup_id=backup_id):
                     self.log.warning("removed %s left by a cancelled sync task", line)
         records = []
@@ -230,8 +277,12 @@ class SyncCommitOperator(SyncOperator):
             err = ti.xcom_pull(task_ids="sync_volumes", key="error", map_indexes=i)
             records.append(rec or failed_sync(item, (err or {}).get("error") or "its sync task did not finish"))
         result = sync_finish(self.repository(plan.repository), backup_id, records)
-        self.log.info("sync %s: %d bytes sent in all; PVCs created in the target this time: %s", backup_id,
-                      result.bytes_sent, ", ".join(result.created_pvcs) or "none")
+        self.log.info(
+            "sync %s: %d bytes sent in all; PVCs created in the target this time: %s",
+            backup_id,
+            result.bytes_sent,
+            ", ".join(result.created_pvcs) or "none",
+        )
         return {"backup_id": backup_id, "bytes_sent": result.bytes_sent, "volumes": result.volumes}
 
 
@@ -275,8 +326,9 @@ class UndoCutoverOperator(_MigrationOperator):
         namespaces = context["ti"].xcom_pull(task_ids="preflight") or []
         _, restore_id = self.ids(context)
         undone = undo(source, target, spec, namespaces, restore_id)
-        self.log.warning("cutover of %s failed or was cancelled; undone:\n  %s", plan.name,
-                         "\n  ".join(undone) or "nothing to undo")
+        self.log.warning(
+            "cutover of %s failed or was cancelled; undone:\n  %s", plan.name, "\n  ".join(undone) or "nothing to undo"
+        )
         return undone
 
 
@@ -308,8 +360,10 @@ class CutoverFailedOperator(Ys1000Operator):
     def execute(self, context: Any) -> None:
         from airflow.sdk.exceptions import AirflowFailException
 
-        raise AirflowFailException("the migration failed or was cancelled; the failed task's log says why and "
-                                   "the undo task's log lists what was undone")
+        raise AirflowFailException(
+            "the migration failed or was cancelled; the failed task's log says why and "
+            "the undo task's log lists what was undone"
+        )
 
 
 def migration_dag(plan: "MigrationPlan", config: "Config", path: Path) -> "DAG":
@@ -317,52 +371,94 @@ def migration_dag(plan: "MigrationPlan", config: "Config", path: Path) -> "DAG":
     from ys1000.config import to_timetable
 
     common: dict[str, Any] = {"plan": plan.name, "config_dir": str(config.config_dir)}
-    doc = "\n".join([
-        f"# Migration plan `{plan.name}`", "", plan.description or "",
-        f"- from cluster `{plan.source_cluster}` to `{plan.target_cluster}` through repository `{plan.repository}`",
-        f"- namespaces: {', '.join(plan.namespaces.names) or '(by pattern/selector)'}; mapping: {plan.namespace_mapping or 'none'}",
-        f"- StorageClass mapping: {plan.storage_class_mapping or 'none'}; node constraints removed: {plan.remove_node_constraints}",
-        f"- source: `{path}`", "",
-        "Trigger with `mode: incremental` to sync volume data (repeatable; each run sends only the changes), "
-        "then with `mode: cutover` to stop the source (unless `stop_source: false`), sync a last time, "
-        "restore the resources into the target and start the app there. A failed or cancelled cutover "
-        "is undone by the `undo` task.",
-    ])
+    doc = "\n".join(
+        [
+            f"# Migration plan `{plan.name}`",
+            "",
+            plan.description or "",
+            f"- from cluster `{plan.source_cluster}` to `{plan.target_cluster}` through repository `{plan.repository}`",
+            f"- namespaces: {', '.join(plan.namespaces.names) or '(by pattern/selector)'}; mapping: {plan.namespace_mapping or 'none'}",
+            f"- StorageClass mapping: {plan.storage_class_mapping or 'none'}; node constraints removed: {plan.remove_node_constraints}",
+            f"- source: `{path}`",
+            "",
+            "Trigger with `mode: incremental` to sync volume data (repeatable; each run sends only the changes), "
+            "then with `mode: cutover` to stop the source (unless `stop_source: false`), sync a last time, "
+            "restore the resources into the target and start the app there. A failed or cancelled cutover "
+            "is undone by the `undo` task.",
+        ]
+    )
     with plan_dag(
-        plan, config, kind="migration", clusters=[plan.source_cluster, plan.target_cluster],
-        pool=pool_for(plan.source_cluster), schedule=to_timetable(plan.schedule), doc=doc,
+        plan,
+        config,
+        kind="migration",
+        clusters=[plan.source_cluster, plan.target_cluster],
+        pool=pool_for(plan.source_cluster),
+        schedule=to_timetable(plan.schedule),
+        doc=doc,
         description=f"Migrate {plan.source_cluster} → {plan.target_cluster}",
         params={
-            "mode": Param("incremental", enum=["incremental", "cutover"],
-                          description="incremental: sync volume data only; cutover: move the app"),
-            "stop_source": Param(plan.stop_source, type="boolean",
-                                 description="scale the source app to zero for a consistent final copy"),
+            "mode": Param(
+                "incremental",
+                enum=["incremental", "cutover"],
+                description="incremental: sync volume data only; cutover: move the app",
+            ),
+            "stop_source": Param(
+                plan.stop_source, type="boolean", description="scale the source app to zero for a consistent final copy"
+            ),
         },
     ) as dag:
         preflight = MigrationPreflightOperator(task_id="preflight", execution_timeout=timedelta(minutes=10), **common)
-        stop = StopSourceOperator(task_id="stop_source", cutover_only=True, retries=1,
-                                  execution_timeout=timedelta(minutes=30), **common)
+        stop = StopSourceOperator(
+            task_id="stop_source", cutover_only=True, retries=1, execution_timeout=timedelta(minutes=30), **common
+        )
         sync = SyncOperator(task_id="sync", trigger_rule="none_failed", execution_timeout=timedelta(hours=2), **common)
         sync_volumes = SyncVolumeOperator.partial(
-            task_id="sync_volumes", pool_slots=1, execution_timeout=timedelta(hours=6),
-            map_index_template=MAP_INDEX_TEMPLATE, **common,
+            task_id="sync_volumes",
+            pool_slots=1,
+            execution_timeout=timedelta(hours=6),
+            map_index_template=MAP_INDEX_TEMPLATE,
+            **common,
         ).expand(volume=sync.output)
-        sync_commit = SyncCommitOperator(task_id="sync_commit", trigger_rule="none_failed",
-                                         execution_timeout=timedelta(hours=1), **common)
-        restore = CutoverRestoreOperator(task_id="restore", cutover_only=True,
-                                         execution_timeout=timedelta(hours=2), **common)
-        start = StartTargetOperator(task_id="start_target", cutover_only=True,
-                                    execution_timeout=timedelta(minutes=30), **common)
-        undo = UndoCutoverOperator(task_id="undo", cutover_only=True, trigger_rule="one_failed", retries=3,
-                                   execution_timeout=timedelta(minutes=30), **common)
-        failed = CutoverFailedOperator(task_id="failed", trigger_rule="one_failed", retries=0,
-                                       config_dir=str(config.config_dir))
+        sync_commit = SyncCommitOperator(
+            task_id="sync_commit", trigger_rule="none_failed", execution_timeout=timedelta(hours=1), **common
+        )
+        restore = CutoverRestoreOperator(
+            task_id="restore", cutover_only=True, execution_timeout=timedelta(hours=2), **common
+        )
+        start = StartTargetOperator(
+            task_id="start_target", cutover_only=True, execution_timeout=timedelta(minutes=30), **common
+        )
+        undo = UndoCutoverOperator(
+            task_id="undo",
+            cutover_only=True,
+            trigger_rule="one_failed",
+            retries=3,
+            execution_timeout=timedelta(minutes=30),
+            **common,
+        )
+        failed = CutoverFailedOperator(
+            task_id="failed", trigger_rule="one_failed", retries=0, config_dir=str(config.config_dir)
+        )
         hooks = _cutover_hooks_operator()
         phases = {h.phase for h in plan.hooks}
-        pre = [hooks(task_id="pre_backup_hooks", phase="PreBackup", execution_timeout=timedelta(hours=1),
-                     **common)] if "PreBackup" in phases else []
-        post = [hooks(task_id="post_restore_hooks", phase="PostRestore", trigger_rule="none_failed",
-                      execution_timeout=timedelta(hours=1), **common)] if "PostRestore" in phases else []
+        pre = (
+            [hooks(task_id="pre_backup_hooks", phase="PreBackup", execution_timeout=timedelta(hours=1), **common)]
+            if "PreBackup" in phases
+            else []
+        )
+        post = (
+            [
+                hooks(
+                    task_id="post_restore_hooks",
+                    phase="PostRestore",
+                    trigger_rule="none_failed",
+                    execution_timeout=timedelta(hours=1),
+                    **common,
+                )
+            ]
+            if "PostRestore" in phases
+            else []
+        )
         chain = [preflight, *pre, stop, sync, sync_volumes, sync_commit, restore, start, *post]
         for upstream, downstream in pairwise(chain):
             upstream >> downstream

@@ -64,8 +64,10 @@ def _type_problem(name: str, value: Any, schema: dict) -> str | None:
         return None
     from jsonschema import Draft202012Validator, FormatChecker
 
-    errors = sorted(Draft202012Validator(schema, format_checker=FormatChecker()).iter_errors(value),
-                    key=lambda e: list(e.absolute_path))
+    errors = sorted(
+        Draft202012Validator(schema, format_checker=FormatChecker()).iter_errors(value),
+        key=lambda e: list(e.absolute_path),
+    )
     if not errors:
         return None
     err = errors[0]
@@ -74,8 +76,7 @@ def _type_problem(name: str, value: Any, schema: dict) -> str | None:
     if isinstance(expected, list):
         expected = " or ".join(str(t) for t in expected)
     allowed = f"; allowed: {', '.join(map(str, schema['enum']))}" if "enum" in schema else ""
-    return (f"param {name!r}{where}: {err.message} (got {_show(value)}; expected {expected or 'a valid value'}"
-            f"{allowed})")
+    return f"param {name!r}{where}: {err.message} (got {_show(value)}; expected {expected or 'a valid value'}{allowed})"
 
 
 def check_conf(conf: Mapping[str, Any] | None, params: Any) -> list[str]:
@@ -122,7 +123,8 @@ def check_run_conf(operator: Any, context: Any) -> None:
         validate_conf(conf, params)
     except ConfError as exc:
         raise AirflowFailException(
-            f"wrong conf for {getattr(dag, 'dag_id', 'the DAG')} (nothing was restored): {exc}") from None
+            f"wrong conf for {getattr(dag, 'dag_id', 'the DAG')} (nothing was restored): {exc}"
+        ) from None
     _check_backup_exists(operator)
 
 
@@ -143,6 +145,7 @@ def _check_backup_exists(operator: Any) -> None:
         raise AirflowFailException(
             f"param 'backup': no backup {str(backup)!r} in repository {repo_name!r} "
             f"({repo.store.describe()}); `ys1000 backups list` lists the ids, or give 'latest' "
-            "and param 'plan'") from None
+            "and param 'plan'"
+        ) from None
     except IncompleteBackupError as exc:
         raise AirflowFailException(f"param 'backup': {exc}") from None

@@ -38,8 +38,11 @@ def report_dag(config_dir: str | Path | None = None):
 
     cdir = _cdir(config_dir).resolve()
     config = load_reports_config(cdir)
-    schedule = (CronTriggerTimetable(config.cron(), timezone=config.daily.timezone)
-                if config.daily.enabled and config.channels_for("daily") else None)
+    schedule = (
+        CronTriggerTimetable(config.cron(), timezone=config.daily.timezone)
+        if config.daily.enabled and config.channels_for("daily")
+        else None
+    )
     with DAG(
         dag_id=REPORT_DAG_ID,
         schedule=schedule,
@@ -51,6 +54,7 @@ def report_dag(config_dir: str | Path | None = None):
         doc_md=__doc__,
         default_args={"owner": "ys1000", "retries": 2, "retry_delay": timedelta(minutes=2)},
     ) as dag:
+
         @task(task_id="send_report", execution_timeout=timedelta(minutes=15))
         def send_report(**context: Any) -> dict:
             from ys1000.notify.report import run_daily_report
@@ -78,12 +82,20 @@ def self_backup_dag(config_dir: str | Path | None = None):
         catchup=False,
         max_active_runs=1,
         tags=["ys1000", "self-backup"],
-        description=(f"Back up ys1000's own state to repository {sb.repository}" if sb
-                     else "Self-backup (configure config/self_backup.yaml)"),
+        description=(
+            f"Back up ys1000's own state to repository {sb.repository}"
+            if sb
+            else "Self-backup (configure config/self_backup.yaml)"
+        ),
         doc_md=__doc__,
-        default_args={"owner": "ys1000", "retries": 2, "retry_delay": timedelta(minutes=1),
-                      "on_failure_callback": failure_callbacks(cdir)},
+        default_args={
+            "owner": "ys1000",
+            "retries": 2,
+            "retry_delay": timedelta(minutes=1),
+            "on_failure_callback": failure_callbacks(cdir),
+        },
     ) as dag:
+
         @task(task_id="self_backup", execution_timeout=timedelta(hours=2))
         def self_backup(**context: Any) -> dict:
             from ys1000.selfbackup.airflow_side import run_self_backup

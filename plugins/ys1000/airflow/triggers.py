@@ -46,9 +46,19 @@ class VolumeWaitTrigger(BaseTrigger):
     """Wait for ``what`` in ``cluster``; ``deadline`` and ``not_before`` (epoch seconds) survive a
     triggerer restart."""
 
-    def __init__(self, *, cluster: str, config_dir: str | None, what: dict[str, Any], cleanup: dict[str, list],
-                 state: dict[str, Any] | None = None, deadline: float | None = None, poll_interval: float = 2.0,
-                 progress_every: float = 15.0, not_before: float | None = None):
+    def __init__(
+        self,
+        *,
+        cluster: str,
+        config_dir: str | None,
+        what: dict[str, Any],
+        cleanup: dict[str, list],
+        state: dict[str, Any] | None = None,
+        deadline: float | None = None,
+        poll_interval: float = 2.0,
+        progress_every: float = 15.0,
+        not_before: float | None = None,
+    ):
         super().__init__()
         self.cluster = cluster
         self.state = state or {}  # the step's state, handed back in the event (resume needs it)
@@ -62,10 +72,20 @@ class VolumeWaitTrigger(BaseTrigger):
         self.not_before = not_before if not_before is not None else time.time() + MIN_WAIT
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return ("ys1000.airflow.triggers.VolumeWaitTrigger", {
-            "cluster": self.cluster, "config_dir": self.config_dir, "what": self.what, "cleanup": self.cleanup_spec,
-            "state": self.state, "deadline": self.deadline, "poll_interval": self.poll_interval, "progress_every": self.progress_every,
-            "not_before": self.not_before})
+        return (
+            "ys1000.airflow.triggers.VolumeWaitTrigger",
+            {
+                "cluster": self.cluster,
+                "config_dir": self.config_dir,
+                "what": self.what,
+                "cleanup": self.cleanup_spec,
+                "state": self.state,
+                "deadline": self.deadline,
+                "poll_interval": self.poll_interval,
+                "progress_every": self.progress_every,
+                "not_before": self.not_before,
+            },
+        )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from ys1000.volumes.steps import check, progress_of, timed_out
@@ -92,12 +112,24 @@ class VolumeWaitTrigger(BaseTrigger):
                     last_progress = time.monotonic()
                     progress = await asyncio.to_thread(progress_of, kube, what)
                     if progress:
-                        self.log.info("%s: %s of %s bytes, %s of %s files", label, progress.get("bytes_done"),
-                                      progress.get("bytes_total"), progress.get("files_done"), progress.get("files_total"))
+                        self.log.info(
+                            "%s: %s of %s bytes, %s of %s files",
+                            label,
+                            progress.get("bytes_done"),
+                            progress.get("bytes_total"),
+                            progress.get("files_done"),
+                            progress.get("files_total"),
+                        )
                 await asyncio.sleep(self.poll_interval)
         except Exception as exc:  # one event, never an exception: the task decides (retry)
-            yield TriggerEvent({"status": "error", "reason": f"waiting for {label}: {type(exc).__name__}: {exc}",
-                                "what": what, "state": self.state})
+            yield TriggerEvent(
+                {
+                    "status": "error",
+                    "reason": f"waiting for {label}: {type(exc).__name__}: {exc}",
+                    "what": what,
+                    "state": self.state,
+                }
+            )
 
     async def on_kill(self) -> None:
         """The deferred task was marked failed/cancelled: delete what its step made."""

@@ -25,8 +25,16 @@ from ys1000.backup.preflight import Inventory, preflight
 from ys1000.backup.selection import BackupSpec, kind_selected
 from ys1000.kube import Discovery, Kube, KubeError, ResourceType
 from ys1000.kube.discovery import (
-    APISERVICES, CLUSTER_ROLE_BINDINGS, CLUSTER_ROLES, CRDS, MUTATING_WEBHOOKS, NAMESPACES, PVS, SERVICES,
-    STORAGE_CLASSES, VALIDATING_WEBHOOKS,
+    APISERVICES,
+    CLUSTER_ROLE_BINDINGS,
+    CLUSTER_ROLES,
+    CRDS,
+    MUTATING_WEBHOOKS,
+    NAMESPACES,
+    PVS,
+    SERVICES,
+    STORAGE_CLASSES,
+    VALIDATING_WEBHOOKS,
 )
 from ys1000.repository import Repository
 from ys1000.repository.manifest import Manifest
@@ -54,9 +62,17 @@ class BackupResult:
 
     def summary(self) -> dict:
         m = self.manifest
-        return {"backup_id": m.backup_id, "plan": m.plan, "status": m.status, "objects": m.total,
-                "restorable": m.restorable, "namespaces": m.namespaces, "archive_bytes": m.archive.size,
-                "counts": m.counts, "warnings": m.warnings}
+        return {
+            "backup_id": m.backup_id,
+            "plan": m.plan,
+            "status": m.status,
+            "objects": m.total,
+            "restorable": m.restorable,
+            "namespaces": m.namespaces,
+            "archive_bytes": m.archive.size,
+            "counts": m.counts,
+            "warnings": m.warnings,
+        }
 
 
 def _strip_noise(obj: dict) -> dict:
@@ -65,8 +81,13 @@ def _strip_noise(obj: dict) -> dict:
     return obj
 
 
-def _list_pages(kube: Kube, work: Iterable[tuple[ResourceType, str]], label_selector: str | None,
-                out: queue.Queue, stop: threading.Event) -> None:
+def _list_pages(
+    kube: Kube,
+    work: Iterable[tuple[ResourceType, str]],
+    label_selector: str | None,
+    out: queue.Queue,
+    stop: threading.Event,
+) -> None:
     """Producer: list each (type, namespace) and put pages on ``out``; ``None`` marks the end."""
 
     def one(item):
@@ -91,8 +112,14 @@ def _list_pages(kube: Kube, work: Iterable[tuple[ResourceType, str]], label_sele
         out.put(exc)
 
 
-def capture_resources(kube: Kube, repo: Repository, spec: BackupSpec, *, progress: Progress | None = None,
-                      cancel: threading.Event | None = None) -> BackupResult:
+def capture_resources(
+    kube: Kube,
+    repo: Repository,
+    spec: BackupSpec,
+    *,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> BackupResult:
     """Preflight, then capture the resources into a *pending* backup (no manifest yet): the
     first step of ``ys1000.backup.pipeline``, which alone turns it into a complete backup."""
     inventory = preflight(kube, spec)  # raises before anything is written
@@ -101,11 +128,15 @@ def capture_resources(kube: Kube, repo: Repository, spec: BackupSpec, *, progres
     report = progress or (lambda _: None)
     services_with_selector = {
         (s["metadata"]["namespace"], s["metadata"]["name"])
-        for ns in inventory.namespaces for s in kube.list(SERVICES, ns) if (s.get("spec") or {}).get("selector")
+        for ns in inventory.namespaces
+        for s in kube.list(SERVICES, ns)
+        if (s.get("spec") or {}).get("selector")
     }
     types = [
-        rt for rt in discovery.namespaced()
-        if (rt.group, rt.resource) not in SKIPPED_TYPES and "list" in rt.verbs
+        rt
+        for rt in discovery.namespaced()
+        if (rt.group, rt.resource) not in SKIPPED_TYPES
+        and "list" in rt.verbs
         and kind_selected(rt.kind, rt.resource, spec)
         and (spec.scope != "volumes" or rt.kind in VOLUME_KINDS)
     ]
@@ -120,8 +151,12 @@ def capture_resources(kube: Kube, repo: Repository, spec: BackupSpec, *, progres
 
     stop_listing = threading.Event()
     with repo.begin_backup(spec.backup_id, spec.plan, retention=retention) as writer:
-        producer = threading.Thread(target=_list_pages, args=(kube, work, spec.label_selector, pages, stop_listing),
-                                    name="backup-list", daemon=True)
+        producer = threading.Thread(
+            target=_list_pages,
+            args=(kube, work, spec.label_selector, pages, stop_listing),
+            name="backup-list",
+            daemon=True,
+        )
         producer.start()
         try:
             done = 0
@@ -137,8 +172,15 @@ def capture_resources(kube: Kube, repo: Repository, spec: BackupSpec, *, progres
                     reason = not_restored_reason(obj, rt.kind, services_with_selector)
                     if rt.kind == "RoleBinding" and (obj.get("roleRef") or {}).get("kind") == "ClusterRole":
                         cluster_role_refs.add(obj["roleRef"]["name"])
-                    writer.add(_strip_noise(obj), group=rt.group, version=rt.version, resource=rt.resource,
-                               kind=rt.kind, restore=reason is None, reason=reason)
+                    writer.add(
+                        _strip_noise(obj),
+                        group=rt.group,
+                        version=rt.version,
+                        resource=rt.resource,
+                        kind=rt.kind,
+                        restore=reason is None,
+                        reason=reason,
+                    )
                 done += len(page)
                 report({"phase": "resources", "objects_done": done, "types_total": len(types)})
         finally:
@@ -158,8 +200,11 @@ def capture_resources(kube: Kube, repo: Repository, spec: BackupSpec, *, progres
             selection=spec.selection_summary(),
             warnings=warnings,
             pvcs=[f"{c['metadata']['namespace']}/{c['metadata']['name']}" for c in inventory.pvcs],
-            limits={"max_namespaces": spec.limits.max_namespaces, "max_pods": spec.limits.max_pods,
-                    "max_pvcs": spec.limits.max_pvcs},
+            limits={
+                "max_namespaces": spec.limits.max_namespaces,
+                "max_pods": spec.limits.max_pods,
+                "max_pvcs": spec.limits.max_pvcs,
+            },
             final=False,
         )
     report({"phase": "captured", "objects_done": manifest.total})
@@ -173,8 +218,13 @@ def _builtin_groups(kube: Kube) -> set[str]:
     return ({""} | all_groups) - crd_groups
 
 
-def _cluster_dependencies(kube: Kube, spec: BackupSpec, inv: Inventory, crd_types: set[tuple[str, str]],
-                          cluster_role_refs: AbstractSet[str] = frozenset()):
+def _cluster_dependencies(
+    kube: Kube,
+    spec: BackupSpec,
+    inv: Inventory,
+    crd_types: set[tuple[str, str]],
+    cluster_role_refs: AbstractSet[str] = frozenset(),
+):
     """Cluster-scoped objects the selected namespaces need, each yielded once.
 
     ``cluster_role_refs`` are the ClusterRoles the captured RoleBindings refer to.
@@ -187,6 +237,7 @@ def _cluster_dependencies(kube: Kube, spec: BackupSpec, inv: Inventory, crd_type
             yield NAMESPACES, obj
     if not spec.include_cluster_resources:
         return
+
     def wanted(rt: ResourceType) -> bool:
         # a dependency follows what depends on it (include_kinds does not drop it); only an
         # explicit exclude or include_cluster_resources=False leaves it out
@@ -195,7 +246,9 @@ def _cluster_dependencies(kube: Kube, spec: BackupSpec, inv: Inventory, crd_type
 
     selected_pvcs = [c for c in inv.pvcs if kind_selected("PersistentVolumeClaim", "persistentvolumeclaims", spec)]
     if wanted(PVS):
-        for name in sorted(cast("set[str]", {(c.get("spec") or {}).get("volumeName") for c in selected_pvcs} - {None, ""})):
+        for name in sorted(
+            cast("set[str]", {(c.get("spec") or {}).get("volumeName") for c in selected_pvcs} - {None, ""})
+        ):
             pv = kube.get_or_none(PVS.path(name=name))
             if pv:
                 yield PVS, _typed(pv, PVS)
@@ -203,8 +256,9 @@ def _cluster_dependencies(kube: Kube, spec: BackupSpec, inv: Inventory, crd_type
         return
     if wanted(STORAGE_CLASSES):
         # "" is "no class" (a statically bound claim), not a StorageClass's name
-        for name in sorted(cast("set[str]",
-                                {(c.get("spec") or {}).get("storageClassName") for c in selected_pvcs} - {None, ""})):
+        for name in sorted(
+            cast("set[str]", {(c.get("spec") or {}).get("storageClassName") for c in selected_pvcs} - {None, ""})
+        ):
             sc = kube.get_or_none(STORAGE_CLASSES.path(name=name))
             if sc:
                 yield STORAGE_CLASSES, _typed(sc, STORAGE_CLASSES)
@@ -216,7 +270,10 @@ def _cluster_dependencies(kube: Kube, spec: BackupSpec, inv: Inventory, crd_type
     role_names = set(cluster_role_refs)
     if wanted(CLUSTER_ROLE_BINDINGS) and kind_selected("ServiceAccount", "serviceaccounts", spec):
         for crb in kube.list(CLUSTER_ROLE_BINDINGS):
-            if any(s.get("kind") == "ServiceAccount" and s.get("namespace") in namespaces for s in crb.get("subjects") or []):
+            if any(
+                s.get("kind") == "ServiceAccount" and s.get("namespace") in namespaces
+                for s in crb.get("subjects") or []
+            ):
                 yield CLUSTER_ROLE_BINDINGS, _typed(crb, CLUSTER_ROLE_BINDINGS)
                 if (crb.get("roleRef") or {}).get("kind") == "ClusterRole":
                     role_names.add(crb["roleRef"]["name"])
@@ -227,8 +284,10 @@ def _cluster_dependencies(kube: Kube, spec: BackupSpec, inv: Inventory, crd_type
     for rt in (VALIDATING_WEBHOOKS, MUTATING_WEBHOOKS):
         if wanted(rt):
             for conf in _list_or_empty(kube, rt):
-                if any(((w.get("clientConfig") or {}).get("service") or {}).get("namespace") in namespaces
-                       for w in conf.get("webhooks") or []):
+                if any(
+                    ((w.get("clientConfig") or {}).get("service") or {}).get("namespace") in namespaces
+                    for w in conf.get("webhooks") or []
+                ):
                     yield rt, _typed(conf, rt)
     if wanted(APISERVICES):
         for svc in _list_or_empty(kube, APISERVICES):
@@ -266,8 +325,11 @@ def _cluster_role_closure(kube: Kube, names: set[str]) -> list[dict]:
             continue
         out.append(role)
         for sel in (role.get("aggregationRule") or {}).get("clusterRoleSelectors") or []:
-            todo += sorted(n for n, r in by_name.items()
-                           if n not in seen and label_selector_matches(sel, r["metadata"].get("labels") or {}))
+            todo += sorted(
+                n
+                for n, r in by_name.items()
+                if n not in seen and label_selector_matches(sel, r["metadata"].get("labels") or {})
+            )
     return out
 
 

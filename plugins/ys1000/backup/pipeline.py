@@ -31,8 +31,14 @@ class VolumeDataUnavailable(ValueError):
     """Volume data is in scope but movers cannot reach the repository (its location is unknown)."""
 
 
-def capture(kube: Kube, repo: Repository, spec: BackupSpec, *, progress: Progress | None = None,
-            cancel: threading.Event | None = None) -> BackupResult:
+def capture(
+    kube: Kube,
+    repo: Repository,
+    spec: BackupSpec,
+    *,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> BackupResult:
     """Step 1: preflight, then the resources into a pending backup (nothing counts yet)."""
     return capture_resources(kube, repo, spec, progress=progress, cancel=cancel)
 
@@ -40,8 +46,10 @@ def capture(kube: Kube, repo: Repository, spec: BackupSpec, *, progress: Progres
 def _location(repo: Repository, repo_cfg: RepositoryConfig | None, what: str) -> RepositoryConfig:
     cfg = repo_cfg or repo.location
     if cfg is None:
-        raise VolumeDataUnavailable(f"{what}, but the repository was opened without its location, so movers "
-                                    "cannot write to it (open it with open_repository)")
+        raise VolumeDataUnavailable(
+            f"{what}, but the repository was opened without its location, so movers "
+            "cannot write to it (open it with open_repository)"
+        )
     return cfg
 
 
@@ -50,13 +58,25 @@ def volume_items(spec: BackupSpec, inventory: Inventory) -> list[dict]:
     backup DAG's ``volumes`` task is mapped over."""
     if spec.scope == "resources":
         return []
-    return [{"namespace": c["metadata"]["namespace"], "pvc": c["metadata"]["name"],
-             "node": inventory.volumes[f"{c['metadata']['namespace']}/{c['metadata']['name']}"].node}
-            for c in inventory.pvcs]
+    return [
+        {
+            "namespace": c["metadata"]["namespace"],
+            "pvc": c["metadata"]["name"],
+            "node": inventory.volumes[f"{c['metadata']['namespace']}/{c['metadata']['name']}"].node,
+        }
+        for c in inventory.pvcs
+    ]
 
 
-def prepare_volumes(kube: Kube, repo: Repository, spec: BackupSpec, opts: "VolumeOptions", inventory: Inventory, *,
-                    repo_cfg: RepositoryConfig | None = None) -> None:
+def prepare_volumes(
+    kube: Kube,
+    repo: Repository,
+    spec: BackupSpec,
+    opts: "VolumeOptions",
+    inventory: Inventory,
+    *,
+    repo_cfg: RepositoryConfig | None = None,
+) -> None:
     """Before PVCs are copied side by side: each namespace's restic repository exists (one
     ``restic init`` each; concurrent inits of one repository would race)."""
     if spec.scope == "resources" or not inventory.pvcs:
@@ -68,20 +88,36 @@ def prepare_volumes(kube: Kube, repo: Repository, spec: BackupSpec, opts: "Volum
     prepare_restic_repositories(cfg, repo.restic_password(), inventory.pvcs, opts)
 
 
-def volume_unit(kube: Kube, repo: Repository, spec: BackupSpec, opts: "VolumeOptions", *,
-                repo_cfg: RepositoryConfig | None = None, export: bool = False) -> "VolumeBackup":
+def volume_unit(
+    kube: Kube,
+    repo: Repository,
+    spec: BackupSpec,
+    opts: "VolumeOptions",
+    *,
+    repo_cfg: RepositoryConfig | None = None,
+    export: bool = False,
+) -> "VolumeBackup":
     """The per-PVC step of this backup (``VolumeBackup``; ``VolumeExport`` for a later export)."""
     from ys1000.volumes.backup import VolumeBackup, VolumeExport
 
     opts.cluster_name = spec.cluster_name or kube.name or opts.cluster_name
     cfg = _location(repo, repo_cfg, f"backup {spec.backup_id} has PVCs in scope {spec.scope!r}")
-    return (VolumeExport if export else VolumeBackup)(kube, cfg, repo.restic_password(), opts, spec.backup_id,
-                                                      spec.plan)
+    return (VolumeExport if export else VolumeBackup)(
+        kube, cfg, repo.restic_password(), opts, spec.backup_id, spec.plan
+    )
 
 
-def protect_volumes(kube: Kube, repo: Repository, spec: BackupSpec, opts: "VolumeOptions | None" = None, *,
-                    inventory: Inventory | None = None, repo_cfg: RepositoryConfig | None = None,
-                    driver: "Driver | None" = None, progress: Progress | None = None) -> list[dict]:
+def protect_volumes(
+    kube: Kube,
+    repo: Repository,
+    spec: BackupSpec,
+    opts: "VolumeOptions | None" = None,
+    *,
+    inventory: Inventory | None = None,
+    repo_cfg: RepositoryConfig | None = None,
+    driver: "Driver | None" = None,
+    progress: Progress | None = None,
+) -> list[dict]:
     """Step 2, in place: each selected PVC's data by its method (restic mover, CSI snapshot, or
     both), several at a time. (The DAG maps ``volume_unit`` over ``volume_items`` instead.)
 
@@ -99,8 +135,18 @@ def protect_volumes(kube: Kube, repo: Repository, spec: BackupSpec, opts: "Volum
     opts.cluster_name = spec.cluster_name or kube.name or opts.cluster_name
     cfg = _location(repo, repo_cfg, f"backup {spec.backup_id} has {len(inventory.pvcs)} PVC(s) in scope {spec.scope!r}")
     nodes = {key: use.node for key, use in inventory.volumes.items()}
-    return backup_volumes(kube, cfg, repo.restic_password(), inventory.pvcs, nodes, spec.backup_id,
-                          spec.plan, opts, driver, progress=progress)
+    return backup_volumes(
+        kube,
+        cfg,
+        repo.restic_password(),
+        inventory.pvcs,
+        nodes,
+        spec.backup_id,
+        spec.plan,
+        opts,
+        driver,
+        progress=progress,
+    )
 
 
 def volume_failures(records: list[dict] | None) -> list[str]:
@@ -119,13 +165,24 @@ def commit(repo: Repository, backup_id: str, volumes: list[dict] | None) -> Mani
     when a PVC's data is missing, with one warning per such PVC. Idempotent."""
     failures = volume_failures(volumes)
     return repo.finalize_backup(
-        backup_id, volumes=volumes or [], status="PartiallyFailed" if failures else "Completed",
-        warnings=[f"PVC {f} — its data is NOT in this backup" for f in failures])
+        backup_id,
+        volumes=volumes or [],
+        status="PartiallyFailed" if failures else "Completed",
+        warnings=[f"PVC {f} — its data is NOT in this backup" for f in failures],
+    )
 
 
-def run_backup(kube: Kube, repo: Repository, spec: BackupSpec, *, volume_opts: "VolumeOptions | None" = None,
-               repo_cfg: RepositoryConfig | None = None, driver: "Driver | None" = None,
-               progress: Progress | None = None, cancel: threading.Event | None = None) -> BackupResult:
+def run_backup(
+    kube: Kube,
+    repo: Repository,
+    spec: BackupSpec,
+    *,
+    volume_opts: "VolumeOptions | None" = None,
+    repo_cfg: RepositoryConfig | None = None,
+    driver: "Driver | None" = None,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> BackupResult:
     """The whole backup in a row. On an error or a cancel the pending backup is removed; nothing
     half-made is ever listed or restored."""
     from ys1000.volumes import VolumeOptions
@@ -137,8 +194,16 @@ def run_backup(kube: Kube, repo: Repository, spec: BackupSpec, *, volume_opts: "
     try:
         if cancel is not None and cancel.is_set():
             raise InterruptedError(f"backup {spec.backup_id} cancelled")
-        volumes = protect_volumes(kube, repo, spec, volume_opts, inventory=result.inventory, repo_cfg=repo_cfg,
-                                  driver=driver, progress=progress)
+        volumes = protect_volumes(
+            kube,
+            repo,
+            spec,
+            volume_opts,
+            inventory=result.inventory,
+            repo_cfg=repo_cfg,
+            driver=driver,
+            progress=progress,
+        )
         verify(repo, spec.backup_id)
         result.manifest = commit(repo, spec.backup_id, volumes)
         result.warnings = list(result.manifest.warnings)

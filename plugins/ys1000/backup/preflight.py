@@ -30,8 +30,12 @@ class Inventory:
     skipped: list[str] = field(default_factory=list)  # emptyDir and inline hostPath volumes, for the report
 
     def summary(self) -> dict:
-        return {"namespaces": len(self.namespaces), "pods": self.pod_count, "pvcs": len(self.pvcs),
-                "skipped_volumes": self.skipped}
+        return {
+            "namespaces": len(self.namespaces),
+            "pods": self.pod_count,
+            "pvcs": len(self.pvcs),
+            "skipped_volumes": self.skipped,
+        }
 
 
 def preflight(kube: Kube, spec: BackupSpec) -> Inventory:
@@ -41,19 +45,29 @@ def preflight(kube: Kube, spec: BackupSpec) -> Inventory:
     if len(namespaces) > lim.max_namespaces:
         raise LimitExceeded(
             f"backup selects {len(namespaces)} namespaces, more than the limit of {lim.max_namespaces} "
-            f"({', '.join(namespaces)}); split the plan or raise limits.max_namespaces")
+            f"({', '.join(namespaces)}); split the plan or raise limits.max_namespaces"
+        )
     pods: list[dict] = []
     pvcs: list[dict] = []
     for ns in namespaces:
         pods += [p for p in kube.list(PODS, ns) if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
         pvcs += list(kube.list(PVCS, ns))
     if len(pods) > lim.max_pods:
-        raise LimitExceeded(f"backup selects {len(pods)} pods, more than the limit of {lim.max_pods}; "
-                            "split the plan or raise limits.max_pods")
+        raise LimitExceeded(
+            f"backup selects {len(pods)} pods, more than the limit of {lim.max_pods}; "
+            "split the plan or raise limits.max_pods"
+        )
     if len(pvcs) > lim.max_pvcs:
-        raise LimitExceeded(f"backup selects {len(pvcs)} PVCs, more than the limit of {lim.max_pvcs}; "
-                            "split the plan or raise limits.max_pvcs")
-    volumes = {f"{c['metadata']['namespace']}/{c['metadata']['name']}": VolumeUse(c["metadata"]["namespace"], c["metadata"]["name"]) for c in pvcs}
+        raise LimitExceeded(
+            f"backup selects {len(pvcs)} PVCs, more than the limit of {lim.max_pvcs}; "
+            "split the plan or raise limits.max_pvcs"
+        )
+    volumes = {
+        f"{c['metadata']['namespace']}/{c['metadata']['name']}": VolumeUse(
+            c["metadata"]["namespace"], c["metadata"]["name"]
+        )
+        for c in pvcs
+    }
     skipped: list[str] = []
     for pod in pods:
         md, pspec = pod["metadata"], pod.get("spec") or {}
@@ -75,13 +89,15 @@ def preflight(kube: Kube, spec: BackupSpec) -> Inventory:
         if refused:
             raise LimitExceeded(
                 "PVCs bound to hostPath or local PVs cannot be backed up (their data lives on one node, "
-                "outside any storage the product can copy or snapshot): " + "; ".join(refused)
-                + ". Use scope 'resources' or move the data to a PVC of a CSI StorageClass.")
+                "outside any storage the product can copy or snapshot): "
+                + "; ".join(refused)
+                + ". Use scope 'resources' or move the data to a PVC of a CSI StorageClass."
+            )
     return Inventory(namespaces, len(pods), pvcs, volumes, skipped)
 
 
 def _node_local_claims(kube: Kube, pvcs: list[dict]) -> list[str]:
-    """"PVC ns/name (PV pv, hostPath /path)" for each claim whose volume is a hostPath or local PV."""
+    """ "PVC ns/name (PV pv, hostPath /path)" for each claim whose volume is a hostPath or local PV."""
     found: list[str] = []
     for c in pvcs:
         pv_name = (c.get("spec") or {}).get("volumeName")
@@ -89,6 +105,8 @@ def _node_local_claims(kube: Kube, pvcs: list[dict]) -> list[str]:
         pv_spec = (pv or {}).get("spec") or {}
         for kind in ("hostPath", "local"):
             if pv_spec.get(kind):
-                found.append(f"PVC {c['metadata']['namespace']}/{c['metadata']['name']} "
-                             f"(PV {pv_name}, {kind} {pv_spec[kind].get('path')})")
+                found.append(
+                    f"PVC {c['metadata']['namespace']}/{c['metadata']['name']} "
+                    f"(PV {pv_name}, {kind} {pv_spec[kind].get('path')})"
+                )
     return found

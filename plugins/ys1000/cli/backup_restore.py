@@ -10,7 +10,15 @@ import yaml
 
 from ys1000.backup import BackupSpec, Limits, run_backup
 from ys1000.cli.common import (
-    UsageError, add_cluster_args, add_output_arg, add_repo_args, emit, kube_from, parse_mapping, repo_config, repo_from,
+    UsageError,
+    add_cluster_args,
+    add_output_arg,
+    add_repo_args,
+    emit,
+    kube_from,
+    parse_mapping,
+    repo_config,
+    repo_from,
 )
 from ys1000.repository import check_connection, make_store
 from ys1000.restore import RestoreOptions, RestoreSpec, check_no_conflicts, run_restore
@@ -37,10 +45,18 @@ def register(sub) -> None:
     b.add_argument("--max-namespaces", type=int, default=Limits.max_namespaces)
     b.add_argument("--max-pods", type=int, default=Limits.max_pods)
     b.add_argument("--max-pvcs", type=int, default=Limits.max_pvcs)
-    b.add_argument("--method", choices=["filecopy", "snapshot", "snapshot_export"],
-                   help="how PVC data is protected (default filecopy: a restic mover per PVC)")
-    b.add_argument("--pvc-method", action="append", default=[], metavar="NS/PVC=METHOD",
-                   help="per-PVC method: filecopy, snapshot, snapshot_export or skip (repeatable)")
+    b.add_argument(
+        "--method",
+        choices=["filecopy", "snapshot", "snapshot_export"],
+        help="how PVC data is protected (default filecopy: a restic mover per PVC)",
+    )
+    b.add_argument(
+        "--pvc-method",
+        action="append",
+        default=[],
+        metavar="NS/PVC=METHOD",
+        help="per-PVC method: filecopy, snapshot, snapshot_export or skip (repeatable)",
+    )
     add_mover_args(b)
     b.set_defaults(func=_backup)
 
@@ -60,14 +76,25 @@ def register(sub) -> None:
     r.add_argument("--remove-node-constraints", action="store_true", help="drop nodeSelector, nodeName, affinity")
     r.add_argument("--remove-tolerations", action="store_true")
     r.add_argument("--reset-node-ports", action="store_true", help="let the target allocate new nodePorts")
-    r.add_argument("--existing", choices=["skip", "update", "fail"], default="skip",
-                   help="what to do with objects that already exist (default skip)")
-    r.add_argument("--refuse-conflicts", action="store_true",
-                   help="refuse before writing when the target has the namespaces or cluster objects")
+    r.add_argument(
+        "--existing",
+        choices=["skip", "update", "fail"],
+        default="skip",
+        help="what to do with objects that already exist (default skip)",
+    )
+    r.add_argument(
+        "--refuse-conflicts",
+        action="store_true",
+        help="refuse before writing when the target has the namespaces or cluster objects",
+    )
     r.add_argument("--dry-run", action="store_true", help="print what would be done; write nothing")
-    r.add_argument("--same-cluster", choices=["auto", "yes", "no"], default="auto",
-                   help="whether the target is the cluster the backup was taken in (CSI snapshots are usable only "
-                        "there); auto: the backup's cluster name equals --cluster-name")
+    r.add_argument(
+        "--same-cluster",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="whether the target is the cluster the backup was taken in (CSI snapshots are usable only "
+        "there); auto: the backup's cluster name equals --cluster-name",
+    )
     add_mover_args(r)
     r.set_defaults(func=_restore)
 
@@ -106,11 +133,18 @@ def register(sub) -> None:
 
 def add_mover_args(p) -> None:
     """Where PVC data moves: the cluster's settings from ``--config`` or flags (flags win)."""
-    p.add_argument("--config", type=Path, metavar="DIR",
-                   help="ys1000 config dir: with --cluster, the cluster's mover image, concurrency and bandwidth window")
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="DIR",
+        help="ys1000 config dir: with --cluster, the cluster's mover image, concurrency and bandwidth window",
+    )
     p.add_argument("--cluster", metavar="NAME", help="the cluster's name in --config clusters.yaml")
-    p.add_argument("--cluster-name", help="the cluster's name in the repository (default: --cluster, the kubeconfig "
-                                          "context, else the kubeconfig file's name)")
+    p.add_argument(
+        "--cluster-name",
+        help="the cluster's name in the repository (default: --cluster, the kubeconfig "
+        "context, else the kubeconfig file's name)",
+    )
     p.add_argument("--mover-image", help="container image of the data movers")
     p.add_argument("--max-movers", type=int, help="movers running at once")
     p.add_argument("--limit-upload", type=int, metavar="KIB_S", help="movers' upload limit, KiB/s")
@@ -127,8 +161,10 @@ def _cluster_settings(args):
 
     config = load_config(args.config)
     if args.cluster not in config.clusters:
-        raise UsageError(f"cluster {args.cluster!r} is not defined in {args.config}/clusters.yaml; defined: "
-                         f"{', '.join(sorted(config.clusters)) or 'none'}")
+        raise UsageError(
+            f"cluster {args.cluster!r} is not defined in {args.config}/clusters.yaml; defined: "
+            f"{', '.join(sorted(config.clusters)) or 'none'}"
+        )
     return config.clusters[args.cluster]
 
 
@@ -142,8 +178,11 @@ def _volume_options(args, kube, run_id: str):
 
     cluster = _cluster_settings(args)
     name = _cluster_name(args, kube)
-    opts = (cluster_volume_options(cluster, name, run_id=run_id) if cluster
-            else VolumeOptions(run_id=run_id, cluster_name=name))
+    opts = (
+        cluster_volume_options(cluster, name, run_id=run_id)
+        if cluster
+        else VolumeOptions(run_id=run_id, cluster_name=name)
+    )
     if args.method:
         opts.method = args.method
     for pair in args.pvc_method:
@@ -201,7 +240,8 @@ class _Progress:
     def mover(self, key: str, progress: dict) -> None:
         if self.on:
             self.volumes[key] = (
-                f"{human_size(progress.get('bytes_done'), missing='?')}/{human_size(progress.get('bytes_total'), missing='?')}")
+                f"{human_size(progress.get('bytes_done'), missing='?')}/{human_size(progress.get('bytes_total'), missing='?')}"
+            )
             self.show("volumes: " + ", ".join(f"{k} {v}" for k, v in sorted(self.volumes.items())))
 
     def show(self, line: str) -> None:
@@ -224,11 +264,19 @@ def _backup(args) -> int:
     opts = _volume_options(args, kube, run_id=f"cli/{bid}")
     repo = repo_from(args, create=True)
     spec = BackupSpec(
-        backup_id=bid, plan=args.plan, namespaces=args.namespace, namespace_globs=args.namespace_glob,
-        namespace_selector=args.namespace_selector, include_kinds=args.include_kind,
-        exclude_kinds=args.exclude_kind, label_selector=args.selector, scope=args.scope,
+        backup_id=bid,
+        plan=args.plan,
+        namespaces=args.namespace,
+        namespace_globs=args.namespace_glob,
+        namespace_selector=args.namespace_selector,
+        include_kinds=args.include_kind,
+        exclude_kinds=args.exclude_kind,
+        label_selector=args.selector,
+        scope=args.scope,
         limits=Limits(args.max_namespaces, args.max_pods, args.max_pvcs),
-        retention_days=args.retention_days, cluster_name=opts.cluster_name)
+        retention_days=args.retention_days,
+        cluster_name=opts.cluster_name,
+    )
     progress = _Progress(args)
     driver = Driver(kube, opts.max_concurrent, on_progress=progress.mover)
     try:
@@ -238,8 +286,10 @@ def _backup(args) -> int:
     s = result.summary()
     m = result.manifest
     s["volumes"] = m.volumes
-    text = (f"backup {s['backup_id']} {s['status']}: {s['objects']} objects ({s['restorable']} restorable) "
-            f"from {', '.join(s['namespaces'])}, archive {s['archive_bytes']} bytes")
+    text = (
+        f"backup {s['backup_id']} {s['status']}: {s['objects']} objects ({s['restorable']} restorable) "
+        f"from {', '.join(s['namespaces'])}, archive {s['archive_bytes']} bytes"
+    )
     for v in m.volumes:
         data = v.get("restic") or {}
         if v.get("error"):
@@ -275,10 +325,17 @@ def _restore(args) -> int:
             namespace_mapping=parse_mapping(args.namespace_mapping, "--namespace-mapping"),
             storage_class_mapping=parse_mapping(args.storage_class_mapping, "--storage-class-mapping"),
             image_registry_mapping=parse_mapping(args.image_registry_mapping, "--image-registry-mapping"),
-            remove_node_constraints=args.remove_node_constraints, remove_tolerations=args.remove_tolerations,
-            preserve_node_ports=not args.reset_node_ports),
-        namespaces=args.namespace, include_kinds=args.include_kind, exclude_kinds=args.exclude_kind,
-        resources=args.resource, existing_policy=args.existing, dry_run=args.dry_run)
+            remove_node_constraints=args.remove_node_constraints,
+            remove_tolerations=args.remove_tolerations,
+            preserve_node_ports=not args.reset_node_ports,
+        ),
+        namespaces=args.namespace,
+        include_kinds=args.include_kind,
+        exclude_kinds=args.exclude_kind,
+        resources=args.resource,
+        existing_policy=args.existing,
+        dry_run=args.dry_run,
+    )
     if args.refuse_conflicts:
         check_no_conflicts(kube, repo, spec)
     opts = _restore_volume_options(args, run_id=f"cli/{spec.restore_id}")
@@ -290,14 +347,18 @@ def _restore(args) -> int:
         report = run_restore(kube, repo, spec, same_cluster=same, volume_opts=opts, progress=progress)
     finally:
         progress.done()
-    lines = [f"restore {report.restore_id} of {report.backup_id}{' (dry run)' if report.dry_run else ''}: "
-             f"{report.status} " + ", ".join(f"{n} {a}" for a, n in sorted(report.counts.items()))]
+    lines = [
+        f"restore {report.restore_id} of {report.backup_id}{' (dry run)' if report.dry_run else ''}: "
+        f"{report.status} " + ", ".join(f"{n} {a}" for a, n in sorted(report.counts.items()))
+    ]
     for i in report.items:
         where = f"{i.namespace}/" if i.namespace else ""
         lines.append(f"  {i.action:13} {i.kind} {where}{i.name}" + (f"  ({i.reason})" if i.reason else ""))
     for v in report.volumes:
-        detail = v.get("reason") or (f"from {v.get('from')}" + (f", {human_size(v['bytes_restored'])}"
-                                                                if v.get("bytes_restored") is not None else ""))
+        detail = v.get("reason") or (
+            f"from {v.get('from')}"
+            + (f", {human_size(v['bytes_restored'])}" if v.get("bytes_restored") is not None else "")
+        )
         lines.append(f"  PVC {v['namespace']}/{v['pvc']}: {v['status']} ({detail})")
     emit(args, report.to_json(), "\n".join(lines))
     if report.status == "Completed":
@@ -309,8 +370,10 @@ def _list(args) -> int:
     entries = repo_from(args).list_backups(args.plan)
     lines = [f"{'BACKUP':40} {'PLAN':16} {'CREATED':20} {'STATUS':16} {'OBJECTS':>7} {'BYTES':>10}  NAMESPACES"]
     for e in entries:
-        lines.append(f"{e.backup_id:40} {e.plan:16} {e.created:%Y-%m-%d %H:%M:%S} {e.status:16} "
-                     f"{e.total:7} {e.archive_size:10}  {','.join(e.namespaces)}")
+        lines.append(
+            f"{e.backup_id:40} {e.plan:16} {e.created:%Y-%m-%d %H:%M:%S} {e.status:16} "
+            f"{e.total:7} {e.archive_size:10}  {','.join(e.namespaces)}"
+        )
     emit(args, [e.model_dump(mode="json") for e in entries], "\n".join(lines) if entries else "no backups")
     return EXIT_OK
 
@@ -330,8 +393,14 @@ def _show(args) -> int:
         if len(parts) not in (2, 3):
             raise UsageError("--resource KIND/NAME or KIND/NAMESPACE/NAME")
         kind, ns, name = (parts[0], None, parts[1]) if len(parts) == 2 else parts
-        entry = next((e for e in repo.read_index(args.backup)
-                      if e.kind.lower() == kind.lower() and e.namespace == ns and e.name == name), None)
+        entry = next(
+            (
+                e
+                for e in repo.read_index(args.backup)
+                if e.kind.lower() == kind.lower() and e.namespace == ns and e.name == name
+            ),
+            None,
+        )
         if entry is None:
             raise LookupError(f"{args.resource} is not in backup {args.backup}")
         obj = repo.get_resource(args.backup, entry.group_resource, ns, name)
@@ -341,9 +410,12 @@ def _show(args) -> int:
         return EXIT_OK
     m = repo.manifest(args.backup)
     index = [e for e in repo.read_index(args.backup) if not args.kind or e.kind.lower() == args.kind.lower()]
-    lines = [f"backup {m.backup_id} (plan {m.plan}) {m.status}, cluster {m.cluster_name} {m.kubernetes_version}",
-             f"  created {m.created:%Y-%m-%d %H:%M:%S}, scope {m.scope}, {m.total} objects, archive {m.archive.size} bytes",
-             f"  namespaces: {', '.join(m.namespaces)}", ""]
+    lines = [
+        f"backup {m.backup_id} (plan {m.plan}) {m.status}, cluster {m.cluster_name} {m.kubernetes_version}",
+        f"  created {m.created:%Y-%m-%d %H:%M:%S}, scope {m.scope}, {m.total} objects, archive {m.archive.size} bytes",
+        f"  namespaces: {', '.join(m.namespaces)}",
+        "",
+    ]
     for e in index:
         where = f"{e.namespace}/" if e.namespace else ""
         lines.append(f"  {e.kind:28} {where}{e.name}" + ("" if e.restore else f"  [not restored: {e.reason}]"))
@@ -353,9 +425,12 @@ def _show(args) -> int:
 
 def _verify(args) -> int:
     result = repo_from(args).verify(args.backup)
-    emit(args, {"backup_id": result.backup_id, "objects": result.objects, "ok": result.ok, "checks": result.checks},
-         f"backup {result.backup_id}: OK ({result.objects} objects, archive {result.archive_size} bytes; "
-         f"checksums, decryption and documents verified)")
+    emit(
+        args,
+        {"backup_id": result.backup_id, "objects": result.objects, "ok": result.ok, "checks": result.checks},
+        f"backup {result.backup_id}: OK ({result.objects} objects, archive {result.archive_size} bytes; "
+        f"checksums, decryption and documents verified)",
+    )
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
@@ -367,8 +442,17 @@ def _repo_init(args) -> int:
 
 def _repo_test(args) -> int:
     report = check_connection(make_store(repo_config(args)))
-    data = {"ok": report.ok, "store": report.store, "object_lock": report.object_lock, "steps_ms": report.steps,
-            "warnings": report.warnings}
-    emit(args, data, f"repository {report.store}: OK (write, read, delete probe"
-                     f"{'; Object Lock enabled' if report.object_lock else ''})")
+    data = {
+        "ok": report.ok,
+        "store": report.store,
+        "object_lock": report.object_lock,
+        "steps_ms": report.steps,
+        "warnings": report.warnings,
+    }
+    emit(
+        args,
+        data,
+        f"repository {report.store}: OK (write, read, delete probe"
+        f"{'; Object Lock enabled' if report.object_lock else ''})",
+    )
     return EXIT_OK

@@ -10,20 +10,31 @@ from ys1000.cli.common import UsageError
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "collect-logs", help="collect Airflow and cluster logs, events and the redacted config into a tar.gz",
+        "collect-logs",
+        help="collect Airflow and cluster logs, events and the redacted config into a tar.gz",
         description="Airflow task logs of ys1000 DAGs, scheduler/dag-processor logs, the product config "
-                    "(secrets redacted), and per cluster the mover/hook pods' logs and the protected "
-                    "namespaces' events.")
+        "(secrets redacted), and per cluster the mover/hook pods' logs and the protected "
+        "namespaces' events.",
+    )
     p.add_argument("-o", "--output", required=True, type=Path, metavar="FILE.tar.gz")
-    p.add_argument("--cluster", action="append", default=None, metavar="NAME",
-                   help="a cluster of clusters.yaml (through its Airflow connection); repeatable; "
-                        "default: every configured cluster")
-    p.add_argument("--kubeconfig", action="append", default=[], metavar="FILE[=NAME]",
-                   help="also a cluster by kubeconfig (name: NAME or the file's stem); repeatable")
+    p.add_argument(
+        "--cluster",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="a cluster of clusters.yaml (through its Airflow connection); repeatable; "
+        "default: every configured cluster",
+    )
+    p.add_argument(
+        "--kubeconfig",
+        action="append",
+        default=[],
+        metavar="FILE[=NAME]",
+        help="also a cluster by kubeconfig (name: NAME or the file's stem); repeatable",
+    )
     p.add_argument("--no-clusters", action="store_true", help="collect no cluster data")
     p.add_argument("--since", default="24h", help="only logs/events newer than this (e.g. 2h, 24h, 7d)")
-    p.add_argument("--airflow-home", type=Path, default=None,
-                   help="default $AIRFLOW_HOME (or ~/airflow)")
+    p.add_argument("--airflow-home", type=Path, default=None, help="default $AIRFLOW_HOME (or ~/airflow)")
     p.add_argument("--logs-dir", type=Path, default=None, help="Airflow's log folder (default AIRFLOW_HOME/logs)")
     p.add_argument("--config-dir", type=Path, default=None, help="default $YS1000_CONFIG_DIR or the shipped config/")
     p.set_defaults(func=cmd_collect_logs)
@@ -73,8 +84,16 @@ def cmd_collect_logs(args) -> int:
 
             name = name or Path(path).stem
             kubes[name] = Kube.from_kubeconfig(path, name=name)
-    got = diagnostics.collect(args.output, airflow_home=home, logs_dir=args.logs_dir, config_dir=cdir,
-                              clusters=kubes, cluster_errors=errors, since=since, config=config)
+    got = diagnostics.collect(
+        args.output,
+        airflow_home=home,
+        logs_dir=args.logs_dir,
+        config_dir=cdir,
+        clusters=kubes,
+        cluster_errors=errors,
+        since=since,
+        config=config,
+    )
     print(f"wrote {args.output}")
     for category, s in sorted(got.summary().items()):
         print(f"  {category}: {s['files']} files, {s['bytes']} bytes")

@@ -19,19 +19,26 @@ class UsageError(Exception):
 
 
 def add_cluster_args(p, required: bool = True) -> None:
-    p.add_argument("--kubeconfig", required=required and not os.environ.get("KUBECONFIG"),
-                   default=os.environ.get("KUBECONFIG"), help="kubeconfig file (default $KUBECONFIG)")
+    p.add_argument(
+        "--kubeconfig",
+        required=required and not os.environ.get("KUBECONFIG"),
+        default=os.environ.get("KUBECONFIG"),
+        help="kubeconfig file (default $KUBECONFIG)",
+    )
     p.add_argument("--context", help="kubeconfig context (default: its current context)")
 
 
 def add_repo_args(p) -> None:
-    p.add_argument("--repo", required=True, metavar="URL",
-                   help="s3://BUCKET[/PREFIX] or local:///DIR (or a plain directory path)")
-    p.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"),
-                   help="S3 endpoint for MinIO/QingStor/... (default $AWS_ENDPOINT_URL)")
+    p.add_argument(
+        "--repo", required=True, metavar="URL", help="s3://BUCKET[/PREFIX] or local:///DIR (or a plain directory path)"
+    )
+    p.add_argument(
+        "--endpoint-url",
+        default=os.environ.get("AWS_ENDPOINT_URL"),
+        help="S3 endpoint for MinIO/QingStor/... (default $AWS_ENDPOINT_URL)",
+    )
     p.add_argument("--region", default=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
-    p.add_argument("--key-file", type=Path,
-                   help=f"file holding the repository key (default: ${KEY_ENV})")
+    p.add_argument("--key-file", type=Path, help=f"file holding the repository key (default: ${KEY_ENV})")
 
 
 def add_output_arg(p) -> None:
@@ -50,9 +57,14 @@ def repo_config(args) -> RepositoryConfig:
     url = urlparse(args.repo)
     if url.scheme == "s3":
         return RepositoryConfig(
-            type="s3", bucket=url.netloc, prefix=url.path.strip("/"), region=args.region,
-            endpoint_url=args.endpoint_url, access_key=os.environ.get("AWS_ACCESS_KEY_ID"),
-            secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY"))
+            type="s3",
+            bucket=url.netloc,
+            prefix=url.path.strip("/"),
+            region=args.region,
+            endpoint_url=args.endpoint_url,
+            access_key=os.environ.get("AWS_ACCESS_KEY_ID"),
+            secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
+        )
     if url.scheme in ("local", "file", ""):
         return RepositoryConfig(type="local", path=url.path if url.scheme else args.repo)
     raise UsageError(f"--repo {args.repo!r}: expected s3://BUCKET[/PREFIX] or local:///DIR")

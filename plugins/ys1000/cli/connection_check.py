@@ -45,8 +45,10 @@ def _cluster(config, name: str) -> str:
     kube = kube_for_cluster(name, spec)
     version = kube.version().get("gitVersion")
     nodes = kube.get("/api/v1/nodes").get("items", [])
-    return (f"cluster {name}: connected through connection {spec.connection_id} "
-            f"(Kubernetes {version}, {len(nodes)} node{'s' if len(nodes) != 1 else ''})")
+    return (
+        f"cluster {name}: connected through connection {spec.connection_id} "
+        f"(Kubernetes {version}, {len(nodes)} node{'s' if len(nodes) != 1 else ''})"
+    )
 
 
 def _repository(config, name: str) -> str:
@@ -63,5 +65,7 @@ def _repository(config, name: str) -> str:
         key = "the key opens the repository"
     except RepositoryNotInitialized:
         key = "no repository there yet (the first backup creates it)"
-    return (f"repository {name}: connected ({store.describe()}; write, read and delete probe OK"
-            f"{'; Object Lock enabled' if report.object_lock else ''}; {key})")
+    return (
+        f"repository {name}: connected ({store.describe()}; write, read and delete probe OK"
+        f"{'; Object Lock enabled' if report.object_lock else ''}; {key})"
+    )

@@ -99,5 +99,3 @@ class ClusterSpec(StrictModel):
             return image
         new = self.image_registry_rewrite.get(first)
         return f"{new}/{rest}" if new else image
-
-

@@ -46,8 +46,9 @@ class ConfigError(ValueError):
         super().__init__("\n".join(str(i) for i in self.issues))
 
     @classmethod
-    def single(cls, file: str, message: str, loc: Loc = (), line: int | None = None,
-               path: Path | None = None) -> "ConfigError":
+    def single(
+        cls, file: str, message: str, loc: Loc = (), line: int | None = None, path: Path | None = None
+    ) -> "ConfigError":
         return cls([ConfigIssue(file, tuple(loc), message, line)], path)
 
 

@@ -44,20 +44,27 @@ class _Loader(_Base):  # type: ignore[misc, valid-type]
 
 
 _Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag not in (
-        "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool")]
+    first: [
+        (tag, rx)
+        for tag, rx in resolvers
+        if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool")
+    ]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 _Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?(?:0|[1-9][0-9_]*)|0x[0-9a-fA-F_]+)$"),
-    list("-+0123456789"))
+    "tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?(?:0|[1-9][0-9_]*)|0x[0-9a-fA-F_]+)$"), list("-+0123456789")
+)
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
-    re.compile(r"^(?:[-+]?(?:[0-9][0-9_]*)?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?"
-               r"|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
-    list("-+0123456789."))
+    re.compile(
+        r"^(?:[-+]?(?:[0-9][0-9_]*)?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
+)
 
 
 def _construct_mapping(loader: Any, node: yaml.MappingNode, deep: bool = False) -> dict:
@@ -73,8 +80,8 @@ def _construct_mapping(loader: Any, node: yaml.MappingNode, deep: bool = False) 
             ) from exc
         if key in out:
             raise yaml.constructor.ConstructorError(
-                "while constructing a mapping", node.start_mark,
-                f"found duplicate key {key!r}", key_node.start_mark)
+                "while constructing a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark
+            )
         out[key] = loader.construct_object(value_node, deep=deep)
     return out
 
@@ -148,8 +155,7 @@ def read_yaml(path: Path, config_dir: Path) -> _Doc:
         raise ConfigError.single(display, f"invalid YAML: {exc}", path=path) from None
     docs = [d for d in docs if d is not None]
     if len(docs) > 1:
-        raise ConfigError.single(display, "holds several YAML documents ('---'); expected one",
-                                 path=path)
+        raise ConfigError.single(display, "holds several YAML documents ('---'); expected one", path=path)
     return _Doc(Path(path), display, text, docs[0] if docs else None)
 
 
@@ -215,8 +221,13 @@ class Config:
         def ref(loc: str, value: str, defined: Iterable[str], what: str, where: str) -> None:
             names = sorted(defined)
             if value not in names:
-                out.append(((loc,), f"{value!r} is not a {what} defined in {where}; defined: "
-                                    f"{', '.join(names) if names else 'none'}"))
+                out.append(
+                    (
+                        (loc,),
+                        f"{value!r} is not a {what} defined in {where}; defined: "
+                        f"{', '.join(names) if names else 'none'}",
+                    )
+                )
 
         clusters = self.clusters
         cfile = display_path(self.config_dir / "clusters.yaml", self.config_dir)
@@ -254,26 +265,30 @@ def _mapping_file(
         return {}
     data = doc.data if doc.data is not None else {}
     if not isinstance(data, dict):
-        issues.append(doc.issue((), f"expected a mapping of {what} name → settings, got "
-                                    f"{type(data).__name__}"))
+        issues.append(doc.issue((), f"expected a mapping of {what} name → settings, got {type(data).__name__}"))
         return {}
     out: dict[str, M] = {}
     for name, entry in data.items():
         try:
             check_dns_label(name)
         except Exception:
-            issues.append(doc.issue((str(name),), f"{show_value(name)} is not a valid {what} name; expected a "
-                                        "DNS-1123 label: lowercase letters, digits and '-', starting "
-                                        "and ending with a letter or digit, at most 63 characters"))
+            issues.append(
+                doc.issue(
+                    (str(name),),
+                    f"{show_value(name)} is not a valid {what} name; expected a "
+                    "DNS-1123 label: lowercase letters, digits and '-', starting "
+                    "and ending with a letter or digit, at most 63 characters",
+                )
+            )
             continue
         if entry is None:
             entry = {}
         try:
             out[name] = model.model_validate(entry)
         except ValidationError as exc:
-            issues.extend(issues_from_validation_error(
-                exc, file=doc.display, data=entry, prefix=(name,),
-                line_of=doc.line_of))
+            issues.extend(
+                issues_from_validation_error(exc, file=doc.display, data=entry, prefix=(name,), line_of=doc.line_of)
+            )
     return out
 
 
@@ -285,10 +300,17 @@ def _load_base(config_dir: Path) -> tuple[Config, list[ConfigIssue]]:
     pdisplay = display_path(config_dir / "policies.yaml", config_dir)
     for name in user_policies:
         if name in BUILTIN_POLICIES:
-            issues.append(ConfigIssue(pdisplay, (name,), (
-                f"{name!r} is the name of a built-in policy and cannot be redefined; choose another "
-                f"name (built-in: {', '.join(BUILTIN_POLICIES)})"),
-                read_yaml(config_dir / "policies.yaml", config_dir).line_of((name,))))
+            issues.append(
+                ConfigIssue(
+                    pdisplay,
+                    (name,),
+                    (
+                        f"{name!r} is the name of a built-in policy and cannot be redefined; choose another "
+                        f"name (built-in: {', '.join(BUILTIN_POLICIES)})"
+                    ),
+                    read_yaml(config_dir / "policies.yaml", config_dir).line_of((name,)),
+                )
+            )
     policies = dict(BUILTIN_POLICIES)
     policies.update({n: p for n, p in user_policies.items() if n not in BUILTIN_POLICIES})
     return Config(Path(config_dir), clusters, repositories, policies), issues
@@ -299,8 +321,9 @@ def plan_files(config_dir: Path) -> list[Path]:
     d = Path(config_dir) / "plans"
     if not d.is_dir():
         return []
-    return sorted(p for p in d.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()
-                  and not p.name.startswith("."))
+    return sorted(
+        p for p in d.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file() and not p.name.startswith(".")
+    )
 
 
 def parse_plan(path: Path, config: Config) -> Plan:
@@ -311,15 +334,23 @@ def parse_plan(path: Path, config: Config) -> Plan:
     doc = read_yaml(path, config.config_dir)
     data = doc.data
     if not isinstance(data, dict):
-        raise ConfigError([doc.issue((), "expected a plan (a mapping with 'kind: BackupPlan', "
-                                         "'RestorePlan' or 'MigrationPlan'), got "
-                                         f"{'an empty file' if data is None else type(data).__name__}")],
-                          path=path)
+        raise ConfigError(
+            [
+                doc.issue(
+                    (),
+                    "expected a plan (a mapping with 'kind: BackupPlan', "
+                    "'RestorePlan' or 'MigrationPlan'), got "
+                    f"{'an empty file' if data is None else type(data).__name__}",
+                )
+            ],
+            path=path,
+        )
     try:
         plan = _PLAN.validate_python(data)
     except ValidationError as exc:
-        raise ConfigError(issues_from_validation_error(exc, file=doc.display, data=data,
-                                                       line_of=doc.line_of), path=path) from None
+        raise ConfigError(
+            issues_from_validation_error(exc, file=doc.display, data=data, line_of=doc.line_of), path=path
+        ) from None
     refs = config.check_plan(plan)
     if refs:
         raise ConfigError([doc.issue(loc, msg) for loc, msg in refs], path=path)
@@ -336,8 +367,9 @@ def load_plans(config_dir: str | Path) -> tuple[Config, dict[Path, Plan | Config
     """
     config_dir = Path(config_dir)
     if not config_dir.is_dir():
-        raise ConfigError.single(str(config_dir), "is not a directory (the ys1000 config directory; "
-                                 f"set {CONFIG_DIR_ENV})")
+        raise ConfigError.single(
+            str(config_dir), f"is not a directory (the ys1000 config directory; set {CONFIG_DIR_ENV})"
+        )
     config, issues = _load_base(config_dir)
     if issues:
         raise ConfigError(issues)
@@ -351,10 +383,19 @@ def load_plans(config_dir: str | Path) -> tuple[Config, dict[Path, Plan | Config
             continue
         if plan.name in owners:
             doc = read_yaml(path, config_dir)
-            results[path] = ConfigError([doc.issue(("name",), (
-                f"{plan.name!r} is already the name of the plan in "
-                f"{display_path(owners[plan.name], config_dir)}; plan names must be unique "
-                "(they become DAG ids)"))], path=path)
+            results[path] = ConfigError(
+                [
+                    doc.issue(
+                        ("name",),
+                        (
+                            f"{plan.name!r} is already the name of the plan in "
+                            f"{display_path(owners[plan.name], config_dir)}; plan names must be unique "
+                            "(they become DAG ids)"
+                        ),
+                    )
+                ],
+                path=path,
+            )
             continue
         owners[plan.name] = path
         results[path] = plan
@@ -365,8 +406,9 @@ def load_config(config_dir: str | Path) -> Config:
     """Load and validate everything; raises one ``ConfigError`` listing every problem."""
     config_dir = Path(config_dir)
     if not config_dir.is_dir():
-        raise ConfigError.single(str(config_dir), "is not a directory (the ys1000 config directory; "
-                                 f"set {CONFIG_DIR_ENV})")
+        raise ConfigError.single(
+            str(config_dir), f"is not a directory (the ys1000 config directory; set {CONFIG_DIR_ENV})"
+        )
     config, issues = _load_base(config_dir)
     if issues:
         # plans are still checked so one run reports as much as possible
@@ -394,5 +436,3 @@ def default_config_dir() -> Path:
     if env:
         return Path(env)
     return Path(__file__).resolve().parents[3] / "config"
-
-

@@ -38,8 +38,13 @@ def hooks_dir() -> Path:
     path = config_dir.parent / "include" / "hooks"
     if path.is_dir():
         return path
-    source = f"{CONFIG_DIR_ENV}={os.environ[CONFIG_DIR_ENV]}" if os.environ.get(CONFIG_DIR_ENV) else \
-        f"the default config dir {config_dir} ({CONFIG_DIR_ENV} is not set)"
-    raise HooksDirNotFound(f"no hook material directory: {HOOKS_DIR_ENV} is not set and {path} (next to "
-                           f"{source}) does not exist; set {HOOKS_DIR_ENV} to the include/hooks directory "
-                           f"or {CONFIG_DIR_ENV} to a config/ directory that has include/hooks beside it")
+    source = (
+        f"{CONFIG_DIR_ENV}={os.environ[CONFIG_DIR_ENV]}"
+        if os.environ.get(CONFIG_DIR_ENV)
+        else f"the default config dir {config_dir} ({CONFIG_DIR_ENV} is not set)"
+    )
+    raise HooksDirNotFound(
+        f"no hook material directory: {HOOKS_DIR_ENV} is not set and {path} (next to "
+        f"{source}) does not exist; set {HOOKS_DIR_ENV} to the include/hooks directory "
+        f"or {CONFIG_DIR_ENV} to a config/ directory that has include/hooks beside it"
+    )

@@ -63,13 +63,13 @@ def _dns_mapping(mapping: dict[str, str], what: str) -> dict[str, str]:
     for old, new in mapping.items():
         for name in (old, new):
             if not isinstance(name, str) or not re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", name) or len(name) > 63:
-                raise invalid(f"maps {old!r} → {new!r}; {name!r} is not a valid {what} name (DNS-1123 label)",
-                              value=mapping)
+                raise invalid(
+                    f"maps {old!r} → {new!r}; {name!r} is not a valid {what} name (DNS-1123 label)", value=mapping
+                )
     targets = list(mapping.values())
     dup = sorted({t for t in targets if targets.count(t) > 1})
     if dup:
-        raise invalid(f"maps several {what}s onto {', '.join(map(repr, dup))}; targets must be distinct",
-                      value=mapping)
+        raise invalid(f"maps several {what}s onto {', '.join(map(repr, dup))}; targets must be distinct", value=mapping)
     return mapping
 
 
@@ -77,8 +77,10 @@ def _sc_mapping(mapping: dict[str, str]) -> dict[str, str]:
     for old, new in mapping.items():
         for name in (old, new):
             if not _SUBDOMAIN.match(name) or len(name) > 253:
-                raise invalid(f"maps {old!r} → {new!r}; {name!r} is not a valid StorageClass name "
-                              "(lowercase DNS subdomain)", value=mapping)
+                raise invalid(
+                    f"maps {old!r} → {new!r}; {name!r} is not a valid StorageClass name (lowercase DNS subdomain)",
+                    value=mapping,
+                )
     return mapping
 
 
@@ -115,8 +117,7 @@ class NamespaceSelector(StrictModel):
     @model_validator(mode="after")
     def _something(self) -> "NamespaceSelector":
         if not (self.names or self.globs or self.selector):
-            raise invalid("selects no namespace; give at least one of names, globs, selector",
-                          value=None)
+            raise invalid("selects no namespace; give at least one of names, globs, selector", value=None)
         return self
 
     @property
@@ -144,8 +145,11 @@ class ResourceFilter(StrictModel):
     def _overlap(self) -> "ResourceFilter":
         both = sorted(set(self.include_kinds) & set(self.exclude_kinds))
         if both:
-            raise invalid(f"lists {', '.join(both)} in both include_kinds and exclude_kinds",
-                          field="exclude_kinds", value=self.exclude_kinds)
+            raise invalid(
+                f"lists {', '.join(both)} in both include_kinds and exclude_kinds",
+                field="exclude_kinds",
+                value=self.exclude_kinds,
+            )
         return self
 
 
@@ -183,8 +187,10 @@ class Hook(StrictModel):
         if path is not None:
             parts = path.split("/")
             if path.startswith("/") or ".." in parts or not path.strip() or "" in parts:
-                raise invalid("is not a path under include/hooks/; expected a relative path like "
-                              "'wordpress/rewrite-url.yaml' (no '..', not absolute)")
+                raise invalid(
+                    "is not a path under include/hooks/; expected a relative path like "
+                    "'wordpress/rewrite-url.yaml' (no '..', not absolute)"
+                )
         return path
 
     @field_validator("env")
@@ -207,8 +213,11 @@ class Hook(StrictModel):
                     raise invalid("is only for hooks of type ansible", field=f, value=_short(getattr(self, f)))
         else:
             if (self.playbook is None) == (self.playbook_file is None):
-                raise invalid("needs exactly one of 'playbook' (inline text) or 'playbook_file' "
-                              "(a path under include/hooks/)", field="playbook", value=None)
+                raise invalid(
+                    "needs exactly one of 'playbook' (inline text) or 'playbook_file' (a path under include/hooks/)",
+                    field="playbook",
+                    value=None,
+                )
             if self.image is None:
                 object.__setattr__(self, "image", DEFAULT_ANSIBLE_IMAGE)
         return self
@@ -256,13 +265,17 @@ class Consistency(StrictModel):
     def _target(self) -> "Consistency":
         given = [f for f in ("workload", "service", "host") if getattr(self, f) is not None]
         if len(given) != 1:
-            raise invalid("needs exactly one of 'workload', 'service' or 'host' to find the database"
-                          + (f" (got {', '.join(given)})" if given else ""), value=None)
+            raise invalid(
+                "needs exactly one of 'workload', 'service' or 'host' to find the database"
+                + (f" (got {', '.join(given)})" if given else ""),
+                value=None,
+            )
         if self.port is None:
             object.__setattr__(self, "port", _DEFAULT_PORTS[self.type])
         if self.secret is None and self.type != "mongodb":
-            raise invalid(f"is required for {self.type} (the Secret holding user and password)",
-                          field="secret", value=None)
+            raise invalid(
+                f"is required for {self.type} (the Secret holding user and password)", field="secret", value=None
+            )
         return self
 
 
@@ -297,8 +310,9 @@ def _check_volume_overrides(volumes: dict[str, str]) -> dict[str, str]:
         try:
             check_pvc_ref(ref, require_namespace=True)
         except Exception:
-            raise invalid("is not a PVC reference; expected '<namespace>/<pvc>' (lowercase DNS names)",
-                          field=(ref,), value=ref) from None
+            raise invalid(
+                "is not a PVC reference; expected '<namespace>/<pvc>' (lowercase DNS names)", field=(ref,), value=ref
+            ) from None
     return volumes
 
 
@@ -325,45 +339,69 @@ class _PlanBase(StrictModel):
         seen: set[str] = set()
         for i, hook in enumerate(hooks):
             if hook.phase not in self.ALLOWED_PHASES:
-                raise invalid(f"is not allowed in a {type(self).__name__}; allowed: "
-                              f"{', '.join(self.ALLOWED_PHASES)}", field=("hooks", i, "phase"), value=hook.phase)
+                raise invalid(
+                    f"is not allowed in a {type(self).__name__}; allowed: {', '.join(self.ALLOWED_PHASES)}",
+                    field=("hooks", i, "phase"),
+                    value=hook.phase,
+                )
             if hook.cluster not in self.ALLOWED_HOOK_CLUSTERS:
-                raise invalid(f"is not allowed in a {type(self).__name__}; allowed: "
-                              f"{', '.join(self.ALLOWED_HOOK_CLUSTERS)}", field=("hooks", i, "cluster"),
-                              value=hook.cluster)
+                raise invalid(
+                    f"is not allowed in a {type(self).__name__}; allowed: {', '.join(self.ALLOWED_HOOK_CLUSTERS)}",
+                    field=("hooks", i, "cluster"),
+                    value=hook.cluster,
+                )
             if hook.name is None:
                 counters[hook.phase] = counters.get(hook.phase, 0) + 1
                 object.__setattr__(hook, "name", f"{hook.phase.lower()}-{counters[hook.phase]}")
             if hook.name in seen:
-                raise invalid("is used by two hooks; hook names must be unique in a plan",
-                              field=("hooks", i, "name"), value=hook.name)
+                raise invalid(
+                    "is used by two hooks; hook names must be unique in a plan",
+                    field=("hooks", i, "name"),
+                    value=hook.name,
+                )
             assert hook.name is not None  # named just above
             seen.add(hook.name)
 
-    def _check_namespaces(self, namespaces: NamespaceSelector, limits: Limits | None,
-                          volumes: Mapping[str, str], consistency: list[Consistency],
-                          mapping: dict[str, str] | None = None) -> None:
+    def _check_namespaces(
+        self,
+        namespaces: NamespaceSelector,
+        limits: Limits | None,
+        volumes: Mapping[str, str],
+        consistency: list[Consistency],
+        mapping: dict[str, str] | None = None,
+    ) -> None:
         if limits is not None and len(namespaces.names) > limits.max_namespaces:
-            raise invalid(f"lists {len(namespaces.names)} namespaces; the limit is "
-                          f"{limits.max_namespaces} (limits.max_namespaces)",
-                          field=("namespaces", "names"), value=_short(", ".join(namespaces.names)))
+            raise invalid(
+                f"lists {len(namespaces.names)} namespaces; the limit is "
+                f"{limits.max_namespaces} (limits.max_namespaces)",
+                field=("namespaces", "names"),
+                value=_short(", ".join(namespaces.names)),
+            )
         if namespaces.exact:
             for ref in volumes:
                 ns = ref.split("/", 1)[0]
                 if ns not in namespaces.names:
-                    raise invalid(f"refers to namespace {ns!r}, which is not in namespaces.names "
-                                  f"({', '.join(namespaces.names)})", field=("volumes", ref), value=ref)
-            for old in (mapping or {}):
+                    raise invalid(
+                        f"refers to namespace {ns!r}, which is not in namespaces.names ({', '.join(namespaces.names)})",
+                        field=("volumes", ref),
+                        value=ref,
+                    )
+            for old in mapping or {}:
                 if old not in namespaces.names:
-                    raise invalid(f"maps namespace {old!r}, which is not in namespaces.names "
-                                  f"({', '.join(namespaces.names)})", field=("namespace_mapping", old),
-                                  value=old)
+                    raise invalid(
+                        f"maps namespace {old!r}, which is not in namespaces.names ({', '.join(namespaces.names)})",
+                        field=("namespace_mapping", old),
+                        value=old,
+                    )
         only = namespaces.names[0] if namespaces.exact and len(namespaces.names) == 1 else None
         for i, c in enumerate(consistency):
             if c.namespace is None:
                 if only is None:
-                    raise invalid("is required when the plan covers more than one namespace",
-                                  field=("consistency", i, "namespace"), value=None)
+                    raise invalid(
+                        "is required when the plan covers more than one namespace",
+                        field=("consistency", i, "namespace"),
+                        value=None,
+                    )
                 object.__setattr__(c, "namespace", only)
 
 
@@ -443,20 +481,28 @@ class RestorePlan(_PlanBase):
         for ref in refs:
             parts = ref.split("/")
             kind = parts[0]
-            ok = len(parts) in (2, 3) and bool(_KIND.match(kind)) and (kind[0].isupper() or "." in kind) and all(
-                _SUBDOMAIN.match(p) for p in parts[1:]
+            ok = (
+                len(parts) in (2, 3)
+                and bool(_KIND.match(kind))
+                and (kind[0].isupper() or "." in kind)
+                and all(_SUBDOMAIN.match(p) for p in parts[1:])
             )
             if not ok:
-                raise invalid(f"lists {ref!r}, not a resource; expected 'kind/namespace/name' "
-                              "(e.g. 'Deployment/wordpress/web') or 'kind/name' for cluster-scoped")
+                raise invalid(
+                    f"lists {ref!r}, not a resource; expected 'kind/namespace/name' "
+                    "(e.g. 'Deployment/wordpress/web') or 'kind/name' for cluster-scoped"
+                )
         return refs
 
     @model_validator(mode="after")
     def _plan(self) -> "RestorePlan":
         both = sorted(set(self.include_kinds) & set(self.exclude_kinds))
         if both:
-            raise invalid(f"lists {', '.join(both)} in both include_kinds and exclude_kinds",
-                          field="exclude_kinds", value=self.exclude_kinds)
+            raise invalid(
+                f"lists {', '.join(both)} in both include_kinds and exclude_kinds",
+                field="exclude_kinds",
+                value=self.exclude_kinds,
+            )
         self._check_hooks(self.hooks)
         return self
 
@@ -492,11 +538,13 @@ class MigrationPlan(_PlanBase):
     @model_validator(mode="after")
     def _plan(self) -> "MigrationPlan":
         if self.source_cluster == self.target_cluster:
-            raise invalid("is the same as source_cluster; a migration needs two different clusters",
-                          field="target_cluster", value=self.target_cluster)
+            raise invalid(
+                "is the same as source_cluster; a migration needs two different clusters",
+                field="target_cluster",
+                value=self.target_cluster,
+            )
         self._check_hooks(self.hooks)
-        self._check_namespaces(self.namespaces, self.limits, self.volumes, self.consistency,
-                               self.namespace_mapping)
+        self._check_namespaces(self.namespaces, self.limits, self.volumes, self.consistency, self.namespace_mapping)
         return self
 
 
@@ -504,5 +552,3 @@ Plan = Annotated[Union[BackupPlan, RestorePlan, MigrationPlan], Field(discrimina
 """Any plan file, chosen by ``kind``."""
 
 PLAN_KINDS = ("BackupPlan", "RestorePlan", "MigrationPlan")
-
-

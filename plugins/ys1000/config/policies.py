@@ -57,13 +57,19 @@ class ExportSpec(StrictModel):
         if self.mode == "selected_at" and self.at is None:
             raise invalid("is required when export mode is selected_at (HH:MM)", field="at", value=None)
         if self.mode != "selected_at" and self.at is not None:
-            raise invalid(f"is only used with mode selected_at (mode is {self.mode})", field="at",
-                          value=f"{self.at.hour:02d}:{self.at.minute:02d}")
+            raise invalid(
+                f"is only used with mode selected_at (mode is {self.mode})",
+                field="at",
+                value=f"{self.at.hour:02d}:{self.at.minute:02d}",
+            )
         if self.mode.startswith("selected_") and not self.pvcs:
             raise invalid(f"must list the PVCs to export when mode is {self.mode}", field="pvcs", value=[])
         if self.mode == "all_now" and self.pvcs:
-            raise invalid("is only used with modes selected_now/selected_at (all_now exports every PVC)",
-                          field="pvcs", value=self.pvcs)
+            raise invalid(
+                "is only used with modes selected_now/selected_at (all_now exports every PVC)",
+                field="pvcs",
+                value=self.pvcs,
+            )
         return self
 
 
@@ -83,8 +89,11 @@ class PolicySpec(StrictModel):
             if self.export is None:
                 object.__setattr__(self, "export", ExportSpec())
         elif self.export is not None:
-            raise invalid(f"is only used with method snapshot_export (method is {self.method})",
-                          field="export", value=self.export.mode)
+            raise invalid(
+                f"is only used with method snapshot_export (method is {self.method})",
+                field="export",
+                value=self.export.mode,
+            )
         return self
 
 

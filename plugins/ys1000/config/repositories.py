@@ -114,16 +114,21 @@ class RepositorySpec(StrictModel):
                 if getattr(self, name) is None:
                     raise invalid("is required for a repository of type s3", field=name, value=None)
             if self.path is not None:
-                raise invalid("is only for type local; an s3 repository uses bucket/prefix",
-                              field="path", value=self.path)
+                raise invalid(
+                    "is only for type local; an s3 repository uses bucket/prefix", field="path", value=self.path
+                )
         else:
             if self.path is None:
                 raise invalid("is required for a repository of type local", field="path", value=None)
             for name in ("connection_id", "bucket", "object_lock"):
                 if getattr(self, name) is not None:
-                    raise invalid("is only for type s3", field=name,
-                                  value=getattr(self, name) if name != "object_lock" or self.object_lock is None
-                                  else self.object_lock.mode)
+                    raise invalid(
+                        "is only for type s3",
+                        field=name,
+                        value=getattr(self, name)
+                        if name != "object_lock" or self.object_lock is None
+                        else self.object_lock.mode,
+                    )
         return self
 
     def describe(self) -> str:

@@ -28,8 +28,11 @@ def backup_spec_for(config: "Config", plan: "BackupPlan", backup_id: str) -> "Ba
     policy = config.policy_for(plan)
     res = plan.resources
     return BackupSpec(
-        backup_id=backup_id, plan=plan.name, namespaces=list(plan.namespaces.names),
-        namespace_globs=list(plan.namespaces.globs), namespace_selector=plan.namespaces.selector,
+        backup_id=backup_id,
+        plan=plan.name,
+        namespaces=list(plan.namespaces.names),
+        namespace_globs=list(plan.namespaces.globs),
+        namespace_selector=plan.namespaces.selector,
         include_kinds=list(res.include_kinds) if res else [],
         exclude_kinds=list(res.exclude_kinds) if res else [],
         label_selector=res.label_selector if res else None,
@@ -47,8 +50,9 @@ def bandwidth_limit(cluster: "ClusterSpec", now: datetime | None = None) -> int 
     return cluster.bandwidth.limit_at((now or datetime.now(timezone.utc)).time())
 
 
-def volume_options_for(config: "Config", plan: "BackupPlan", *, run_id: str, export_phase: bool = False,
-                       now: datetime | None = None) -> "VolumeOptions":
+def volume_options_for(
+    config: "Config", plan: "BackupPlan", *, run_id: str, export_phase: bool = False, now: datetime | None = None
+) -> "VolumeOptions":
     """How a backup plan's run treats its PVCs: the policy's method and export, per-PVC methods,
     the cluster's mover image, concurrency and bandwidth window."""
     from ys1000.volumes import VolumeOptions
@@ -63,29 +67,47 @@ def volume_options_for(config: "Config", plan: "BackupPlan", *, run_id: str, exp
         export_pvcs = []  # snapshots now, export after the wait
     limit = bandwidth_limit(cluster, now)
     return VolumeOptions(
-        method=policy.method, per_pvc=dict(plan.volumes), export_pvcs=export_pvcs, image=cluster.mover_image,
-        max_concurrent=cluster.max_concurrent_movers, limit_upload_kib=limit, limit_download_kib=limit,
-        run_id=run_id, cluster_name=plan.cluster)
+        method=policy.method,
+        per_pvc=dict(plan.volumes),
+        export_pvcs=export_pvcs,
+        image=cluster.mover_image,
+        max_concurrent=cluster.max_concurrent_movers,
+        limit_upload_kib=limit,
+        limit_download_kib=limit,
+        run_id=run_id,
+        cluster_name=plan.cluster,
+    )
 
 
-def cluster_volume_options(cluster: "ClusterSpec", cluster_name: str, *, run_id: str,
-                           now: datetime | None = None) -> "VolumeOptions":
+def cluster_volume_options(
+    cluster: "ClusterSpec", cluster_name: str, *, run_id: str, now: datetime | None = None
+) -> "VolumeOptions":
     """Mover settings of a cluster alone (the CLI's ``--config --cluster`` without a plan)."""
     from ys1000.volumes import VolumeOptions
 
     limit = bandwidth_limit(cluster, now)
-    return VolumeOptions(image=cluster.mover_image, max_concurrent=cluster.max_concurrent_movers,
-                         limit_upload_kib=limit, limit_download_kib=limit, run_id=run_id,
-                         cluster_name=cluster_name)
+    return VolumeOptions(
+        image=cluster.mover_image,
+        max_concurrent=cluster.max_concurrent_movers,
+        limit_upload_kib=limit,
+        limit_download_kib=limit,
+        run_id=run_id,
+        cluster_name=cluster_name,
+    )
 
 
-def restore_volume_options_for(cluster: "ClusterSpec", *, run_id: str,
-                               now: datetime | None = None) -> "VolumeRestoreOptions":
+def restore_volume_options_for(
+    cluster: "ClusterSpec", *, run_id: str, now: datetime | None = None
+) -> "VolumeRestoreOptions":
     """Mover settings for restoring PVC data into ``cluster``."""
     from ys1000.volumes import VolumeRestoreOptions
 
-    return VolumeRestoreOptions(image=cluster.mover_image, max_concurrent=cluster.max_concurrent_movers,
-                                limit_download_kib=bandwidth_limit(cluster, now), run_id=run_id)
+    return VolumeRestoreOptions(
+        image=cluster.mover_image,
+        max_concurrent=cluster.max_concurrent_movers,
+        limit_download_kib=bandwidth_limit(cluster, now),
+        run_id=run_id,
+    )
 
 
 def migration_spec_for(config: "Config", plan: "MigrationPlan"):
@@ -95,15 +117,23 @@ def migration_spec_for(config: "Config", plan: "MigrationPlan"):
 
     res = plan.resources
     return MigrationSpec(
-        plan=plan.name, source_cluster=plan.source_cluster, target_cluster=plan.target_cluster,
-        namespaces=list(plan.namespaces.names), namespace_globs=list(plan.namespaces.globs),
+        plan=plan.name,
+        source_cluster=plan.source_cluster,
+        target_cluster=plan.target_cluster,
+        namespaces=list(plan.namespaces.names),
+        namespace_globs=list(plan.namespaces.globs),
         namespace_selector=plan.namespaces.selector,
-        include_kinds=list(res.include_kinds) if res else [], exclude_kinds=list(res.exclude_kinds) if res else [],
-        namespace_mapping=dict(plan.namespace_mapping), storage_class_mapping=dict(plan.storage_class_mapping),
+        include_kinds=list(res.include_kinds) if res else [],
+        exclude_kinds=list(res.exclude_kinds) if res else [],
+        namespace_mapping=dict(plan.namespace_mapping),
+        storage_class_mapping=dict(plan.storage_class_mapping),
         image_registry_mapping=dict(config.clusters[plan.target_cluster].image_registry_rewrite),
-        remove_node_constraints=plan.remove_node_constraints, remove_tolerations=plan.remove_tolerations,
+        remove_node_constraints=plan.remove_node_constraints,
+        remove_tolerations=plan.remove_tolerations,
         limits=Limits(plan.limits.max_namespaces, plan.limits.max_pods, plan.limits.max_pvcs),
-        method=plan.method, per_pvc=dict(plan.volumes))
+        method=plan.method,
+        per_pvc=dict(plan.volumes),
+    )
 
 
 def resolve_backup(repo: "Repository", backup: str | None, plan: str | None) -> str:

@@ -80,7 +80,6 @@ class StrictModel(BaseModel):
                 )
         return data
 
-
     @classmethod
     def _check_input(cls, data: dict) -> None:
         """Hook for subclasses: raise ``invalid(...)`` for inputs refused before field checks."""
@@ -121,9 +120,7 @@ _CONN_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,250}$")
 
 def check_conn_id(value: Any) -> str:
     if not isinstance(value, str) or not _CONN_ID.match(value):
-        raise invalid(
-            "is not a valid Airflow connection/Variable id; expected letters, digits, '_', '.', '-'"
-        )
+        raise invalid("is not a valid Airflow connection/Variable id; expected letters, digits, '_', '.', '-'")
     return value
 
 

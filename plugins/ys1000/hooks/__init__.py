@@ -13,5 +13,12 @@ No Airflow imports here; the operators live in ``ys1000.airflow.hook_operators``
 from ys1000.hooks.consistency import ConsistencyError, ConsistencyRunner, QuiesceHandle
 from ys1000.hooks.custom import HookError, HookFailed, HookResult, HookRunner
 
-__all__ = ["ConsistencyError", "ConsistencyRunner", "QuiesceHandle", "HookError", "HookFailed", "HookResult",
-           "HookRunner"]
+__all__ = [
+    "ConsistencyError",
+    "ConsistencyRunner",
+    "QuiesceHandle",
+    "HookError",
+    "HookFailed",
+    "HookResult",
+    "HookRunner",
+]

@@ -76,8 +76,7 @@ class QuiesceHandle:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "QuiesceHandle":
         fields: dict[str, Any] = {k: data.get(k) for k in ("namespace", "job", "type", "target", "pod")}
-        return cls(**fields,
-                   quiesced=data.get("quiesced") or {})
+        return cls(**fields, quiesced=data.get("quiesced") or {})
 
 
 def _get(spec: Any, name: str, default: Any = None) -> Any:
@@ -91,8 +90,16 @@ def _seconds(value: Any) -> float:
 class ConsistencyRunner:
     """Quiesce/resume the databases of one cluster for one run (``run_id`` labels its Jobs)."""
 
-    def __init__(self, kube: Kube, run_id: str, *, image: str = DEFAULT_HOOK_IMAGE, poll: float = 0.3,
-                 lock_timeout: float = 60.0, log_fn: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        kube: Kube,
+        run_id: str,
+        *,
+        image: str = DEFAULT_HOOK_IMAGE,
+        poll: float = 0.3,
+        lock_timeout: float = 60.0,
+        log_fn: Callable[[str], None] | None = None,
+    ):
         self.kube, self.run_id, self.image, self.poll = kube, run_id, image, poll
         self.lock_timeout = lock_timeout
         self.cancel = threading.Event()
@@ -123,8 +130,13 @@ class ConsistencyRunner:
                 raise ConsistencyError(f"{kind}/{name} in {ns} has no matchLabels selector to find its pods")
             sel = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
             pods = sorted(self.kube.list(PODS, ns, label_selector=sel), key=lambda p: p["metadata"]["name"])
-        running = [p for p in pods if (p.get("status") or {}).get("phase") == "Running"
-                   and (p.get("status") or {}).get("podIP") and not p["metadata"].get("deletionTimestamp")]
+        running = [
+            p
+            for p in pods
+            if (p.get("status") or {}).get("phase") == "Running"
+            and (p.get("status") or {}).get("podIP")
+            and not p["metadata"].get("deletionTimestamp")
+        ]
         if not running:
             raise ConsistencyError(f"consistency target {kind}/{name} in {ns} has no running pod with an IP")
         return running[0]["status"]["podIP"], port
@@ -139,16 +151,40 @@ class ConsistencyRunner:
         env = []
         secret = _get(spec, "secret")
         if secret is not None:
-            env = [{"name": USER_ENV, "valueFrom": {"secretKeyRef": {"name": _get(secret, "name"),
-                                                                     "key": _get(secret, "user_key", "username")}}},
-                   {"name": PASSWORD_ENV, "valueFrom": {"secretKeyRef": {
-                       "name": _get(secret, "name"), "key": _get(secret, "password_key", "password")}}}]
-        args = ["--type", db_type, "--host", host, "--port", str(port), "--max-lock", str(max_lock),
-                "--lock-timeout", str(int(self.lock_timeout))]
+            env = [
+                {
+                    "name": USER_ENV,
+                    "valueFrom": {
+                        "secretKeyRef": {"name": _get(secret, "name"), "key": _get(secret, "user_key", "username")}
+                    },
+                },
+                {
+                    "name": PASSWORD_ENV,
+                    "valueFrom": {
+                        "secretKeyRef": {"name": _get(secret, "name"), "key": _get(secret, "password_key", "password")}
+                    },
+                },
+            ]
+        args = [
+            "--type",
+            db_type,
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--max-lock",
+            str(max_lock),
+            "--lock-timeout",
+            str(int(self.lock_timeout)),
+        ]
         return {
-            "apiVersion": "batch/v1", "kind": "Job",
-            "metadata": {"name": name, "labels": labels,
-                         "annotations": {"ys1000.io/target": f"{host}:{port}", "ys1000.io/type": db_type}},
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {
+                "name": name,
+                "labels": labels,
+                "annotations": {"ys1000.io/target": f"{host}:{port}", "ys1000.io/type": db_type},
+            },
             "spec": {
                 "backoffLimit": 0,  # never a second lock behind the task's back
                 # a backstop past the hook's own hard maximum: the kubelet kills it, the session ends
@@ -160,12 +196,19 @@ class ConsistencyRunner:
                         "restartPolicy": "Never",
                         "terminationGracePeriodSeconds": STOP_GRACE,
                         "automountServiceAccountToken": False,
-                        "containers": [{
-                            "name": "quiesce", "image": self.image,
-                            "command": ["python", "-m", "ys1000.hooks.quiesce"], "args": args, "env": env,
-                            "resources": {"requests": {"cpu": "10m", "memory": "32Mi"},
-                                          "limits": {"memory": "256Mi"}},
-                        }],
+                        "containers": [
+                            {
+                                "name": "quiesce",
+                                "image": self.image,
+                                "command": ["python", "-m", "ys1000.hooks.quiesce"],
+                                "args": args,
+                                "env": env,
+                                "resources": {
+                                    "requests": {"cpu": "10m", "memory": "32Mi"},
+                                    "limits": {"memory": "256Mi"},
+                                },
+                            }
+                        ],
                     },
                 },
             },
@@ -213,12 +256,19 @@ class ConsistencyRunner:
             phase = ((pod or {}).get("status") or {}).get("phase")
             job = self.kube.get_or_none(JOBS.path(handle.namespace, handle.job))
             if result is not None or phase in ("Succeeded", "Failed") or job_failure(job):
-                reason = ((result or {}).get("error") or ((pod or {}).get("status") or {}).get("message")
-                          or job_failure(job) or text.strip()[-500:] or f"exit code {exit_code(pod)}")
+                reason = (
+                    (result or {}).get("error")
+                    or ((pod or {}).get("status") or {}).get("message")
+                    or job_failure(job)
+                    or text.strip()[-500:]
+                    or f"exit code {exit_code(pod)}"
+                )
                 raise ConsistencyError(f"cannot quiesce {what}: {reason}")
             if time.monotonic() > deadline:
-                raise ConsistencyError(f"cannot quiesce {what}: not locked within {timeout:.0f}s"
-                                       + (f"; pod phase {phase}" if phase else "; no pod yet"))
+                raise ConsistencyError(
+                    f"cannot quiesce {what}: not locked within {timeout:.0f}s"
+                    + (f"; pod phase {phase}" if phase else "; no pod yet")
+                )
             time.sleep(self.poll)
 
     # -- resume -----------------------------------------------------------------------------
@@ -246,11 +296,12 @@ class ConsistencyRunner:
             phase = (pod.get("status") or {}).get("phase")
             if phase not in ("Succeeded", "Failed"):
                 # keep the pod object (and so its log) until the result is read
-                self.kube.patch(PODS, pod_name, {"metadata": {"finalizers": [RESULT_FINALIZER]}}, ns,
-                                kind="strategic")
-                self.kube.request("DELETE", PODS.path(ns, pod_name),
-                                  body={"kind": "DeleteOptions", "apiVersion": "v1",
-                                        "gracePeriodSeconds": STOP_GRACE})
+                self.kube.patch(PODS, pod_name, {"metadata": {"finalizers": [RESULT_FINALIZER]}}, ns, kind="strategic")
+                self.kube.request(
+                    "DELETE",
+                    PODS.path(ns, pod_name),
+                    body={"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": STOP_GRACE},
+                )
             deadline = time.monotonic() + timeout
             result, text = None, ""
             while True:
@@ -263,14 +314,18 @@ class ConsistencyRunner:
                 time.sleep(self.poll)
             if result is None:
                 held = last_line(text, "quiesced") is not None
-                result = {"ok": not held, "released_by": "unknown",
-                          "error": "the quiesce process stopped without reporting its release"
-                                   + (" (its session ended with it, which ends a MySQL/PostgreSQL lock)"
-                                      if held else "")}
+                result = {
+                    "ok": not held,
+                    "released_by": "unknown",
+                    "error": "the quiesce process stopped without reporting its release"
+                    + (" (its session ended with it, which ends a MySQL/PostgreSQL lock)" if held else ""),
+                }
             result = {k: v for k, v in result.items() if k != "ys1000"}
             # released before this resume: it had ended, or it ended by its own timer meanwhile
-            result["before_resume"] = (phase in ("Succeeded", "Failed")
-                                       or result.get("released_by") not in ("signal", "unknown"))
+            result["before_resume"] = phase in ("Succeeded", "Failed") or result.get("released_by") not in (
+                "signal",
+                "unknown",
+            )
             return result
         finally:
             strip_finalizer(self.kube, ns, pod_name)
@@ -283,10 +338,18 @@ class ConsistencyRunner:
         for ns in dict.fromkeys(namespaces):
             for job in self.kube.list(JOBS, ns, label_selector=selector):
                 ann = job["metadata"].get("annotations") or {}
-                handle = QuiesceHandle(ns, job["metadata"]["name"], ann.get("ys1000.io/type", "?"),
-                                       ann.get("ys1000.io/target", "?"))
-                out.append({"namespace": ns, "job": handle.job, "type": handle.type, "target": handle.target,
-                            **self.resume(handle)})
+                handle = QuiesceHandle(
+                    ns, job["metadata"]["name"], ann.get("ys1000.io/type", "?"), ann.get("ys1000.io/target", "?")
+                )
+                out.append(
+                    {
+                        "namespace": ns,
+                        "job": handle.job,
+                        "type": handle.type,
+                        "target": handle.target,
+                        **self.resume(handle),
+                    }
+                )
         return out
 
     def cancel_all(self) -> list[dict]:

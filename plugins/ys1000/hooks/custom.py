@@ -42,9 +42,16 @@ log = logging.getLogger(__name__)
 
 HOOKS_DIR_ENV = "YS1000_HOOKS_DIR"
 PLAYBOOK_MOUNT = "/hooks"
-ANSIBLE_COMMAND = ["ansible-playbook", "-i", "localhost,", "-c", "local",
-                   # the runner's own Python (which has the modules the playbook uses)
-                   "-e", "ansible_python_interpreter={{ ansible_playbook_python }}"]
+ANSIBLE_COMMAND = [
+    "ansible-playbook",
+    "-i",
+    "localhost,",
+    "-c",
+    "local",
+    # the runner's own Python (which has the modules the playbook uses)
+    "-e",
+    "ansible_python_interpreter={{ ansible_playbook_python }}",
+]
 MAX_CONFIGMAP_BYTES = 900 * 1024
 
 
@@ -82,10 +89,18 @@ class HookResult:
     on_failure: str = "fail"
 
     def to_dict(self, output_chars: int = 2000) -> dict:
-        return {"name": self.name, "phase": self.phase, "cluster": self.cluster, "namespace": self.namespace,
-                "ok": self.ok, "exit_code": self.exit_code, "seconds": round(self.seconds, 2),
-                "error": self.error, "on_failure": self.on_failure,
-                "output_tail": self.output[-output_chars:]}
+        return {
+            "name": self.name,
+            "phase": self.phase,
+            "cluster": self.cluster,
+            "namespace": self.namespace,
+            "ok": self.ok,
+            "exit_code": self.exit_code,
+            "seconds": round(self.seconds, 2),
+            "error": self.error,
+            "on_failure": self.on_failure,
+            "output_tail": self.output[-output_chars:],
+        }
 
 
 def _get(spec: Any, name: str, default: Any = None) -> Any:
@@ -103,12 +118,16 @@ def playbook_files(hook: Any, hooks_dir: Path | None = None) -> dict[str, str]:
     base = (hooks_dir or include_hooks_dir()).resolve()
     path = (base / _get(hook, "playbook_file")).resolve()
     if base not in path.parents or not path.is_file():
-        raise HookError(f"hook {_get(hook, 'name')}: playbook_file {_get(hook, 'playbook_file')!r} is not a file "
-                        f"under {base}")
+        raise HookError(
+            f"hook {_get(hook, 'name')}: playbook_file {_get(hook, 'playbook_file')!r} is not a file under {base}"
+        )
     data = {"playbook.yml": path.read_text()}
     for extra in sorted(path.parent.iterdir()):  # templates/vars next to it (flat: ConfigMap keys)
-        if extra.is_file() and extra != path and extra.suffix in (".yml", ".yaml", ".j2", ".json", ".sql",
-                                                                  ".py", ".sh", ".cfg", ".txt"):
+        if (
+            extra.is_file()
+            and extra != path
+            and extra.suffix in (".yml", ".yaml", ".j2", ".json", ".sql", ".py", ".sh", ".cfg", ".txt")
+        ):
             data[extra.name] = extra.read_text()
     if sum(len(v.encode()) for v in data.values()) > MAX_CONFIGMAP_BYTES:
         raise HookError(f"hook {_get(hook, 'name')}: the files of {path.parent} exceed a ConfigMap's 1 MiB")
@@ -122,39 +141,53 @@ def job_manifests(hook: Any, run_id: str, hooks_dir: Path | None = None) -> tupl
     labels = hook_labels("custom", run_id, name)
     labels["ys1000.io/hook-phase"] = _get(hook, "phase")
     env = [{"name": k, "value": str(v)} for k, v in (_get(hook, "env") or {}).items()]
-    env += [{"name": SA_DIR_ENV, "value": SA_DIR},
-            {"name": "YS1000_HOOK_NAME", "value": name},
-            {"name": "YS1000_HOOK_PHASE", "value": _get(hook, "phase")},
-            {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}]
+    env += [
+        {"name": SA_DIR_ENV, "value": SA_DIR},
+        {"name": "YS1000_HOOK_NAME", "value": name},
+        {"name": "YS1000_HOOK_PHASE", "value": _get(hook, "phase")},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+    ]
     mounts = [{"name": "ys1000-sa", "mountPath": SA_DIR, "readOnly": True}]
     volumes = [service_account_volume()]
     configmap = None
     if _get(hook, "type") == "ansible":
-        configmap = {"apiVersion": "v1", "kind": "ConfigMap",
-                     "metadata": {"name": jname, "labels": labels},
-                     "data": playbook_files(hook, hooks_dir)}
+        configmap = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": jname, "labels": labels},
+            "data": playbook_files(hook, hooks_dir),
+        }
         if _get(hook, "command"):  # a custom entry point; it finds the playbook under /hooks
             command, args = list(_get(hook, "command")), list(_get(hook, "args") or [])
         else:
             command = list(ANSIBLE_COMMAND)
             args = [f"{PLAYBOOK_MOUNT}/playbook.yml", *(_get(hook, "args") or [])]
-        env += [{"name": "ANSIBLE_NOCOLOR", "value": "1"}, {"name": "ANSIBLE_RETRY_FILES_ENABLED", "value": "0"},
-                {"name": "ANSIBLE_LOCALHOST_WARNING", "value": "0"},
-                {"name": "ANSIBLE_INVENTORY_UNPARSED_WARNING", "value": "0"},
-                {"name": "ANSIBLE_LOCAL_TEMP", "value": "/tmp/ansible-local"},
-                {"name": "ANSIBLE_REMOTE_TEMP", "value": "/tmp/ansible-remote"}]
+        env += [
+            {"name": "ANSIBLE_NOCOLOR", "value": "1"},
+            {"name": "ANSIBLE_RETRY_FILES_ENABLED", "value": "0"},
+            {"name": "ANSIBLE_LOCALHOST_WARNING", "value": "0"},
+            {"name": "ANSIBLE_INVENTORY_UNPARSED_WARNING", "value": "0"},
+            {"name": "ANSIBLE_LOCAL_TEMP", "value": "/tmp/ansible-local"},
+            {"name": "ANSIBLE_REMOTE_TEMP", "value": "/tmp/ansible-remote"},
+        ]
         mounts.append({"name": "playbook", "mountPath": PLAYBOOK_MOUNT, "readOnly": True})
         volumes.append({"name": "playbook", "configMap": {"name": jname}})
     else:
         command, args = list(_get(hook, "command") or []), list(_get(hook, "args") or [])
-    container: dict = {"name": "hook", "image": _get(hook, "image"), "env": env, "volumeMounts": mounts,
-                       "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "1Gi"}}}
+    container: dict = {
+        "name": "hook",
+        "image": _get(hook, "image"),
+        "env": env,
+        "volumeMounts": mounts,
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "1Gi"}},
+    }
     if command:
         container["command"] = command
     if args:
         container["args"] = args
     job = {
-        "apiVersion": "batch/v1", "kind": "Job",
+        "apiVersion": "batch/v1",
+        "kind": "Job",
         "metadata": {"name": jname, "labels": labels},
         "spec": {
             "backoffLimit": 0,  # a hook runs once per task try; the task's retry re-runs it
@@ -162,9 +195,13 @@ def job_manifests(hook: Any, run_id: str, hooks_dir: Path | None = None) -> tupl
             "ttlSecondsAfterFinished": 3600,
             "template": {
                 "metadata": {"labels": labels},
-                "spec": {"restartPolicy": "Never", "serviceAccountName": _get(hook, "service_account", "default"),
-                         "automountServiceAccountToken": False,  # mounted explicitly above
-                         "containers": [container], "volumes": volumes},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "serviceAccountName": _get(hook, "service_account", "default"),
+                    "automountServiceAccountToken": False,  # mounted explicitly above
+                    "containers": [container],
+                    "volumes": volumes,
+                },
             },
         },
     }
@@ -174,9 +211,15 @@ def job_manifests(hook: Any, run_id: str, hooks_dir: Path | None = None) -> tupl
 class HookRunner:
     """Runs custom hooks; ``kube_for(cluster_role)`` gives the Kube of ``source``/``target``."""
 
-    def __init__(self, kube_for: Callable[[str], Kube] | dict[str, Kube], run_id: str, *,
-                 hooks_dir: Path | None = None, poll: float = 0.5,
-                 log_fn: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        kube_for: Callable[[str], Kube] | dict[str, Kube],
+        run_id: str,
+        *,
+        hooks_dir: Path | None = None,
+        poll: float = 0.5,
+        log_fn: Callable[[str], None] | None = None,
+    ):
         self.kube_for = kube_for.__getitem__ if isinstance(kube_for, dict) else kube_for
         self.run_id, self.hooks_dir, self.poll = run_id, hooks_dir, poll
         self.log = log_fn or log.info
@@ -203,15 +246,18 @@ class HookRunner:
         try:
             job, cm = job_manifests(hook, self.run_id, self.hooks_dir)
         except HookError as exc:
-            return self._finish(HookResult(name, _get(hook, "phase"), cluster, ns, False, None, "", 0.0,
-                                           str(exc), policy))
+            return self._finish(
+                HookResult(name, _get(hook, "phase"), cluster, ns, False, None, "", 0.0, str(exc), policy)
+            )
         jname = job["metadata"]["name"]
         key = (cluster, ns, jname)
         with self._lock:
             self._active[key] = kube
-        self.log(f"hook {name} ({_get(hook, 'type')}, {_get(hook, 'phase')}) starting as Job {ns}/{jname} "
-                 f"in cluster {cluster}, service account {_get(hook, 'service_account', 'default')}, "
-                 f"timeout {timeout}s, on failure: {policy}")
+        self.log(
+            f"hook {name} ({_get(hook, 'type')}, {_get(hook, 'phase')}) starting as Job {ns}/{jname} "
+            f"in cluster {cluster}, service account {_get(hook, 'service_account', 'default')}, "
+            f"timeout {timeout}s, on failure: {policy}"
+        )
         try:
             # a leftover of an earlier try of this run is replaced: a hook runs once per try
             jobs.start(kube, jobs.JobRun(ns, job, config_map=cm), reattach=False)
@@ -222,8 +268,11 @@ class HookRunner:
             self._delete(kube, ns, jname)
             with self._lock:
                 self._active.pop(key, None)
-        return self._finish(HookResult(name, _get(hook, "phase"), cluster, ns, ok, code, output,
-                                       time.monotonic() - started, error, policy))
+        return self._finish(
+            HookResult(
+                name, _get(hook, "phase"), cluster, ns, ok, code, output, time.monotonic() - started, error, policy
+            )
+        )
 
     def _finish(self, result: HookResult) -> HookResult:
         if result.ok:

@@ -13,8 +13,18 @@ import logging
 from ys1000.kube import Kube, KubeError, ResourceType
 from ys1000.kube.discovery import PODS
 from ys1000.kube.jobs import (
-    COMPONENT_LABEL, CONFIGMAPS, JOBS, RUN_LABEL, delete_run, exit_code, find_pod, job_failure,
-    job_name as _job_name, label_value, last_line, pod_log,
+    COMPONENT_LABEL,
+    CONFIGMAPS,
+    JOBS,
+    RUN_LABEL,
+    delete_run,
+    exit_code,
+    find_pod,
+    job_failure,
+    job_name as _job_name,
+    label_value,
+    last_line,
+    pod_log,
 )
 
 log = logging.getLogger(__name__)
@@ -29,14 +39,29 @@ SA_DIR_ENV = "YS1000_SERVICEACCOUNT_DIR"
 DEFAULT_HOOK_IMAGE = "ys1000/hook-runner:0.1.0"
 """Image of the quiesce Job (Python + ys1000 + PyMySQL/psycopg/pymongo)."""
 
-__all__ = ["CONFIGMAPS", "JOBS", "PODS", "COMPONENT_LABEL", "RUN_LABEL", "label_value", "hook_labels",
-           "job_name", "find_pod", "pod_log", "last_line", "exit_code", "job_failure", "cleanup_run",
-           "strip_finalizer", "service_account_volume", "ResourceType"]
+__all__ = [
+    "CONFIGMAPS",
+    "JOBS",
+    "PODS",
+    "COMPONENT_LABEL",
+    "RUN_LABEL",
+    "label_value",
+    "hook_labels",
+    "job_name",
+    "find_pod",
+    "pod_log",
+    "last_line",
+    "exit_code",
+    "job_failure",
+    "cleanup_run",
+    "strip_finalizer",
+    "service_account_volume",
+    "ResourceType",
+]
 
 
 def hook_labels(kind: str, run_id: str, name: str) -> dict[str, str]:
-    return {COMPONENT_LABEL: "hook", KIND_LABEL: kind, RUN_LABEL: label_value(run_id),
-            HOOK_LABEL: label_value(name)}
+    return {COMPONENT_LABEL: "hook", KIND_LABEL: kind, RUN_LABEL: label_value(run_id), HOOK_LABEL: label_value(name)}
 
 
 def job_name(prefix: str, name: str, *salt: str) -> str:
@@ -45,8 +70,13 @@ def job_name(prefix: str, name: str, *salt: str) -> str:
 
 def strip_finalizer(kube: Kube, namespace: str, pod: str) -> None:
     try:
-        kube.patch(PODS, pod, {"metadata": {"$deleteFromPrimitiveList/finalizers": [RESULT_FINALIZER]}},
-                   namespace, kind="strategic")
+        kube.patch(
+            PODS,
+            pod,
+            {"metadata": {"$deleteFromPrimitiveList/finalizers": [RESULT_FINALIZER]}},
+            namespace,
+            kind="strategic",
+        )
     except KubeError as exc:
         if exc.status != 404:
             raise
@@ -56,11 +86,17 @@ def service_account_volume(expiration: int = 3600) -> dict:
     """What the ServiceAccount admission plugin mounts, spelled out (token, CA, namespace): the
     hook gets its ServiceAccount's credentials at ``SA_DIR`` in any cluster (and in the sandbox,
     which supports projected token volumes through TokenRequest)."""
-    return {"name": "ys1000-sa", "projected": {"defaultMode": 0o444, "sources": [
-        {"serviceAccountToken": {"path": "token", "expirationSeconds": expiration}},
-        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
-        {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}},
-    ]}}
+    return {
+        "name": "ys1000-sa",
+        "projected": {
+            "defaultMode": 0o444,
+            "sources": [
+                {"serviceAccountToken": {"path": "token", "expirationSeconds": expiration}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}},
+            ],
+        },
+    }
 
 
 def cleanup_run(kube: Kube, namespaces: list[str], run_id: str, kind: str | None = None) -> list[str]:
@@ -71,5 +107,4 @@ def cleanup_run(kube: Kube, namespaces: list[str], run_id: str, kind: str | None
         for pod in kube.list(PODS, ns, label_selector=selector):
             if RESULT_FINALIZER in (pod["metadata"].get("finalizers") or []):
                 strip_finalizer(kube, ns, pod["metadata"]["name"])
-    return delete_run(kube, namespaces, run_id, component="hook",
-                      extra_selector=f"{KIND_LABEL}={kind}" if kind else "")
+    return delete_run(kube, namespaces, run_id, component="hook", extra_selector=f"{KIND_LABEL}={kind}" if kind else "")

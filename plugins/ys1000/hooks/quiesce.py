@@ -67,15 +67,22 @@ def note(message: str) -> None:
 class Driver:
     """One database session that quiesces and resumes."""
 
-    def __init__(self, host: str, port: int, user: str | None, password: str | None,
-                 database: str | None, lock_timeout: float):
+    def __init__(
+        self, host: str, port: int, user: str | None, password: str | None, database: str | None, lock_timeout: float
+    ):
         self.host, self.port, self.user, self.password = host, port, user, password
         self.database, self.lock_timeout = database, lock_timeout
 
     def connect(self) -> None: ...
-    def quiesce(self) -> dict: raise NotImplementedError
-    def alive(self) -> bool: raise NotImplementedError
-    def resume(self) -> dict: raise NotImplementedError
+    def quiesce(self) -> dict:
+        raise NotImplementedError
+
+    def alive(self) -> bool:
+        raise NotImplementedError
+
+    def resume(self) -> dict:
+        raise NotImplementedError
+
     def close(self) -> None: ...
 
 
@@ -87,9 +94,15 @@ class MySQL(Driver):
     def connect(self) -> None:
         import pymysql
 
-        self.conn = pymysql.connect(host=self.host, port=self.port, user=self.user or "root",
-                                    password=self.password or "", database=self.database,
-                                    connect_timeout=10, autocommit=True)
+        self.conn = pymysql.connect(
+            host=self.host,
+            port=self.port,
+            user=self.user or "root",
+            password=self.password or "",
+            database=self.database,
+            connect_timeout=10,
+            autocommit=True,
+        )
 
     def quiesce(self) -> dict:
         with self.conn.cursor() as cur:
@@ -134,9 +147,16 @@ class PostgreSQL(Driver):
     def connect(self) -> None:
         import psycopg
 
-        self.conn = psycopg.connect(host=self.host, port=self.port, user=self.user or "postgres",
-                                    password=self.password or None, dbname=self.database or "postgres",
-                                    connect_timeout=10, autocommit=True, application_name="ys1000-quiesce")
+        self.conn = psycopg.connect(
+            host=self.host,
+            port=self.port,
+            user=self.user or "postgres",
+            password=self.password or None,
+            dbname=self.database or "postgres",
+            connect_timeout=10,
+            autocommit=True,
+            application_name="ys1000-quiesce",
+        )
 
     def quiesce(self) -> dict:
         import psycopg
@@ -148,8 +168,10 @@ class PostgreSQL(Driver):
             self.conn.execute("CHECKPOINT")
             info["checkpoint"] = True
         except psycopg.errors.InsufficientPrivilege:
-            note("no privilege for CHECKPOINT (needs pg_checkpoint or superuser); the fast "
-                 "backup start below checkpoints anyway")
+            note(
+                "no privilege for CHECKPOINT (needs pg_checkpoint or superuser); the fast "
+                "backup start below checkpoints anyway"
+            )
             info["checkpoint"] = "by backup start"
         fn = "pg_start_backup(%s, true, false)" if self.legacy else "pg_backup_start(%s, true)"
         row = self.conn.execute(f"SELECT {fn}::text", ("ys1000",)).fetchone()
@@ -189,12 +211,16 @@ class MongoDB(Driver):
     def connect(self) -> None:
         import pymongo
 
-        kwargs: dict = {"host": self.host, "port": self.port, "directConnection": True,
-                        "serverSelectionTimeoutMS": 10000, "connectTimeoutMS": 10000,
-                        "appname": "ys1000-quiesce"}
+        kwargs: dict = {
+            "host": self.host,
+            "port": self.port,
+            "directConnection": True,
+            "serverSelectionTimeoutMS": 10000,
+            "connectTimeoutMS": 10000,
+            "appname": "ys1000-quiesce",
+        }
         if self.user:
-            kwargs.update(username=self.user, password=self.password or "",
-                          authSource=self.database or "admin")
+            kwargs.update(username=self.user, password=self.password or "", authSource=self.database or "admin")
         self.client = pymongo.MongoClient(**kwargs)
         self.client.admin.command("ping")
 
@@ -225,15 +251,22 @@ class MongoDB(Driver):
             self.client.close()
 
 
-DRIVERS: dict[str, type[Driver]] = {"mysql": MySQL, "mariadb": MySQL, "postgresql": PostgreSQL,
-                                    "mongodb": MongoDB}
+DRIVERS: dict[str, type[Driver]] = {"mysql": MySQL, "mariadb": MySQL, "postgresql": PostgreSQL, "mongodb": MongoDB}
 
 
 # -- main ---------------------------------------------------------------------------------------
 
 
-def hold(driver: Driver, *, kind: str, max_lock: float, release_file: str | None,
-         stop: threading.Event, stop_reason: list[str], state: dict) -> int:
+def hold(
+    driver: Driver,
+    *,
+    kind: str,
+    max_lock: float,
+    release_file: str | None,
+    stop: threading.Event,
+    stop_reason: list[str],
+    state: dict,
+) -> int:
     """Quiesce, hold, resume; print the protocol lines; return the exit code."""
     started = time.monotonic()
     try:
@@ -245,13 +278,23 @@ def hold(driver: Driver, *, kind: str, max_lock: float, release_file: str | None
         return 1
     except Exception as exc:
         driver.close()
-        emit("result", ok=False, error=f"cannot quiesce {kind} at {driver.host}:{driver.port}: "
-                                         f"{type(exc).__name__}: {exc}")
+        emit(
+            "result",
+            ok=False,
+            error=f"cannot quiesce {kind} at {driver.host}:{driver.port}: {type(exc).__name__}: {exc}",
+        )
         return 1
     state["held"] = True
     locked_at = time.monotonic()
-    emit("quiesced", type=kind, host=driver.host, port=driver.port, max_lock=max_lock,
-         seconds=round(locked_at - started, 3), **info)
+    emit(
+        "quiesced",
+        type=kind,
+        host=driver.host,
+        port=driver.port,
+        max_lock=max_lock,
+        seconds=round(locked_at - started, 3),
+        **info,
+    )
     deadline = locked_at + max_lock
     released_by, lost = "", False
     next_ping = locked_at + KEEPALIVE_EVERY
@@ -276,18 +319,31 @@ def hold(driver: Driver, *, kind: str, max_lock: float, release_file: str | None
     held = round(time.monotonic() - locked_at, 3)
     if lost and kind != "mongodb":
         driver.close()
-        emit("result", ok=False, released_by=released_by, held_seconds=held,
-             error="the database session ended while the lock was held: the lock ended early, "
-                   "so the copy may not be consistent")
+        emit(
+            "result",
+            ok=False,
+            released_by=released_by,
+            held_seconds=held,
+            error="the database session ended while the lock was held: the lock ended early, "
+            "so the copy may not be consistent",
+        )
         return 1
     try:
         done = driver.resume()
     except Exception as exc:
         driver.close()
-        emit("result", ok=False, released_by=released_by, held_seconds=held,
-             error=f"resume failed: {type(exc).__name__}: {exc}"
-                   + (" (closing the session ends the lock)" if kind != "mongodb" else
-                      " — the MongoDB fsyncLock may still be held: run db.fsyncUnlock()"))
+        emit(
+            "result",
+            ok=False,
+            released_by=released_by,
+            held_seconds=held,
+            error=f"resume failed: {type(exc).__name__}: {exc}"
+            + (
+                " (closing the session ends the lock)"
+                if kind != "mongodb"
+                else " — the MongoDB fsyncLock may still be held: run db.fsyncUnlock()"
+            ),
+        )
         return 1
     driver.close()
     emit("result", ok=True, released_by=released_by, held_seconds=held, **done)
@@ -299,12 +355,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--type", required=True, choices=TYPES)
     ap.add_argument("--host", required=True)
     ap.add_argument("--port", required=True, type=int)
-    ap.add_argument("--database", default=None, help="database to connect to (PostgreSQL: postgres; "
-                                                     "MongoDB: the auth source, admin)")
-    ap.add_argument("--max-lock", type=float, default=600.0,
-                    help="hard maximum seconds to hold the lock; released by itself after it")
-    ap.add_argument("--lock-timeout", type=float, default=60.0,
-                    help="seconds to wait for the lock itself (e.g. behind a long write)")
+    ap.add_argument(
+        "--database",
+        default=None,
+        help="database to connect to (PostgreSQL: postgres; MongoDB: the auth source, admin)",
+    )
+    ap.add_argument(
+        "--max-lock",
+        type=float,
+        default=600.0,
+        help="hard maximum seconds to hold the lock; released by itself after it",
+    )
+    ap.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=60.0,
+        help="seconds to wait for the lock itself (e.g. behind a long write)",
+    )
     ap.add_argument("--release-file", default=None, help="release as soon as this path exists")
     args = ap.parse_args(argv)
 
@@ -321,11 +388,24 @@ def main(argv: list[str] | None = None) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
-    driver = DRIVERS[args.type](args.host, args.port, os.environ.get(USER_ENV) or None,
-                                os.environ.get(PASSWORD_ENV) or None, args.database, args.lock_timeout)
+    driver = DRIVERS[args.type](
+        args.host,
+        args.port,
+        os.environ.get(USER_ENV) or None,
+        os.environ.get(PASSWORD_ENV) or None,
+        args.database,
+        args.lock_timeout,
+    )
     try:
-        return hold(driver, kind=args.type, max_lock=args.max_lock, release_file=args.release_file,
-                    stop=stop, stop_reason=reason, state=state)
+        return hold(
+            driver,
+            kind=args.type,
+            max_lock=args.max_lock,
+            release_file=args.release_file,
+            stop=stop,
+            stop_reason=reason,
+            state=state,
+        )
     except Interrupted:  # a signal between connect and the first protocol line
         driver.close()
         emit("result", ok=False, released_by="signal", error="stopped before the lock was held")

@@ -92,8 +92,16 @@ class Kube:
     def from_kubeconfig(cls, path: str, context: str | None = None, name: str = "") -> "Kube":
         return cls(config.new_client_from_config(config_file=path, context=context), name or (context or ""))
 
-    def request(self, method: str, path: str, *, query: dict | None = None, body: Any = None,
-                content_type: str | None = None, timeout: float = 60) -> Obj:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        timeout: float = 60,
+    ) -> Obj:
         data = self._raw(method, path, query=query, body=body, content_type=content_type, timeout=timeout)
         return json.loads(data) if data else {}
 
@@ -104,17 +112,28 @@ class Kube:
             query["container"] = container
         if tail_lines is not None:
             query["tailLines"] = tail_lines
-        return self._raw("GET", f"/api/v1/namespaces/{namespace}/pods/{pod}/log", query=query,
-                         accept="*/*").decode(errors="replace")
+        return self._raw("GET", f"/api/v1/namespaces/{namespace}/pods/{pod}/log", query=query, accept="*/*").decode(
+            errors="replace"
+        )
 
-    def _raw(self, method: str, path: str, *, query: dict | None = None, body: Any = None,
-             content_type: str | None = None, timeout: float = 60, accept: str = "application/json") -> bytes:
+    def _raw(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        timeout: float = 60,
+        accept: str = "application/json",
+    ) -> bytes:
         headers = {"Accept": accept}
         if body is not None:
             headers["Content-Type"] = content_type or "application/json"
         try:
             resp = self.api.call_api(
-                path, method,
+                path,
+                method,
                 query_params=list((query or {}).items()),
                 header_params=headers,
                 body=body,
@@ -150,8 +169,15 @@ class Kube:
         digits = "".join(ch for ch in str(v.get("minor", "0")) if ch.isdigit())
         return int(digits or 0)
 
-    def list(self, rt: ResourceType, namespace: str | None = None, *, label_selector: str | None = None,
-             field_selector: str | None = None, page_size: int = 500) -> Iterator[Obj]:
+    def list(
+        self,
+        rt: ResourceType,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        page_size: int = 500,
+    ) -> Iterator[Obj]:
         """Every object of one type (in one namespace), page by page; items get kind/apiVersion."""
         query: dict[str, Any] = {"limit": page_size}
         if label_selector:
@@ -169,8 +195,15 @@ class Kube:
                 return
             query["continue"] = token
 
-    def watch(self, rt: ResourceType, namespace: str | None = None, *, label_selector: str | None = None,
-              resource_version: str | None = None, timeout_seconds: int = 5) -> Iterator[Obj]:
+    def watch(
+        self,
+        rt: ResourceType,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        resource_version: str | None = None,
+        timeout_seconds: int = 5,
+    ) -> Iterator[Obj]:
         """Change events (``{"type": ADDED|MODIFIED|DELETED|BOOKMARK|ERROR, "object": …}``) after
         ``resource_version``, until the server closes the watch after ``timeout_seconds``.
 
@@ -178,16 +211,25 @@ class Kube:
         is seen as soon as the API server has it. The caller loops, resuming from the last object's
         resourceVersion; an ``ERROR`` event with code 410 means "list again".
         """
-        query: list[tuple[str, Any]] = [("watch", "true"), ("timeoutSeconds", timeout_seconds),
-                                        ("allowWatchBookmarks", "true")]
+        query: list[tuple[str, Any]] = [
+            ("watch", "true"),
+            ("timeoutSeconds", timeout_seconds),
+            ("allowWatchBookmarks", "true"),
+        ]
         if label_selector:
             query.append(("labelSelector", label_selector))
         if resource_version:
             query.append(("resourceVersion", resource_version))
         try:
-            resp = self.api.call_api(rt.path(namespace), "GET", query_params=query,
-                                     header_params={"Accept": "application/json"}, auth_settings=["BearerToken"],
-                                     _preload_content=False, _request_timeout=timeout_seconds + 30)
+            resp = self.api.call_api(
+                rt.path(namespace),
+                "GET",
+                query_params=query,
+                header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _request_timeout=timeout_seconds + 30,
+            )
         except ApiException as exc:
             raise KubeError.from_api_exception(exc, "WATCH", rt.path(namespace)) from None
         except Exception as exc:
@@ -202,8 +244,9 @@ class Kube:
         finally:
             resp.release_conn()
 
-    def list_version(self, rt: ResourceType, namespace: str | None = None, *,
-                     label_selector: str | None = None) -> tuple[builtins.list[Obj], str]:
+    def list_version(
+        self, rt: ResourceType, namespace: str | None = None, *, label_selector: str | None = None
+    ) -> tuple[builtins.list[Obj], str]:
         """One unpaged list and its resourceVersion, the point a following ``watch`` starts from."""
         query: dict[str, Any] = {"labelSelector": label_selector} if label_selector else {}
         page = self.request("GET", rt.path(namespace), query=query or None)
@@ -215,18 +258,19 @@ class Kube:
     def replace(self, rt: ResourceType, obj: Obj, namespace: str | None = None) -> Obj:
         return self.request("PUT", rt.path(namespace, obj["metadata"]["name"]), body=obj)
 
-    def patch(self, rt: ResourceType, name: str, patch: Obj, namespace: str | None = None,
-              kind: str = "merge") -> Obj:
-        ctype = {"merge": "application/merge-patch+json",
-                 "strategic": "application/strategic-merge-patch+json"}[kind]
+    def patch(self, rt: ResourceType, name: str, patch: Obj, namespace: str | None = None, kind: str = "merge") -> Obj:
+        ctype = {"merge": "application/merge-patch+json", "strategic": "application/strategic-merge-patch+json"}[kind]
         return self.request("PATCH", rt.path(namespace, name), body=patch, content_type=ctype)
 
-    def delete(self, rt: ResourceType, name: str, namespace: str | None = None,
-               propagation: str = "Background") -> Obj | None:
+    def delete(
+        self, rt: ResourceType, name: str, namespace: str | None = None, propagation: str = "Background"
+    ) -> Obj | None:
         try:
-            return self.request("DELETE", rt.path(namespace, name),
-                                body={"kind": "DeleteOptions", "apiVersion": "v1",
-                                      "propagationPolicy": propagation})
+            return self.request(
+                "DELETE",
+                rt.path(namespace, name),
+                body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation},
+            )
         except KubeError as exc:
             if exc.status == 404:
                 return None

@@ -44,14 +44,19 @@ class Discovery:
                 for r in resources:
                     if "/" in r["name"] or "list" not in r.get("verbs", []):
                         continue  # subresources (pods/log) and non-listable kinds (tokenreviews)
-                    types.append(ResourceType(group, version, r["name"], r["kind"], r["namespaced"],
-                                              frozenset(r.get("verbs", []))))
+                    types.append(
+                        ResourceType(
+                            group, version, r["name"], r["kind"], r["namespaced"], frozenset(r.get("verbs", []))
+                        )
+                    )
         return cls(types, dict(sorted(unavailable.items())))
 
     def warnings(self) -> list[str]:
         """One line per API group that could not be discovered, naming the group and why."""
-        return [f"API group {gv.split('/')[0]} ({gv}) is unavailable, its resources are not included: {why}"
-                for gv, why in self.unavailable.items()]
+        return [
+            f"API group {gv.split('/')[0]} ({gv}) is unavailable, its resources are not included: {why}"
+            for gv, why in self.unavailable.items()
+        ]
 
     def by_kind(self, kind: str, group: str | None = None) -> ResourceType | None:
         if group is not None:
@@ -96,17 +101,44 @@ PODS = core("pods", "Pod")
 PVCS = core("persistentvolumeclaims", "PersistentVolumeClaim")
 PVS = core("persistentvolumes", "PersistentVolume", namespaced=False)
 SERVICES = core("services", "Service")
-CRDS = ResourceType("apiextensions.k8s.io", "v1", "customresourcedefinitions",
-                    "CustomResourceDefinition", False, frozenset({"list", "get", "create"}))
-STORAGE_CLASSES = ResourceType("storage.k8s.io", "v1", "storageclasses", "StorageClass", False,
-                               frozenset({"list", "get", "create"}))
-CLUSTER_ROLE_BINDINGS = ResourceType("rbac.authorization.k8s.io", "v1", "clusterrolebindings",
-                                     "ClusterRoleBinding", False, frozenset({"list", "get", "create"}))
-CLUSTER_ROLES = ResourceType("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False,
-                             frozenset({"list", "get", "create"}))
-APISERVICES = ResourceType("apiregistration.k8s.io", "v1", "apiservices", "APIService", False,
-                           frozenset({"list", "get", "create"}))
-VALIDATING_WEBHOOKS = ResourceType("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations",
-                                   "ValidatingWebhookConfiguration", False, frozenset({"list", "get", "create"}))
-MUTATING_WEBHOOKS = ResourceType("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations",
-                                 "MutatingWebhookConfiguration", False, frozenset({"list", "get", "create"}))
+CRDS = ResourceType(
+    "apiextensions.k8s.io",
+    "v1",
+    "customresourcedefinitions",
+    "CustomResourceDefinition",
+    False,
+    frozenset({"list", "get", "create"}),
+)
+STORAGE_CLASSES = ResourceType(
+    "storage.k8s.io", "v1", "storageclasses", "StorageClass", False, frozenset({"list", "get", "create"})
+)
+CLUSTER_ROLE_BINDINGS = ResourceType(
+    "rbac.authorization.k8s.io",
+    "v1",
+    "clusterrolebindings",
+    "ClusterRoleBinding",
+    False,
+    frozenset({"list", "get", "create"}),
+)
+CLUSTER_ROLES = ResourceType(
+    "rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False, frozenset({"list", "get", "create"})
+)
+APISERVICES = ResourceType(
+    "apiregistration.k8s.io", "v1", "apiservices", "APIService", False, frozenset({"list", "get", "create"})
+)
+VALIDATING_WEBHOOKS = ResourceType(
+    "admissionregistration.k8s.io",
+    "v1",
+    "validatingwebhookconfigurations",
+    "ValidatingWebhookConfiguration",
+    False,
+    frozenset({"list", "get", "create"}),
+)
+MUTATING_WEBHOOKS = ResourceType(
+    "admissionregistration.k8s.io",
+    "v1",
+    "mutatingwebhookconfigurations",
+    "MutatingWebhookConfiguration",
+    False,
+    frozenset({"list", "get", "create"}),
+)

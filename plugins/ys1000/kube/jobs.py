@@ -68,8 +68,12 @@ class JobRun:
     @property
     def ref(self) -> dict:
         """What a trigger (or a later try) needs to find and clean up this Job."""
-        return {"namespace": self.namespace, "name": self.name,
-                "secret": bool(self.secret), "config_map": bool(self.config_map)}
+        return {
+            "namespace": self.namespace,
+            "name": self.name,
+            "secret": bool(self.secret),
+            "config_map": bool(self.config_map),
+        }
 
 
 @dataclass
@@ -94,8 +98,11 @@ def start(kube: Kube, run: JobRun, *, reattach: bool = True) -> bool:
     live = kube.get_or_none(JOBS.path(run.namespace, run.name))
     if live is not None:
         status = live.get("status") or {}
-        if reattach and not (status.get("succeeded") or status.get("failed")) and not live["metadata"].get(
-                "deletionTimestamp"):
+        if (
+            reattach
+            and not (status.get("succeeded") or status.get("failed"))
+            and not live["metadata"].get("deletionTimestamp")
+        ):
             log.info("Job %s/%s is still running (an earlier try): following it", run.namespace, run.name)
             return False
         delete(kube, run.namespace, run.name)
@@ -184,8 +191,15 @@ def state(kube: Kube, namespace: str, name: str, *, pod: dict | None = None, rea
         text = pod_log(kube, namespace, pod) if read_log else ""
         code = exit_code(pod)
         ok = phase == "Succeeded" and code in (0, None)
-        reason = "" if ok else (f"exit code {code}" if code is not None else
-                                ((pod or {}).get("status") or {}).get("message") or "the pod failed")
+        reason = (
+            ""
+            if ok
+            else (
+                f"exit code {code}"
+                if code is not None
+                else ((pod or {}).get("status") or {}).get("message") or "the pod failed"
+            )
+        )
         return JobState(True, ok, pod, code, reason, text)
     job = kube.get_or_none(JOBS.path(namespace, name))
     if job is None:
@@ -196,13 +210,27 @@ def state(kube: Kube, namespace: str, name: str, *, pod: dict | None = None, rea
         return JobState(True, True, pod, exit_code(pod), "", pod_log(kube, namespace, pod) if read_log else "")
     if status.get("failed") or job_failure(job):
         pod = find_pod(kube, namespace, name)
-        return JobState(True, False, pod, exit_code(pod), job_failure(job) or "the Job failed",
-                        pod_log(kube, namespace, pod) if read_log else "")
+        return JobState(
+            True,
+            False,
+            pod,
+            exit_code(pod),
+            job_failure(job) or "the Job failed",
+            pod_log(kube, namespace, pod) if read_log else "",
+        )
     return JobState(False, pod=pod)
 
 
-def wait(kube: Kube, namespace: str, name: str, *, timeout: float, cancel: threading.Event | None = None,
-         on_progress: Callable[[dict], None] | None = None, progress_every: float = 2.0) -> JobState:
+def wait(
+    kube: Kube,
+    namespace: str,
+    name: str,
+    *,
+    timeout: float,
+    cancel: threading.Event | None = None,
+    on_progress: Callable[[dict], None] | None = None,
+    progress_every: float = 2.0,
+) -> JobState:
     """Follow the Job's pod with a watch until the Job ends; while it runs, hand each new
     ``progress`` line of its log to ``on_progress``. Raises ``InterruptedError`` on cancel and
     ``JobError`` after ``timeout`` seconds (the Job's ``activeDeadlineSeconds`` usually ends it first)."""
@@ -228,12 +256,14 @@ def wait(kube: Kube, namespace: str, name: str, *, timeout: float, cancel: threa
         pod, rv = _next_change(kube, namespace, selector, pod, rv, progress_every)
 
 
-def _next_change(kube: Kube, ns: str, selector: str, pod: dict | None, rv: str,
-                 every: float) -> tuple[dict | None, str]:
+def _next_change(
+    kube: Kube, ns: str, selector: str, pod: dict | None, rv: str, every: float
+) -> tuple[dict | None, str]:
     """The pod after its next change, or as it was after ``every`` seconds."""
     try:
-        for event in kube.watch(PODS, ns, label_selector=selector, resource_version=rv,
-                                timeout_seconds=max(1, int(every))):
+        for event in kube.watch(
+            PODS, ns, label_selector=selector, resource_version=rv, timeout_seconds=max(1, int(every))
+        ):
             kind, obj = event.get("type"), event.get("object") or {}
             if kind == "ERROR":  # e.g. 410 Gone: the resourceVersion is too old
                 break
@@ -258,8 +288,9 @@ def delete(kube: Kube, namespace: str, name: str) -> None:
     kube.delete(CONFIGMAPS, name, namespace)
 
 
-def delete_run(kube: Kube, namespaces: list[str], run_id: str, component: str | None = None,
-               extra_selector: str = "") -> list[str]:
+def delete_run(
+    kube: Kube, namespaces: list[str], run_id: str, component: str | None = None, extra_selector: str = ""
+) -> list[str]:
     """Delete every Job, Secret and ConfigMap labelled with ``run_id`` (a killed task's leftovers)."""
     selector = f"{RUN_LABEL}={label_value(run_id)}"
     if component:
@@ -288,8 +319,15 @@ class JobGroup:
         self._active: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
 
-    def run(self, run: JobRun, *, timeout: float, on_progress: Callable[[dict], None] | None = None,
-            progress_every: float = 2.0, keep: bool = False) -> JobState:
+    def run(
+        self,
+        run: JobRun,
+        *,
+        timeout: float,
+        on_progress: Callable[[dict], None] | None = None,
+        progress_every: float = 2.0,
+        keep: bool = False,
+    ) -> JobState:
         """Start (or reattach to) the Job, wait for its end, delete it (unless ``keep``)."""
         with self.slots:
             if self.cancel.is_set():
@@ -298,8 +336,15 @@ class JobGroup:
                 self._active.add((run.namespace, run.name))
             try:
                 start(self.kube, run)
-                return wait(self.kube, run.namespace, run.name, timeout=timeout, cancel=self.cancel,
-                            on_progress=on_progress, progress_every=progress_every)
+                return wait(
+                    self.kube,
+                    run.namespace,
+                    run.name,
+                    timeout=timeout,
+                    cancel=self.cancel,
+                    on_progress=on_progress,
+                    progress_every=progress_every,
+                )
             finally:
                 if not keep:
                     delete(self.kube, run.namespace, run.name)

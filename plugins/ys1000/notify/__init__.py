@@ -18,5 +18,14 @@ def failure_callbacks(config_dir=None, *, plan=None) -> list:
     return _fc(config_dir, plan=plan)
 
 
-__all__ = ["FailureInfo", "JobRecord", "Message", "ReportsConfig", "daily_summary", "failure_alert",
-           "failure_callbacks", "load_reports_config", "wecom_payload"]
+__all__ = [
+    "FailureInfo",
+    "JobRecord",
+    "Message",
+    "ReportsConfig",
+    "daily_summary",
+    "failure_alert",
+    "failure_callbacks",
+    "load_reports_config",
+    "wecom_payload",
+]

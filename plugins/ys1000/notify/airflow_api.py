@@ -36,8 +36,15 @@ def _q(value: str) -> str:
 class AirflowApiClient:
     """A small client over ``httpx.Client``-like sessions (``get``/``post`` returning responses)."""
 
-    def __init__(self, http: Any, *, token: str | None = None, username: str | None = None,
-                 password: str | None = None, base_url: str = "") -> None:
+    def __init__(
+        self,
+        http: Any,
+        *,
+        token: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        base_url: str = "",
+    ) -> None:
         self.http = http
         self.base_url = base_url.rstrip("/")
         self._token = token
@@ -57,8 +64,9 @@ class AirflowApiClient:
 
         host = (conn.host or "").rstrip("/")
         if not host:
-            raise AirflowApiError(f"Airflow connection {conn_id!r} needs host = the api-server URL "
-                                  "(e.g. http://airflow-apiserver:8080)")
+            raise AirflowApiError(
+                f"Airflow connection {conn_id!r} needs host = the api-server URL (e.g. http://airflow-apiserver:8080)"
+            )
         if "://" not in host:
             host = f"{conn.schema if conn.schema in ('http', 'https') else 'http'}://{host}"
             if conn.port:
@@ -69,8 +77,13 @@ class AirflowApiClient:
         if token:
             _mask(token)
         verify = extra.get("verify", True)
-        return cls(httpx.Client(base_url=host, timeout=float(extra.get("timeout", 30)), verify=verify),
-                   token=token, username=conn.login, password=conn.password, base_url="")
+        return cls(
+            httpx.Client(base_url=host, timeout=float(extra.get("timeout", 30)), verify=verify),
+            token=token,
+            username=conn.login,
+            password=conn.password,
+            base_url="",
+        )
 
     @classmethod
     def in_process(cls) -> "AirflowApiClient":
@@ -99,17 +112,23 @@ class AirflowApiClient:
     # -- HTTP
     def _headers(self) -> dict[str, str]:
         if self._token is None and self._username and self._password:
-            r = self.http.post(f"{self.base_url}/auth/token",
-                               json={"username": self._username, "password": self._password})
+            r = self.http.post(
+                f"{self.base_url}/auth/token", json={"username": self._username, "password": self._password}
+            )
             if r.status_code >= 400:
                 raise AirflowApiError(f"Airflow API login as {self._username!r} failed: HTTP {r.status_code}")
             self._token = r.json()["access_token"]
         return {"Authorization": f"Bearer {self._token}"} if self._token else {}
 
-    def get(self, path: str, params: dict[str, Any] | None = None, *, accept: str = "application/json",
-            allow_404: bool = False) -> Any:
-        r = self.http.get(f"{self.base_url}{API}{path}", params=params,
-                          headers={**self._headers(), "Accept": accept})
+    def get(
+        self,
+        path: str,
+        params: dict[str, Any] | None = None,
+        *,
+        accept: str = "application/json",
+        allow_404: bool = False,
+    ) -> Any:
+        r = self.http.get(f"{self.base_url}{API}{path}", params=params, headers={**self._headers(), "Accept": accept})
         if allow_404 and r.status_code == 404:
             return None
         if r.status_code >= 400:
@@ -123,8 +142,10 @@ class AirflowApiClient:
         offset = 0
         params = {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in filters.items()}
         while True:
-            data = self.get("/dags/~/dagRuns", {"dag_id_prefix_pattern": prefix, "limit": page,
-                                                "offset": offset, "order_by": "id", **params})
+            data = self.get(
+                "/dags/~/dagRuns",
+                {"dag_id_prefix_pattern": prefix, "limit": page, "offset": offset, "order_by": "id", **params},
+            )
             runs = data.get("dag_runs", [])
             yield from runs
             offset += len(runs)
@@ -136,15 +157,20 @@ class AirflowApiClient:
         return data.get("task_instances", [])
 
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
-        data = self.get(f"/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/taskInstances/{_q(task_id)}/xcomEntries/{_q(key)}",
-                        {"deserialize": "true"}, allow_404=True)
+        data = self.get(
+            f"/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/taskInstances/{_q(task_id)}/xcomEntries/{_q(key)}",
+            {"deserialize": "true"},
+            allow_404=True,
+        )
         return None if data is None else data.get("value")
 
     def log_tail(self, dag_id: str, run_id: str, task_id: str, try_number: int, lines: int = 8) -> str | None:
         """The last ``lines`` log events of a task try (errors preferred), or None if unreadable."""
         try:
-            data = self.get(f"/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/taskInstances/{_q(task_id)}/logs/{try_number}",
-                            {"full_content": "true"})
+            data = self.get(
+                f"/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/taskInstances/{_q(task_id)}/logs/{try_number}",
+                {"full_content": "true"},
+            )
         except AirflowApiError:
             return None
         content = data.get("content") if isinstance(data, dict) else None
@@ -153,11 +179,18 @@ class AirflowApiClient:
             events = [e if isinstance(e, dict) else {"event": str(e)} for e in content]
         elif isinstance(content, str):
             events = [{"event": line} for line in content.splitlines()]
-        texts = [str(e.get("event", "")) for e in events
-                 if e.get("event") and not str(e.get("event")).startswith("::")
-                 and "Could not read served logs" not in str(e.get("event"))
-                 and "No logs found" not in str(e.get("event"))]
-        errors = [str(e.get("event")) + (f": {e['error_detail']}" if e.get("error_detail") else "")
-                  for e in events if str(e.get("level", "")).lower() in ("error", "critical")]
+        texts = [
+            str(e.get("event", ""))
+            for e in events
+            if e.get("event")
+            and not str(e.get("event")).startswith("::")
+            and "Could not read served logs" not in str(e.get("event"))
+            and "No logs found" not in str(e.get("event"))
+        ]
+        errors = [
+            str(e.get("event")) + (f": {e['error_detail']}" if e.get("error_detail") else "")
+            for e in events
+            if str(e.get("level", "")).lower() in ("error", "critical")
+        ]
         picked = errors[-lines:] if errors else texts[-lines:]
         return "\n".join(picked) or None

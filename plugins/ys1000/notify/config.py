@@ -74,8 +74,9 @@ class WeComChannel(StrictModel):
 
     connection_id: ConnId = "ys1000_wecom"
     msgtype: Literal["markdown", "text"] = "markdown"
-    mentioned_mobile_list: list[str] = Field(default_factory=list,
-                                             description="text messages only: mobiles to @ (or '@all')")
+    mentioned_mobile_list: list[str] = Field(
+        default_factory=list, description="text messages only: mobiles to @ (or '@all')"
+    )
 
 
 class DailyReport(StrictModel):
@@ -114,8 +115,11 @@ class ReportsConfig(StrictModel):
                 continue
             for i, ch in enumerate(sec.channels):
                 if getattr(self, ch) is None:
-                    raise invalid(f"is listed but there is no '{ch}' section configuring it",
-                                  field=(section, "channels", i), value=ch)
+                    raise invalid(
+                        f"is listed but there is no '{ch}' section configuring it",
+                        field=(section, "channels", i),
+                        value=ch,
+                    )
         return self
 
     def channels_for(self, what: Literal["daily", "failure_alerts"]) -> list[Channel]:
@@ -147,10 +151,17 @@ def _load_reports_config(path: Path, _stamp: int) -> ReportsConfig:
     doc = read_yaml(path, config_dir)
     data = doc.data if doc.data is not None else {}
     if not isinstance(data, dict):
-        raise ConfigError([doc.issue((), f"expected a mapping (email, wecom, daily, failure_alerts, ...), "
-                                         f"got {type(data).__name__}")], path)
+        raise ConfigError(
+            [
+                doc.issue(
+                    (), f"expected a mapping (email, wecom, daily, failure_alerts, ...), got {type(data).__name__}"
+                )
+            ],
+            path,
+        )
     try:
         return ReportsConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(issues_from_validation_error(exc, file=doc.display, data=data,
-                                                       line_of=doc.line_of), path) from None
+        raise ConfigError(
+            issues_from_validation_error(exc, file=doc.display, data=data, line_of=doc.line_of), path
+        ) from None

@@ -67,8 +67,15 @@ def record_failure(context: Any, info: FailureInfo) -> None:
 class _Ys1000Notifier(BaseNotifier):
     template_fields: Sequence[str] = ("subject", "text", "markdown")
 
-    def __init__(self, *, subject: str | None = None, text: str | None = None, markdown: str | None = None,
-                 timezone: str = "UTC", record: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        subject: str | None = None,
+        text: str | None = None,
+        markdown: str | None = None,
+        timezone: str = "UTC",
+        record: bool = True,
+    ) -> None:
         super().__init__()
         self.subject = subject
         self.text = text
@@ -91,8 +98,15 @@ class EmailNotifier(_Ys1000Notifier):
 
     template_fields: Sequence[str] = ("to", "subject", "text", "markdown")
 
-    def __init__(self, *, to: str | list[str], smtp_conn_id: str = "smtp_default", from_email: str | None = None,
-                 subject_prefix: str = "", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        to: str | list[str],
+        smtp_conn_id: str = "smtp_default",
+        from_email: str | None = None,
+        subject_prefix: str = "",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.to = to
         self.smtp_conn_id = smtp_conn_id
@@ -103,11 +117,15 @@ class EmailNotifier(_Ys1000Notifier):
         from airflow.providers.smtp.hooks.smtp import SmtpHook
 
         subject = f"{self.subject_prefix} {message.subject}".strip() if self.subject_prefix else message.subject
-        body = ("<html><body><pre style=\"font-family: monospace\">" + html.escape(message.text)
-                + "</pre></body></html>")
+        body = '<html><body><pre style="font-family: monospace">' + html.escape(message.text) + "</pre></body></html>"
         with SmtpHook(smtp_conn_id=self.smtp_conn_id) as hook:
-            hook.send_email_smtp(to=self.to, subject=subject, html_content=body, from_email=self.from_email,
-                                 custom_headers={"X-YS1000": "report"})
+            hook.send_email_smtp(
+                to=self.to,
+                subject=subject,
+                html_content=body,
+                from_email=self.from_email,
+                custom_headers={"X-YS1000": "report"},
+            )
 
     def notify(self, context: Any) -> None:
         self.send(self.message(context))
@@ -116,8 +134,14 @@ class EmailNotifier(_Ys1000Notifier):
 class WeComNotifier(_Ys1000Notifier):
     """Work WeChat group-robot webhook (Airflow ``http`` connection)."""
 
-    def __init__(self, *, wecom_conn_id: str = "ys1000_wecom", msgtype: str = "markdown",
-                 mentioned_mobile_list: list[str] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        wecom_conn_id: str = "ys1000_wecom",
+        msgtype: str = "markdown",
+        mentioned_mobile_list: list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.wecom_conn_id = wecom_conn_id
         self.msgtype = msgtype

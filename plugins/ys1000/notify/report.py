@@ -22,8 +22,14 @@ def _ts(value: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def collect_jobs(api: Any, since: dt.datetime, until: dt.datetime, *, ui_url: str | None = None,
-                 exclude: tuple[str, ...] = (REPORT_DAG_ID,)) -> list[JobRecord]:
+def collect_jobs(
+    api: Any,
+    since: dt.datetime,
+    until: dt.datetime,
+    *,
+    ui_url: str | None = None,
+    exclude: tuple[str, ...] = (REPORT_DAG_ID,),
+) -> list[JobRecord]:
     """Every ys1000 DAG run that started or ended in [since, until] (the report's own runs
     excluded), with failure reasons and the backup summaries of ``commit`` tasks."""
     from ys1000.notify.notifiers import FAILURE_XCOM_KEY
@@ -36,8 +42,13 @@ def collect_jobs(api: Any, since: dt.datetime, until: dt.datetime, *, ui_url: st
     for (dag_id, run_id), r in sorted(runs.items()):
         if dag_id in exclude:
             continue
-        job = JobRecord(dag_id=dag_id, run_id=run_id, state=str(r.get("state")),
-                        start=_ts(r.get("start_date")) or _ts(r.get("run_after")), end=_ts(r.get("end_date")))
+        job = JobRecord(
+            dag_id=dag_id,
+            run_id=run_id,
+            state=str(r.get("state")),
+            start=_ts(r.get("start_date")) or _ts(r.get("run_after")),
+            end=_ts(r.get("end_date")),
+        )
         if ui_url:
             job.url = f"{ui_url.rstrip('/')}/dags/{dag_id}/runs/{run_id}"
         tis = api.task_instances(dag_id, run_id)
@@ -78,13 +89,19 @@ def send_message(config: ReportsConfig, channels: Sequence[str], message: Messag
     for ch in channels:
         try:
             if ch == "email" and config.email:
-                EmailNotifier(to=config.email.recipients, smtp_conn_id=config.email.connection_id,
-                              from_email=config.email.sender,
-                              subject_prefix=config.email.subject_prefix).send(message)
+                EmailNotifier(
+                    to=config.email.recipients,
+                    smtp_conn_id=config.email.connection_id,
+                    from_email=config.email.sender,
+                    subject_prefix=config.email.subject_prefix,
+                ).send(message)
                 sent.append(f"email to {', '.join(config.email.recipients)}")
             elif ch == "wecom" and config.wecom:
-                WeComNotifier(wecom_conn_id=config.wecom.connection_id, msgtype=config.wecom.msgtype,
-                              mentioned_mobile_list=config.wecom.mentioned_mobile_list).send(message)
+                WeComNotifier(
+                    wecom_conn_id=config.wecom.connection_id,
+                    msgtype=config.wecom.msgtype,
+                    mentioned_mobile_list=config.wecom.mentioned_mobile_list,
+                ).send(message)
                 sent.append(f"Work WeChat ({config.wecom.connection_id})")
         except Exception as exc:
             log.error("sending the report by %s failed: %s", ch, exc)
@@ -103,16 +120,19 @@ def run_daily_report(config_dir: str | Path, *, until: dt.datetime | None = None
     since = until - config.daily.window
     channels = config.channels_for("daily")
     if not channels and api is None:
-        log.warning("no report channel is configured in %s/reports.yaml (daily.channels): nothing to send",
-                    config_dir)
+        log.warning("no report channel is configured in %s/reports.yaml (daily.channels): nothing to send", config_dir)
         return {"jobs": None, "failed": None, "sent": [], "subject": None}
     api = api or AirflowApiClient.from_connection(config.airflow_api.connection_id)
     jobs = collect_jobs(api, since, until, ui_url=config.ui_url)
     message = daily_summary(jobs, since=since, until=until, timezone=config.daily.timezone)
     log.info("%s\n%s", message.subject, message.text)
     sent = send_message(config, channels, message) if channels else []
-    return {"jobs": len(jobs), "failed": sum(j.state == "failed" for j in jobs), "sent": sent,
-            "subject": message.subject}
+    return {
+        "jobs": len(jobs),
+        "failed": sum(j.state == "failed" for j in jobs),
+        "sent": sent,
+        "subject": message.subject,
+    }
 
 
 def failure_callbacks(config_dir: str | Path | None = None, *, plan: Any = None) -> list:
@@ -133,9 +153,15 @@ def failure_callbacks(config_dir: str | Path | None = None, *, plan: Any = None)
         recipients += [r for r in notify.email if r not in recipients]
     if recipients:
         email = config.email
-        out.append(EmailNotifier(to=recipients, smtp_conn_id=email.connection_id if email else "smtp_default",
-                                 from_email=email.sender if email else None,
-                                 subject_prefix=email.subject_prefix if email else "[YS1000]", timezone=tz))
+        out.append(
+            EmailNotifier(
+                to=recipients,
+                smtp_conn_id=email.connection_id if email else "smtp_default",
+                from_email=email.sender if email else None,
+                subject_prefix=email.subject_prefix if email else "[YS1000]",
+                timezone=tz,
+            )
+        )
     wecoms: list[tuple[str, str]] = []
     if config.wecom and "wecom" in channels:
         wecoms.append((config.wecom.connection_id, config.wecom.msgtype))

@@ -19,13 +19,18 @@ from ys1000.units import human_size
 WECOM_MARKDOWN_LIMIT = 4096  # bytes, UTF-8
 MAX_LISTED_FAILURES = 20
 
-KINDS = {"backup": "backup", "restore": "restore", "migrate": "migration", "report": "report",
-         "self_backup": "self-backup"}
+KINDS = {
+    "backup": "backup",
+    "restore": "restore",
+    "migrate": "migration",
+    "report": "report",
+    "self_backup": "self-backup",
+}
 
 
 def kind_of(dag_id: str) -> str:
     """``ys1000_backup__plan`` → backup; ``ys1000_restore`` → restore; ``ys1000_self_backup`` → self-backup."""
-    rest = dag_id[len("ys1000_"):] if dag_id.startswith("ys1000_") else dag_id
+    rest = dag_id[len("ys1000_") :] if dag_id.startswith("ys1000_") else dag_id
     head = rest.split("__", 1)[0]
     return KINDS.get(head, head or "other")
 
@@ -83,7 +88,6 @@ class Message:
     markdown: str
 
 
-
 def human_duration(td: dt.timedelta | None) -> str:
     if td is None:
         return "-"
@@ -109,8 +113,9 @@ def one_line(text: str | None, limit: int = 300) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def daily_summary(jobs: Iterable[JobRecord], *, since: dt.datetime, until: dt.datetime,
-                  timezone: str = "UTC", product: str = "YS1000") -> Message:
+def daily_summary(
+    jobs: Iterable[JobRecord], *, since: dt.datetime, until: dt.datetime, timezone: str = "UTC", product: str = "YS1000"
+) -> Message:
     """The daily report: counts per kind and state, failures with reasons, backups with sizes
     and durations."""
     tz = ZoneInfo(timezone)
@@ -123,25 +128,32 @@ def daily_summary(jobs: Iterable[JobRecord], *, since: dt.datetime, until: dt.da
     backups = [j for j in jobs if j.kind == "backup" and j.backup]
     total_bytes = sum(int((j.backup or {}).get("archive_bytes") or 0) for j in backups)  # all have one
     window = f"{_local(since, tz)} – {_local(until, tz)} ({timezone})"
-    subject = (f"{product} daily report {until.astimezone(tz):%Y-%m-%d}: {len(jobs)} jobs, "
-               f"{len(failed)} failed")
+    subject = f"{product} daily report {until.astimezone(tz):%Y-%m-%d}: {len(jobs)} jobs, {len(failed)} failed"
 
     # -- text
     t: list[str] = [f"{product} job report for {window}", ""]
     if not jobs:
         t.append("No jobs ran in this period.")
     else:
-        t.append(f"Jobs: {len(jobs)} (" + ", ".join(
-            f"{s} {sum(c for (k, st), c in counts.items() if st == s)}" for s in states
-            if any(st == s for _, st in counts)) + ")")
+        t.append(
+            f"Jobs: {len(jobs)} ("
+            + ", ".join(
+                f"{s} {sum(c for (k, st), c in counts.items() if st == s)}"
+                for s in states
+                if any(st == s for _, st in counts)
+            )
+            + ")"
+        )
         for k in kinds:
             t.append(f"  {k}: " + ", ".join(f"{s} {counts[(k, s)]}" for s in states if counts[(k, s)]))
     if failed:
         t += ["", f"Failures ({len(failed)}):"]
         for j in failed[:MAX_LISTED_FAILURES]:
             where = f" task {', '.join(j.failed_tasks)}" if j.failed_tasks else ""
-            t.append(f"  - {j.dag_id} run {j.run_id} ({_local(j.start, tz)}){where}: "
-                     f"{one_line(j.reason) or 'failed (no reason recorded)'}")
+            t.append(
+                f"  - {j.dag_id} run {j.run_id} ({_local(j.start, tz)}){where}: "
+                f"{one_line(j.reason) or 'failed (no reason recorded)'}"
+            )
             if j.url:
                 t.append(f"    {j.url}")
         if len(failed) > MAX_LISTED_FAILURES:
@@ -150,41 +162,48 @@ def daily_summary(jobs: Iterable[JobRecord], *, since: dt.datetime, until: dt.da
         t += ["", f"Backups ({len(backups)}, {human_size(total_bytes)} in total):"]
         for j in backups:
             b = j.backup or {}
-            t.append(f"  - {b.get('backup_id', j.run_id)} (plan {b.get('plan') or j.plan}, cluster "
-                     f"{b.get('cluster', '-')}): {b.get('status', j.state)}, {b.get('objects', '-')} objects, "
-                     f"archive {human_size(b.get('archive_bytes'))}, volumes {b.get('volumes', 0)}, "
-                     f"took {human_duration(j.duration)}")
+            t.append(
+                f"  - {b.get('backup_id', j.run_id)} (plan {b.get('plan') or j.plan}, cluster "
+                f"{b.get('cluster', '-')}): {b.get('status', j.state)}, {b.get('objects', '-')} objects, "
+                f"archive {human_size(b.get('archive_bytes'))}, volumes {b.get('volumes', 0)}, "
+                f"took {human_duration(j.duration)}"
+            )
     others = [j for j in jobs if j.state not in ("failed",) and not (j.kind == "backup" and j.backup)]
     if others:
         t += ["", "Other jobs:"]
         for j in others:
-            t.append(f"  - {j.dag_id} run {j.run_id}: {j.state}, started {_local(j.start, tz)}, "
-                     f"took {human_duration(j.duration)}")
+            t.append(
+                f"  - {j.dag_id} run {j.run_id}: {j.state}, started {_local(j.start, tz)}, "
+                f"took {human_duration(j.duration)}"
+            )
 
     # -- markdown (Work WeChat)
-    md: list[str] = [f"## {product} 作业日报 / daily report",
-                     f"> {window}",
-                     ""]
+    md: list[str] = [f"## {product} 作业日报 / daily report", f"> {window}", ""]
     if not jobs:
         md.append("No jobs ran in this period.")
     else:
         ok = sum(c for (k, s), c in counts.items() if s == "success")
-        md.append(f"**Jobs**: {len(jobs)}  <font color=\"info\">success {ok}</font>  "
-                  f"<font color=\"warning\">failed {len(failed)}</font>")
+        md.append(
+            f'**Jobs**: {len(jobs)}  <font color="info">success {ok}</font>  '
+            f'<font color="warning">failed {len(failed)}</font>'
+        )
         for k in kinds:
             md.append(f"- {k}: " + ", ".join(f"{s} {counts[(k, s)]}" for s in states if counts[(k, s)]))
     if failed:
         md += ["", f"**Failures** ({len(failed)})"]
         for j in failed[:MAX_LISTED_FAILURES]:
             name = f"[{j.dag_id}]({j.url})" if j.url else j.dag_id
-            md.append(f"- {name} {_local(j.start, tz)}: <font color=\"warning\">"
-                      f"{one_line(j.reason, 200) or 'failed'}</font>")
+            md.append(
+                f'- {name} {_local(j.start, tz)}: <font color="warning">{one_line(j.reason, 200) or "failed"}</font>'
+            )
     if backups:
         md += ["", f"**Backups** ({len(backups)}, {human_size(total_bytes)})"]
         for j in backups:
             b = j.backup or {}
-            md.append(f"- {b.get('backup_id', j.run_id)}: {human_size(b.get('archive_bytes'))}, "
-                      f"{b.get('objects', '-')} objects, {human_duration(j.duration)}")
+            md.append(
+                f"- {b.get('backup_id', j.run_id)}: {human_size(b.get('archive_bytes'))}, "
+                f"{b.get('objects', '-')} objects, {human_duration(j.duration)}"
+            )
     return Message(subject, "\n".join(t) + "\n", fit_markdown("\n".join(md)))
 
 
@@ -197,20 +216,28 @@ def failure_alert(info: FailureInfo, *, timezone: str = "UTC", product: str = "Y
     subject = f"{product} {what} failed: {info.dag_id} / {info.task_id}"
     reason = (info.reason or "").strip() or "no reason recorded"
     when = _local(info.when, tz) if info.when else "-"
-    lines = [f"The {what} failed.", "",
-             f"DAG:     {info.dag_id}",
-             f"Run:     {info.run_id}",
-             f"Task:    {info.task_id}" + (f" (try {info.try_number})" if info.try_number else ""),
-             f"When:    {when} ({timezone})",
-             "", "Reason:", reason[:4000]]
+    lines = [
+        f"The {what} failed.",
+        "",
+        f"DAG:     {info.dag_id}",
+        f"Run:     {info.run_id}",
+        f"Task:    {info.task_id}" + (f" (try {info.try_number})" if info.try_number else ""),
+        f"When:    {when} ({timezone})",
+        "",
+        "Reason:",
+        reason[:4000],
+    ]
     if info.log_url:
         lines += ["", f"Log: {info.log_url}"]
-    md = [f"## <font color=\"warning\">{product} {what} failed</font>",
-          f"> DAG: {info.dag_id}",
-          f"> Run: {info.run_id}",
-          f"> Task: {info.task_id}",
-          f"> When: {when} ({timezone})",
-          "", f"**Reason**: {one_line(reason, 1000)}"]
+    md = [
+        f'## <font color="warning">{product} {what} failed</font>',
+        f"> DAG: {info.dag_id}",
+        f"> Run: {info.run_id}",
+        f"> Task: {info.task_id}",
+        f"> When: {when} ({timezone})",
+        "",
+        f"**Reason**: {one_line(reason, 1000)}",
+    ]
     if info.log_url:
         md.append(f"[log]({info.log_url})")
     return Message(subject, "\n".join(lines) + "\n", fit_markdown("\n".join(md)))
@@ -234,8 +261,9 @@ def fit_markdown(text: str, limit: int = WECOM_MARKDOWN_LIMIT) -> str:
     return "\n".join(out) + tail
 
 
-def wecom_payload(message: Message, msgtype: str = "markdown",
-                  mentioned_mobile_list: list[str] | None = None) -> dict[str, Any]:
+def wecom_payload(
+    message: Message, msgtype: str = "markdown", mentioned_mobile_list: list[str] | None = None
+) -> dict[str, Any]:
     """The JSON body of a Work WeChat group-robot webhook POST."""
     if msgtype == "markdown":
         return {"msgtype": "markdown", "markdown": {"content": message.markdown}}

@@ -38,8 +38,10 @@ def webhook_url(host: str | None, key: str | None, *, schema: str | None = None,
     query = dict(urllib.parse.parse_qsl(parts.query))
     if "key" not in query:
         if not key:
-            raise WeComError("the Work WeChat webhook has no key: put the robot key in the connection's "
-                             "password (or extra 'key') or in the URL as ?key=")
+            raise WeComError(
+                "the Work WeChat webhook has no key: put the robot key in the connection's "
+                "password (or extra 'key') or in the URL as ?key="
+            )
         query["key"] = key
     path = parts.path or WEBHOOK_PATH
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, urllib.parse.urlencode(query), ""))
@@ -53,8 +55,9 @@ def _redact(url: str) -> str:
 def send(url: str, payload: dict[str, Any], *, timeout: float = 10.0) -> dict[str, Any]:
     """POST ``payload``; ``WeComError`` unless the robot answers ``errcode`` 0."""
     data = json.dumps(payload, ensure_ascii=False).encode()
-    req = urllib.request.Request(url, data=data, method="POST",
-                                 headers={"Content-Type": "application/json; charset=utf-8"})
+    req = urllib.request.Request(
+        url, data=data, method="POST", headers={"Content-Type": "application/json; charset=utf-8"}
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             body = resp.read()
@@ -68,6 +71,7 @@ def send(url: str, payload: dict[str, Any], *, timeout: float = 10.0) -> dict[st
     except ValueError:
         raise WeComError(f"Work WeChat webhook {_redact(url)} answered non-JSON: {body[:200]!r}") from None
     if answer.get("errcode", 0) != 0:
-        raise WeComError(f"Work WeChat webhook refused the message: errcode {answer.get('errcode')}, "
-                         f"{answer.get('errmsg')}")
+        raise WeComError(
+            f"Work WeChat webhook refused the message: errcode {answer.get('errcode')}, {answer.get('errmsg')}"
+        )
     return answer

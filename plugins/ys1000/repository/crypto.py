@@ -116,9 +116,7 @@ class RepositoryKey:
         """Derive and verify against the stored key-check value (``WrongKeyError`` if it differs)."""
         master = derive_master_key(passphrase, kdf)
         if check is not None and not hmac.compare_digest(key_check_value(master), check):
-            raise WrongKeyError(
-                "wrong repository key: the passphrase does not match this repository's key-check value"
-            )
+            raise WrongKeyError("wrong repository key: the passphrase does not match this repository's key-check value")
         return cls(master)
 
     @property
@@ -243,8 +241,7 @@ class DecryptingReader(io.RawIOBase):
             last = not self._cur
         if len(cur) < TAG_SIZE:
             raise DecryptionError(
-                f"{self._name}: truncated after segment {self._counter} (stream ends without its "
-                "final segment)"
+                f"{self._name}: truncated after segment {self._counter} (stream ends without its final segment)"
             )
         try:
             self._out = self._aead.decrypt(_nonce(self._prefix, self._counter, last), cur, self._aad)
@@ -284,7 +281,9 @@ def open_decrypting(raw: BinaryIO, key: bytes, associated_data: bytes = b"", *, 
     return io.BufferedReader(DecryptingReader(raw, key, associated_data, name=name), buffer_size=1 << 16)
 
 
-def encrypt_bytes(key: bytes, data: bytes, associated_data: bytes = b"", *, segment_size: int = DEFAULT_SEGMENT_SIZE) -> bytes:
+def encrypt_bytes(
+    key: bytes, data: bytes, associated_data: bytes = b"", *, segment_size: int = DEFAULT_SEGMENT_SIZE
+) -> bytes:
     """Seal a small object in one call (same format as the streaming writer)."""
     out = io.BytesIO()
     w = EncryptingWriter(out, key, associated_data, segment_size)

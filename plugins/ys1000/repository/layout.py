@@ -40,8 +40,7 @@ def check_segment(value: str, what: str) -> str:
     """Reject ids/plan names that would escape their prefix or make awkward keys."""
     if not isinstance(value, str) or not _SEGMENT.match(value) or ".." in value:
         raise ValueError(
-            f"invalid {what} {value!r}: use letters, digits, '.', '_' and '-' "
-            "(starting with a letter or digit)"
+            f"invalid {what} {value!r}: use letters, digits, '.', '_' and '-' (starting with a letter or digit)"
         )
     return value
 

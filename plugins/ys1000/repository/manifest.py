@@ -128,9 +128,17 @@ class IndexEntry:
         return f"{self.group}/{self.version}" if self.group else self.version
 
     def to_json(self) -> dict[str, Any]:
-        d = {"group": self.group, "version": self.version, "kind": self.kind,
-             "resource": self.resource, "namespace": self.namespace, "name": self.name,
-             "size": self.size, "path": self.path, "restore": self.restore}
+        d = {
+            "group": self.group,
+            "version": self.version,
+            "kind": self.kind,
+            "resource": self.resource,
+            "namespace": self.namespace,
+            "name": self.name,
+            "size": self.size,
+            "path": self.path,
+            "restore": self.restore,
+        }
         if self.reason is not None:
             d["reason"] = self.reason
         return d

@@ -120,8 +120,16 @@ class BackupWriter:
     Use as a context manager: an exception inside the block aborts (deletes what was uploaded).
     """
 
-    def __init__(self, repo: "Repository", backup_id: str, plan: str, *, created: datetime,
-                 retain_until: datetime | None, compresslevel: int = 6):
+    def __init__(
+        self,
+        repo: "Repository",
+        backup_id: str,
+        plan: str,
+        *,
+        created: datetime,
+        retain_until: datetime | None,
+        compresslevel: int = 6,
+    ):
         self.repo = repo
         self.backup_id = backup_id
         self.plan = plan
@@ -137,8 +145,9 @@ class BackupWriter:
         # archive: tar → gzip → encrypt → sha256 → spool
         self._archive_spool = _spool()
         self._archive_hash = HashingWriter(self._archive_spool)
-        self._enc = EncryptingWriter(cast(BinaryIO, self._archive_hash), repo.key.archive_key, repo.archive_aad(backup_id),
-                                     DEFAULT_SEGMENT_SIZE)
+        self._enc = EncryptingWriter(
+            cast(BinaryIO, self._archive_hash), repo.key.archive_key, repo.archive_aad(backup_id), DEFAULT_SEGMENT_SIZE
+        )
         self._tar_gz = gzip.GzipFile(fileobj=self._enc, mode="wb", compresslevel=compresslevel, mtime=0)
         self._tar_bytes = 0
         # index: jsonl → gzip → sha256 → spool
@@ -153,8 +162,17 @@ class BackupWriter:
         if exc_type is not None and self._state != "committed":
             self.abort()
 
-    def add(self, obj: dict, *, group: str, version: str, resource: str, kind: str,
-            restore: bool = True, reason: str | None = None) -> IndexEntry:
+    def add(
+        self,
+        obj: dict,
+        *,
+        group: str,
+        version: str,
+        resource: str,
+        kind: str,
+        restore: bool = True,
+        reason: str | None = None,
+    ) -> IndexEntry:
         """Append one object (its ``metadata.name``/``namespace`` decide its archive path)."""
         if self._state != "open":
             raise RepositoryError(f"backup {self.backup_id!r} is {self._state}; cannot add objects")
@@ -173,9 +191,18 @@ class BackupWriter:
         pad = -len(data) % _BLOCK
         self._tar_gz.write(header + data + b"\0" * pad)
         self._tar_bytes += len(header) + len(data) + pad
-        entry = IndexEntry(group=group or "", version=version, kind=kind, resource=resource,
-                           namespace=namespace, name=name, size=len(data), path=path,
-                           restore=restore, reason=None if restore else reason)
+        entry = IndexEntry(
+            group=group or "",
+            version=version,
+            kind=kind,
+            resource=resource,
+            namespace=namespace,
+            name=name,
+            size=len(data),
+            path=path,
+            restore=restore,
+            reason=None if restore else reason,
+        )
         self._index_gz.write(json.dumps(entry.to_json(), separators=(",", ":")).encode() + b"\n")
         self.counts[kind] += 1
         self.total += 1
@@ -195,11 +222,21 @@ class BackupWriter:
         self._uploaded.append(key)  # before the call: a failed multipart may leave parts
         self.repo.store.put(key, data, retain_until=self.retain_until)
 
-    def commit(self, *, cluster_name: str | None = None, kubernetes_version: str | None = None,
-               namespaces: list[str] | None = None, scope: str = "full",
-               selection: dict[str, Any] | None = None, volumes: list[dict[str, Any]] | None = None,
-               status: str = "Completed", warnings: list[str] | None = None,
-               completed: datetime | None = None, final: bool = True, **extra: Any) -> Manifest:
+    def commit(
+        self,
+        *,
+        cluster_name: str | None = None,
+        kubernetes_version: str | None = None,
+        namespaces: list[str] | None = None,
+        scope: str = "full",
+        selection: dict[str, Any] | None = None,
+        volumes: list[dict[str, Any]] | None = None,
+        status: str = "Completed",
+        warnings: list[str] | None = None,
+        completed: datetime | None = None,
+        final: bool = True,
+        **extra: Any,
+    ) -> Manifest:
         """Upload archive, index, manifest (last: marks the backup complete) and catalog entry.
 
         With ``final=False`` the manifest goes to ``pending.json`` instead (no catalog entry): the
@@ -212,20 +249,35 @@ class BackupWriter:
         try:
             self._finish_streams()
             bid = self.backup_id
-            archive = ObjectRef(key=layout.archive_key(bid), sha256=self._archive_hash.hexdigest(),
-                                size=self._archive_hash.size)
-            index = ObjectRef(key=layout.index_key(bid), sha256=self._index_hash.hexdigest(),
-                              size=self._index_hash.size)
+            archive = ObjectRef(
+                key=layout.archive_key(bid), sha256=self._archive_hash.hexdigest(), size=self._archive_hash.size
+            )
+            index = ObjectRef(
+                key=layout.index_key(bid), sha256=self._index_hash.hexdigest(), size=self._index_hash.size
+            )
             manifest = Manifest(
-                format_version=FORMAT_VERSION, backup_id=bid, plan=self.plan, created=self.created,
-                completed=_aware(completed) if completed else _utcnow(), cluster_name=cluster_name,
-                kubernetes_version=kubernetes_version, namespaces=list(namespaces or []), scope=scope,
-                selection=dict(selection or {}), counts=dict(sorted(self.counts.items())),
-                total=self.total, restorable=self.restorable,
-                uncompressed_size=self.uncompressed_size, archive=archive, index=index,
+                format_version=FORMAT_VERSION,
+                backup_id=bid,
+                plan=self.plan,
+                created=self.created,
+                completed=_aware(completed) if completed else _utcnow(),
+                cluster_name=cluster_name,
+                kubernetes_version=kubernetes_version,
+                namespaces=list(namespaces or []),
+                scope=scope,
+                selection=dict(selection or {}),
+                counts=dict(sorted(self.counts.items())),
+                total=self.total,
+                restorable=self.restorable,
+                uncompressed_size=self.uncompressed_size,
+                archive=archive,
+                index=index,
                 encryption={"scheme": ENCRYPTION_SCHEME, "segment_size": DEFAULT_SEGMENT_SIZE},
-                volumes=list(volumes or []), retain_until=self.retain_until, status=status,
-                warnings=list(warnings or []), **extra,
+                volumes=list(volumes or []),
+                retain_until=self.retain_until,
+                status=status,
+                warnings=list(warnings or []),
+                **extra,
             )
             self._archive_spool.seek(0)
             self._put(archive.key, self._archive_spool)
@@ -320,8 +372,7 @@ class Repository:
             raw = store.get(layout.REPO_CONFIG)
         except ObjectNotFound:
             raise RepositoryNotInitialized(
-                f"no repository at {store.describe()} ({layout.REPO_CONFIG} is missing); "
-                "initialise it first"
+                f"no repository at {store.describe()} ({layout.REPO_CONFIG} is missing); initialise it first"
             ) from None
         try:
             config = json.loads(raw)
@@ -346,8 +397,15 @@ class Repository:
         return f"ys1000-archive\0{self.id}\0{backup_id}".encode()
 
     # -- writing
-    def begin_backup(self, backup_id: str, plan: str, *, retention: timedelta | None = None,
-                     now: datetime | None = None, compresslevel: int = 6) -> BackupWriter:
+    def begin_backup(
+        self,
+        backup_id: str,
+        plan: str,
+        *,
+        retention: timedelta | None = None,
+        now: datetime | None = None,
+        compresslevel: int = 6,
+    ) -> BackupWriter:
         """Start a backup. With Object Lock on the bucket and a ``retention``, every object of
         the backup is written with retain-until = now + retention (COMPLIANCE)."""
         layout.check_segment(backup_id, "backup id")
@@ -360,8 +418,9 @@ class Repository:
             retain_until = created + retention
             if retain_until <= _utcnow():  # back-dated backups (imports, tests): S3 refuses past dates
                 retain_until = None
-        return BackupWriter(self, backup_id, plan, created=created, retain_until=retain_until,
-                            compresslevel=compresslevel)
+        return BackupWriter(
+            self, backup_id, plan, created=created, retain_until=retain_until, compresslevel=compresslevel
+        )
 
     # -- reading
     def list_backups(self, plan: str | None = None) -> list[CatalogEntry]:
@@ -402,9 +461,15 @@ class Repository:
             raise IncompleteBackupError(backup_id) from None
         return Manifest.model_validate_json(raw)
 
-    def finalize_backup(self, backup_id: str, *, volumes: list[dict[str, Any]] | None = None,
-                        status: str | None = None, warnings: list[str] | None = None,
-                        **extra: Any) -> Manifest:
+    def finalize_backup(
+        self,
+        backup_id: str,
+        *,
+        volumes: list[dict[str, Any]] | None = None,
+        status: str | None = None,
+        warnings: list[str] | None = None,
+        **extra: Any,
+    ) -> Manifest:
         """Turn a pending backup into a complete one: write the manifest (last), the catalog
         entry, then drop ``pending.json``. Idempotent: a retry after success returns the manifest."""
         if not self.store.exists(layout.pending_key(backup_id)) and self.store.exists(layout.manifest_key(backup_id)):
@@ -418,9 +483,13 @@ class Repository:
         if warnings:
             update["warnings"] = [*m.warnings, *warnings]
         m = Manifest.model_validate({**m.model_dump(), **update})
-        self.store.put(layout.manifest_key(backup_id), m.model_dump_json(indent=2).encode(), retain_until=m.retain_until)
+        self.store.put(
+            layout.manifest_key(backup_id), m.model_dump_json(indent=2).encode(), retain_until=m.retain_until
+        )
         entry = CatalogEntry.from_manifest(m)
-        self.store.put(layout.catalog_key(m.plan, backup_id), entry.model_dump_json().encode(), retain_until=m.retain_until)
+        self.store.put(
+            layout.catalog_key(m.plan, backup_id), entry.model_dump_json().encode(), retain_until=m.retain_until
+        )
         self.store.delete(layout.pending_key(backup_id))
         return m
 
@@ -511,8 +580,7 @@ class Repository:
             raise
         return self._pair(m, archive, index)
 
-    def _pair(self, m: Manifest, archive: BinaryIO, index: BinaryIO
-              ) -> Generator[tuple[IndexEntry, bytes], None, None]:
+    def _pair(self, m: Manifest, archive: BinaryIO, index: BinaryIO) -> Generator[tuple[IndexEntry, bytes], None, None]:
         entries = self._index_entries(index, m.index.key)
         try:
             for path, data in self._archive_members(m, archive):
@@ -527,14 +595,11 @@ class Repository:
                 yield entry, data
             extra = next(entries, None)
             if extra is not None:
-                raise IntegrityError(
-                    f"backup {m.backup_id!r}: index entry {extra.path!r} has no archive member"
-                )
+                raise IntegrityError(f"backup {m.backup_id!r}: index entry {extra.path!r} has no archive member")
         finally:
             entries.close()
 
-    def iter_documents(self, backup_id: str, *, restorable_only: bool = False
-                       ) -> Iterator[tuple[IndexEntry, bytes]]:
+    def iter_documents(self, backup_id: str, *, restorable_only: bool = False) -> Iterator[tuple[IndexEntry, bytes]]:
         """Like ``iter_resources`` but yields each document's JSON bytes unparsed.
 
         A restore keeps documents as bytes until it applies them: far less memory than dicts.
@@ -551,8 +616,7 @@ class Repository:
 
         return gen()
 
-    def iter_resources(self, backup_id: str, *, restorable_only: bool = False
-                       ) -> Iterator[tuple[IndexEntry, dict]]:
+    def iter_resources(self, backup_id: str, *, restorable_only: bool = False) -> Iterator[tuple[IndexEntry, dict]]:
         """Every stored object as ``(index entry, document)`` in backup order.
 
         Raises ``IncompleteBackupError``/``ChecksumError`` at the call, before yielding, when the

@@ -136,13 +136,10 @@ class S3Store:
             if code in ("NoSuchBucket",):
                 return "no_bucket", f"bucket {self.bucket!r} does not exist at {self.endpoint}"
             if code in ("InvalidAccessKeyId",):
-                return "unknown_access_key", (
-                    f"access key {_mask(self._access_key())} is not known to {self.endpoint}"
-                )
+                return "unknown_access_key", (f"access key {_mask(self._access_key())} is not known to {self.endpoint}")
             if code in ("SignatureDoesNotMatch",):
                 return "bad_secret_key", (
-                    f"secret key is wrong for access key {_mask(self._access_key())} "
-                    "(SignatureDoesNotMatch)"
+                    f"secret key is wrong for access key {_mask(self._access_key())} (SignatureDoesNotMatch)"
                 )
             if code in ("AccessDenied", "AllAccessDisabled") or status == 403:
                 return "access_denied", f"access denied to bucket {self.bucket!r} ({code or status})"

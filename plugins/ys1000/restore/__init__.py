@@ -2,10 +2,23 @@
 existing-resource policy, PVCs filled before workloads, report (``pipeline.run_restore``)."""
 
 from ys1000.restore.apply import (
-    ConflictError, ItemResult, RestoreReport, RestoreSpec, check_no_conflicts, find_conflicts,
+    ConflictError,
+    ItemResult,
+    RestoreReport,
+    RestoreSpec,
+    check_no_conflicts,
+    find_conflicts,
 )
 from ys1000.restore.pipeline import run_restore
 from ys1000.restore.transforms import RestoreOptions
 
-__all__ = ["RestoreSpec", "RestoreOptions", "RestoreReport", "ItemResult", "ConflictError",
-           "run_restore", "find_conflicts", "check_no_conflicts"]
+__all__ = [
+    "RestoreSpec",
+    "RestoreOptions",
+    "RestoreReport",
+    "ItemResult",
+    "ConflictError",
+    "run_restore",
+    "find_conflicts",
+    "check_no_conflicts",
+]

@@ -47,7 +47,9 @@ class ConflictError(Exception):
 @dataclass
 class RestoreSpec:
     backup_id: str
-    restore_id: str = field(default_factory=lambda: f"restore-{datetime.now(timezone.utc):%Y%m%d%H%M%S}-{uuid.uuid4().hex[:4]}")
+    restore_id: str = field(
+        default_factory=lambda: f"restore-{datetime.now(timezone.utc):%Y%m%d%H%M%S}-{uuid.uuid4().hex[:4]}"
+    )
     options: RestoreOptions = field(default_factory=RestoreOptions)
     namespaces: list[str] = field(default_factory=list)  # source namespaces to restore (empty: all)
     include_kinds: list[str] = field(default_factory=list)
@@ -72,8 +74,13 @@ class ItemResult:
 
     def to_json(self) -> dict:
         # by hand: dataclasses.asdict deep-copies field by field, ~10x slower on 100k items
-        return {"kind": self.kind, "namespace": self.namespace, "name": self.name, "action": self.action,
-                "reason": self.reason}
+        return {
+            "kind": self.kind,
+            "namespace": self.namespace,
+            "name": self.name,
+            "action": self.action,
+            "reason": self.reason,
+        }
 
 
 @dataclass
@@ -108,14 +115,31 @@ class RestoreReport:
     @classmethod
     def from_json(cls, d: dict) -> "RestoreReport":
         """A report saved by the first part of a restore (the DAG restores in parts)."""
-        return cls(d["restore_id"], d["backup_id"], d["dry_run"], d["started"], d.get("finished", ""),
-                   [ItemResult(i["kind"], i["namespace"], i["name"], i["action"], i.get("reason", ""))
-                    for i in d.get("items") or []], list(d.get("volumes") or []))
+        return cls(
+            d["restore_id"],
+            d["backup_id"],
+            d["dry_run"],
+            d["started"],
+            d.get("finished", ""),
+            [
+                ItemResult(i["kind"], i["namespace"], i["name"], i["action"], i.get("reason", ""))
+                for i in d.get("items") or []
+            ],
+            list(d.get("volumes") or []),
+        )
 
     def to_json(self) -> dict:
-        return {"restore_id": self.restore_id, "backup_id": self.backup_id, "dry_run": self.dry_run,
-                "status": self.status, "started": self.started, "finished": self.finished,
-                "counts": self.counts, "volumes": self.volumes, "items": [i.to_json() for i in self.items]}
+        return {
+            "restore_id": self.restore_id,
+            "backup_id": self.backup_id,
+            "dry_run": self.dry_run,
+            "status": self.status,
+            "started": self.started,
+            "finished": self.finished,
+            "counts": self.counts,
+            "volumes": self.volumes,
+            "items": [i.to_json() for i in self.items],
+        }
 
 
 def _now() -> str:
@@ -139,7 +163,8 @@ def _selected(entry: IndexEntry, spec: RestoreSpec) -> bool:
         wanted = {r.lower() for r in spec.resources}
         # a named namespaced resource brings its Namespace along
         if ref.lower() not in wanted and not (
-            entry.kind == "Namespace" and any(r.split("/")[1:2] == [entry.name.lower()] for r in wanted if r.count("/") == 2)
+            entry.kind == "Namespace"
+            and any(r.split("/")[1:2] == [entry.name.lower()] for r in wanted if r.count("/") == 2)
         ):
             return False
     return True
@@ -148,8 +173,14 @@ def _selected(entry: IndexEntry, spec: RestoreSpec) -> bool:
 class Restorer:
     """One restore run against one target cluster."""
 
-    def __init__(self, kube: Kube, repo: Repository, spec: RestoreSpec, progress: Progress | None = None,
-                 cancel: threading.Event | None = None):
+    def __init__(
+        self,
+        kube: Kube,
+        repo: Repository,
+        spec: RestoreSpec,
+        progress: Progress | None = None,
+        cancel: threading.Event | None = None,
+    ):
         self.kube = kube
         self.repo = repo
         self.spec = spec
@@ -189,8 +220,11 @@ class Restorer:
           ``volume_results`` (what the mapped tasks returned) complete its volume lines.
         """
         self.spec.options.target_minor = self.kube.minor_version()
-        self.spec.options.labels = {**self.spec.options.labels, "ys1000.io/backup": self.spec.backup_id[:63],
-                                    "ys1000.io/restore": self.spec.restore_id[:63]}
+        self.spec.options.labels = {
+            **self.spec.options.labels,
+            "ys1000.io/backup": self.spec.backup_id[:63],
+            "ys1000.io/restore": self.spec.restore_id[:63],
+        }
         split = rank(PVCS.group_resource, False)
         buckets = self.buckets()
         if part == "resources":
@@ -210,8 +244,9 @@ class Restorer:
                 with self._lock:
                     self.report.items.extend(results)
                 done += len(items)
-                self.progress({"phase": "restore", "objects_done": done, "objects_total": total,
-                               "current": group_resource})
+                self.progress(
+                    {"phase": "restore", "objects_done": done, "objects_total": total, "current": group_resource}
+                )
                 if group_resource == PVCS.group_resource and self.spec.volume_restorer and not self.spec.dry_run:
                     created = [(r.namespace, r.name) for r in results if r.action == "created"]
                     if part == "all":
@@ -220,11 +255,12 @@ class Restorer:
                     else:
                         self.pending_volumes = self.spec.volume_restorer.pending(created)
                 if group_resource == CRDS.group_resource and not self.spec.dry_run:
-                    self._wait_crds_established([r.name for r in results if r.action in ("created", "updated", "skipped")])
+                    self._wait_crds_established(
+                        [r.name for r in results if r.action in ("created", "updated", "skipped")]
+                    )
         self.report.finished = _now()
         if self.spec.volume_restorer is not None and not self.spec.dry_run and part != "workloads":
-            self.report.volumes = self.spec.volume_restorer.report(self.report.items,
-                                                                   pending_ok=part == "resources")
+            self.report.volumes = self.spec.volume_restorer.report(self.report.items, pending_ok=part == "resources")
         if part == "workloads":
             self.report.volumes = _complete_volumes(self.report.volumes, volume_results or [])
         if not self.spec.dry_run:
@@ -240,17 +276,28 @@ class Restorer:
     def _wait_crds_established(self, names: list[str]) -> None:
         def established(name):
             crd = self.kube.get_or_none(CRDS.path(name=name)) or {}
-            return any(c.get("type") == "Established" and c.get("status") == "True"
-                       for c in (crd.get("status") or {}).get("conditions") or [])
+            return any(
+                c.get("type") == "Established" and c.get("status") == "True"
+                for c in (crd.get("status") or {}).get("conditions") or []
+            )
 
         for name in names:
             try:
-                wait_until(partial(established, name), timeout=CRD_ESTABLISHED_TIMEOUT, what=f"CRD {name} to be Established")
+                wait_until(
+                    partial(established, name), timeout=CRD_ESTABLISHED_TIMEOUT, what=f"CRD {name} to be Established"
+                )
             except WaitTimeout:
                 # its custom resources then fail one by one ("does not serve"); the rest goes on
-                conditions = ((self.kube.get_or_none(CRDS.path(name=name)) or {}).get("status") or {}).get("conditions") or []
-                why = "; ".join(f"{c.get('type')}={c.get('status')} {c.get('reason', '')}: {c.get('message', '')}"
-                                for c in conditions) or "no conditions"
+                conditions = ((self.kube.get_or_none(CRDS.path(name=name)) or {}).get("status") or {}).get(
+                    "conditions"
+                ) or []
+                why = (
+                    "; ".join(
+                        f"{c.get('type')}={c.get('status')} {c.get('reason', '')}: {c.get('message', '')}"
+                        for c in conditions
+                    )
+                    or "no conditions"
+                )
                 with self._lock:
                     for item in self.report.items:
                         if item.kind == "CustomResourceDefinition" and item.name == name:
@@ -268,9 +315,16 @@ class Restorer:
     def _apply_one(self, item: tuple[IndexEntry, bytes]) -> ItemResult:
         entry, data = item
         obj = json.loads(data)
-        if entry.kind == "PersistentVolume" and (obj["metadata"].get("annotations") or {}).get("pv.kubernetes.io/provisioned-by"):
-            return ItemResult(entry.kind, None, entry.name, "would-skip" if self.spec.dry_run else "skipped",
-                              "dynamically provisioned: its claim is provisioned anew")
+        if entry.kind == "PersistentVolume" and (obj["metadata"].get("annotations") or {}).get(
+            "pv.kubernetes.io/provisioned-by"
+        ):
+            return ItemResult(
+                entry.kind,
+                None,
+                entry.name,
+                "would-skip" if self.spec.dry_run else "skipped",
+                "dynamically provisioned: its claim is provisioned anew",
+            )
         obj = transform(obj, self.spec.options)
         if entry.kind == "PersistentVolumeClaim" and self.spec.volume_restorer and not self.spec.dry_run:
             obj = self.spec.volume_restorer.prepare(obj, entry.namespace)
@@ -278,16 +332,26 @@ class Restorer:
         ns, name = md.get("namespace"), md["name"]
         rt = self._resource_type(entry)
         if rt is None:
-            return ItemResult(entry.kind, ns, name, "would-fail" if self.spec.dry_run else "failed",
-                              f"the target cluster does not serve {entry.group or 'core'}/{entry.kind}")
+            return ItemResult(
+                entry.kind,
+                ns,
+                name,
+                "would-fail" if self.spec.dry_run else "failed",
+                f"the target cluster does not serve {entry.group or 'core'}/{entry.kind}",
+            )
         obj["apiVersion"] = rt.api_version
         try:
             if self.spec.dry_run:
                 return self._dry_run(rt, obj, entry.kind, ns, name)
             return self._create(rt, obj, entry.kind, ns, name)
         except KubeError as exc:
-            return ItemResult(entry.kind, ns, name, "would-fail" if self.spec.dry_run else "failed",
-                              f"{exc.status} {exc.reason}: {exc.message}")
+            return ItemResult(
+                entry.kind,
+                ns,
+                name,
+                "would-fail" if self.spec.dry_run else "failed",
+                f"{exc.status} {exc.reason}: {exc.message}",
+            )
 
     def _call(self, fn, *args, **kwargs):
         """Retry throttling and server errors with backoff; anything else is the object's result."""
@@ -304,13 +368,22 @@ class Restorer:
             self._call(self.kube.create, rt, obj, ns)
             return ItemResult(kind, ns, name, "created")
         except KubeError as exc:
-            if (kind == "Service" and exc.status == 422 and "port is already allocated" in exc.message
-                    and self._call(self.kube.get_or_none, rt.path(ns, name)) is None):
+            if (
+                kind == "Service"
+                and exc.status == 422
+                and "port is already allocated" in exc.message
+                and self._call(self.kube.get_or_none, rt.path(ns, name)) is None
+            ):
                 # the backed-up nodePort belongs to another Service here: take a new one, and say so
                 ports = [p.pop("nodePort") for p in (obj.get("spec") or {}).get("ports") or [] if "nodePort" in p]
                 self._call(self.kube.create, rt, obj, ns)
-                return ItemResult(kind, ns, name, "created",
-                                  f"nodePort {', '.join(map(str, ports))} is taken in this cluster; new ones allocated")
+                return ItemResult(
+                    kind,
+                    ns,
+                    name,
+                    "created",
+                    f"nodePort {', '.join(map(str, ports))} is taken in this cluster; new ones allocated",
+                )
             # An existing object can also surface as a validation error (a Service's nodePort
             # "already allocated" by itself), so any 409/422 is checked against the live object.
             if exc.status not in (409, 422):
@@ -351,7 +424,10 @@ def _complete_volumes(lines: list[dict], results: list[dict]) -> list[dict]:
     for line in lines:
         if line.get("status") == "pending":
             line = by_key.get((line["namespace"], line["pvc"])) or {
-                **line, "status": "failed", "reason": "its data was not restored (its volume task did not finish)"}
+                **line,
+                "status": "failed",
+                "reason": "its data was not restored (its volume task did not finish)",
+            }
         out.append(line)
     return out
 

@@ -49,8 +49,17 @@ def strip_server_fields(obj: dict, opt: RestoreOptions) -> dict:
     dependents whose owner UID does not exist.
     """
     md = obj.setdefault("metadata", {})
-    for key in ("uid", "resourceVersion", "creationTimestamp", "deletionTimestamp",
-                "deletionGracePeriodSeconds", "generation", "managedFields", "selfLink", "ownerReferences"):
+    for key in (
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+        "managedFields",
+        "selfLink",
+        "ownerReferences",
+    ):
         md.pop(key, None)
     ann = md.get("annotations") or {}
     ann.pop("kubectl.kubernetes.io/last-applied-configuration", None)

@@ -47,10 +47,12 @@ def db_target_from_connection(conn) -> archive.DbTarget:
             netloc = f"{conn.login}@{netloc}"
         if conn.port:
             netloc += f":{conn.port}"
-        return archive.DbTarget("postgresql", url=f"postgresql://{netloc}/{conn.schema or 'airflow'}",
-                               password=conn.password or None)
-    raise archive.SelfBackupError(f"connection {conn.conn_id!r}: conn type {conn.conn_type!r} is not a "
-                                 "metadata DB (expected postgres or sqlite)")
+        return archive.DbTarget(
+            "postgresql", url=f"postgresql://{netloc}/{conn.schema or 'airflow'}", password=conn.password or None
+        )
+    raise archive.SelfBackupError(
+        f"connection {conn.conn_id!r}: conn type {conn.conn_type!r} is not a metadata DB (expected postgres or sqlite)"
+    )
 
 
 def metadata_db_for_task(conn_id: str) -> archive.DbTarget:
@@ -75,7 +77,8 @@ def metadata_db_for_task(conn_id: str) -> archive.DbTarget:
         raise archive.SelfBackupError(
             f"the metadata DB is not reachable from this task: create the Airflow connection {conn_id!r} "
             "(conn type postgres with the metadata DB's host/port/login/password/schema, or sqlite with "
-            "host = the DB file)")
+            "host = the DB file)"
+        )
     return archive.DbTarget.from_sqlalchemy_url(url)
 
 
@@ -108,12 +111,15 @@ def run_self_backup(config_dir: str | Path | None, *, now: dt.datetime | None = 
     cdir = Path(config_dir) if config_dir else default_config_dir()
     sb = load_self_backup_config(cdir)
     if sb is None:
-        raise archive.SelfBackupError(f"{cdir / SELF_BACKUP_FILE} does not exist: it names the repository "
-                                     "self-backups go to (repository: NAME)")
+        raise archive.SelfBackupError(
+            f"{cdir / SELF_BACKUP_FILE} does not exist: it names the repository self-backups go to (repository: NAME)"
+        )
     config = load_config(cdir)
     if sb.repository not in config.repositories:
-        raise archive.SelfBackupError(f"{SELF_BACKUP_FILE}: repository {sb.repository!r} is not defined in "
-                                     f"repositories.yaml; defined: {', '.join(sorted(config.repositories))}")
+        raise archive.SelfBackupError(
+            f"{SELF_BACKUP_FILE}: repository {sb.repository!r} is not defined in "
+            f"repositories.yaml; defined: {', '.join(sorted(config.repositories))}"
+        )
     repo = open_repository_for(sb.repository, config.repositories[sb.repository], create=True)
     db = metadata_db_for_task(sb.metadata_db_connection_id)
     import airflow
@@ -130,29 +136,63 @@ def run_self_backup(config_dir: str | Path | None, *, now: dt.datetime | None = 
             archive.PART_VARIABLES: json.dumps(export_variables(var_keys), indent=2).encode(),
         }
     bid = archive.new_backup_id(now)
-    result = archive.write_self_backup(repo, bid, parts, {
-        "db_kind": db.kind, "airflow_version": airflow.__version__, "connections": len(conn_ids),
-        "variables": len(var_keys), "dag_runs": runs, "config_dir": str(cdir)})
+    result = archive.write_self_backup(
+        repo,
+        bid,
+        parts,
+        {
+            "db_kind": db.kind,
+            "airflow_version": airflow.__version__,
+            "connections": len(conn_ids),
+            "variables": len(var_keys),
+            "dag_runs": runs,
+            "config_dir": str(cdir),
+        },
+    )
     pruned = archive.prune_self_backups(repo, sb.keep)
-    summary = {"self_backup_id": bid, "repository": sb.repository, "db_kind": db.kind,
-               "bytes": sum(p["stored"] for p in result.parts.values()), "connections": len(conn_ids),
-               "variables": len(var_keys), "dag_runs": runs, "pruned": pruned}
-    log.info("self-backup %s to repository %s: metadata DB (%s, %d DAG runs), config, %d connections, "
-             "%d variables; pruned %s", bid, sb.repository, db.kind, runs, len(conn_ids), len(var_keys),
-             ", ".join(pruned) or "none")
+    summary = {
+        "self_backup_id": bid,
+        "repository": sb.repository,
+        "db_kind": db.kind,
+        "bytes": sum(p["stored"] for p in result.parts.values()),
+        "connections": len(conn_ids),
+        "variables": len(var_keys),
+        "dag_runs": runs,
+        "pruned": pruned,
+    }
+    log.info(
+        "self-backup %s to repository %s: metadata DB (%s, %d DAG runs), config, %d connections, "
+        "%d variables; pruned %s",
+        bid,
+        sb.repository,
+        db.kind,
+        runs,
+        len(conn_ids),
+        len(var_keys),
+        ", ".join(pruned) or "none",
+    )
     return summary
 
 
 # -- restore (CLI side, direct DB access) ---------------------------------------------------------
 
 
-def self_restore(repo, backup_id: str | None, *, config_dir: Path, restore_db: bool = True,
-                 restore_config: bool = True, restore_secrets: bool = True,
-                 out: Callable[[str], None] = print) -> dict:
+def self_restore(
+    repo,
+    backup_id: str | None,
+    *,
+    config_dir: Path,
+    restore_db: bool = True,
+    restore_config: bool = True,
+    restore_secrets: bool = True,
+    out: Callable[[str], None] = print,
+) -> dict:
     """Restore a self-backup onto this install (stop the scheduler, workers and api-server first)."""
     backup = archive.get_self_backup(repo, backup_id)
-    out(f"self-backup {backup.backup_id} from {backup.created.isoformat()} "
-        f"(Airflow {backup.meta.get('airflow_version', '?')}, {backup.meta.get('db_kind', '?')} metadata DB)")
+    out(
+        f"self-backup {backup.backup_id} from {backup.created.isoformat()} "
+        f"(Airflow {backup.meta.get('airflow_version', '?')}, {backup.meta.get('db_kind', '?')} metadata DB)"
+    )
     done: dict[str, Any] = {"self_backup_id": backup.backup_id}
     if restore_db:
         from airflow import settings
@@ -162,7 +202,8 @@ def self_restore(repo, backup_id: str | None, *, config_dir: Path, restore_db: b
         if backup.meta.get("db_kind") and backup.meta["db_kind"] != target.kind:
             raise archive.SelfBackupError(
                 f"the self-backup holds a {backup.meta['db_kind']} metadata DB but this install uses "
-                f"{target.kind}; restore onto an install with the same kind of DB (or skip it: --skip-db)")
+                f"{target.kind}; restore onto an install with the same kind of DB (or skip it: --skip-db)"
+            )
         with tempfile.TemporaryDirectory(prefix="ys1000-self-restore-") as tmp:
             dump = Path(tmp) / "metadata.dump"
             dump.write_bytes(archive.read_part(repo, backup, archive.PART_DB))

@@ -70,8 +70,7 @@ class DbTarget:
             if parts.port:
                 netloc += f":{parts.port}"
             return cls("postgresql", url=f"postgresql://{netloc}{parts.path}", password=password)
-        raise SelfBackupError(f"metadata DB {scheme!r} is not supported by self-backup "
-                              "(supported: sqlite, postgresql)")
+        raise SelfBackupError(f"metadata DB {scheme!r} is not supported by self-backup (supported: sqlite, postgresql)")
 
     def describe(self) -> str:
         return f"sqlite {self.path}" if self.kind == "sqlite" else f"postgresql {self.url}"
@@ -119,15 +118,24 @@ def restore_database(db: DbTarget, dump: Path) -> None:
         finally:
             src.close()
         return
-    cmd = ["pg_restore", "--clean", "--if-exists", "--no-owner", "--no-privileges", "--single-transaction",
-           f"--dbname={db.url}", str(dump)]
+    cmd = [
+        "pg_restore",
+        "--clean",
+        "--if-exists",
+        "--no-owner",
+        "--no-privileges",
+        "--single-transaction",
+        f"--dbname={db.url}",
+        str(dump),
+    ]
     _run(cmd, db, "pg_restore")
 
 
 def _run(cmd: list[str], db: DbTarget, what: str) -> None:
     if shutil.which(cmd[0]) is None:
-        raise SelfBackupError(f"{what} is not installed (PostgreSQL client tools are needed for a "
-                              "PostgreSQL metadata DB)")
+        raise SelfBackupError(
+            f"{what} is not installed (PostgreSQL client tools are needed for a PostgreSQL metadata DB)"
+        )
     proc = subprocess.run(cmd, env=db._env(), capture_output=True, text=True)
     if proc.returncode != 0:
         err = proc.stderr.strip().replace(db.password or "\0", "***")
@@ -187,8 +195,12 @@ class SelfBackup:
 
     @classmethod
     def from_manifest(cls, data: dict) -> "SelfBackup":
-        return cls(data["id"], dt.datetime.fromisoformat(data["created"]), data.get("parts", {}),
-                   {k: v for k, v in data.items() if k not in ("id", "created", "parts")})
+        return cls(
+            data["id"],
+            dt.datetime.fromisoformat(data["created"]),
+            data.get("parts", {}),
+            {k: v for k, v in data.items() if k not in ("id", "created", "parts")},
+        )
 
 
 def _key(repo) -> bytes:
@@ -204,8 +216,14 @@ def new_backup_id(now: dt.datetime | None = None) -> str:
     return f"self-{now.astimezone(dt.timezone.utc):%Y%m%d%H%M%S}"
 
 
-def write_self_backup(repo, backup_id: str, parts: dict[str, bytes], meta: dict[str, Any] | None = None,
-                      *, created: dt.datetime | None = None) -> SelfBackup:
+def write_self_backup(
+    repo,
+    backup_id: str,
+    parts: dict[str, bytes],
+    meta: dict[str, Any] | None = None,
+    *,
+    created: dt.datetime | None = None,
+) -> SelfBackup:
     """Encrypt and upload ``parts``, then the manifest (last: its presence means complete)."""
     created = created or dt.datetime.now(dt.timezone.utc)
     key = _key(repo)
@@ -214,8 +232,14 @@ def write_self_backup(repo, backup_id: str, parts: dict[str, bytes], meta: dict[
         sealed = encrypt_bytes(key, data, _aad(repo, backup_id, name))
         repo.store.put(keys.part_key(backup_id, name), sealed)
         info[name] = {"size": len(data), "stored": len(sealed), "sha256": hashlib.sha256(sealed).hexdigest()}
-    manifest = {"format": FORMAT, "version": 1, "id": backup_id, "created": created.isoformat(),
-                "parts": info, **(meta or {})}
+    manifest = {
+        "format": FORMAT,
+        "version": 1,
+        "id": backup_id,
+        "created": created.isoformat(),
+        "parts": info,
+        **(meta or {}),
+    }
     repo.store.put(keys.manifest_key(backup_id), json.dumps(manifest, indent=2).encode())
     return SelfBackup.from_manifest(manifest)
 
@@ -238,8 +262,9 @@ def get_self_backup(repo, backup_id: str | None = None) -> SelfBackup:
         try:
             return SelfBackup.from_manifest(json.loads(repo.store.get(keys.manifest_key(backup_id))))
         except ObjectNotFound:
-            raise SelfBackupError(f"self-backup {backup_id!r} does not exist (or is incomplete) in "
-                                  f"{repo.store.describe()}") from None
+            raise SelfBackupError(
+                f"self-backup {backup_id!r} does not exist (or is incomplete) in {repo.store.describe()}"
+            ) from None
     backups = list_self_backups(repo)
     if not backups:
         raise SelfBackupError(f"no self-backup in {repo.store.describe()} (under {keys.SELF_BACKUPS})")

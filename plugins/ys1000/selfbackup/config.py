@@ -45,5 +45,6 @@ def load_self_backup_config(config_dir: str | Path) -> SelfBackupConfig | None:
     try:
         return SelfBackupConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(issues_from_validation_error(exc, file=doc.display, data=data,
-                                                       line_of=doc.line_of), path) from None
+        raise ConfigError(
+            issues_from_validation_error(exc, file=doc.display, data=data, line_of=doc.line_of), path
+        ) from None

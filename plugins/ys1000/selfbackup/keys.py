@@ -1,7 +1,7 @@
 """Object keys of self-backups under a repository prefix (beside ``backups/``, never mixed)::
 
-    self-backups/<id>/manifest.json            written last; parts, sizes, checksums (no secrets)
-    self-backups/<id>/<part>.enc               encrypted parts: metadata-db, config, connections, variables
+self-backups/<id>/manifest.json            written last; parts, sizes, checksums (no secrets)
+self-backups/<id>/<part>.enc               encrypted parts: metadata-db, config, connections, variables
 """
 
 from __future__ import annotations
@@ -27,5 +27,5 @@ def manifest_key(backup_id: str) -> str:
 def self_backup_id_of(key: str) -> str | None:
     if not key.startswith(SELF_BACKUPS):
         return None
-    rest = key[len(SELF_BACKUPS):]
+    rest = key[len(SELF_BACKUPS) :]
     return rest.split("/", 1)[0] if "/" in rest else None

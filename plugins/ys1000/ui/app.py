@@ -89,8 +89,11 @@ class NotFound(Exception):
         self.detail = detail
 
 
-async def current_user(request: Request, oauth_token: str | None = Depends(oauth2_scheme),
-                       bearer: HTTPAuthorizationCredentials | None = Depends(bearer_scheme)) -> "BaseUser":
+async def current_user(
+    request: Request,
+    oauth_token: str | None = Depends(oauth2_scheme),
+    bearer: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
+) -> "BaseUser":
     """Airflow's ``get_user`` (bearer JWT, else the ``_token`` cookie), raising ``LoginRequired``
     instead of its 401/403 so that pages can redirect to the login."""
     try:
@@ -114,8 +117,9 @@ def readable_dag_ids(user: "BaseUser") -> set[str]:
 def may_dag_runs(user: "BaseUser", dag_id: str, method: str = "GET") -> bool:
     from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
 
-    return _auth_manager().is_authorized_dag(method=method, access_entity=DagAccessEntity.RUN,
-                                             details=DagDetails(id=dag_id), user=user)
+    return _auth_manager().is_authorized_dag(
+        method=method, access_entity=DagAccessEntity.RUN, details=DagDetails(id=dag_id), user=user
+    )
 
 
 def may_reveal_secrets(user: "BaseUser") -> bool:
@@ -158,8 +162,12 @@ def fmt_json(value: Any) -> str:
 def _templates():
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-    env = Environment(loader=FileSystemLoader(str(HERE / "templates")),
-                      autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+    env = Environment(
+        loader=FileSystemLoader(str(HERE / "templates")),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters.update(size=fmt_size, time=fmt_time, duration=fmt_duration, tojson_pretty=fmt_json)
     return env
 
@@ -199,9 +207,13 @@ class Urls:
         return self.backup(repo, backup_id) + "/verify"
 
     def resource(self, repo: str, backup_id: str, entry: Any, reveal: bool = False) -> str:
-        return (self.backup(repo, backup_id) + "/resource"
-                + self._q(gr=entry.group_resource, namespace=entry.namespace or "", name=entry.name,
-                          reveal=1 if reveal else None))
+        return (
+            self.backup(repo, backup_id)
+            + "/resource"
+            + self._q(
+                gr=entry.group_resource, namespace=entry.namespace or "", name=entry.name, reveal=1 if reveal else None
+            )
+        )
 
     def restore(self, repo: str | None, backup_id: str | None, plan: str | None = None) -> str:
         return f"{self.base}/restore{self._q(repository=repo, backup=backup_id, plan=plan)}"
@@ -286,59 +298,121 @@ def create_app(*, backups: Backups | None = None, prefix: str = DEFAULT_PREFIX) 
         request.app.state.backups.forget(repo)
         code = 404 if isinstance(exc, (BackupNotFound, KeyError)) else 502
         log.warning("ys1000 UI: repository %s: %s: %s", repo, type(exc).__name__, exc)
-        return render(request, "error.html", status_code=code, user=user, title=f"Repository {repo}",
-                      message=f"{type(exc).__name__}: {exc}")
+        return render(
+            request,
+            "error.html",
+            status_code=code,
+            user=user,
+            title=f"Repository {repo}",
+            message=f"{type(exc).__name__}: {exc}",
+        )
 
     # -- job monitor
     def _jobs(request: Request, user, session: Session, kind: str, state: str, cluster: str, plan: str):
         b = bk(request)
         cfg = config_or_none(b)
         dag_ids = jobs_mod.job_dag_ids(session, readable_dag_ids(user))
-        return cfg, jobs_mod.list_jobs(session, dag_ids, cfg, kind=kind or None, state=state or None,
-                                       cluster=cluster or None, plan=plan or None)
+        return cfg, jobs_mod.list_jobs(
+            session, dag_ids, cfg, kind=kind or None, state=state or None, cluster=cluster or None, plan=plan or None
+        )
 
     @app.get("/", include_in_schema=False)
     def index(request: Request, user=Depends(current_user)) -> Response:
         return RedirectResponse(Urls(request, request.app.state.prefix).jobs(), status_code=303)
 
     @app.get("/jobs", response_class=HTMLResponse)
-    def jobs_page(request: Request, kind: str = "", state: str = "", cluster: str = "", plan: str = "",
-                  user=Depends(current_user), session: Session = Depends(session_dep)) -> Response:
+    def jobs_page(
+        request: Request,
+        kind: str = "",
+        state: str = "",
+        cluster: str = "",
+        plan: str = "",
+        user=Depends(current_user),
+        session: Session = Depends(session_dep),
+    ) -> Response:
         cfg, jobs = _jobs(request, user, session, kind, state, cluster, plan)
         clusters = sorted(cfg.clusters) if cfg is not None else sorted({j.cluster for j in jobs if j.cluster})
-        return render(request, "jobs.html", user=user, jobs=jobs, kinds=jobs_mod.KINDS,
-                      states=jobs_mod.RUN_STATES, clusters=clusters,
-                      f={"kind": kind, "state": state, "cluster": cluster, "plan": plan},
-                      any_running=any(j.running for j in jobs))
+        return render(
+            request,
+            "jobs.html",
+            user=user,
+            jobs=jobs,
+            kinds=jobs_mod.KINDS,
+            states=jobs_mod.RUN_STATES,
+            clusters=clusters,
+            f={"kind": kind, "state": state, "cluster": cluster, "plan": plan},
+            any_running=any(j.running for j in jobs),
+        )
 
     @app.get("/api/jobs")
-    def jobs_json(request: Request, kind: str = "", state: str = "", cluster: str = "", plan: str = "",
-                  user=Depends(current_user), session: Session = Depends(session_dep)) -> Response:
+    def jobs_json(
+        request: Request,
+        kind: str = "",
+        state: str = "",
+        cluster: str = "",
+        plan: str = "",
+        user=Depends(current_user),
+        session: Session = Depends(session_dep),
+    ) -> Response:
         _, jobs = _jobs(request, user, session, kind, state, cluster, plan)
         urls = Urls(request, request.app.state.prefix)
         out = []
         for j in jobs:
             p = j.progress
-            out.append({
-                "dag_id": j.dag_id, "run_id": j.run_id, "kind": j.kind, "plan": j.plan, "cluster": j.cluster,
-                "repository": j.repository, "state": j.state, "start": j.start, "end": j.end,
-                "duration_seconds": j.duration.total_seconds() if j.duration is not None else None,
-                "backup_id": j.backup_id, "restore_id": j.restore_id,
-                "progress": {"tasks_done": p.tasks_done, "tasks_total": p.tasks_total,
-                             "objects_done": p.objects_done, "objects_total": p.objects_total,
-                             "bytes_done": p.bytes_done, "bytes_total": p.bytes_total, "phase": p.phase,
-                             "percent": p.percent, "source": p.source},
-                "links": {"details": urls.job(j.dag_id, j.run_id), "airflow_run": urls.airflow_run(j.dag_id, j.run_id)},
-            })
+            out.append(
+                {
+                    "dag_id": j.dag_id,
+                    "run_id": j.run_id,
+                    "kind": j.kind,
+                    "plan": j.plan,
+                    "cluster": j.cluster,
+                    "repository": j.repository,
+                    "state": j.state,
+                    "start": j.start,
+                    "end": j.end,
+                    "duration_seconds": j.duration.total_seconds() if j.duration is not None else None,
+                    "backup_id": j.backup_id,
+                    "restore_id": j.restore_id,
+                    "progress": {
+                        "tasks_done": p.tasks_done,
+                        "tasks_total": p.tasks_total,
+                        "objects_done": p.objects_done,
+                        "objects_total": p.objects_total,
+                        "bytes_done": p.bytes_done,
+                        "bytes_total": p.bytes_total,
+                        "phase": p.phase,
+                        "percent": p.percent,
+                        "source": p.source,
+                    },
+                    "links": {
+                        "details": urls.job(j.dag_id, j.run_id),
+                        "airflow_run": urls.airflow_run(j.dag_id, j.run_id),
+                    },
+                }
+            )
         return JSONResponse(json.loads(json.dumps({"jobs": out}, default=str)))
 
     # -- job details
     @app.get("/jobs/{dag_id}/{run_id}", response_class=HTMLResponse)
-    def job_page(request: Request, dag_id: str, run_id: str, kind: str = "", namespace: str = "",
-                 name: str = "", user=Depends(current_user), session: Session = Depends(session_dep)) -> Response:
+    def job_page(
+        request: Request,
+        dag_id: str,
+        run_id: str,
+        kind: str = "",
+        namespace: str = "",
+        name: str = "",
+        user=Depends(current_user),
+        session: Session = Depends(session_dep),
+    ) -> Response:
         if not jobs_mod.is_job_dag(dag_id):
-            return render(request, "error.html", status_code=404, user=user, title="Not a ys1000 job",
-                          message=f"{dag_id} is not a ys1000 backup, restore or migration DAG.")
+            return render(
+                request,
+                "error.html",
+                status_code=404,
+                user=user,
+                title="Not a ys1000 job",
+                message=f"{dag_id} is not a ys1000 backup, restore or migration DAG.",
+            )
         if dag_id not in readable_dag_ids(user):
             raise Forbidden(f"you may not read runs of {dag_id}")
         b = bk(request)
@@ -346,8 +420,15 @@ def create_app(*, backups: Backups | None = None, prefix: str = DEFAULT_PREFIX) 
         job = jobs_mod.get_job(session, dag_id, run_id, cfg)
         if job is None:
             raise NotFound(f"run {run_id} of {dag_id} does not exist")
-        ctx: dict[str, Any] = {"user": user, "job": job, "manifest": None, "resources": None, "report": None,
-                               "repo_error": None, "f": {"kind": kind, "namespace": namespace, "name": name}}
+        ctx: dict[str, Any] = {
+            "user": user,
+            "job": job,
+            "manifest": None,
+            "resources": None,
+            "report": None,
+            "repo_error": None,
+            "f": {"kind": kind, "namespace": namespace, "name": name},
+        }
         if job.repository and job.backup_id and job.kind in ("backup", "migration"):
             try:
                 ctx.update(_backup_context(b, job.repository, job.backup_id, kind, namespace, name))
@@ -365,25 +446,34 @@ def create_app(*, backups: Backups | None = None, prefix: str = DEFAULT_PREFIX) 
         m = b.manifest(repo, backup_id)
         index = b.index(repo, backup_id)
         shown = filter_index(index, kind=kind, namespace=namespace, name=name)
-        return {"manifest": m, "repository": repo, "resources": shown[:RESOURCE_PAGE], "resources_total": len(index),
-                "resources_matched": len(shown), "kinds_available": sorted({e.kind for e in index}),
-                "namespaces_available": sorted({e.namespace or "-" for e in index}),
-                "verify": b.verified.get((repo, backup_id))}
+        return {
+            "manifest": m,
+            "repository": repo,
+            "resources": shown[:RESOURCE_PAGE],
+            "resources_total": len(index),
+            "resources_matched": len(shown),
+            "kinds_available": sorted({e.kind for e in index}),
+            "namespaces_available": sorted({e.namespace or "-" for e in index}),
+            "verify": b.verified.get((repo, backup_id)),
+        }
 
     # -- repositories and catalog
     @app.get("/repositories", response_class=HTMLResponse)
     def repositories_page(request: Request, user=Depends(current_user)) -> Response:
         b = bk(request)
         cfg = config_or_none(b)
-        repos = [(name, spec.describe() if hasattr(spec, "describe") else name)
-                 for name, spec in (cfg.repositories.items() if cfg is not None else [])]
+        repos = [
+            (name, spec.describe() if hasattr(spec, "describe") else name)
+            for name, spec in (cfg.repositories.items() if cfg is not None else [])
+        ]
         if len(repos) == 1:
             return RedirectResponse(Urls(request, request.app.state.prefix).catalog(repos[0][0]), status_code=303)
         return render(request, "repositories.html", user=user, repos=repos)
 
     @app.get("/repositories/{repo}/backups", response_class=HTMLResponse)
-    def catalog_page(request: Request, repo: str, plan: str = "", user=Depends(current_user),
-                     session: Session = Depends(session_dep)) -> Response:
+    def catalog_page(
+        request: Request, repo: str, plan: str = "", user=Depends(current_user), session: Session = Depends(session_dep)
+    ) -> Response:
         b = bk(request)
         cfg = config_or_none(b)
         try:
@@ -399,13 +489,30 @@ def create_app(*, backups: Backups | None = None, prefix: str = DEFAULT_PREFIX) 
 
         entries = [e for e in entries if visible(e)]
         runs = jobs_mod.backup_runs(session, jobs_mod.job_dag_ids(session, readable))
-        return render(request, "catalog.html", user=user, repo=repo, describe=b.describe(repo), entries=entries,
-                      runs=runs, verified=b.verified, plan=plan,
-                      plans=sorted({e.plan for e in entries} | ({plan} if plan else set())))
+        return render(
+            request,
+            "catalog.html",
+            user=user,
+            repo=repo,
+            describe=b.describe(repo),
+            entries=entries,
+            runs=runs,
+            verified=b.verified,
+            plan=plan,
+            plans=sorted({e.plan for e in entries} | ({plan} if plan else set())),
+        )
 
     @app.get("/repositories/{repo}/backups/{backup_id}", response_class=HTMLResponse)
-    def backup_page(request: Request, repo: str, backup_id: str, kind: str = "", namespace: str = "",
-                    name: str = "", user=Depends(current_user), session: Session = Depends(session_dep)) -> Response:
+    def backup_page(
+        request: Request,
+        repo: str,
+        backup_id: str,
+        kind: str = "",
+        namespace: str = "",
+        name: str = "",
+        user=Depends(current_user),
+        session: Session = Depends(session_dep),
+    ) -> Response:
         b = bk(request)
         try:
             m = b.manifest(repo, backup_id)
@@ -416,12 +523,22 @@ def create_app(*, backups: Backups | None = None, prefix: str = DEFAULT_PREFIX) 
         except Exception as exc:
             return repo_error(request, user, repo, exc)
         run = jobs_mod.backup_runs(session, jobs_mod.job_dag_ids(session, readable_dag_ids(user))).get(backup_id)
-        return render(request, "backup.html", user=user, run=run,
-                      f={"kind": kind, "namespace": namespace, "name": name}, **ctx)
+        return render(
+            request, "backup.html", user=user, run=run, f={"kind": kind, "namespace": namespace, "name": name}, **ctx
+        )
 
     @app.get("/repositories/{repo}/backups/{backup_id}/resource", response_class=HTMLResponse)
-    def resource_page(request: Request, repo: str, backup_id: str, gr: str, name: str, namespace: str = "",
-                      reveal: int = 0, user=Depends(current_user), session: Session = Depends(session_dep)) -> Response:
+    def resource_page(
+        request: Request,
+        repo: str,
+        backup_id: str,
+        gr: str,
+        name: str,
+        namespace: str = "",
+        reveal: int = 0,
+        user=Depends(current_user),
+        session: Session = Depends(session_dep),
+    ) -> Response:
         b = bk(request)
         try:
             m = b.manifest(repo, backup_id)
@@ -440,23 +557,42 @@ def create_app(*, backups: Backups | None = None, prefix: str = DEFAULT_PREFIX) 
         if reveal and is_secret and not allowed:
             raise Forbidden("revealing a Secret's values needs the right to read Airflow connections")
         if revealed:
-            _audit(session, user, "ys1000.reveal_secret",
-                   {"repository": repo, "backup": backup_id, "resource": f"{gr}/{namespace}/{name}"})
+            _audit(
+                session,
+                user,
+                "ys1000.reveal_secret",
+                {"repository": repo, "backup": backup_id, "resource": f"{gr}/{namespace}/{name}"},
+            )
         text = to_yaml(doc if revealed else mask_document(doc))
-        return render(request, "resource.html", user=user, repo=repo, backup_id=backup_id, manifest=m,
-                      entry=entry, yaml_text=text, is_secret=is_secret, revealed=revealed, may_reveal=allowed)
+        return render(
+            request,
+            "resource.html",
+            user=user,
+            repo=repo,
+            backup_id=backup_id,
+            manifest=m,
+            entry=entry,
+            yaml_text=text,
+            is_secret=is_secret,
+            revealed=revealed,
+            may_reveal=allowed,
+        )
 
     @app.post("/repositories/{repo}/backups/{backup_id}/verify")
-    def verify_action(request: Request, repo: str, backup_id: str, next: str = "",
-                      user=Depends(current_user)) -> Response:
+    def verify_action(
+        request: Request, repo: str, backup_id: str, next: str = "", user=Depends(current_user)
+    ) -> Response:
         b = bk(request)
         cfg = config_or_none(b)
         try:
             m = b.manifest(repo, backup_id)
         except Exception as exc:
             return repo_error(request, user, repo, exc)
-        dag_id = (cfg.backup_plans[m.plan].dag_id if cfg is not None and m.plan in cfg.backup_plans
-                  else jobs_mod.GENERIC_RESTORE)
+        dag_id = (
+            cfg.backup_plans[m.plan].dag_id
+            if cfg is not None and m.plan in cfg.backup_plans
+            else jobs_mod.GENERIC_RESTORE
+        )
         if not may_dag_runs(user, dag_id, "POST"):
             raise Forbidden(f"verifying needs the right to trigger {dag_id}")
         b.verify(repo, backup_id, user_name(user))
@@ -466,8 +602,9 @@ def create_app(*, backups: Backups | None = None, prefix: str = DEFAULT_PREFIX) 
 
     # -- restore form
     @app.get("/restore", response_class=HTMLResponse)
-    def restore_form(request: Request, repository: str = "", backup: str = "", plan: str = "",
-                     user=Depends(current_user)) -> Response:
+    def restore_form(
+        request: Request, repository: str = "", backup: str = "", plan: str = "", user=Depends(current_user)
+    ) -> Response:
         from ys1000.airflow.dagfactory import GENERIC_RESTORE_DAG_ID, restore_params
 
         b = bk(request)
@@ -481,11 +618,27 @@ def create_app(*, backups: Backups | None = None, prefix: str = DEFAULT_PREFIX) 
         for key, param in restore_params(cfg).items():
             schema = dict(param.schema)
             value = prefill.get(key, param.value) if key in prefill else param.value
-            fields.append({"name": key, "schema": schema, "value": value, "widget": _widget(schema),
-                           "title": schema.get("title") or key, "description": schema.get("description") or ""})
-        return render(request, "restore.html", user=user, fields=fields, dag_id=GENERIC_RESTORE_DAG_ID,
-                      backup=backup, repository=repository, plan=plan,
-                      may_trigger=may_dag_runs(user, GENERIC_RESTORE_DAG_ID, "POST"))
+            fields.append(
+                {
+                    "name": key,
+                    "schema": schema,
+                    "value": value,
+                    "widget": _widget(schema),
+                    "title": schema.get("title") or key,
+                    "description": schema.get("description") or "",
+                }
+            )
+        return render(
+            request,
+            "restore.html",
+            user=user,
+            fields=fields,
+            dag_id=GENERIC_RESTORE_DAG_ID,
+            backup=backup,
+            repository=repository,
+            plan=plan,
+            may_trigger=may_dag_runs(user, GENERIC_RESTORE_DAG_ID, "POST"),
+        )
 
     return app
 

@@ -70,9 +70,15 @@ def _default_opener(name: str, spec: Any) -> "Repository":
 class Backups:
     """The configured repositories as the pages use them (thread-safe; one per app)."""
 
-    def __init__(self, *, config_loader: Callable[[], "Config"] = _default_config,
-                 opener: Callable[[str, Any], "Repository"] = _default_opener,
-                 ttl: float = 300.0, config_ttl: float = 5.0, index_cache: int = 4) -> None:
+    def __init__(
+        self,
+        *,
+        config_loader: Callable[[], "Config"] = _default_config,
+        opener: Callable[[str, Any], "Repository"] = _default_opener,
+        ttl: float = 300.0,
+        config_ttl: float = 5.0,
+        index_cache: int = 4,
+    ) -> None:
         self._config_loader = config_loader
         self._opener = opener
         self._ttl = ttl
@@ -104,8 +110,10 @@ class Backups:
     def repository(self, name: str) -> "Repository":
         cfg = self.config()
         if name not in cfg.repositories:
-            raise KeyError(f"repository {name!r} is not configured (repositories.yaml has: "
-                           f"{', '.join(cfg.repositories) or 'none'})")
+            raise KeyError(
+                f"repository {name!r} is not configured (repositories.yaml has: "
+                f"{', '.join(cfg.repositories) or 'none'})"
+            )
         with self._lock:
             hit = self._repos.get(name)
             if hit and time.monotonic() - hit[0] < self._ttl:
@@ -140,11 +148,15 @@ class Backups:
                 self._indexes.popitem(last=False)
         return entries
 
-    def find(self, name: str, backup_id: str, group_resource: str, namespace: str | None,
-             obj_name: str) -> "IndexEntry | None":
+    def find(
+        self, name: str, backup_id: str, group_resource: str, namespace: str | None, obj_name: str
+    ) -> "IndexEntry | None":
         for e in self.index(name, backup_id):
-            if e.group_resource == group_resource and (e.namespace or None) == (namespace or None) \
-                    and e.name == obj_name:
+            if (
+                e.group_resource == group_resource
+                and (e.namespace or None) == (namespace or None)
+                and e.name == obj_name
+            ):
                 return e
         return None
 
@@ -166,8 +178,9 @@ class Backups:
         return self.repository(name).load_restore_report(restore_id)
 
 
-def filter_index(entries: list["IndexEntry"], *, kind: str = "", namespace: str = "", name: str = ""
-                 ) -> list["IndexEntry"]:
+def filter_index(
+    entries: list["IndexEntry"], *, kind: str = "", namespace: str = "", name: str = ""
+) -> list["IndexEntry"]:
     """Entries of ``kind`` (case-insensitive), in ``namespace`` ('-': cluster-scoped), whose name
     contains ``name``."""
     kind, namespace, name = kind.strip().lower(), namespace.strip(), name.strip().lower()

@@ -42,15 +42,15 @@ XCOM_KEYS = ("return_value", "backup_id", "restore_id", "progress")
 def classify(dag_id: str) -> tuple[str, str | None] | None:
     """``(kind, plan)`` of a ys1000 DAG id; None for other DAGs."""
     if dag_id.startswith(BACKUP_PREFIX):
-        return "backup", dag_id[len(BACKUP_PREFIX):]
+        return "backup", dag_id[len(BACKUP_PREFIX) :]
     if dag_id == SELF_BACKUP:
         return "backup", "self-backup"
     if dag_id.startswith(RESTORE_PREFIX):
-        return "restore", dag_id[len(RESTORE_PREFIX):]
+        return "restore", dag_id[len(RESTORE_PREFIX) :]
     if dag_id == GENERIC_RESTORE:
         return "restore", None
     if dag_id.startswith(MIGRATE_PREFIX):
-        return "migration", dag_id[len(MIGRATE_PREFIX):]
+        return "migration", dag_id[len(MIGRATE_PREFIX) :]
     return None
 
 
@@ -144,24 +144,38 @@ def job_dag_ids(session: "Session", allowed: Iterable[str] | None = None) -> lis
 
     from airflow.models.dag import DagModel
 
-    ids = [d for d in session.scalars(select(DagModel.dag_id).where(DagModel.dag_id.like("ys1000\\_%", escape="\\")))
-           if is_job_dag(d)]
+    ids = [
+        d
+        for d in session.scalars(select(DagModel.dag_id).where(DagModel.dag_id.like("ys1000\\_%", escape="\\")))
+        if is_job_dag(d)
+    ]
     if allowed is not None:
         allowed = set(allowed)
         ids = [d for d in ids if d in allowed]
     return sorted(ids)
 
 
-def list_jobs(session: "Session", dag_ids: Iterable[str], config: "Config | None" = None, *,
-              kind: str | None = None, state: str | None = None, cluster: str | None = None,
-              plan: str | None = None, limit: int = 200) -> list[Job]:
+def list_jobs(
+    session: "Session",
+    dag_ids: Iterable[str],
+    config: "Config | None" = None,
+    *,
+    kind: str | None = None,
+    state: str | None = None,
+    cluster: str | None = None,
+    plan: str | None = None,
+    limit: int = 200,
+) -> list[Job]:
     """The newest runs of ``dag_ids`` (filtered), newest first."""
     from sqlalchemy import select
 
     from airflow.models.dagrun import DagRun
 
-    ids = [d for d in dag_ids if (c := classify(d)) and (not kind or c[0] == kind)
-           and (not plan or c[1] == plan or c[1] is None)]
+    ids = [
+        d
+        for d in dag_ids
+        if (c := classify(d)) and (not kind or c[0] == kind) and (not plan or c[1] == plan or c[1] is None)
+    ]
     if not ids:
         return []
     stmt = select(DagRun).where(DagRun.dag_id.in_(ids))
@@ -204,17 +218,19 @@ def backup_runs(session: "Session", dag_ids: Iterable[str]) -> dict[str, dict[st
     if not ids:
         return {}
     rows = session.execute(
-        select(XComModel.dag_id, XComModel.run_id, XComModel.task_id, XComModel.key, XComModel.value,
-               DagRun._state)
+        select(XComModel.dag_id, XComModel.run_id, XComModel.task_id, XComModel.key, XComModel.value, DagRun._state)
         .join(DagRun, DagRun.id == XComModel.dag_run_id)
-        .where(XComModel.dag_id.in_(ids),
-               ((XComModel.task_id == "capture") & (XComModel.key == "backup_id"))
-               | ((XComModel.task_id == "verify") & (XComModel.key == "return_value")))
+        .where(
+            XComModel.dag_id.in_(ids),
+            ((XComModel.task_id == "capture") & (XComModel.key == "backup_id"))
+            | ((XComModel.task_id == "verify") & (XComModel.key == "return_value")),
+        )
     ).all()
     by_run: dict[tuple[str, str], dict[str, Any]] = {}
     for dag_id, run_id, task_id, _key, value, state in rows:
-        rec = by_run.setdefault((dag_id, run_id), {"dag_id": dag_id, "run_id": run_id, "state": state,
-                                                     "verified": None})
+        rec = by_run.setdefault(
+            (dag_id, run_id), {"dag_id": dag_id, "run_id": run_id, "state": state, "verified": None}
+        )
         value = _decode(value)
         if task_id == "capture":
             rec["backup_id"] = value
@@ -256,29 +272,46 @@ def _jobs_for(session: "Session", runs: list, config: "Config | None") -> list[J
     dag_ids = sorted({r.dag_id for r in runs})
     run_ids = sorted({r.run_id for r in runs})
     for dag_id, run_id, task_id, state, start, end, try_number, map_index in session.execute(
-            select(TI.dag_id, TI.run_id, TI.task_id, TI.state, TI.start_date, TI.end_date, TI.try_number,
-                   TI.map_index)
-            .where(TI.dag_id.in_(dag_ids), TI.run_id.in_(run_ids))):
+        select(
+            TI.dag_id, TI.run_id, TI.task_id, TI.state, TI.start_date, TI.end_date, TI.try_number, TI.map_index
+        ).where(TI.dag_id.in_(dag_ids), TI.run_id.in_(run_ids))
+    ):
         if (dag_id, run_id) in keys:
             tis.setdefault((dag_id, run_id), []).append(
-                TaskState(task_id, str(state) if state else None, start, end, try_number or 0, map_index))
+                TaskState(task_id, str(state) if state else None, start, end, try_number or 0, map_index)
+            )
     xcoms: dict[int, dict[tuple[str, str], Any]] = {}
     stamps: dict[int, dict[str, datetime]] = {}
     for run_pk, task_id, key, value, ts in session.execute(
-            select(XComModel.dag_run_id, XComModel.task_id, XComModel.key, XComModel.value, XComModel.timestamp)
-            .where(XComModel.dag_run_id.in_(pks), XComModel.key.in_(XCOM_KEYS), XComModel.map_index == -1)):
+        select(XComModel.dag_run_id, XComModel.task_id, XComModel.key, XComModel.value, XComModel.timestamp).where(
+            XComModel.dag_run_id.in_(pks), XComModel.key.in_(XCOM_KEYS), XComModel.map_index == -1
+        )
+    ):
         xcoms.setdefault(run_pk, {})[(task_id, key)] = _decode(value)
         if key == "progress":
             stamps.setdefault(run_pk, {})[task_id] = ts
     jobs = []
     for r in runs:
         kind, plan = classify(r.dag_id)  # type: ignore[misc]
-        tasks = sorted(tis.get((r.dag_id, r.run_id), []),
-                       key=lambda t: (t.start or datetime.max.replace(tzinfo=timezone.utc), t.task_id))
-        job = Job(dag_id=r.dag_id, run_id=r.run_id, kind=kind, plan=plan, state=str(r.state or "queued"),
-                  run_type=str(r.run_type), run_after=r.run_after, start=r.start_date, end=r.end_date,
-                  conf=dict(r.conf or {}), triggered_by=getattr(r, "triggering_user_name", None),
-                  tasks=tasks, xcoms=xcoms.get(r.id, {}))
+        tasks = sorted(
+            tis.get((r.dag_id, r.run_id), []),
+            key=lambda t: (t.start or datetime.max.replace(tzinfo=timezone.utc), t.task_id),
+        )
+        job = Job(
+            dag_id=r.dag_id,
+            run_id=r.run_id,
+            kind=kind,
+            plan=plan,
+            state=str(r.state or "queued"),
+            run_type=str(r.run_type),
+            run_after=r.run_after,
+            start=r.start_date,
+            end=r.end_date,
+            conf=dict(r.conf or {}),
+            triggered_by=getattr(r, "triggering_user_name", None),
+            tasks=tasks,
+            xcoms=xcoms.get(r.id, {}),
+        )
         _describe(job, config)
         job.progress = _progress(job, stamps.get(r.id, {}))
         jobs.append(job)
@@ -294,7 +327,8 @@ def _describe(job: Job, config: "Config | None") -> None:
             job.cluster, job.repository = getattr(plan, "cluster", None), getattr(plan, "repository", None)
         commit = job.result("commit")
         job.backup_id = job.xcoms.get(("capture", "backup_id")) or (
-            commit.get("backup_id") if isinstance(commit, dict) else None)
+            commit.get("backup_id") if isinstance(commit, dict) else None
+        )
     elif job.kind == "restore":
         if plan is not None:
             job.cluster, job.repository = cast("RestorePlan", plan).target_cluster, plan.repository
@@ -306,7 +340,8 @@ def _describe(job: Job, config: "Config | None") -> None:
                 job.cluster = job.cluster or next(iter(config.clusters), None)
                 job.repository = job.repository or next(iter(config.repositories), None)
         job.backup_id = job.xcoms.get(("preflight", "backup_id")) or (
-            conf.get("backup") if conf.get("backup") not in (None, "", "latest") else None)
+            conf.get("backup") if conf.get("backup") not in (None, "", "latest") else None
+        )
         job.restore_id = job.xcoms.get(("restore", "restore_id"))
     elif job.kind == "migration" and plan is not None:
         migration = cast("MigrationPlan", plan)
@@ -317,12 +352,14 @@ def _describe(job: Job, config: "Config | None") -> None:
 
 
 def _progress(job: Job, stamps: dict[str, datetime]) -> Progress:
-    p = Progress(tasks_total=len(job.tasks),
-                 tasks_done=sum(1 for t in job.tasks if t.state in ("success", "skipped")))
+    p = Progress(tasks_total=len(job.tasks), tasks_done=sum(1 for t in job.tasks if t.state in ("success", "skipped")))
     running = [t.task_id for t in job.tasks if t.state == "running"]
     p.phase = running[0] if running else None
-    live = [(stamps.get(task) or datetime.min.replace(tzinfo=timezone.utc), task, value)
-            for (task, key), value in job.xcoms.items() if key == "progress" and isinstance(value, dict)]
+    live = [
+        (stamps.get(task) or datetime.min.replace(tzinfo=timezone.utc), task, value)
+        for (task, key), value in job.xcoms.items()
+        if key == "progress" and isinstance(value, dict)
+    ]
     if live and (job.running or not _final_counts(job, p)):
         _, task, info = max(live, key=lambda x: (x[0], x[1]))
         p.source = "xcom"

@@ -53,10 +53,22 @@ class Ys1000Plugin(AirflowPlugin):
     name = "ys1000"
     fastapi_apps = [{"app": LazyApp(URL_PREFIX), "url_prefix": URL_PREFIX, "name": "ys1000"}]
     external_views = [
-        {"name": "Backup jobs", "href": f"{URL_PREFIX}/jobs", "destination": "nav",
-         "icon": f"{URL_PREFIX}/static/jobs.svg"},
-        {"name": "Backup catalog", "href": f"{URL_PREFIX}/repositories", "destination": "nav",
-         "icon": f"{URL_PREFIX}/static/catalog.svg"},
-        {"name": "ys1000", "href": f"{URL_PREFIX}/jobs/{{DAG_ID}}/{{RUN_ID}}", "url_route": "ys1000-run",
-         "destination": "dag_run"},
+        {
+            "name": "Backup jobs",
+            "href": f"{URL_PREFIX}/jobs",
+            "destination": "nav",
+            "icon": f"{URL_PREFIX}/static/jobs.svg",
+        },
+        {
+            "name": "Backup catalog",
+            "href": f"{URL_PREFIX}/repositories",
+            "destination": "nav",
+            "icon": f"{URL_PREFIX}/static/catalog.svg",
+        },
+        {
+            "name": "ys1000",
+            "href": f"{URL_PREFIX}/jobs/{{DAG_ID}}/{{RUN_ID}}",
+            "url_route": "ys1000-run",
+            "destination": "dag_run",
+        },
     ]

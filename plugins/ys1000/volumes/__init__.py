@@ -7,10 +7,18 @@ alone and must not pay for the Kubernetes and S3 client libraries it never calls
 from importlib import import_module
 
 _EXPORTS = {
-    "VolumeOptions": "backup", "backup_volumes": "backup", "export_later": "backup",
-    "MoverError": "movers", "MoverRunner": "movers", "MoverSpec": "movers", "cleanup_run": "movers",
-    "VolumeRestoreOptions": "restore", "VolumeRestorer": "restore",
-    "SnapshotError": "snapshots", "ensure_snapshot_class": "snapshots", "take_snapshot": "snapshots",
+    "VolumeOptions": "backup",
+    "backup_volumes": "backup",
+    "export_later": "backup",
+    "MoverError": "movers",
+    "MoverRunner": "movers",
+    "MoverSpec": "movers",
+    "cleanup_run": "movers",
+    "VolumeRestoreOptions": "restore",
+    "VolumeRestorer": "restore",
+    "SnapshotError": "snapshots",
+    "ensure_snapshot_class": "snapshots",
+    "take_snapshot": "snapshots",
 }
 
 __all__ = list(_EXPORTS)

@@ -77,24 +77,35 @@ def ensure_restic_repository(repo_cfg: RepositoryConfig, password: str, cluster:
         restic.ensure_repository(target.environment())
 
 
-def prepare_restic_repositories(repo_cfg: RepositoryConfig, password: str, pvcs: list[dict],
-                                opts: VolumeOptions) -> list[str]:
+def prepare_restic_repositories(
+    repo_cfg: RepositoryConfig, password: str, pvcs: list[dict], opts: VolumeOptions
+) -> list[str]:
     """One ``restic init`` per namespace repository before movers run side by side (concurrent
     inits of one repository race and leave it with two incompatible keys)."""
-    needs = sorted({p["metadata"]["namespace"] for p in pvcs
-                    if opts.method_for(f"{p['metadata']['namespace']}/{p['metadata']['name']}")
-                    in ("filecopy", "snapshot_export")})
+    needs = sorted(
+        {
+            p["metadata"]["namespace"]
+            for p in pvcs
+            if opts.method_for(f"{p['metadata']['namespace']}/{p['metadata']['name']}")
+            in ("filecopy", "snapshot_export")
+        }
+    )
     for ns in needs:
         ensure_restic_repository(repo_cfg, password, opts.cluster_name, ns)
     return needs
 
 
 def _restic_record(result: dict, opts: VolumeOptions, namespace: str, source_pvc: str) -> dict:
-    return {"repository": restic.restic_path(opts.cluster_name, namespace), "snapshot_id": result["snapshot_id"],
-            "source_pvc": source_pvc,
-            "total_bytes": result.get("total_bytes", 0), "total_files": result.get("total_files", 0),
-            "bytes_added": result.get("bytes_added", 0), "files_new": result.get("files_new", 0),
-            "files_changed": result.get("files_changed", 0)}
+    return {
+        "repository": restic.restic_path(opts.cluster_name, namespace),
+        "snapshot_id": result["snapshot_id"],
+        "source_pvc": source_pvc,
+        "total_bytes": result.get("total_bytes", 0),
+        "total_files": result.get("total_files", 0),
+        "bytes_added": result.get("bytes_added", 0),
+        "files_new": result.get("files_new", 0),
+        "files_changed": result.get("files_changed", 0),
+    }
 
 
 def export_pvc_name(backup_id: str, pvc: str) -> str:
@@ -117,53 +128,96 @@ class VolumeBackup:
         ns, name = pvc_obj["metadata"]["namespace"], pvc_obj["metadata"]["name"]
         key = f"{ns}/{name}"
         method = self.opts.method_for(key)
-        record: dict = {"namespace": ns, "pvc": name, "method": method,
-                        "storage_class": pvc_obj["spec"].get("storageClassName"),
-                        "capacity": ((pvc_obj.get("status") or {}).get("capacity") or {}).get("storage")}
+        record: dict = {
+            "namespace": ns,
+            "pvc": name,
+            "method": method,
+            "storage_class": pvc_obj["spec"].get("storageClassName"),
+            "capacity": ((pvc_obj.get("status") or {}).get("capacity") or {}).get("storage"),
+        }
         if method == "skip":
             return Done(record)
         if method == "filecopy":
             return self._copy(record, source_pvc=name, node=node, purpose="backup", stage="copy")
         started = start_snapshot(self.kube, ns, name, self.backup_id)
-        return Wait({"kind": "snapshot", "namespace": ns, "name": started["snapshot"],
-                     "timeout": self.opts.snapshot_timeout, "label": f"snapshot of PVC {key}"},
-                    {"stage": "snapshot", "record": record, "snapshot": started})
+        return Wait(
+            {
+                "kind": "snapshot",
+                "namespace": ns,
+                "name": started["snapshot"],
+                "timeout": self.opts.snapshot_timeout,
+                "label": f"snapshot of PVC {key}",
+            },
+            {"stage": "snapshot", "record": record, "snapshot": started},
+        )
 
-    def _copy(self, record: dict, *, source_pvc: str, node: str | None, purpose: str, stage: str,
-              tmp: str | None = None) -> Wait:
+    def _copy(
+        self, record: dict, *, source_pvc: str, node: str | None, purpose: str, stage: str, tmp: str | None = None
+    ) -> Wait:
         ns, pvc = record["namespace"], record["pvc"]
         target = restic.target_for(self.repo_cfg, self.password, self.opts.cluster_name, ns)
         spec = MoverSpec(
-            namespace=ns, pvc=source_pvc, purpose=purpose, run_id=self.opts.run_id, node=node,
-            image=self.opts.image, env=target.environment(), read_only=True,
+            namespace=ns,
+            pvc=source_pvc,
+            purpose=purpose,
+            run_id=self.opts.run_id,
+            node=node,
+            image=self.opts.image,
+            env=target.environment(),
+            read_only=True,
             labels={"ys1000.io/backup": self.backup_id[:63]},
-            args=["backup", "--source", "/data", "--identity", f"namespace={ns}", "--identity", f"pvc={pvc}",
-                  "--tag", f"plan={self.plan}", "--tag", f"backup={self.backup_id}", *_limit_args(self.opts)],
+            args=[
+                "backup",
+                "--source",
+                "/data",
+                "--identity",
+                f"namespace={ns}",
+                "--identity",
+                f"pvc={pvc}",
+                "--tag",
+                f"plan={self.plan}",
+                "--tag",
+                f"backup={self.backup_id}",
+                *_limit_args(self.opts),
+            ],
         )
         run = mover_job(spec)
         jobs.start(self.kube, run)  # a retried task finds its still-running mover
-        return job_wait(run, describe(spec), spec.timeout,
-                        {"stage": stage, "record": record, "job": run.name, "source_pvc": source_pvc, "tmp": tmp},
-                        pvcs=[[ns, tmp]] if tmp else None)
+        return job_wait(
+            run,
+            describe(spec),
+            spec.timeout,
+            {"stage": stage, "record": record, "job": run.name, "source_pvc": source_pvc, "tmp": tmp},
+            pvcs=[[ns, tmp]] if tmp else None,
+        )
 
     # -- go on after a wait
     def resume(self, state: dict, event: dict) -> Step:
         record, stage = dict(state["record"]), state["stage"]
         ns = record["namespace"]
         if event.get("status") != "success":
-            clean(self.kube, {"jobs": [[ns, state["job"]]] if state.get("job") else [],
-                              "pvcs": [[ns, state["tmp"]]] if state.get("tmp") else []})
+            clean(
+                self.kube,
+                {
+                    "jobs": [[ns, state["job"]]] if state.get("job") else [],
+                    "pvcs": [[ns, state["tmp"]]] if state.get("tmp") else [],
+                },
+            )
             raise StepFailed(event.get("reason") or f"PVC {ns}/{record['pvc']}: {stage} failed")
         if stage == "snapshot":
             record["csi"] = snapshot_record(self.kube, state["snapshot"]).to_json()
             key = f"{ns}/{record['pvc']}"
-            if record["method"] == "snapshot_export" and (self.opts.export_pvcs is None or key in self.opts.export_pvcs):
-                return VolumeExport(self.kube, self.repo_cfg, self.password, self.opts, self.backup_id,
-                                    self.plan).begin(record)
+            if record["method"] == "snapshot_export" and (
+                self.opts.export_pvcs is None or key in self.opts.export_pvcs
+            ):
+                return VolumeExport(
+                    self.kube, self.repo_cfg, self.password, self.opts, self.backup_id, self.plan
+                ).begin(record)
             return Done(record)
         if stage == "export_bind":
-            return self._copy(record, source_pvc=state["tmp"], node=None, purpose="export", stage="copy",
-                              tmp=state["tmp"])
+            return self._copy(
+                record, source_pvc=state["tmp"], node=None, purpose="export", stage="copy", tmp=state["tmp"]
+            )
         if stage == "copy":
             record["restic"] = _restic_record(event["result"], self.opts, ns, state["source_pvc"])
             clean(self.kube, {"jobs": [[ns, state["job"]]], "pvcs": [[ns, state["tmp"]]] if state.get("tmp") else []})
@@ -177,28 +231,60 @@ class VolumeExport(VolumeBackup):
     def begin(self, record: dict, node: str | None = None) -> Step:  # type: ignore[override]
         ns, pvc = record["namespace"], record["pvc"]
         key = f"{ns}/{pvc}"
-        if not record.get("csi") or record.get("restic") or record.get("error") or not (
-                self.opts.export_pvcs is None or key in self.opts.export_pvcs):
+        if (
+            not record.get("csi")
+            or record.get("restic")
+            or record.get("error")
+            or not (self.opts.export_pvcs is None or key in self.opts.export_pvcs)
+        ):
             return Done(record)  # nothing (more) to export for this PVC
         pvc_obj = self.kube.get(PVCS.path(ns, pvc))
         tmp = export_pvc_name(self.backup_id, pvc)
-        body = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                "metadata": {"name": tmp, "labels": {"ys1000.io/component": "export",
-                                                     "ys1000.io/backup": self.backup_id[:63]}},
-                "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": pvc_obj["spec"].get("storageClassName"),
-                         "resources": {"requests": {"storage": pvc_obj["spec"]["resources"]["requests"]["storage"]}},
-                         "dataSource": {"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot",
-                                        "name": record["csi"]["snapshot"]}}}
+        body = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {
+                "name": tmp,
+                "labels": {"ys1000.io/component": "export", "ys1000.io/backup": self.backup_id[:63]},
+            },
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": pvc_obj["spec"].get("storageClassName"),
+                "resources": {"requests": {"storage": pvc_obj["spec"]["resources"]["requests"]["storage"]}},
+                "dataSource": {
+                    "apiGroup": "snapshot.storage.k8s.io",
+                    "kind": "VolumeSnapshot",
+                    "name": record["csi"]["snapshot"],
+                },
+            },
+        }
         if self.kube.get_or_none(PVCS.path(ns, tmp)) is None:
             self.kube.create(PVCS, body, ns)
-        return Wait({"kind": "pvc_bound", "namespace": ns, "name": tmp, "timeout": self.opts.snapshot_timeout,
-                     "label": f"export PVC {ns}/{tmp} to bind"},
-                    {"stage": "export_bind", "record": record, "tmp": tmp}, {"pvcs": [[ns, tmp]]})
+        return Wait(
+            {
+                "kind": "pvc_bound",
+                "namespace": ns,
+                "name": tmp,
+                "timeout": self.opts.snapshot_timeout,
+                "label": f"export PVC {ns}/{tmp} to bind",
+            },
+            {"stage": "export_bind", "record": record, "tmp": tmp},
+            {"pvcs": [[ns, tmp]]},
+        )
 
 
-def backup_volumes(kube: Kube, repo_cfg: RepositoryConfig, password: str, pvcs: list[dict],
-                   nodes: dict[str, str | None], backup_id: str, plan: str, opts: VolumeOptions,
-                   driver: Driver | None = None, progress: Callable[[dict], None] | None = None) -> list[dict]:
+def backup_volumes(
+    kube: Kube,
+    repo_cfg: RepositoryConfig,
+    password: str,
+    pvcs: list[dict],
+    nodes: dict[str, str | None],
+    backup_id: str,
+    plan: str,
+    opts: VolumeOptions,
+    driver: Driver | None = None,
+    progress: Callable[[dict], None] | None = None,
+) -> list[dict]:
     """Protect each PVC by its method, waiting in place; return the manifest's volume records.
 
     A PVC whose data could not be taken gets a record with ``error`` (the others go on); a
@@ -222,8 +308,13 @@ def backup_volumes(kube: Kube, repo_cfg: RepositoryConfig, password: str, pvcs: 
             # one PVC's failure must not hide the others' data; the commit marks the backup
             # PartiallyFailed naming this PVC
             log.warning("PVC %s: data not protected: %s", key, exc)
-            record = {"namespace": ns, "pvc": name, "method": opts.method_for(key),
-                      "storage_class": pvc_obj["spec"].get("storageClassName"), "error": f"{exc}" or type(exc).__name__}
+            record = {
+                "namespace": ns,
+                "pvc": name,
+                "method": opts.method_for(key),
+                "storage_class": pvc_obj["spec"].get("storageClassName"),
+                "error": f"{exc}" or type(exc).__name__,
+            }
         with lock:
             done[0] += 1
             report({"phase": "volumes", "volumes_done": done[0], "volumes_total": len(pvcs), "last": key})
@@ -234,8 +325,16 @@ def backup_volumes(kube: Kube, repo_cfg: RepositoryConfig, password: str, pvcs: 
         return list(pool.map(one, pvcs))
 
 
-def export_later(kube: Kube, repo_cfg: RepositoryConfig, password: str, records: list[dict], backup_id: str,
-                 plan: str, opts: VolumeOptions, driver: Driver | None = None) -> list[dict]:
+def export_later(
+    kube: Kube,
+    repo_cfg: RepositoryConfig,
+    password: str,
+    records: list[dict],
+    backup_id: str,
+    plan: str,
+    opts: VolumeOptions,
+    driver: Driver | None = None,
+) -> list[dict]:
     """Export snapshots that were taken earlier (export 'selected at a set time'): updates records."""
     driver = driver or Driver(kube, opts.max_concurrent)
     unit = VolumeExport(kube, repo_cfg, password, opts, backup_id, plan)

@@ -55,36 +55,45 @@ class MoverSpec:
 
 
 def mover_labels(spec: MoverSpec) -> dict[str, str]:
-    return {**spec.labels, COMPONENT_LABEL: COMPONENT, RUN_LABEL: label_value(spec.run_id),
-            "ys1000.io/pvc": spec.pvc[:63], "ys1000.io/purpose": spec.purpose}
+    return {
+        **spec.labels,
+        COMPONENT_LABEL: COMPONENT,
+        RUN_LABEL: label_value(spec.run_id),
+        "ys1000.io/pvc": spec.pvc[:63],
+        "ys1000.io/purpose": spec.purpose,
+    }
 
 
 def mover_job(spec: MoverSpec) -> JobRun:
     """The mover's Job and its Secret (restic credentials, deleted with the Job)."""
     labels = mover_labels(spec)
     secret = {
-        "apiVersion": "v1", "kind": "Secret",
+        "apiVersion": "v1",
+        "kind": "Secret",
         "metadata": {"name": spec.name, "labels": labels},
         "type": "Opaque",
         "data": {k: base64.b64encode(v.encode()).decode() for k, v in spec.env.items()},
     }
     pod_spec: dict = {
         "restartPolicy": "Never",
-        "containers": [{
-            "name": "mover",
-            "image": spec.image,
-            "command": ["python", "-m", "ys1000.mover", *spec.args],
-            "envFrom": [{"secretRef": {"name": spec.name}}],
-            "volumeMounts": [{"name": "data", "mountPath": "/data", "readOnly": spec.read_only}],
-            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "2Gi"}},
-        }],
+        "containers": [
+            {
+                "name": "mover",
+                "image": spec.image,
+                "command": ["python", "-m", "ys1000.mover", *spec.args],
+                "envFrom": [{"secretRef": {"name": spec.name}}],
+                "volumeMounts": [{"name": "data", "mountPath": "/data", "readOnly": spec.read_only}],
+                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "2Gi"}},
+            }
+        ],
         "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": spec.pvc, "readOnly": spec.read_only}}],
         "automountServiceAccountToken": False,
     }
     if spec.node:
         pod_spec["nodeSelector"] = {"kubernetes.io/hostname": spec.node}
     job = {
-        "apiVersion": "batch/v1", "kind": "Job",
+        "apiVersion": "batch/v1",
+        "kind": "Job",
         "metadata": {"name": spec.name, "labels": labels},
         "spec": {
             "backoffLimit": 0,  # the task's retry re-runs the mover; a half-run restic is harmless
@@ -111,8 +120,13 @@ class MoverRunner:
     """Runs mover Jobs in one cluster and waits in place (the CLI, migrations, benchmarks), at
     most ``max_concurrent`` at a time; ``cancel_all`` stops the waits and deletes the Jobs."""
 
-    def __init__(self, kube: Kube, max_concurrent: int = 2, progress_every: float = 2.0,
-                 on_progress: Callable[[MoverSpec, dict], None] | None = None):
+    def __init__(
+        self,
+        kube: Kube,
+        max_concurrent: int = 2,
+        progress_every: float = 2.0,
+        on_progress: Callable[[MoverSpec, dict], None] | None = None,
+    ):
         self.kube = kube
         self.group = jobs.JobGroup(kube, max_concurrent)
         self.progress_every = progress_every  # also the longest a cancel waits to be noticed
@@ -124,8 +138,12 @@ class MoverRunner:
 
     def run(self, spec: MoverSpec) -> dict:
         """Start (or reattach to) the mover, wait for its end, delete it; raise ``MoverError``."""
-        st = self.group.run(mover_job(spec), timeout=spec.timeout, progress_every=self.progress_every,
-                            on_progress=lambda p: self.on_progress(spec, p))
+        st = self.group.run(
+            mover_job(spec),
+            timeout=spec.timeout,
+            progress_every=self.progress_every,
+            on_progress=lambda p: self.on_progress(spec, p),
+        )
         return mover_result(st, describe(spec))
 
     def cancel_all(self) -> list[str]:

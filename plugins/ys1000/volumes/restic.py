@@ -41,8 +41,10 @@ def restic_path(cluster: str, namespace: str) -> str:
     """Key prefix of a namespace's restic repository, relative to the backup repository's prefix."""
     from ys1000.repository import layout  # engine side only (see the import note above)
 
-    return (layout.restic_prefix() + f"{layout.check_segment(cluster, 'cluster name')}/"
-            f"{layout.check_segment(namespace, 'namespace')}/")
+    return (
+        layout.restic_prefix() + f"{layout.check_segment(cluster, 'cluster name')}/"
+        f"{layout.check_segment(namespace, 'namespace')}/"
+    )
 
 
 def target_for(config: RepositoryConfig, password: str, cluster: str, namespace: str) -> ResticTarget:
@@ -73,15 +75,17 @@ def binary() -> str:
     return found
 
 
-def run_json(args: list[str], env: dict[str, str], on_message: Callable[[dict], None] | None = None,
-             cwd: str | None = None) -> list[dict]:
+def run_json(
+    args: list[str], env: dict[str, str], on_message: Callable[[dict], None] | None = None, cwd: str | None = None
+) -> list[dict]:
     """Run ``restic --json ARGS``; feed each JSON message to ``on_message``; return them all.
 
     Non-JSON output (restic prints some plain lines even with --json) is kept for the error text.
     """
     cmd = [binary(), "--json", *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **env}, cwd=cwd)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **env}, cwd=cwd
+    )
     messages: list[dict] = []
     assert proc.stdout is not None
     try:

@@ -50,10 +50,22 @@ class VolumeRestore:
     opts: VolumeRestoreOptions
 
     def begin(self, namespace: str, pvc: str, rec: dict) -> Step:
-        return Wait({"kind": "pvc_bound", "namespace": namespace, "name": pvc, "timeout": self.opts.bind_timeout,
-                     "label": f"restored PVC {namespace}/{pvc} to bind"},
-                    {"stage": "bind", "namespace": namespace, "pvc": pvc,
-                     "repository": rec["restic"]["repository"], "snapshot_id": rec["restic"]["snapshot_id"]})
+        return Wait(
+            {
+                "kind": "pvc_bound",
+                "namespace": namespace,
+                "name": pvc,
+                "timeout": self.opts.bind_timeout,
+                "label": f"restored PVC {namespace}/{pvc} to bind",
+            },
+            {
+                "stage": "bind",
+                "namespace": namespace,
+                "pvc": pvc,
+                "repository": rec["restic"]["repository"],
+                "snapshot_id": rec["restic"]["snapshot_id"],
+            },
+        )
 
     def resume(self, state: dict, event: dict) -> Step:
         ns, pvc = state["namespace"], state["pvc"]
@@ -66,17 +78,33 @@ class VolumeRestore:
             args = ["restore", "--target", "/data", "--snapshot", state["snapshot_id"]]
             if self.opts.limit_download_kib:
                 args += ["--limit-download", str(self.opts.limit_download_kib)]
-            spec = MoverSpec(namespace=ns, pvc=pvc, purpose="restore", run_id=self.opts.run_id, image=self.opts.image,
-                             env=target.environment(), read_only=False,
-                             labels={"ys1000.io/restore": self.restore_id[:63]}, args=args)
+            spec = MoverSpec(
+                namespace=ns,
+                pvc=pvc,
+                purpose="restore",
+                run_id=self.opts.run_id,
+                image=self.opts.image,
+                env=target.environment(),
+                read_only=False,
+                labels={"ys1000.io/restore": self.restore_id[:63]},
+                args=args,
+            )
             run = mover_job(spec)
             jobs.start(self.kube, run)  # a retried task finds its still-running mover
             return job_wait(run, describe(spec), spec.timeout, {**state, "stage": "restore", "job": run.name})
         result = event["result"]
         clean(self.kube, {"jobs": [[ns, state["job"]]]})
-        return Done({"namespace": ns, "pvc": pvc, "status": "data", "from": "restic",
-                     "snapshot_id": state["snapshot_id"], "bytes_restored": result.get("bytes_restored", 0),
-                     "files_restored": result.get("files_restored", 0)})
+        return Done(
+            {
+                "namespace": ns,
+                "pvc": pvc,
+                "status": "data",
+                "from": "restic",
+                "snapshot_id": state["snapshot_id"],
+                "bytes_restored": result.get("bytes_restored", 0),
+                "files_restored": result.get("files_restored", 0),
+            }
+        )
 
 
 @dataclass
@@ -106,7 +134,8 @@ class VolumeRestorer:
         if rec.get("csi"):
             raise RuntimeError(
                 f"PVC {rec['namespace']}/{rec['pvc']} was backed up as a CSI snapshot only, which can be restored "
-                "only in the cluster that took it; back it up with snapshot + export to restore elsewhere")
+                "only in the cluster that took it; back it up with snapshot + export to restore elsewhere"
+            )
         return "none"
 
     def prepare(self, obj: dict, source_namespace: str) -> dict:
@@ -114,7 +143,7 @@ class VolumeRestorer:
         ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
         rec = self._by_key.get((source_namespace, name))
         if rec is None:
-            self._empty[(ns, name)] = (self.no_data_reason or "the backup has no data record for this PVC")
+            self._empty[(ns, name)] = self.no_data_reason or "the backup has no data record for this PVC"
             return obj
         if rec.get("method") == "skip":
             self._empty[(ns, name)] = "backed up without data (method skip)"
@@ -135,8 +164,11 @@ class VolumeRestorer:
 
     def pending(self, created: list[tuple[str, str]]) -> list[dict]:
         """The created PVCs that get restic data: ``{"namespace", "pvc", "record"}`` each."""
-        return [{"namespace": ns, "pvc": name, "record": self._pending[(ns, name)]}
-                for ns, name in created if (ns, name) in self._pending]
+        return [
+            {"namespace": ns, "pvc": name, "record": self._pending[(ns, name)]}
+            for ns, name in created
+            if (ns, name) in self._pending
+        ]
 
     def populate(self, created: list[tuple[str, str]]) -> None:
         """Restore restic data into the PVCs that this restore created (existing ones are left
@@ -153,8 +185,14 @@ class VolumeRestorer:
                 if self.driver.cancel.is_set():
                     raise InterruptedError(f"restore {self.restore_id} cancelled") from exc
                 log.warning("PVC %s/%s: data not restored: %s", ns, name, exc)
-                return {"namespace": ns, "pvc": name, "status": "failed", "from": "restic",
-                        "snapshot_id": rec["restic"]["snapshot_id"], "reason": str(exc) or type(exc).__name__}
+                return {
+                    "namespace": ns,
+                    "pvc": name,
+                    "status": "failed",
+                    "from": "restic",
+                    "snapshot_id": rec["restic"]["snapshot_id"],
+                    "reason": str(exc) or type(exc).__name__,
+                }
 
         with ThreadPoolExecutor(max(1, self.opts.max_concurrent)) as pool:
             self.results.extend(pool.map(one, self.pending(created)))
@@ -170,24 +208,50 @@ class VolumeRestorer:
                 continue
             key = (item.namespace, item.name)
             if item.action == "failed":
-                out.append({"namespace": item.namespace, "pvc": item.name, "status": "failed",
-                            "reason": f"the PVC was not created: {item.reason}"})
+                out.append(
+                    {
+                        "namespace": item.namespace,
+                        "pvc": item.name,
+                        "status": "failed",
+                        "reason": f"the PVC was not created: {item.reason}",
+                    }
+                )
             elif item.action != "created":
-                out.append({"namespace": item.namespace, "pvc": item.name, "status": "existing",
-                            "reason": f"the PVC was {item.action}; its data was left as it is"})
+                out.append(
+                    {
+                        "namespace": item.namespace,
+                        "pvc": item.name,
+                        "status": "existing",
+                        "reason": f"the PVC was {item.action}; its data was left as it is",
+                    }
+                )
             elif key in by_key:
                 out.append(by_key[key])
             elif key in self._snapshots:
-                out.append({"namespace": item.namespace, "pvc": item.name, "status": "data", "from": "snapshot",
-                            "snapshot": self._snapshots[key]})
+                out.append(
+                    {
+                        "namespace": item.namespace,
+                        "pvc": item.name,
+                        "status": "data",
+                        "from": "snapshot",
+                        "snapshot": self._snapshots[key],
+                    }
+                )
             elif pending_ok and key in self._pending:
                 out.append({"namespace": item.namespace, "pvc": item.name, "status": "pending"})
             elif key in self._empty:
-                out.append({"namespace": item.namespace, "pvc": item.name, "status": "empty",
-                            "reason": self._empty[key]})
+                out.append(
+                    {"namespace": item.namespace, "pvc": item.name, "status": "empty", "reason": self._empty[key]}
+                )
             else:
-                out.append({"namespace": item.namespace, "pvc": item.name, "status": "failed",
-                            "reason": "its data was not restored"})
+                out.append(
+                    {
+                        "namespace": item.namespace,
+                        "pvc": item.name,
+                        "status": "failed",
+                        "reason": "its data was not restored",
+                    }
+                )
         return out
 
     def cancel(self) -> list[str]:

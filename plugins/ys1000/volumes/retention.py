@@ -30,8 +30,9 @@ class VolumeCleanup:
     errors: list[str] = field(default_factory=list)
 
 
-def forget_volume_data(repo_cfg: RepositoryConfig, password: str, manifests: list[Manifest],
-                       kube: Kube | None = None) -> VolumeCleanup:
+def forget_volume_data(
+    repo_cfg: RepositoryConfig, password: str, manifests: list[Manifest], kube: Kube | None = None
+) -> VolumeCleanup:
     out = VolumeCleanup()
     by_repo: dict[str, list[str]] = defaultdict(list)
     for m in manifests:
@@ -58,8 +59,15 @@ def forget_volume_data(repo_cfg: RepositoryConfig, password: str, manifests: lis
     return out
 
 
-def expire_backups(repo: Repository, repo_cfg: RepositoryConfig, plan: str, older_than: timedelta, *,
-                   kube: Kube | None = None, now: datetime | None = None) -> tuple[RetentionReport, VolumeCleanup]:
+def expire_backups(
+    repo: Repository,
+    repo_cfg: RepositoryConfig,
+    plan: str,
+    older_than: timedelta,
+    *,
+    kube: Kube | None = None,
+    now: datetime | None = None,
+) -> tuple[RetentionReport, VolumeCleanup]:
     """Repository retention for ``plan`` plus the volume data of the backups it deleted."""
     now = now or datetime.now(timezone.utc)
     cutoff = now - older_than

@@ -16,9 +16,20 @@ from ys1000.kube.discovery import PVCS, PVS, STORAGE_CLASSES
 from ys1000.waiting import wait_until
 
 GROUP, VERSION = "snapshot.storage.k8s.io", "v1"
-CLASSES = ResourceType(GROUP, VERSION, "volumesnapshotclasses", "VolumeSnapshotClass", False, frozenset({"list", "get", "create"}))
-SNAPSHOTS = ResourceType(GROUP, VERSION, "volumesnapshots", "VolumeSnapshot", True, frozenset({"list", "get", "create", "delete"}))
-CONTENTS = ResourceType(GROUP, VERSION, "volumesnapshotcontents", "VolumeSnapshotContent", False, frozenset({"list", "get", "create", "delete"}))
+CLASSES = ResourceType(
+    GROUP, VERSION, "volumesnapshotclasses", "VolumeSnapshotClass", False, frozenset({"list", "get", "create"})
+)
+SNAPSHOTS = ResourceType(
+    GROUP, VERSION, "volumesnapshots", "VolumeSnapshot", True, frozenset({"list", "get", "create", "delete"})
+)
+CONTENTS = ResourceType(
+    GROUP,
+    VERSION,
+    "volumesnapshotcontents",
+    "VolumeSnapshotContent",
+    False,
+    frozenset({"list", "get", "create", "delete"}),
+)
 CLASS_LABELS = ("velero.io/csi-volumesnapshot-class", "ys1000.io/snapshot-class")
 PROVISIONER_ANNOTATION = "ys1000.io/csi-provisioner"  # which StorageClass provisioner this driver serves
 
@@ -57,7 +68,8 @@ def ensure_snapshot_class(kube: Kube, driver: str, provisioner: str | None = Non
         if exc.status == 404:
             raise SnapshotError(
                 "this cluster serves no snapshot.storage.k8s.io/v1 API: install the CSI external-snapshotter "
-                "CRDs and snapshot-controller, or use the file-copy method") from None
+                "CRDs and snapshot-controller, or use the file-copy method"
+            ) from None
         raise
     for c in classes:
         if _conforms(c):
@@ -65,9 +77,13 @@ def ensure_snapshot_class(kube: Kube, driver: str, provisioner: str | None = Non
     base = classes[0] if classes else {}
     name = f"ys1000-{driver.replace('.', '-')}"[:63].rstrip("-")
     body = {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "VolumeSnapshotClass",
-        "metadata": {"name": name, "labels": {"ys1000.io/snapshot-class": "true"},
-                     "annotations": {PROVISIONER_ANNOTATION: provisioner or driver}},
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "VolumeSnapshotClass",
+        "metadata": {
+            "name": name,
+            "labels": {"ys1000.io/snapshot-class": "true"},
+            "annotations": {PROVISIONER_ANNOTATION: provisioner or driver},
+        },
         "driver": driver,
         "deletionPolicy": "Retain",
     }
@@ -86,8 +102,10 @@ def driver_of(kube: Kube, pvc: dict) -> tuple[str, str]:
     pv = kube.get(PVS.path(name=pvc["spec"]["volumeName"]))
     csi = (pv.get("spec") or {}).get("csi")
     if not csi:
-        raise SnapshotError(f"PVC {pvc['metadata']['namespace']}/{pvc['metadata']['name']} is not a CSI volume: "
-                            "it cannot be snapshotted; use the file-copy method")
+        raise SnapshotError(
+            f"PVC {pvc['metadata']['namespace']}/{pvc['metadata']['name']} is not a CSI volume: "
+            "it cannot be snapshotted; use the file-copy method"
+        )
     sc_name = pvc["spec"].get("storageClassName")
     sc = kube.get_or_none(STORAGE_CLASSES.path(name=sc_name)) if sc_name else None
     return csi["driver"], (sc or {}).get("provisioner", csi["driver"])
@@ -102,9 +120,12 @@ def start_snapshot(kube: Kube, namespace: str, pvc_name: str, backup_id: str) ->
     driver, provisioner = driver_of(kube, pvc)
     cls = ensure_snapshot_class(kube, driver, provisioner)
     name = snapshot_name(backup_id, pvc_name)
-    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "VolumeSnapshot",
-            "metadata": {"name": name, "labels": {"ys1000.io/backup": backup_id[:63], "ys1000.io/pvc": pvc_name[:63]}},
-            "spec": {"volumeSnapshotClassName": cls, "source": {"persistentVolumeClaimName": pvc_name}}}
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "VolumeSnapshot",
+        "metadata": {"name": name, "labels": {"ys1000.io/backup": backup_id[:63], "ys1000.io/pvc": pvc_name[:63]}},
+        "spec": {"volumeSnapshotClassName": cls, "source": {"persistentVolumeClaimName": pvc_name}},
+    }
     try:
         kube.create(SNAPSHOTS, body, namespace)
     except KubeError as exc:
@@ -117,9 +138,16 @@ def snapshot_record(kube: Kube, started: dict) -> SnapshotRecord:
     """The manifest's record of a snapshot that is readyToUse."""
     vs = kube.get(SNAPSHOTS.path(started["namespace"], started["snapshot"]))
     content = kube.get(CONTENTS.path(name=vs["status"]["boundVolumeSnapshotContentName"]))
-    return SnapshotRecord(started["namespace"], started["pvc"], started["snapshot"], content["metadata"]["name"],
-                          content["status"]["snapshotHandle"], started["driver"], started["snapshot_class"],
-                          str(vs["status"].get("restoreSize") or ""))
+    return SnapshotRecord(
+        started["namespace"],
+        started["pvc"],
+        started["snapshot"],
+        content["metadata"]["name"],
+        content["status"]["snapshotHandle"],
+        started["driver"],
+        started["snapshot_class"],
+        str(vs["status"].get("restoreSize") or ""),
+    )
 
 
 def take_snapshot(kube: Kube, namespace: str, pvc_name: str, backup_id: str, timeout: float = 300) -> SnapshotRecord:
@@ -151,15 +179,27 @@ def rebind_snapshot(kube: Kube, rec: dict, namespace: str, restore_id: str, time
     suffix = hashlib.sha1(f"{restore_id}/{namespace}/{rec['pvc']}".encode()).hexdigest()[:8]
     vs_name = f"{rec['pvc'][:40]}-r{suffix}"
     content_name = f"ys1000-{vs_name}"
-    content = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "VolumeSnapshotContent",
-               "metadata": {"name": content_name, "labels": {"ys1000.io/restore": restore_id[:63]}},
-               "spec": {"deletionPolicy": "Retain", "driver": rec["driver"],
-                        "volumeSnapshotClassName": rec["snapshot_class"],
-                        "source": {"snapshotHandle": rec["handle"]},
-                        "volumeSnapshotRef": {"name": vs_name, "namespace": namespace}}}
-    snap = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "VolumeSnapshot",
-            "metadata": {"name": vs_name, "labels": {"ys1000.io/restore": restore_id[:63]}},
-            "spec": {"volumeSnapshotClassName": rec["snapshot_class"], "source": {"volumeSnapshotContentName": content_name}}}
+    content = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "VolumeSnapshotContent",
+        "metadata": {"name": content_name, "labels": {"ys1000.io/restore": restore_id[:63]}},
+        "spec": {
+            "deletionPolicy": "Retain",
+            "driver": rec["driver"],
+            "volumeSnapshotClassName": rec["snapshot_class"],
+            "source": {"snapshotHandle": rec["handle"]},
+            "volumeSnapshotRef": {"name": vs_name, "namespace": namespace},
+        },
+    }
+    snap = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "VolumeSnapshot",
+        "metadata": {"name": vs_name, "labels": {"ys1000.io/restore": restore_id[:63]}},
+        "spec": {
+            "volumeSnapshotClassName": rec["snapshot_class"],
+            "source": {"volumeSnapshotContentName": content_name},
+        },
+    }
     for rt, body, ns in ((CONTENTS, content, None), (SNAPSHOTS, snap, namespace)):
         try:
             kube.create(rt, body, ns)

@@ -60,8 +60,11 @@ class Unit(Protocol):
 
 
 def job_wait(run: jobs.JobRun, label: str, timeout: float, state: dict, pvcs: list | None = None) -> Wait:
-    return Wait({"kind": "job", "namespace": run.namespace, "name": run.name, "timeout": timeout, "label": label},
-                state, {"jobs": [[run.namespace, run.name]], "pvcs": list(pvcs or [])})
+    return Wait(
+        {"kind": "job", "namespace": run.namespace, "name": run.name, "timeout": timeout, "label": label},
+        state,
+        {"jobs": [[run.namespace, run.name]], "pvcs": list(pvcs or [])},
+    )
 
 
 def check(kube: Kube, what: dict) -> dict | None:
@@ -98,22 +101,28 @@ def progress_of(kube: Kube, what: dict) -> dict | None:
     """The newest progress line of a waiting mover (None for other waits)."""
     if what["kind"] != "job":
         return None
-    return jobs.last_line(jobs.pod_log(kube, what["namespace"], jobs.find_pod(kube, what["namespace"], what["name"])),
-                          "progress")
+    return jobs.last_line(
+        jobs.pod_log(kube, what["namespace"], jobs.find_pod(kube, what["namespace"], what["name"])), "progress"
+    )
 
 
 def timed_out(what: dict) -> dict:
-    return {"status": "failed", "reason": f"{what.get('label') or what['kind']} ({what['namespace']}/{what['name']}) "
-                                          f"did not finish within {what['timeout']:.0f} s"}
+    return {
+        "status": "failed",
+        "reason": f"{what.get('label') or what['kind']} ({what['namespace']}/{what['name']}) "
+        f"did not finish within {what['timeout']:.0f} s",
+    }
 
 
-def wait_in_place(kube: Kube, what: dict, *, cancel: threading.Event,
-                  on_progress: Callable[[dict], None] | None = None) -> dict:
+def wait_in_place(
+    kube: Kube, what: dict, *, cancel: threading.Event, on_progress: Callable[[dict], None] | None = None
+) -> dict:
     """Wait here for ``what`` (a mover Job by watching its pod, the rest by polling)."""
     if what["kind"] == "job":
         try:
-            jobs.wait(kube, what["namespace"], what["name"], timeout=what["timeout"], cancel=cancel,
-                      on_progress=on_progress)
+            jobs.wait(
+                kube, what["namespace"], what["name"], timeout=what["timeout"], cancel=cancel, on_progress=on_progress
+            )
         except jobs.JobError:
             return timed_out(what)
         return check(kube, what) or timed_out(what)
@@ -154,7 +163,9 @@ def sweep(kube: Kube, namespaces: list[str], run_ids: list[str], backup_id: str 
         gone += jobs.delete_run(kube, namespaces, run_id, component=COMPONENT)
     if backup_id:
         for ns in dict.fromkeys(namespaces):
-            for pvc in kube.list(PVCS, ns, label_selector=f"ys1000.io/component=export,ys1000.io/backup={backup_id[:63]}"):
+            for pvc in kube.list(
+                PVCS, ns, label_selector=f"ys1000.io/component=export,ys1000.io/backup={backup_id[:63]}"
+            ):
                 kube.delete(PVCS, pvc["metadata"]["name"], ns)
                 gone.append(f"PVC {ns}/{pvc['metadata']['name']}")
     return gone
@@ -164,8 +175,13 @@ class Driver:
     """Runs volume units in place, at most ``max_concurrent`` at a time; ``cancel_all`` stops the
     waits and deletes what the running ones made (the CLI's Ctrl-C, an operator's ``on_kill``)."""
 
-    def __init__(self, kube: Kube, max_concurrent: int = 2,
-                 on_progress: Callable[[str, dict], None] | None = None, kubes: dict[str, Kube] | None = None):
+    def __init__(
+        self,
+        kube: Kube,
+        max_concurrent: int = 2,
+        on_progress: Callable[[str, dict], None] | None = None,
+        kubes: dict[str, Kube] | None = None,
+    ):
         self.kube = kube
         self.kubes = kubes or {}  # role → cluster, for units working in two clusters (migration)
         self.slots = threading.Semaphore(max(1, max_concurrent))
@@ -187,8 +203,9 @@ class Driver:
                 while isinstance(step, Wait):
                     with self._lock:
                         self._active[token] = step.cleanup
-                    event = wait_in_place(self._kube(step.what.get("cluster")), step.what, cancel=self.cancel,
-                                          on_progress=report)
+                    event = wait_in_place(
+                        self._kube(step.what.get("cluster")), step.what, cancel=self.cancel, on_progress=report
+                    )
                     step = unit.resume(step.state, event)
                 return step.record
             finally:

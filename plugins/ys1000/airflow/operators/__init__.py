@@ -26,8 +26,20 @@ from ys1000.airflow.operators.restore import (
 )
 
 __all__ = [
-    "BackupPreflightOperator", "CaptureResourcesOperator", "CommitBackupOperator", "RetentionOperator",
-    "VerifyBackupOperator", "VolumeDataOperator", "CLEANUP_GRACE", "Ys1000Operator", "backup_id_for",
-    "restore_id_for", "run_time", "RestoreOperator", "RestorePreflightOperator", "RestoreVolumeOperator",
-    "RestoreWorkloadsOperator", "resolve_backup",
+    "BackupPreflightOperator",
+    "CaptureResourcesOperator",
+    "CommitBackupOperator",
+    "RetentionOperator",
+    "VerifyBackupOperator",
+    "VolumeDataOperator",
+    "CLEANUP_GRACE",
+    "Ys1000Operator",
+    "backup_id_for",
+    "restore_id_for",
+    "run_time",
+    "RestoreOperator",
+    "RestorePreflightOperator",
+    "RestoreVolumeOperator",
+    "RestoreWorkloadsOperator",
+    "resolve_backup",
 ]

@@ -74,16 +74,31 @@ class BackupPreflightOperator(_BackupPlanOperator):
         with engine_errors(f"preflight of plan {p.name}"):
             inventory = preflight(kube, spec)
         items = volume_items(spec, inventory)
-        summary = {"plan": p.name, "cluster": p.cluster, "repository": p.repository,
-                   "backup_id": spec.backup_id, "namespace_names": inventory.namespaces,
-                   **inventory.summary()}
+        summary = {
+            "plan": p.name,
+            "cluster": p.cluster,
+            "repository": p.repository,
+            "backup_id": spec.backup_id,
+            "namespace_names": inventory.namespaces,
+            **inventory.summary(),
+        }
         self.log.info(
             "preflight of plan %s OK: cluster %s (Kubernetes %s) and repository %s reachable; "
             "%d namespace(s) %s, %d pod(s), %d PVC(s) within limits (%d/%d/%d); %d PVC(s) to copy%s",
-            p.name, p.cluster, kube.version().get("gitVersion"), repo.store.describe(),
-            len(inventory.namespaces), ", ".join(inventory.namespaces), inventory.pod_count,
-            len(inventory.pvcs), spec.limits.max_namespaces, spec.limits.max_pods, spec.limits.max_pvcs,
-            len(items), "".join(f"\n  note: skipped {s}" for s in inventory.skipped))
+            p.name,
+            p.cluster,
+            kube.version().get("gitVersion"),
+            repo.store.describe(),
+            len(inventory.namespaces),
+            ", ".join(inventory.namespaces),
+            inventory.pod_count,
+            len(inventory.pvcs),
+            spec.limits.max_namespaces,
+            spec.limits.max_pods,
+            spec.limits.max_pvcs,
+            len(items),
+            "".join(f"\n  note: skipped {s}" for s in inventory.skipped),
+        )
         context["ti"].xcom_push(key="summary", value=summary)
         return items
 
@@ -113,18 +128,30 @@ class CaptureResourcesOperator(_BackupPlanOperator):
             # an earlier attempt of this run got as far as commit: nothing to redo
             m = repo.manifest(bid)
             self.log.info("backup %s is already complete (an earlier attempt of this run committed it)", bid)
-            return {"backup_id": bid, "objects": m.total, "restorable": m.restorable, "counts": m.counts,
-                    "archive_bytes": m.archive.size, "namespaces": m.namespaces, "complete": True}
+            return {
+                "backup_id": bid,
+                "objects": m.total,
+                "restorable": m.restorable,
+                "counts": m.counts,
+                "archive_bytes": m.archive.size,
+                "namespaces": m.namespaces,
+                "complete": True,
+            }
         with self._state_lock:
             if self.cancel.is_set():
                 raise Cancelled(f"backup {bid} cancelled before it started")
             self._created = (p.repository, bid)
         try:
             with engine_errors(f"capture of backup {bid}"):
-                result = capture(kube, repo, spec, progress=self._progress_logger(f"capture {bid}"),
-                                 cancel=self.cancel)
-                prepare_volumes(kube, repo, spec, volume_options_for(self.config, p, run_id=self.run_key(context)),
-                                result.inventory, repo_cfg=self._repo_config())
+                result = capture(kube, repo, spec, progress=self._progress_logger(f"capture {bid}"), cancel=self.cancel)
+                prepare_volumes(
+                    kube,
+                    repo,
+                    spec,
+                    volume_options_for(self.config, p, run_id=self.run_key(context)),
+                    result.inventory,
+                    repo_cfg=self._repo_config(),
+                )
         except (InterruptedError, Cancelled) as exc:
             self.cleanup()
             raise Cancelled(f"backup {bid} cancelled; its partial upload was removed") from exc
@@ -132,11 +159,25 @@ class CaptureResourcesOperator(_BackupPlanOperator):
             self.cleanup()
             raise Cancelled(f"backup {bid} cancelled; its partial upload was removed")
         m = result.manifest
-        self.log.info("captured backup %s (pending): %d objects (%d restorable) from %s, archive %s; %s%s",
-                      bid, m.total, m.restorable, ", ".join(m.namespaces), _size(m.archive.size),
-                      _counts(m.counts), "".join(f"\n  warning: {w}" for w in result.warnings))
-        return {"backup_id": bid, "objects": m.total, "restorable": m.restorable, "counts": m.counts,
-                "archive_bytes": m.archive.size, "namespaces": m.namespaces, "complete": False}
+        self.log.info(
+            "captured backup %s (pending): %d objects (%d restorable) from %s, archive %s; %s%s",
+            bid,
+            m.total,
+            m.restorable,
+            ", ".join(m.namespaces),
+            _size(m.archive.size),
+            _counts(m.counts),
+            "".join(f"\n  warning: {w}" for w in result.warnings),
+        )
+        return {
+            "backup_id": bid,
+            "objects": m.total,
+            "restorable": m.restorable,
+            "counts": m.counts,
+            "archive_bytes": m.archive.size,
+            "namespaces": m.namespaces,
+            "complete": False,
+        }
 
     def cleanup(self) -> list[str]:
         """The partial upload of this run's backup (never a committed one)."""
@@ -154,8 +195,12 @@ class CaptureResourcesOperator(_BackupPlanOperator):
             repo.delete_backup(bid)
             return [f"the partial upload of backup {bid}"]
         except Exception as exc:  # the incomplete-backup cleanup removes it later
-            self.log.warning("could not remove the partial upload of backup %s (%s); having no manifest, "
-                             "it is never restored and the retention task removes it later", bid, exc)
+            self.log.warning(
+                "could not remove the partial upload of backup %s (%s); having no manifest, "
+                "it is never restored and the retention task removes it later",
+                bid,
+                exc,
+            )
             return []
 
 
@@ -185,10 +230,17 @@ class VolumeDataOperator(_BackupPlanOperator):
         p = self.plan_obj
         opts = volume_options_for(self.config, p, export_phase=self.export_phase, run_id=self.run_key(context))
         if opts.limit_upload_kib:
-            self.log.info("bandwidth window of cluster %s in force: movers limited to %d KiB/s", p.cluster,
-                          opts.limit_upload_kib)
-        return volume_unit(self.kube(p.cluster), self.repository(p.repository), self.backup_spec(self.backup_id(context)),
-                           opts, repo_cfg=self._repo_config(), export=self.export_phase)
+            self.log.info(
+                "bandwidth window of cluster %s in force: movers limited to %d KiB/s", p.cluster, opts.limit_upload_kib
+            )
+        return volume_unit(
+            self.kube(p.cluster),
+            self.repository(p.repository),
+            self.backup_spec(self.backup_id(context)),
+            opts,
+            repo_cfg=self._repo_config(),
+            export=self.export_phase,
+        )
 
     @property
     def key(self) -> str:
@@ -219,8 +271,9 @@ class VolumeDataOperator(_BackupPlanOperator):
         if isinstance(step, Done):
             self._log_record(step.record)
             return step.record
-        self.log.info("PVC %s: waiting for %s (deferred to the triggerer; no worker slot held)", self.key,
-                      step.what.get("label"))
+        self.log.info(
+            "PVC %s: waiting for %s (deferred to the triggerer; no worker slot held)", self.key, step.what.get("label")
+        )
         return self.defer_step(step, self.plan_obj.cluster)
 
     def _failures(self, context: Any):
@@ -239,8 +292,14 @@ class VolumeDataOperator(_BackupPlanOperator):
                 if isinstance(exc, TaskDeferred):
                     raise
                 if isinstance(exc, AirflowFailException) or self.last_try(context):
-                    context["ti"].xcom_push(key="error", value={"namespace": self.volume.get("namespace"),
-                                                                 "pvc": self.volume.get("pvc"), "error": str(exc)})
+                    context["ti"].xcom_push(
+                        key="error",
+                        value={
+                            "namespace": self.volume.get("namespace"),
+                            "pvc": self.volume.get("pvc"),
+                            "error": str(exc),
+                        },
+                    )
                 raise
 
         return guard()
@@ -248,8 +307,12 @@ class VolumeDataOperator(_BackupPlanOperator):
     def _log_record(self, r: dict) -> None:
         data = r.get("restic") or {}
         how = "+".join(k for k in ("csi", "restic") if k in r) or "skipped"
-        self.log.info("PVC %s: %s%s", self.key, how,
-                      f", {_size(data.get('total_bytes'))} ({_size(data.get('bytes_added'))} new)" if data else "")
+        self.log.info(
+            "PVC %s: %s%s",
+            self.key,
+            how,
+            f", {_size(data.get('total_bytes'))} ({_size(data.get('bytes_added'))} new)" if data else "",
+        )
 
 
 class VerifyBackupOperator(_BackupPlanOperator):
@@ -260,8 +323,9 @@ class VerifyBackupOperator(_BackupPlanOperator):
 
     template_fields: Sequence[str] = ("plan", "backup_id_value")
 
-    def __init__(self, *, backup_id: str = "{{ ti.xcom_pull(task_ids='capture', key='backup_id') }}",
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, *, backup_id: str = "{{ ti.xcom_pull(task_ids='capture', key='backup_id') }}", **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.backup_id_value = backup_id
 
@@ -276,10 +340,21 @@ class VerifyBackupOperator(_BackupPlanOperator):
         with engine_errors(f"verification of backup {bid}"):
             self._sweep(context, bid)
             result = verify(repo, bid)
-        self.log.info("backup %s verified: %d objects, archive %s (%s uncompressed)\n  %s", bid, result.objects,
-                      _size(result.archive_size), _size(result.uncompressed_size), "\n  ".join(result.checks))
-        return {"backup_id": bid, "objects": result.objects, "archive_bytes": result.archive_size,
-                "uncompressed_bytes": result.uncompressed_size, "ok": result.ok}
+        self.log.info(
+            "backup %s verified: %d objects, archive %s (%s uncompressed)\n  %s",
+            bid,
+            result.objects,
+            _size(result.archive_size),
+            _size(result.uncompressed_size),
+            "\n  ".join(result.checks),
+        )
+        return {
+            "backup_id": bid,
+            "objects": result.objects,
+            "archive_bytes": result.archive_size,
+            "uncompressed_bytes": result.uncompressed_size,
+            "ok": result.ok,
+        }
 
     def _sweep(self, context: Any, bid: str) -> None:
         """The volume tasks are all done: nothing of theirs may still run (see ``steps.sweep``)."""
@@ -289,8 +364,12 @@ class VerifyBackupOperator(_BackupPlanOperator):
         if not items:
             return
         run_id = context["dag_run"].run_id
-        gone = sweep(self.kube(self.plan_obj.cluster), [i["namespace"] for i in items],
-                     [f"{run_id}/volumes", f"{run_id}/export"], backup_id=bid)
+        gone = sweep(
+            self.kube(self.plan_obj.cluster),
+            [i["namespace"] for i in items],
+            [f"{run_id}/volumes", f"{run_id}/export"],
+            backup_id=bid,
+        )
         for line in gone:
             self.log.warning("removed %s left by a cancelled volume task", line)
 
@@ -313,8 +392,11 @@ def collect_volume_records(ti: Any, items: list[dict], tasks: Sequence[str]) -> 
         key = (item["namespace"], item["pvc"])
         rec = records.get(key)
         if rec is None:
-            rec = {"namespace": key[0], "pvc": key[1],
-                   "error": errors.get(key) or "its volume task did not finish (see the task's log)"}
+            rec = {
+                "namespace": key[0],
+                "pvc": key[1],
+                "error": errors.get(key) or "its volume task did not finish (see the task's log)",
+            }
         elif key in errors and not rec.get("restic") and rec.get("method") == "snapshot_export":
             rec = {**rec, "error": f"export failed: {errors[key]}"}
         out.append(rec)
@@ -328,8 +410,13 @@ class CommitBackupOperator(_BackupPlanOperator):
 
     template_fields: Sequence[str] = ("plan", "backup_id_value")
 
-    def __init__(self, *, backup_id: str = "{{ ti.xcom_pull(task_ids='capture', key='backup_id') }}",
-                 volumes_tasks: Sequence[str] = ("volumes",), **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        backup_id: str = "{{ ti.xcom_pull(task_ids='capture', key='backup_id') }}",
+        volumes_tasks: Sequence[str] = ("volumes",),
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.backup_id_value = backup_id
         self.volumes_tasks = list(volumes_tasks)
@@ -344,24 +431,45 @@ class CommitBackupOperator(_BackupPlanOperator):
         volumes = collect_volume_records(context["ti"], items, self.volumes_tasks)
         with engine_errors(f"commit of backup {bid}"):
             m = commit(repo, bid, volumes)
-        summary = {"backup_id": m.backup_id, "plan": m.plan, "status": m.status, "cluster": m.cluster_name,
-                   "namespaces": m.namespaces, "objects": m.total, "restorable": m.restorable,
-                   "counts": m.counts, "archive_bytes": m.archive.size,
-                   "uncompressed_bytes": m.uncompressed_size, "volumes": len(m.volumes),
-                   "warnings": m.warnings,
-                   "retain_until": m.retain_until.isoformat() if m.retain_until else None}
+        summary = {
+            "backup_id": m.backup_id,
+            "plan": m.plan,
+            "status": m.status,
+            "cluster": m.cluster_name,
+            "namespaces": m.namespaces,
+            "objects": m.total,
+            "restorable": m.restorable,
+            "counts": m.counts,
+            "archive_bytes": m.archive.size,
+            "uncompressed_bytes": m.uncompressed_size,
+            "volumes": len(m.volumes),
+            "warnings": m.warnings,
+            "retain_until": m.retain_until.isoformat() if m.retain_until else None,
+        }
         self.log.info(
             "backup %s %s (plan %s, cluster %s): %d objects (%d restorable) from %s; archive %s "
-            "(%s uncompressed); %s%s", m.backup_id, m.status, m.plan, m.cluster_name, m.total, m.restorable,
-            ", ".join(m.namespaces), _size(m.archive.size), _size(m.uncompressed_size), _counts(m.counts),
-            "".join(f"\n  warning: {w}" for w in m.warnings))
+            "(%s uncompressed); %s%s",
+            m.backup_id,
+            m.status,
+            m.plan,
+            m.cluster_name,
+            m.total,
+            m.restorable,
+            ", ".join(m.namespaces),
+            _size(m.archive.size),
+            _size(m.uncompressed_size),
+            _counts(m.counts),
+            "".join(f"\n  warning: {w}" for w in m.warnings),
+        )
         failures = volume_failures(m.volumes)
         if failures:
             # committed (the resources and the other PVCs' data are restorable), but the run must
             # not look green: the backup lacks data in its scope
             context["ti"].xcom_push(key="return_value", value=summary)
-            raise AirflowFailException(f"backup {bid} is PartiallyFailed: the data of {len(failures)} PVC(s) is "
-                                       "not in it:\n  " + "\n  ".join(failures))
+            raise AirflowFailException(
+                f"backup {bid} is PartiallyFailed: the data of {len(failures)} PVC(s) is "
+                "not in it:\n  " + "\n  ".join(failures)
+            )
         return summary
 
 
@@ -384,8 +492,13 @@ class RetentionOperator(_BackupPlanOperator):
             from ys1000.volumes.retention import expire_backups
 
             # expired backups take their volume data along (restic forget + prune, CSI snapshots)
-            report, volumes = expire_backups(repo, repository_config_for(p.repository, self.repository_spec(p.repository)),
-                                             p.name, retention, kube=self.kube(p.cluster))
+            report, volumes = expire_backups(
+                repo,
+                repository_config_for(p.repository, self.repository_spec(p.repository)),
+                p.name,
+                retention,
+                kube=self.kube(p.cluster),
+            )
             cleanup = repo.cleanup_incomplete(self.grace)
         for rel, ids in volumes.forgotten.items():
             self.log.info("  volume data: forgot %d restic snapshot(s) in %s and pruned", len(ids), rel)
@@ -393,21 +506,35 @@ class RetentionOperator(_BackupPlanOperator):
             self.log.info("  volume data: deleted VolumeSnapshotContent %s", content)
         for err in volumes.errors:
             self.log.warning("  volume data: %s (the next retention run retries)", err)
-        self.log.info("retention of plan %s (keep %s): %d deleted, %d kept, %d waiting for Object Lock",
-                      p.name, format_duration(retention), len(report.deleted), len(report.kept),
-                      len(report.waiting))
+        self.log.info(
+            "retention of plan %s (keep %s): %d deleted, %d kept, %d waiting for Object Lock",
+            p.name,
+            format_duration(retention),
+            len(report.deleted),
+            len(report.kept),
+            len(report.waiting),
+        )
         for bid in report.deleted:
             self.log.info("  deleted backup %s", bid)
         for w in [*report.waiting, *cleanup.waiting]:
-            self.log.info("  backup %s waits for its Object Lock until %s", w.backup_id,
-                          w.retain_until.isoformat() if w.retain_until else "an unknown date")
+            self.log.info(
+                "  backup %s waits for its Object Lock until %s",
+                w.backup_id,
+                w.retain_until.isoformat() if w.retain_until else "an unknown date",
+            )
         for bid in cleanup.deleted:
-            self.log.info("  removed incomplete backup %s (no manifest, older than %s)", bid,
-                          format_duration(self.grace))
+            self.log.info(
+                "  removed incomplete backup %s (no manifest, older than %s)", bid, format_duration(self.grace)
+            )
         for bid, err in {**report.errors, **cleanup.errors}.items():
             self.log.warning("  could not delete backup %s: %s", bid, err)
-        return {"deleted": report.deleted, "kept": len(report.kept),
-                "waiting": [{"backup_id": w.backup_id,
-                             "retain_until": w.retain_until.isoformat() if w.retain_until else None}
-                            for w in [*report.waiting, *cleanup.waiting]],
-                "incomplete_deleted": cleanup.deleted, "incomplete_in_flight": cleanup.in_flight}
+        return {
+            "deleted": report.deleted,
+            "kept": len(report.kept),
+            "waiting": [
+                {"backup_id": w.backup_id, "retain_until": w.retain_until.isoformat() if w.retain_until else None}
+                for w in [*report.waiting, *cleanup.waiting]
+            ],
+            "incomplete_deleted": cleanup.deleted,
+            "incomplete_in_flight": cleanup.in_flight,
+        }

@@ -120,15 +120,19 @@ class Ys1000Operator(BaseOperator):
         try:
             return self.config.clusters[name]
         except KeyError:
-            raise AirflowFailException(f"cluster {name!r} is not defined in clusters.yaml; defined: "
-                                       f"{', '.join(sorted(self.config.clusters)) or 'none'}") from None
+            raise AirflowFailException(
+                f"cluster {name!r} is not defined in clusters.yaml; defined: "
+                f"{', '.join(sorted(self.config.clusters)) or 'none'}"
+            ) from None
 
     def repository_spec(self, name: str):
         try:
             return self.config.repositories[name]
         except KeyError:
-            raise AirflowFailException(f"repository {name!r} is not defined in repositories.yaml; defined: "
-                                       f"{', '.join(sorted(self.config.repositories)) or 'none'}") from None
+            raise AirflowFailException(
+                f"repository {name!r} is not defined in repositories.yaml; defined: "
+                f"{', '.join(sorted(self.config.repositories)) or 'none'}"
+            ) from None
 
     # clients, created on first use inside execute
     @cached_property
@@ -197,9 +201,13 @@ class Ys1000Operator(BaseOperator):
 
         if isinstance(step, Done):
             return step.record
-        self.defer(trigger=VolumeWaitTrigger(cluster=cluster, config_dir=self.config_dir, what=step.what,
-                                             cleanup=step.cleanup, state=step.state),
-                   method_name=method_name, kwargs=kwargs)
+        self.defer(
+            trigger=VolumeWaitTrigger(
+                cluster=cluster, config_dir=self.config_dir, what=step.what, cleanup=step.cleanup, state=step.state
+            ),
+            method_name=method_name,
+            kwargs=kwargs,
+        )
 
     def run_key(self, context: Any) -> str:
         """Labels what this task creates in a cluster (``<run id>/<task id>``): the same for every
@@ -235,4 +243,3 @@ class Ys1000Operator(BaseOperator):
                 self.publish_progress(info)
 
         return report
-

@@ -35,19 +35,42 @@ class _RestoreBase(Ys1000Operator):
     ``restore_plan``, taken from a RestorePlan."""
 
     template_fields: Sequence[str] = (
-        "backup", "plan", "repository_name", "target_cluster", "namespaces", "namespace_mapping",
-        "storage_class_mapping", "include_kinds", "exclude_kinds", "resource_refs", "remove_node_constraints",
-        "remove_tolerations", "existing_resource_policy", "dry_run_only",
+        "backup",
+        "plan",
+        "repository_name",
+        "target_cluster",
+        "namespaces",
+        "namespace_mapping",
+        "storage_class_mapping",
+        "include_kinds",
+        "exclude_kinds",
+        "resource_refs",
+        "remove_node_constraints",
+        "remove_tolerations",
+        "existing_resource_policy",
+        "dry_run_only",
     )
 
-    def __init__(self, *, backup: str = "latest", plan: str | None = None, repository: str | None = None,
-                 target_cluster: str | None = None, namespaces: list[str] | None = None,
-                 namespace_mapping: dict[str, str] | None = None,
-                 storage_class_mapping: dict[str, str] | None = None, include_kinds: list[str] | None = None,
-                 exclude_kinds: list[str] | None = None, resource_refs: list[str] | None = None,
-                 remove_node_constraints: bool = False, remove_tolerations: bool = False,
-                 existing_resource_policy: str = "skip", dry_run: bool = False,
-                 restore_plan: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        backup: str = "latest",
+        plan: str | None = None,
+        repository: str | None = None,
+        target_cluster: str | None = None,
+        namespaces: list[str] | None = None,
+        namespace_mapping: dict[str, str] | None = None,
+        storage_class_mapping: dict[str, str] | None = None,
+        include_kinds: list[str] | None = None,
+        exclude_kinds: list[str] | None = None,
+        resource_refs: list[str] | None = None,
+        remove_node_constraints: bool = False,
+        remove_tolerations: bool = False,
+        existing_resource_policy: str = "skip",
+        dry_run: bool = False,
+        restore_plan: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.backup = backup
         self.plan = plan
@@ -105,8 +128,10 @@ class _RestoreBase(Ys1000Operator):
         if not self.target_cluster:
             raise AirflowFailException("no target cluster given")
         if self.existing_resource_policy not in ("skip", "update", "fail"):
-            raise AirflowFailException(f"existing_resource_policy {self.existing_resource_policy!r} is not "
-                                       "allowed; expected skip, update or fail")
+            raise AirflowFailException(
+                f"existing_resource_policy {self.existing_resource_policy!r} is not "
+                "allowed; expected skip, update or fail"
+            )
         for name in ("namespace_mapping", "storage_class_mapping"):
             if not isinstance(getattr(self, name), dict):
                 raise AirflowFailException(f"{name} must be a mapping OLD: NEW, got {getattr(self, name)!r}")
@@ -146,9 +171,17 @@ class RestorePreflightOperator(_RestoreBase):
             bid = resolve_backup(repo, self.backup, self.plan)
             m = repo.manifest(bid)
         context["ti"].xcom_push(key="backup_id", value=bid)
-        self.log.info("restore preflight OK: backup %s (plan %s, %s) has %d objects from %s; target cluster %s "
-                      "(Kubernetes %s) reachable", bid, m.plan, m.status, m.total, ", ".join(m.namespaces),
-                      self.target_cluster, kube.version().get("gitVersion"))
+        self.log.info(
+            "restore preflight OK: backup %s (plan %s, %s) has %d objects from %s; target cluster %s "
+            "(Kubernetes %s) reachable",
+            bid,
+            m.plan,
+            m.status,
+            m.total,
+            ", ".join(m.namespaces),
+            self.target_cluster,
+            kube.version().get("gitVersion"),
+        )
         return {"backup_id": bid, "plan": m.plan, "objects": m.total, "namespaces": m.namespaces}
 
 
@@ -160,16 +193,22 @@ class _RestoreRun(_RestoreBase):
 
         cluster = self.cluster_spec(self.cluster)
         return RestoreSpec(
-            backup_id=backup_id, restore_id=restore_id_for(context),
+            backup_id=backup_id,
+            restore_id=restore_id_for(context),
             options=RestoreOptions(
                 namespace_mapping=dict(self.namespace_mapping),
                 storage_class_mapping=dict(self.storage_class_mapping),
                 image_registry_mapping=dict(cluster.image_registry_rewrite),
                 remove_node_constraints=self.remove_node_constraints,
-                remove_tolerations=self.remove_tolerations),
-            namespaces=list(self.namespaces), include_kinds=list(self.include_kinds),
-            exclude_kinds=list(self.exclude_kinds), resources=list(self.resource_refs),
-            existing_policy=cast(ExistingPolicy, self.existing_resource_policy), dry_run=self.dry_run_only)
+                remove_tolerations=self.remove_tolerations,
+            ),
+            namespaces=list(self.namespaces),
+            include_kinds=list(self.include_kinds),
+            exclude_kinds=list(self.exclude_kinds),
+            resources=list(self.resource_refs),
+            existing_policy=cast(ExistingPolicy, self.existing_resource_policy),
+            dry_run=self.dry_run_only,
+        )
 
     def _repo_config(self):
         from ys1000.airflow.connections import repository_config_for
@@ -182,19 +221,31 @@ class _RestoreRun(_RestoreBase):
         return restore_volume_options_for(self.cluster_spec(self.cluster), run_id=self.run_key(context))
 
     def _report(self, report, bid: str) -> dict:
-        lines = [f"restore {report.restore_id} of backup {bid} into cluster {self.target_cluster}"
-                 f"{' (dry run)' if report.dry_run else ''}: {report.status}; {_counts(report.counts)}"]
+        lines = [
+            f"restore {report.restore_id} of backup {bid} into cluster {self.target_cluster}"
+            f"{' (dry run)' if report.dry_run else ''}: {report.status}; {_counts(report.counts)}"
+        ]
         for i in report.items:
             if i.action in ("failed", "would-fail"):
                 where = f"{i.namespace}/" if i.namespace else ""
                 lines.append(f"  {i.action}: {i.kind} {where}{i.name}: {i.reason}")
         for v in report.volumes:
-            lines.append(f"  PVC {v['namespace']}/{v['pvc']}: {v['status']}" + (f" ({v['reason']})" if v.get("reason") else ""))
+            lines.append(
+                f"  PVC {v['namespace']}/{v['pvc']}: {v['status']}" + (f" ({v['reason']})" if v.get("reason") else "")
+            )
         self.log.info("\n".join(lines))
-        return {"restore_id": report.restore_id, "backup_id": bid, "status": report.status,
-                "counts": report.counts, "dry_run": report.dry_run, "failed": len(report.failed),
-                "volumes": {s: sum(v["status"] == s for v in report.volumes)
-                            for s in ("data", "empty", "existing", "pending", "failed")}}
+        return {
+            "restore_id": report.restore_id,
+            "backup_id": bid,
+            "status": report.status,
+            "counts": report.counts,
+            "dry_run": report.dry_run,
+            "failed": len(report.failed),
+            "volumes": {
+                s: sum(v["status"] == s for v in report.volumes)
+                for s in ("data", "empty", "existing", "pending", "failed")
+            },
+        }
 
 
 class RestoreOperator(_RestoreRun):
@@ -223,18 +274,29 @@ class RestoreOperator(_RestoreRun):
         try:
             with engine_errors(f"restore {spec.restore_id} of backup {bid}"):
                 report, pending = restore_resources(
-                    kube, repo, spec, same_cluster=repo.manifest(bid).cluster_name == self.target_cluster,
-                    repo_cfg=self._repo_config(), volume_opts=self._volume_opts(context),
-                    progress=self._progress_logger(f"restore {spec.restore_id}"), cancel=self.cancel)
+                    kube,
+                    repo,
+                    spec,
+                    same_cluster=repo.manifest(bid).cluster_name == self.target_cluster,
+                    repo_cfg=self._repo_config(),
+                    volume_opts=self._volume_opts(context),
+                    progress=self._progress_logger(f"restore {spec.restore_id}"),
+                    cancel=self.cancel,
+                )
         except InterruptedError as exc:
-            raise Cancelled(f"restore {spec.restore_id} cancelled; objects it created carry the label "
-                            f"ys1000.io/restore={spec.restore_id}") from exc
+            raise Cancelled(
+                f"restore {spec.restore_id} cancelled; objects it created carry the label "
+                f"ys1000.io/restore={spec.restore_id}"
+            ) from exc
         context["ti"].xcom_push(key="summary", value=self._report(report, bid))
         if spec.dry_run:
             _raise_for(report)
         elif pending:
-            self.log.info("%d PVC(s) get their data next, one volumes task each: %s", len(pending),
-                          ", ".join(f"{v['namespace']}/{v['pvc']}" for v in pending))
+            self.log.info(
+                "%d PVC(s) get their data next, one volumes task each: %s",
+                len(pending),
+                ", ".join(f"{v['namespace']}/{v['pvc']}" for v in pending),
+            )
         return pending
 
 
@@ -254,8 +316,13 @@ class RestoreVolumeOperator(_RestoreRun):
     def _unit(self, context: Any):
         from ys1000.restore.pipeline import volume_unit
 
-        return volume_unit(self.kube(self.cluster), self.repository(self.repo_name),
-                           restore_id_for(context), self._volume_opts(context), repo_cfg=self._repo_config())
+        return volume_unit(
+            self.kube(self.cluster),
+            self.repository(self.repo_name),
+            restore_id_for(context),
+            self._volume_opts(context),
+            repo_cfg=self._repo_config(),
+        )
 
     def execute(self, context: Any) -> Any:
         self._check_args()
@@ -276,8 +343,9 @@ class RestoreVolumeOperator(_RestoreRun):
         if isinstance(step, Done):
             self.log.info("PVC %s: %s", self.key, step.record)
             return step.record
-        self.log.info("PVC %s: waiting for %s (deferred to the triggerer; no worker slot held)", self.key,
-                      step.what.get("label"))
+        self.log.info(
+            "PVC %s: waiting for %s (deferred to the triggerer; no worker slot held)", self.key, step.what.get("label")
+        )
         return self.defer_step(step, self.cluster)
 
     def _failures(self, context: Any):
@@ -290,8 +358,14 @@ class RestoreVolumeOperator(_RestoreRun):
                     yield
             except Exception as exc:
                 if isinstance(exc, AirflowFailException) or self.last_try(context):
-                    context["ti"].xcom_push(key="error", value={"namespace": self.volume.get("namespace"),
-                                                                 "pvc": self.volume.get("pvc"), "error": str(exc)})
+                    context["ti"].xcom_push(
+                        key="error",
+                        value={
+                            "namespace": self.volume.get("namespace"),
+                            "pvc": self.volume.get("pvc"),
+                            "error": str(exc),
+                        },
+                    )
                 raise
 
         return guard()
@@ -326,16 +400,30 @@ class RestoreWorkloadsOperator(_RestoreRun):
         for i, item in enumerate(pending):
             rec = ti.xcom_pull(task_ids="volumes", map_indexes=i)
             err = ti.xcom_pull(task_ids="volumes", key="error", map_indexes=i)
-            results.append(rec or {"namespace": item["namespace"], "pvc": item["pvc"], "status": "failed",
-                                   "reason": (err or {}).get("error") or "its volume task did not finish"})
+            results.append(
+                rec
+                or {
+                    "namespace": item["namespace"],
+                    "pvc": item["pvc"],
+                    "status": "failed",
+                    "reason": (err or {}).get("error") or "its volume task did not finish",
+                }
+            )
         try:
             with engine_errors(f"restore {spec.restore_id}"):
-                report = restore_workloads(kube, repo, spec, results,
-                                           progress=self._progress_logger(f"restore {spec.restore_id}"),
-                                           cancel=self.cancel)
+                report = restore_workloads(
+                    kube,
+                    repo,
+                    spec,
+                    results,
+                    progress=self._progress_logger(f"restore {spec.restore_id}"),
+                    cancel=self.cancel,
+                )
         except InterruptedError as exc:
-            raise Cancelled(f"restore {spec.restore_id} cancelled; objects it created carry the label "
-                            f"ys1000.io/restore={spec.restore_id}") from exc
+            raise Cancelled(
+                f"restore {spec.restore_id} cancelled; objects it created carry the label "
+                f"ys1000.io/restore={spec.restore_id}"
+            ) from exc
         result = self._report(report, first["backup_id"])
         _raise_for(report)
         return result
@@ -345,8 +433,10 @@ def _raise_for(report) -> None:
     if report.failed_volumes:
         raise AirflowFailException(
             f"restore {report.restore_id}: the data of {len(report.failed_volumes)} PVC(s) was not restored: "
-            + "; ".join(f"{v['namespace']}/{v['pvc']}: {v['reason']}" for v in report.failed_volumes))
+            + "; ".join(f"{v['namespace']}/{v['pvc']}: {v['reason']}" for v in report.failed_volumes)
+        )
     if report.failed:
         raise AirflowFailException(
             f"restore {report.restore_id}: {len(report.failed)} of {len(report.items)} objects failed "
-            f"(status {report.status}); each is listed above with its reason")
+            f"(status {report.status}); each is listed above with its reason"
+        )
