@@ -8,14 +8,16 @@ from pathlib import Path
 
 import yaml
 
-SLOW_LIMIT_KIB = 256      # source cluster's mover bandwidth in the e2e config
-SLOW_DATA_MIB = 4         # data planted in the slow plan's PVC: ~16 s of upload at the limit
+SLOW_LIMIT_KIB = 256  # source cluster's mover bandwidth in the e2e config
+SLOW_DATA_MIB = 4  # data planted in the slow plan's PVC: ~16 s of upload at the limit
 
 
 def backup_plan(name: str, namespace: str, scope: str = "full", method: str = "filecopy") -> str:
-    return (f"kind: BackupPlan\nname: {name}\ncluster: source\nrepository: sandbox-s3\n"
-            f"namespaces: {{names: [{namespace}]}}\n"
-            f"policy: {{scope: {scope}, method: {method}, schedule: {{type: on_demand}}, retention: 7d}}\n")
+    return (
+        f"kind: BackupPlan\nname: {name}\ncluster: source\nrepository: sandbox-s3\n"
+        f"namespaces: {{names: [{namespace}]}}\n"
+        f"policy: {{scope: {scope}, method: {method}, schedule: {{type: on_demand}}, retention: 7d}}\n"
+    )
 
 
 def limit_bandwidth(config_dir: Path, cluster: str, kib_s: int) -> None:
@@ -28,8 +30,13 @@ def limit_bandwidth(config_dir: Path, cluster: str, kib_s: int) -> None:
 def pv_dir(kube, ns: str, pvc: str) -> Path:
     from ys1000.waiting import wait_until
 
-    claim = wait_until(lambda: (c := kube.get(f"/api/v1/namespaces/{ns}/persistentvolumeclaims/{pvc}"))
-                       ["spec"].get("volumeName") and c, timeout=60, what=f"PVC {ns}/{pvc} to be bound")
+    claim = wait_until(
+        lambda: (
+            (c := kube.get(f"/api/v1/namespaces/{ns}/persistentvolumeclaims/{pvc}"))["spec"].get("volumeName") and c
+        ),
+        timeout=60,
+        what=f"PVC {ns}/{pvc} to be bound",
+    )
     pv = kube.get(f"/api/v1/persistentvolumes/{claim['spec']['volumeName']}")
     return Path(pv["spec"]["csi"]["volumeAttributes"]["path"])
 
@@ -51,9 +58,14 @@ def open_repo(sandbox_s3, bucket: str):
     from ys1000_dev.sandbox.connections import SANDBOX_REPO_KEY
     from ys1000.repository import RepositoryConfig, open_repository
 
-    cfg = RepositoryConfig(type="s3", bucket=bucket, endpoint_url=sandbox_s3.endpoint_url,
-                           access_key=sandbox_s3.access_key, secret_key=sandbox_s3.secret_key,
-                           region=sandbox_s3.region)
+    cfg = RepositoryConfig(
+        type="s3",
+        bucket=bucket,
+        endpoint_url=sandbox_s3.endpoint_url,
+        access_key=sandbox_s3.access_key,
+        secret_key=sandbox_s3.secret_key,
+        region=sandbox_s3.region,
+    )
     return open_repository(cfg, SANDBOX_REPO_KEY)
 
 
@@ -64,8 +76,12 @@ def movers_in(cluster, namespaces: tuple[str, ...] = ()) -> list[str]:
     """Mover Jobs and Secrets in ``cluster`` (only in ``namespaces`` when given)."""
     jobs = cluster.batch.list_job_for_all_namespaces(label_selector=MOVERS).items
     secrets = cluster.core.list_secret_for_all_namespaces(label_selector=MOVERS).items
-    return [f"{kind}/{o.metadata.namespace}/{o.metadata.name}" for kind, objs in (("Job", jobs), ("Secret", secrets))
-            for o in objs if not namespaces or o.metadata.namespace in namespaces]
+    return [
+        f"{kind}/{o.metadata.namespace}/{o.metadata.name}"
+        for kind, objs in (("Job", jobs), ("Secret", secrets))
+        for o in objs
+        if not namespaces or o.metadata.namespace in namespaces
+    ]
 
 
 def all_tis(client, dag_id: str, run_id: str) -> list[dict]:
@@ -75,8 +91,10 @@ def all_tis(client, dag_id: str, run_id: str) -> list[dict]:
 
 def xcom(client, dag_id: str, run_id: str, task_id: str, key: str = "return_value"):
     """An XCom value through the REST API."""
-    entry = client.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}",
-                       params={"deserialize": "true", "stringify": "false"})
+    entry = client.get(
+        f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}",
+        params={"deserialize": "true", "stringify": "false"},
+    )
     return entry["value"]
 
 

@@ -28,8 +28,18 @@ from pathlib import Path
 import pytest
 import yaml
 from af_helpers import write_plan
-from e2e_helpers import (MOVERS, all_tis, backup_plan, create_pools, dump_logs, limit_bandwidth, movers_in,
-                         open_repo, pv_dir, xcom)
+from e2e_helpers import (
+    MOVERS,
+    all_tis,
+    backup_plan,
+    create_pools,
+    dump_logs,
+    limit_bandwidth,
+    movers_in,
+    open_repo,
+    pv_dir,
+    xcom,
+)
 
 from ys1000.waiting import WaitTimeout, wait_until
 
@@ -54,10 +64,17 @@ def set_cluster(config_dir: Path, cluster: str, **settings) -> None:
 def make_pvcs(cluster, kube, ns: str, names: list[str]) -> None:
     cluster.core.create_namespace({"metadata": {"name": ns, "labels": {"ys1000.io/test": "true"}}})
     for name in names:
-        cluster.core.create_namespaced_persistent_volume_claim(ns, {
-            "metadata": {"name": name},
-            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "ys1000-local",
-                     "resources": {"requests": {"storage": "64Mi"}}}})
+        cluster.core.create_namespaced_persistent_volume_claim(
+            ns,
+            {
+                "metadata": {"name": name},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": "ys1000-local",
+                    "resources": {"requests": {"storage": "64Mi"}},
+                },
+            },
+        )
     for name in names:
         fresh_data(kube, ns, name, "data.bin")
 
@@ -117,8 +134,7 @@ def stack(e2e_env, volumes_env):
 
 def mapped(c, dag_id: str, run_id: str, task_id: str = "volumes") -> list[dict]:
     """The mapped instances of ``task_id`` (the Grid's boxes), by map index."""
-    data = c.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/listMapped",
-                 params={"limit": 100})
+    data = c.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/listMapped", params={"limit": 100})
     return sorted(data["task_instances"], key=lambda ti: ti["map_index"])
 
 
@@ -145,13 +161,23 @@ def restic_restore(sandbox_s3, bucket: str, record: dict) -> Path:
     from ys1000.volumes import restic
 
     repo = open_repo(sandbox_s3, bucket)
-    cfg = RepositoryConfig(type="s3", bucket=bucket, endpoint_url=sandbox_s3.endpoint_url,
-                           access_key=sandbox_s3.access_key, secret_key=sandbox_s3.secret_key,
-                           region=sandbox_s3.region)
+    cfg = RepositoryConfig(
+        type="s3",
+        bucket=bucket,
+        endpoint_url=sandbox_s3.endpoint_url,
+        access_key=sandbox_s3.access_key,
+        secret_key=sandbox_s3.secret_key,
+        region=sandbox_s3.region,
+    )
     env = restic.target_at(cfg, repo.restic_password(), record["restic"]["repository"]).environment()
     out = Path(tempfile.mkdtemp(prefix="restored-"))
-    subprocess.run([restic.binary(), "restore", record["restic"]["snapshot_id"], "--target", str(out)],
-                   env={**os.environ, **env}, check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [restic.binary(), "restore", record["restic"]["snapshot_id"], "--target", str(out)],
+        env={**os.environ, **env},
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     return out
 
 
@@ -175,12 +201,21 @@ def test_six_pvcs_wait_deferred_and_a_killed_mover_retries_alone(stack, e2e_env,
         pool = c.pool(POOL)
         running = [f"{ti['task_id']}[{ti['map_index']}]" for ti in tis if ti["state"] in ("running", "queued")]
         pods = {p.metadata.labels.get("ys1000.io/pvc"): p.status.phase for p in mover_pods(source, ns)}
-        samples.append((round(time.monotonic() - t0, 1), sorted(str(ti["state"]) for ti in vols), running,
-                        pool["running_slots"], pool["deferred_slots"], pods))
+        samples.append(
+            (
+                round(time.monotonic() - t0, 1),
+                sorted(str(ti["state"]) for ti in vols),
+                running,
+                pool["running_slots"],
+                pool["deferred_slots"],
+                pods,
+            )
+        )
         if (run_state := c.run(DAG, run)["state"]) in ("success", "failed"):
             raise AssertionError(f"the run ended ({run_state}) before its 6 volume tasks were seen deferred: {samples}")
         deferred = len(vols) == 6 and all(ti["state"] == "deferred" for ti in vols)
         return deferred and not running and pods == {p: "Running" for p in PVCS} and (tis, pool, pods)
+
     tis, pool, pods = wait_until(all_deferred, timeout=240, interval=1, what="all 6 volume tasks deferred at once")
     print(f"6 volume tasks deferred at {time.monotonic() - t0:.1f} s, pool {pool}; samples {samples[-8:]}")
     assert pool["running_slots"] == 0 and pool["deferred_slots"] == 6 and pool["open_slots"] == 0, pool
@@ -204,15 +239,20 @@ def test_six_pvcs_wait_deferred_and_a_killed_mover_retries_alone(stack, e2e_env,
     while (state := c.run(DAG, run)["state"]) not in ("success", "failed"):
         for p in mover_pods(source, ns):
             uids.setdefault(p.metadata.labels["ys1000.io/pvc"], set()).add(p.metadata.uid)
-        states.append((round(time.monotonic() - t0, 1),
-                       {pvc: (ti["state"], ti["try_number"]) for pvc, ti in by_pvc(c, DAG, run, ns).items()}))
+        states.append(
+            (
+                round(time.monotonic() - t0, 1),
+                {pvc: (ti["state"], ti["try_number"]) for pvc, ti in by_pvc(c, DAG, run, ns).items()},
+            )
+        )
         assert time.monotonic() - t0 < 420, f"the run did not finish: {states[-5:]}"
         time.sleep(1)
     print(f"run {state} {time.monotonic() - t_kill:.1f} s after the kill; states {states[::10]}")
     final = by_pvc(c, DAG, run, ns)
     assert state == "success", (final, states[-5:])
-    assert {pvc: (ti["state"], ti["try_number"]) for pvc, ti in final.items()} == \
-        {pvc: ("success", 2 if pvc == victim else 1) for pvc in PVCS}, states[-5:]
+    assert {pvc: (ti["state"], ti["try_number"]) for pvc, ti in final.items()} == {
+        pvc: ("success", 2 if pvc == victim else 1) for pvc in PVCS
+    }, states[-5:]
     # the killed PVC's first try failed (up for retry), its second succeeded; the others ran once
     killed = tries(c, DAG, run, final[victim]["map_index"])
     assert [t["try_number"] for t in killed] == [1, 2], killed
@@ -233,7 +273,7 @@ def test_six_pvcs_wait_deferred_and_a_killed_mover_retries_alone(stack, e2e_env,
     assert m.status == "Completed" and repo.verify(m.backup_id).ok
     records = {v["pvc"]: v for v in m.volumes}
     assert sorted(records) == PVCS
-    for pvc, rec in records.items():
+    for rec in records.values():
         assert rec.get("restic", {}).get("snapshot_id") and not rec.get("error"), rec
         assert rec["restic"]["total_bytes"] >= DATA_MIB << 20, rec
     # the killed PVC's data restores byte for byte
@@ -243,6 +283,7 @@ def test_six_pvcs_wait_deferred_and_a_killed_mover_retries_alone(stack, e2e_env,
 
 def settled_deferred(c, dag_id: str, run_id: str, map_index: int, ready) -> dict:
     """The instance once it is deferred on the wait ``ready()`` says has begun (sampled twice)."""
+
     def check():
         if not ready():
             return None
@@ -252,6 +293,7 @@ def settled_deferred(c, dag_id: str, run_id: str, map_index: int, ready) -> dict
         time.sleep(1)
         again = mapped(c, dag_id, run_id)[map_index]
         return again["state"] == "deferred" and ready() and again
+
     return wait_until(check, timeout=240, interval=0.5, what=f"{dag_id}/{run_id} volumes[{map_index}] to defer")
 
 
@@ -262,6 +304,7 @@ def gone_within(seconds: float, left, what: str) -> None:
     def gone():
         seen[:] = left()
         return not seen
+
     try:
         wait_until(gone, timeout=seconds, interval=0.5, what=f"{what} to be deleted")
     except WaitTimeout:
@@ -270,8 +313,11 @@ def gone_within(seconds: float, left, what: str) -> None:
 
 def cancel(c, dag_id: str, run_id: str, map_index: int) -> None:
     """What "Mark as failed" on one mapped instance in the UI does."""
-    c.request("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/volumes/{map_index}",
-              json={"new_state": "failed", "note": "cancelled from the e2e test"})
+    c.request(
+        "PATCH",
+        f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/volumes/{map_index}",
+        json={"new_state": "failed", "note": "cancelled from the e2e test"},
+    )
 
 
 def job_running(cluster, ns: str, name: str) -> bool:
@@ -304,8 +350,12 @@ def test_marking_a_deferred_volume_failed_deletes_its_job_and_secret(stack, e2e_
     index = [i["pvc"] for i in xcom(c, DAG, run, "preflight")].index(victim)
 
     def its_mover():
-        return [p for p in mover_pods(source, ns) if p.metadata.labels.get("ys1000.io/pvc") == victim
-                and p.status.phase == "Running"]
+        return [
+            p
+            for p in mover_pods(source, ns)
+            if p.metadata.labels.get("ys1000.io/pvc") == victim and p.status.phase == "Running"
+        ]
+
     settled_deferred(c, DAG, run, index, its_mover)
     (pod,) = its_mover()
     job = pod.metadata.labels["job-name"]
@@ -315,8 +365,11 @@ def test_marking_a_deferred_volume_failed_deletes_its_job_and_secret(stack, e2e_
 
     t0 = time.monotonic()
     cancel(c, DAG, run, index)
-    gone_within(30, lambda: [o for o in movers_in(source, (ns,)) if o.endswith(f"/{job}")],
-                f"the cancelled mover's Job and Secret {ns}/{job}")
+    gone_within(
+        30,
+        lambda: [o for o in movers_in(source, (ns,)) if o.endswith(f"/{job}")],
+        f"the cancelled mover's Job and Secret {ns}/{job}",
+    )
     print(f"mover Job and Secret of {ns}/{victim} gone {time.monotonic() - t0:.1f} s after the cancel")
     # removed by the cancel itself: the other PVCs' movers still run, verify has not started
     others = [p.metadata.labels["ys1000.io/pvc"] for p in mover_pods(source, ns) if p.status.phase == "Running"]
@@ -325,8 +378,9 @@ def test_marking_a_deferred_volume_failed_deletes_its_job_and_secret(stack, e2e_
 
     assert c.wait_run(DAG, run, timeout=300)["state"] == "failed"
     final = by_pvc(c, DAG, run, ns)
-    assert {pvc: (ti["state"], ti["try_number"]) for pvc, ti in final.items()} == \
-        {pvc: ("failed" if pvc == victim else "success", 1) for pvc in PVCS}
+    assert {pvc: (ti["state"], ti["try_number"]) for pvc, ti in final.items()} == {
+        pvc: ("failed" if pvc == victim else "success", 1) for pvc in PVCS
+    }
     # the backup is committed without that PVC's data, naming it
     summary = xcom(c, DAG, run, "commit")
     assert summary["status"] == "PartiallyFailed", summary
@@ -344,17 +398,28 @@ def test_cancelling_an_export_in_flight_deletes_its_job_secret_and_export_pvc(st
 
     def export_of(pvc: str):
         """The export mover of ``pvc`` (running) and its temporary PVC."""
-        tmp = [p for p in source.core.list_namespaced_persistent_volume_claim(ens, label_selector=EXPORTS).items
-               if p.spec.data_source and p.spec.data_source.name and snapshot_of(source, ens, p) == pvc]
+        tmp = [
+            p
+            for p in source.core.list_namespaced_persistent_volume_claim(ens, label_selector=EXPORTS).items
+            if p.spec.data_source and p.spec.data_source.name and snapshot_of(source, ens, p) == pvc
+        ]
         names = {p.metadata.name for p in tmp}
-        pods = [p for p in mover_pods(source, ens) if p.metadata.labels.get("ys1000.io/purpose") == "export"
-                and p.status.phase == "Running" and p.metadata.labels.get("ys1000.io/pvc") in names]
+        pods = [
+            p
+            for p in mover_pods(source, ens)
+            if p.metadata.labels.get("ys1000.io/purpose") == "export"
+            and p.status.phase == "Running"
+            and p.metadata.labels.get("ys1000.io/pvc") in names
+        ]
         return pods and tmp and (pods, tmp)
+
     settled_deferred(c, EXPORT_DAG, run, index, lambda: export_of("exp-0") and export_of("exp-1"))
     (pod,), (tmp,) = export_of("exp-0")
     job = pod.metadata.labels["job-name"]
-    assert sorted(o for o in movers_in(source, (ens,)) if o.endswith(f"/{job}")) == \
-        [f"Job/{ens}/{job}", f"Secret/{ens}/{job}"]
+    assert sorted(o for o in movers_in(source, (ens,)) if o.endswith(f"/{job}")) == [
+        f"Job/{ens}/{job}",
+        f"Secret/{ens}/{job}",
+    ]
     assert pod.spec.volumes[0].persistent_volume_claim.claim_name == tmp.metadata.name  # reads the export PVC
     assert job_running(source, ens, job)
 
@@ -363,8 +428,10 @@ def test_cancelling_an_export_in_flight_deletes_its_job_secret_and_export_pvc(st
 
     def leftovers():
         pvcs = source.core.list_namespaced_persistent_volume_claim(ens, label_selector=EXPORTS).items
-        return [o for o in movers_in(source, (ens,)) if o.endswith(f"/{job}")] + \
-            [f"PVC/{ens}/{p.metadata.name}" for p in pvcs if p.metadata.name == tmp.metadata.name]
+        return [o for o in movers_in(source, (ens,)) if o.endswith(f"/{job}")] + [
+            f"PVC/{ens}/{p.metadata.name}" for p in pvcs if p.metadata.name == tmp.metadata.name
+        ]
+
     gone_within(30, leftovers, f"the export's Job, Secret and PVC {tmp.metadata.name} in {ens}")
     print(f"export Job, Secret and PVC {tmp.metadata.name} gone {time.monotonic() - t0:.1f} s after the cancel")
     # removed by the cancel itself: the other PVC still exports, verify has not started
@@ -376,8 +443,10 @@ def test_cancelling_an_export_in_flight_deletes_its_job_secret_and_export_pvc(st
     assert not leftovers() and not movers_in(source, (ens,))
     assert f"PVC {ens}/{tmp.metadata.name}" in volume_log(c, EXPORT_DAG, run, index)  # the trigger's on_kill
     # the source PVCs are untouched
-    assert sorted(p.metadata.name for p in source.core.list_namespaced_persistent_volume_claim(ens).items) == \
-        ["exp-0", "exp-1"]
+    assert sorted(p.metadata.name for p in source.core.list_namespaced_persistent_volume_claim(ens).items) == [
+        "exp-0",
+        "exp-1",
+    ]
 
 
 def snapshot_of(cluster, ns: str, tmp) -> str | None:
@@ -385,8 +454,9 @@ def snapshot_of(cluster, ns: str, tmp) -> str | None:
     from kubernetes.client.exceptions import ApiException
 
     try:
-        vs = cluster.custom.get_namespaced_custom_object("snapshot.storage.k8s.io", "v1", ns, "volumesnapshots",
-                                                         tmp.spec.data_source.name)
+        vs = cluster.custom.get_namespaced_custom_object(
+            "snapshot.storage.k8s.io", "v1", ns, "volumesnapshots", tmp.spec.data_source.name
+        )
     except ApiException:
         return None
     return (vs.get("spec") or {}).get("source", {}).get("persistentVolumeClaimName")
@@ -405,6 +475,10 @@ def volume_log(c, dag_id: str, run_id: str, map_index: int, try_number: int = 1)
     """One mapped volume instance's log (its trigger's lines included) as text."""
     import json
 
-    data = c.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/volumes/logs/{try_number}",
-                     params={"full_content": "true", "map_index": map_index}, headers={"Accept": "application/json"})
+    data = c.request(
+        "GET",
+        f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/volumes/logs/{try_number}",
+        params={"full_content": "true", "map_index": map_index},
+        headers={"Accept": "application/json"},
+    )
     return json.dumps(data.get("content") if isinstance(data, dict) else data)

@@ -30,8 +30,17 @@ from datetime import datetime
 
 import pytest
 from af_helpers import EXAMPLE_CONFIG, write_plan
-from e2e_helpers import (SLOW_LIMIT_KIB, all_tis, create_pools, dump_logs, limit_bandwidth, movers_in, open_repo,
-                         pv_dir, xcom)
+from e2e_helpers import (
+    SLOW_LIMIT_KIB,
+    all_tis,
+    create_pools,
+    dump_logs,
+    limit_bandwidth,
+    movers_in,
+    open_repo,
+    pv_dir,
+    xcom,
+)
 
 from ys1000.waiting import wait_until
 
@@ -45,10 +54,12 @@ ALT_CLASS = "ys1000-local-alt"  # the sandbox's second StorageClass (the sample 
 
 
 def every_minute_plan(name: str, namespace: str, scope: str) -> str:
-    return (f"kind: BackupPlan\nname: {name}\ncluster: source\nrepository: sandbox-s3\n"
-            f"namespaces: {{names: [{namespace}]}}\n"
-            f"policy: {{scope: {scope}, method: filecopy, schedule: {{type: cron, expression: '* * * * *'}}, "
-            f"retention: 7d}}\n")
+    return (
+        f"kind: BackupPlan\nname: {name}\ncluster: source\nrepository: sandbox-s3\n"
+        f"namespaces: {{names: [{namespace}]}}\n"
+        f"policy: {{scope: {scope}, method: filecopy, schedule: {{type: cron, expression: '* * * * *'}}, "
+        f"retention: 7d}}\n"
+    )
 
 
 @contextlib.contextmanager
@@ -94,10 +105,18 @@ def stack(e2e_env, target):
 
 def airflow_cli(stack, *args: str, check: bool = True, timeout: float = 240) -> subprocess.CompletedProcess:
     """``airflow ARGS`` as an operator runs it, with the stack's AIRFLOW_HOME and settings."""
-    r = subprocess.run([stack.airflow(), *args], env=dict(stack.procs.env), capture_output=True, text=True,
-                       timeout=timeout, stdin=subprocess.DEVNULL)
+    r = subprocess.run(
+        [stack.airflow(), *args],
+        env=dict(stack.procs.env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
     if check and r.returncode != 0:
-        raise AssertionError(f"`airflow {' '.join(args)}` exited {r.returncode}:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+        raise AssertionError(
+            f"`airflow {' '.join(args)}` exited {r.returncode}:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+        )
     return r
 
 
@@ -116,8 +135,12 @@ def cli_json(r: subprocess.CompletedProcess):
 
 def raw_log(client, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
     """A task try's whole log (structured entries, error details included) as text."""
-    data = client.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
-                          params={"full_content": "true"}, headers={"Accept": "application/json"})
+    data = client.request(
+        "GET",
+        f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
+        params={"full_content": "true"},
+        headers={"Accept": "application/json"},
+    )
     return json.dumps(data.get("content") if isinstance(data, dict) else data)
 
 
@@ -145,7 +168,9 @@ def namespace_exists(cluster, name: str) -> bool:
 
 
 def label(ti: dict) -> str:
-    return f"{ti['dag_id'].split('__')[-1]}.{ti['task_id']}" + (f"[{ti['map_index']}]" if ti.get("map_index", -1) >= 0 else "")
+    return f"{ti['dag_id'].split('__')[-1]}.{ti['task_id']}" + (
+        f"[{ti['map_index']}]" if ti.get("map_index", -1) >= 0 else ""
+    )
 
 
 @slow
@@ -163,6 +188,7 @@ def test_scheduled_runs_take_turns_in_the_cluster_pool_and_a_paused_plan_does_no
     def started():
         got = {d: runs(c, d) for d in both}
         return all(got.values()) and got
+
     first = wait_until(started, timeout=150, interval=2, what="the schedule to start both plans")
     run_ids = {d: first[d][0]["dag_run_id"] for d in both}
     for d in both:
@@ -177,8 +203,14 @@ def test_scheduled_runs_take_turns_in_the_cluster_pool_and_a_paused_plan_does_no
         tis = [ti for d in both for ti in all_tis(c, d, run_ids[d])]
         active = [ti for ti in tis if ti["state"] in ("queued", "running", "deferred")]
         waiting = [ti for ti in tis if ti["state"] == "scheduled"]
-        seen.append((round(time.monotonic() - t0, 1), [label(t) for t in active], [label(t) for t in waiting],
-                     pool["open_slots"]))
+        seen.append(
+            (
+                round(time.monotonic() - t0, 1),
+                [label(t) for t in active],
+                [label(t) for t in waiting],
+                pool["open_slots"],
+            )
+        )
         for w in waiting:
             holders = [a for a in active if a["dag_id"] != w["dag_id"]]
             if holders and pool["open_slots"] < (w.get("pool_slots") or 1):
@@ -206,8 +238,9 @@ def test_scheduled_runs_take_turns_in_the_cluster_pool_and_a_paused_plan_does_no
     for plan, d in ((TICK_SLOW, slow_dag), (TICK_QUICK, quick_dag)):
         bid = xcom(c, d, run_ids[d], "capture", "backup_id")
         assert repo.manifest(bid).status == "Completed" and repo.manifest(bid).plan == plan
-    assert {v["pvc"] for v in repo.manifest(xcom(c, slow_dag, run_ids[slow_dag], "capture", "backup_id")).volumes} \
-        >= {"wp-content"}
+    assert {v["pvc"] for v in repo.manifest(xcom(c, slow_dag, run_ids[slow_dag], "capture", "backup_id")).volumes} >= {
+        "wp-content"
+    }
 
     # the paused plan has the same schedule and saw the same tick(s): no run
     assert c.get(f"/api/v2/dags/{paused_dag}")["is_paused"]
@@ -240,8 +273,9 @@ def slow_backup(stack, e2e_env, sandbox_s3) -> str:
 
 
 def trigger(stack, conf: dict, run_id: str, check: bool = True) -> subprocess.CompletedProcess:
-    return airflow_cli(stack, "dags", "trigger", RESTORE, "--conf", json.dumps(conf), "--run-id", run_id,
-                       "-o", "json", check=check)
+    return airflow_cli(
+        stack, "dags", "trigger", RESTORE, "--conf", json.dumps(conf), "--run-id", run_id, "-o", "json", check=check
+    )
 
 
 def report_of(client, run_id: str) -> dict:
@@ -260,8 +294,13 @@ def test_cli_restore_with_mappings_dry_run_list_and_cancel(stack, e2e_env, slow_
     tag = uuid.uuid4().hex[:5]
     mapped, dry, cancelled = f"{ns}-cli", f"{ns}-dry", f"{ns}-cancel"
     stack.target_namespaces.extend([mapped, dry, cancelled])
-    base = {"backup": slow_backup, "repository": "sandbox-s3", "target_cluster": "target",
-            "storage_class_mapping": {"ys1000-local": ALT_CLASS}, "remove_node_constraints": True}
+    base = {
+        "backup": slow_backup,
+        "repository": "sandbox-s3",
+        "target_cluster": "target",
+        "storage_class_mapping": {"ys1000-local": ALT_CLASS},
+        "remove_node_constraints": True,
+    }
 
     airflow_cli(stack, "dags", "unpause", RESTORE, "-y")
     t0 = time.monotonic()
@@ -276,7 +315,8 @@ def test_cli_restore_with_mappings_dry_run_list_and_cancel(stack, e2e_env, slow_
     assert result["dry_run"] is True and result["backup_id"] == slow_backup and result["counts"], result
     assert not namespace_exists(target, dry), "the dry run created its namespace"
     assert not target.core.list_persistent_volume_claim_for_all_namespaces(
-        field_selector=f"metadata.namespace={dry}").items
+        field_selector=f"metadata.namespace={dry}"
+    ).items
 
     assert c.wait_run(RESTORE, real_run, timeout=300)["state"] == "success"
     print(f"dry run and restore done in {time.monotonic() - t0:.1f} s")
@@ -286,12 +326,15 @@ def test_cli_restore_with_mappings_dry_run_list_and_cancel(stack, e2e_env, slow_
     # the objects, mapped: namespace renamed, PVCs provisioned in the mapped StorageClass, data in them
     assert {d.metadata.name for d in target.apps.list_namespaced_deployment(mapped).items} == {"wordpress"}
     assert {s.metadata.name for s in target.apps.list_namespaced_stateful_set(mapped).items} == {"mysql"}
-    assert target.core.read_namespaced_config_map("wp-config", mapped).data == \
-        source.core.read_namespaced_config_map("wp-config", ns).data
+    assert (
+        target.core.read_namespaced_config_map("wp-config", mapped).data
+        == source.core.read_namespaced_config_map("wp-config", ns).data
+    )
     claims = target.core.list_namespaced_persistent_volume_claim(mapped).items
     assert {p.metadata.name for p in claims} >= {"wp-content"}
-    assert {p.spec.storage_class_name for p in claims} == {ALT_CLASS}, \
-        {p.metadata.name: p.spec.storage_class_name for p in claims}
+    assert {p.spec.storage_class_name for p in claims} == {ALT_CLASS}, {
+        p.metadata.name: p.spec.storage_class_name for p in claims
+    }
     src_dir = pv_dir(e2e_env.kube, ns, "wp-content")
     dst_dir = pv_dir(Kube.from_kubeconfig(target.kubeconfig, name="target"), mapped, "wp-content")
     assert (dst_dir / "uploads.bin").read_bytes() == (src_dir / "uploads.bin").read_bytes()
@@ -304,32 +347,38 @@ def test_cli_restore_with_mappings_dry_run_list_and_cancel(stack, e2e_env, slow_
     def settled():
         """The tasks copying data, once none is between states (a task that is about to defer
         has not handed its mover to the triggerer yet): sampled twice, 2 s apart, the same."""
+
         def sample():
             tis = all_tis(c, RESTORE, cancel_run)
             if any(ti["state"] in ("scheduled", "queued", "up_for_retry") for ti in tis):
                 return None
             return [ti for ti in tis if ti["state"] in ("running", "deferred")]
+
         first = sample()
         time.sleep(2)
         again = sample()
         key = lambda tis: sorted((ti["task_id"], ti["map_index"], ti["state"]) for ti in tis or [])  # noqa: E731
         return first and again and key(first) == key(again) and again
+
     holders = wait_until(settled, timeout=90, interval=0.5, what="the tasks waiting for the movers")
     t1 = time.monotonic()
     # `airflow tasks` (3.3) reads a task's state but cannot set it: the UI's "Mark as failed" call
     for ti in holders:
         where = f"{ti['task_id']}/{ti['map_index']}" if ti.get("map_index", -1) >= 0 else ti["task_id"]
-        c.request("PATCH", f"/api/v2/dags/{RESTORE}/dagRuns/{cancel_run}/taskInstances/{where}",
-                  json={"new_state": "failed", "note": "cancelled from the e2e test"})
+        c.request(
+            "PATCH",
+            f"/api/v2/dags/{RESTORE}/dagRuns/{cancel_run}/taskInstances/{where}",
+            json={"new_state": "failed", "note": "cancelled from the e2e test"},
+        )
     assert c.wait_run(RESTORE, cancel_run, timeout=180)["state"] == "failed"
-    wait_until(lambda: not movers_in(target, (cancelled,)), timeout=60,
-               what="the cancelled run's mover Jobs/Secrets to go")
+    wait_until(
+        lambda: not movers_in(target, (cancelled,)), timeout=60, what="the cancelled run's mover Jobs/Secrets to go"
+    )
     print(f"cancelled {[label(t) for t in holders]}; cleaned up in {time.monotonic() - t1:.1f} s")
     after = cli_json(airflow_cli(stack, "tasks", "states-for-dag-run", RESTORE, cancel_run, "-o", "json"))
     assert "failed" in {t["state"] for t in after if t["task_id"] in {h["task_id"] for h in holders}}, after
 
-    listed = {r["run_id"]: r["state"] for r in
-              cli_json(airflow_cli(stack, "dags", "list-runs", RESTORE, "-o", "json"))}
+    listed = {r["run_id"]: r["state"] for r in cli_json(airflow_cli(stack, "dags", "list-runs", RESTORE, "-o", "json"))}
     assert {dry_run: "success", real_run: "success", cancel_run: "failed"}.items() <= listed.items(), listed
 
 
@@ -345,8 +394,12 @@ def test_wrong_conf_fails_before_anything_is_written_naming_the_param(stack, e2e
     before = {r["dag_run_id"] for r in runs(c, RESTORE)}
 
     # a wrong type: Airflow's own param validation refuses the trigger, naming the param
-    bad_type = trigger(stack, {**base, "backup": slow_backup, "namespace_mapping": {ns: typo_ns}, "dry_run": "yes"},
-                       f"cli-badtype-{tag}", check=False)
+    bad_type = trigger(
+        stack,
+        {**base, "backup": slow_backup, "namespace_mapping": {ns: typo_ns}, "dry_run": "yes"},
+        f"cli-badtype-{tag}",
+        check=False,
+    )
     out = bad_type.stdout + bad_type.stderr
     assert bad_type.returncode != 0 and "Invalid input for param dry_run" in out, out[-3000:]
 
@@ -393,12 +446,18 @@ def test_conf_check_names_unknown_keys_with_a_hint_and_wrong_types():
     from ys1000.airflow.params import ConfError, check_conf, validate_conf
 
     params = restore_dag_params()
-    good = {"backup": "b-20250101000000", "target_cluster": "target", "namespace_mapping": {"a": "b"},
-            "storage_class_mapping": {"x": "y"}, "dry_run": True}
+    good = {
+        "backup": "b-20250101000000",
+        "target_cluster": "target",
+        "namespace_mapping": {"a": "b"},
+        "storage_class_mapping": {"x": "y"},
+        "dry_run": True,
+    }
     assert check_conf(good, params) == [] and check_conf({}, params) == [] and check_conf(None, params) == []
     typo = check_conf({"namespace_maping": {"a": "b"}}, params)
-    assert typo == ["param 'namespace_maping' is unknown: did you mean 'namespace_mapping'? params are "
-                    + ", ".join(params)], typo
+    assert typo == [
+        "param 'namespace_maping' is unknown: did you mean 'namespace_mapping'? params are " + ", ".join(params)
+    ], typo
     assert "did you mean" not in check_conf({"colour": 1}, params)[0]
     (wrong,) = check_conf({"dry_run": "yes"}, params)
     assert wrong.startswith("param 'dry_run': 'yes' is not of type 'boolean'"), wrong
@@ -422,9 +481,13 @@ def test_run_conf_check_fails_the_task_and_skips_dags_without_params():
     run = SimpleNamespace(conf={"namespace_maping": {"a": "b"}})
     plan_dag = SimpleNamespace(dag=SimpleNamespace(dag_id="ys1000_restore__p", params={}))
     assert check_run_conf(plan_dag, {"dag_run": run}) is None  # a restore plan: its plan file decides
-    generic = SimpleNamespace(dag=SimpleNamespace(dag_id=RESTORE, params=restore_dag_params()),
-                              backup="latest", repository_name="sandbox-s3")
-    with pytest.raises(AirflowFailException, match=r"wrong conf for ys1000_restore \(nothing was restored\): "
-                                                   r"param 'namespace_maping' is unknown: did you mean"):
+    generic = SimpleNamespace(
+        dag=SimpleNamespace(dag_id=RESTORE, params=restore_dag_params()), backup="latest", repository_name="sandbox-s3"
+    )
+    with pytest.raises(
+        AirflowFailException,
+        match=r"wrong conf for ys1000_restore \(nothing was restored\): "
+        r"param 'namespace_maping' is unknown: did you mean",
+    ):
         check_run_conf(generic, {"dag_run": run})
     assert check_run_conf(generic, {"dag_run": SimpleNamespace(conf={"dry_run": True})}) is None
