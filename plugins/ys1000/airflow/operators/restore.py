@@ -206,7 +206,7 @@ class _RestoreRun(_RestoreBase):
             include_kinds=list(self.include_kinds),
             exclude_kinds=list(self.exclude_kinds),
             resources=list(self.resource_refs),
-            existing_policy=cast(ExistingPolicy, self.existing_resource_policy),
+            existing_policy=cast("ExistingPolicy", self.existing_resource_policy),
             dry_run=self.dry_run_only,
         )
 
