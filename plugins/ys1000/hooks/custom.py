@@ -293,12 +293,16 @@ class HookRunner:
         if st.succeeded:
             return True, 0, st.log, None
         why = job_failure(kube.get_or_none(JOBS.path(ns, job)))
-        for _ in range(10):  # the Job's Failed condition (its reason) may lag its pod
-            if why or st.exit_code is not None:
+        # the Job's Failed condition (its reason) may lag its pod; a pod ended by a signal may be
+        # the Job's deadline killing it, which the condition says
+        for _ in range(10):
+            if why or (st.exit_code is not None and st.exit_code >= 0):
                 break
             time.sleep(0.3)
             why = job_failure(kube.get_or_none(JOBS.path(ns, job)))
-        if "DeadlineExceeded" in why or (st.exit_code is None and time.monotonic() - started >= timeout):
+        if "DeadlineExceeded" in why or (
+            (st.exit_code is None or st.exit_code < 0) and time.monotonic() - started >= timeout
+        ):
             return False, st.exit_code, st.log, f"timed out after {timeout}s (activeDeadlineSeconds)"
         if st.exit_code is not None:
             return False, st.exit_code, st.log, f"exit code {st.exit_code}"
