@@ -21,7 +21,7 @@ from ys1000.kube import Kube
 from ys1000.kube.discovery import NAMESPACES, PODS
 from ys1000.waiting import wait_until
 
-from volume_helpers import bound_pvc, plant, pv_dir, tree_digest
+from volume_helpers import bound_pvc, plant, pv_dir, statefulset, tree_digest
 
 YS1000 = str(Path(sys.executable).parent / "ys1000")
 
@@ -31,41 +31,6 @@ def run(*args, env, check_rc=None):
     if check_rc is not None:
         assert out.returncode == check_rc, f"rc={out.returncode}\nstdout:{out.stdout}\nstderr:{out.stderr}"
     return out
-
-
-def statefulset(name: str = "db") -> dict:
-    def claim(n: str) -> dict:
-        return {
-            "metadata": {"name": n},
-            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
-        }
-
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "metadata": {"name": name},
-        "spec": {
-            "serviceName": name,
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "db",
-                            "image": "mariadb:11",
-                            "volumeMounts": [
-                                {"name": "data", "mountPath": "/var/lib/mysql"},
-                                {"name": "logs", "mountPath": "/var/log/mysql"},
-                            ],
-                        }
-                    ]
-                },
-            },
-            "volumeClaimTemplates": [claim("data"), claim("logs")],
-        },
-    }
 
 
 @pytest.fixture

@@ -22,42 +22,7 @@ from ys1000.waiting import wait_until
 from ys1000.backup import run_backup
 from ys1000.restore import run_restore
 
-from volume_helpers import PLANTED, bound_pvc, plant, pv_dir, tree_digest
-
-
-def statefulset(name: str = "db") -> dict:
-    def claim(n: str) -> dict:
-        return {
-            "metadata": {"name": n},
-            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
-        }
-
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "metadata": {"name": name},
-        "spec": {
-            "serviceName": name,
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "db",
-                            "image": "mariadb:11",
-                            "volumeMounts": [
-                                {"name": "data", "mountPath": "/var/lib/mysql"},
-                                {"name": "logs", "mountPath": "/var/log/mysql"},
-                            ],
-                        }
-                    ]
-                },
-            },
-            "volumeClaimTemplates": [claim("data"), claim("logs")],
-        },
-    }
+from volume_helpers import PLANTED, bound_pvc, plant, pv_dir, statefulset, tree_digest
 
 
 @pytest.fixture(scope="module")

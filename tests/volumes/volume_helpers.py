@@ -75,3 +75,40 @@ def pv_dir(kube: Kube, ns: str, pvc: str) -> Path:
     c = kube.get(f"/api/v1/namespaces/{ns}/persistentvolumeclaims/{pvc}")
     pv = kube.get(f"/api/v1/persistentvolumes/{c['spec']['volumeName']}")
     return Path(pv["spec"]["csi"]["volumeAttributes"]["path"])
+
+
+def statefulset(name: str = "db") -> dict:
+    """A StatefulSet with two volume claim templates (data, logs): two PVCs per replica."""
+
+    def claim(n: str) -> dict:
+        return {
+            "metadata": {"name": n},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+        }
+
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": name},
+        "spec": {
+            "serviceName": name,
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "db",
+                            "image": "mariadb:11",
+                            "volumeMounts": [
+                                {"name": "data", "mountPath": "/var/lib/mysql"},
+                                {"name": "logs", "mountPath": "/var/log/mysql"},
+                            ],
+                        }
+                    ]
+                },
+            },
+            "volumeClaimTemplates": [claim("data"), claim("logs")],
+        },
+    }
