@@ -6,14 +6,16 @@
   the previous sync), create the namespaces and PVCs in the target once (mapped StorageClass) and
   make each PVC equal to the new snapshot (restic restore with ``--delete``). Nothing that runs
   the app is created in the target.
-* ``cutover``: ``stop_source`` (replicas recorded in an annotation) → a final ``sync`` →
-  ``restore_resources`` into the target (workloads come up at 0 replicas when the source was
-  stopped) → ``start_target`` with the recorded replicas. ``undo`` is the way back from a failed
-  or cancelled cutover: the source gets its replicas back and the target's restored workloads go.
+* ``cutover``: ``stop_source`` (Deployments/StatefulSets to 0, CronJobs suspended, running Jobs
+  to parallelism 0, DaemonSets onto no node; each value before recorded in an annotation) → a
+  final ``sync`` → ``restore_resources`` into the target (workloads come up stopped) →
+  ``start_target`` with the recorded values. ``undo`` is the way back from a failed or cancelled
+  cutover: the source gets its values back and the target's restored workloads go.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,16 +33,91 @@ from ys1000.volumes import MoverSpec, VolumeOptions
 from ys1000.volumes import restic
 from ys1000.volumes.movers import describe, mover_job
 from ys1000.volumes.steps import Done, Driver, Step, StepFailed, Wait, clean, in_cluster, job_wait
-from ys1000.waiting import wait_until
+from ys1000.waiting import WaitTimeout, wait_until
 
 log = logging.getLogger(__name__)
 
 MIGRATION_LABEL = "ys1000.io/migration"
 REPLICAS_ANNOTATION = "ys1000.io/replicas-before-migration"
-SCALABLE = [
-    ResourceType("apps", "v1", "deployments", "Deployment", True, frozenset({"list", "get", "patch"})),
-    ResourceType("apps", "v1", "statefulsets", "StatefulSet", True, frozenset({"list", "get", "patch"})),
+STOPPED_NODE_LABEL = "ys1000.io/stopped-for-migration"
+
+
+@dataclass(frozen=True)
+class Stopper:
+    """How a cutover stops one kind of workload, the way Konveyor's MTC quiesces: the spec field it
+    sets (its value before is kept, as JSON, in ``annotation`` so a retry, ``start_target`` and
+    ``undo`` know it), the stopped value, and for DaemonSets a nodeSelector no node matches."""
+
+    rt: ResourceType
+    path: tuple[str, ...]
+    annotation: str
+    stopped: object
+    default: object = None
+
+    def current(self, obj: dict) -> object:
+        value: object = obj.get("spec") or {}
+        for part in self.path:
+            value = (value or {}).get(part) if isinstance(value, dict) else None
+        return self.default if value is None else value
+
+    def spec_patch(self, value: object) -> dict:
+        patch: dict = {}
+        node = patch
+        for part in self.path[:-1]:
+            node = node.setdefault(part, {})
+        node[self.path[-1]] = value
+        return {"spec": patch}
+
+    def start_value(self, before: object) -> object:
+        if self.rt.kind == "DaemonSet":  # merge patch: drop our key, put the old selector back
+            return {STOPPED_NODE_LABEL: None, **(before or {})}  # type: ignore[dict-item]
+        return before
+
+    def applies(self, obj: dict) -> bool:
+        if self.rt.kind != "Job":
+            return True
+        done = {c.get("type") for c in (obj.get("status") or {}).get("conditions") or [] if c.get("status") == "True"}
+        return not done & {"Complete", "Failed", "SuccessCriteriaMet", "FailureTarget"}
+
+
+STOPPERS = [
+    Stopper(
+        ResourceType("apps", "v1", "deployments", "Deployment", True, frozenset({"list", "get", "patch"})),
+        ("replicas",),
+        REPLICAS_ANNOTATION,
+        0,
+        1,
+    ),
+    Stopper(
+        ResourceType("apps", "v1", "statefulsets", "StatefulSet", True, frozenset({"list", "get", "patch"})),
+        ("replicas",),
+        REPLICAS_ANNOTATION,
+        0,
+        1,
+    ),
+    Stopper(
+        ResourceType("batch", "v1", "cronjobs", "CronJob", True, frozenset({"list", "get", "patch"})),
+        ("suspend",),
+        "ys1000.io/suspend-before-migration",
+        True,
+        False,
+    ),
+    Stopper(
+        ResourceType("batch", "v1", "jobs", "Job", True, frozenset({"list", "get", "patch"})),
+        ("parallelism",),
+        "ys1000.io/parallelism-before-migration",
+        0,
+        1,
+    ),
+    Stopper(
+        ResourceType("apps", "v1", "daemonsets", "DaemonSet", True, frozenset({"list", "get", "patch"})),
+        ("template", "spec", "nodeSelector"),
+        "ys1000.io/node-selector-before-migration",
+        {STOPPED_NODE_LABEL: "true"},
+    ),
 ]
+SCALABLE = [s.rt for s in STOPPERS]
+_BY_KIND = {s.rt.kind: s for s in STOPPERS}
 
 
 class MigrationConflict(Exception):
@@ -379,36 +456,57 @@ def _ensure_target_namespaces(source: Kube, target: Kube, spec: MigrationSpec, n
 # -- cutover ---------------------------------------------------------------------------------------
 
 
-def stop_source(source: Kube, namespaces: list[str], timeout: float = 120) -> dict[str, int]:
-    """Scale Deployments and StatefulSets to 0, recording their replicas in an annotation first
-    (so a retry or an undo knows them); wait until their pods are gone."""
-    recorded: dict[str, int] = {}
+def stop_source(source: Kube, namespaces: list[str], timeout: float = 300) -> dict[str, object]:
+    """Stop everything that runs the app: Deployments and StatefulSets to 0 replicas, CronJobs
+    suspended (a schedule firing mid-cutover would write to the source after the final sync),
+    running Jobs to parallelism 0, DaemonSets onto no node. Each value before is recorded in an
+    annotation first (so a retry or an undo knows it); then wait until the controlled pods are gone.
+    Pods no controller owns are left running and named in a warning: nothing here can stop them
+    and bring them back."""
+    recorded: dict[str, object] = {}
     for ns in namespaces:
-        for rt in SCALABLE:
-            for obj in source.list(rt, ns):
+        for stopper in STOPPERS:
+            for obj in source.list(stopper.rt, ns):
+                if not stopper.applies(obj):
+                    continue
                 name = obj["metadata"]["name"]
                 ann = obj["metadata"].get("annotations") or {}
-                replicas = int(ann.get(REPLICAS_ANNOTATION, obj["spec"].get("replicas", 1)))
-                recorded[f"{ns}/{rt.kind}/{name}"] = replicas
-                source.patch(
-                    rt,
-                    name,
-                    {"metadata": {"annotations": {REPLICAS_ANNOTATION: str(replicas)}}, "spec": {"replicas": 0}},
-                    ns,
-                )
+                before = json.loads(ann[stopper.annotation]) if stopper.annotation in ann else stopper.current(obj)
+                recorded[f"{ns}/{stopper.rt.kind}/{name}"] = before
+                patch = stopper.spec_patch(stopper.stopped)
+                patch["metadata"] = {"annotations": {stopper.annotation: json.dumps(before)}}
+                source.patch(stopper.rt, name, patch, ns)
     for ns in namespaces:
-        wait_until(
-            lambda ns=ns: (
-                not [
-                    p
-                    for p in source.list(PODS, ns)  # type: ignore[misc]  # bound ns
-                    if (p.get("status") or {}).get("phase") in ("Pending", "Running") and not _is_ys1000_pod(p)
-                ]
-            ),
-            timeout=timeout,
-            what=f"the app's pods in {ns} to stop",
-        )
+        bare = [p["metadata"]["name"] for p in _app_pods(source, ns) if not p["metadata"].get("ownerReferences")]
+        if bare:
+            log.warning("pods in %s that no controller owns keep running during the cutover: %s", ns, ", ".join(bare))
+        _wait_stopped(source, ns, timeout)
     return recorded
+
+
+def _app_pods(kube: Kube, ns: str) -> list[dict]:
+    return [
+        p
+        for p in kube.list(PODS, ns)
+        if (p.get("status") or {}).get("phase") in ("Pending", "Running") and not _is_ys1000_pod(p)
+    ]
+
+
+def _wait_stopped(kube: Kube, ns: str, timeout: float) -> None:
+    left: list[str] = []
+
+    def stopped() -> bool:
+        left[:] = [
+            f"{p['metadata']['name']} ({(p.get('status') or {}).get('phase')})"
+            for p in _app_pods(kube, ns)
+            if p["metadata"].get("ownerReferences")
+        ]
+        return not left
+
+    try:
+        wait_until(stopped, timeout=timeout, what=f"the app's pods in {ns} to stop")
+    except WaitTimeout as exc:
+        raise WaitTimeout(f"{exc}; still running: {', '.join(left)}") from None
 
 
 def _is_ys1000_pod(pod: dict) -> bool:
@@ -424,52 +522,68 @@ def restore_resources(
     )
 
 
-def start_target(target: Kube, spec: MigrationSpec, recorded: dict[str, int]) -> list[str]:
-    """Scale the target's workloads to the replicas the source had."""
+def _describe(kind: str, value: object) -> str:
+    if kind in ("Deployment", "StatefulSet"):
+        return f"{value} replicas"
+    if kind == "CronJob":
+        return "suspended" if value else "scheduling"
+    if kind == "Job":
+        return f"parallelism {value}"
+    return f"nodeSelector {value or {}}"
+
+
+def _start(kube: Kube, key: str, ns: str, before: object) -> str | None:
+    """Put one workload's recorded value back (and drop the annotation); None when it is not there."""
+    _, kind, name = key.split("/")
+    stopper = _BY_KIND[kind]
+    patch = stopper.spec_patch(stopper.start_value(before))
+    patch["metadata"] = {"annotations": {stopper.annotation: None}}
+    try:
+        kube.patch(stopper.rt, name, patch, ns)
+    except KubeError as exc:
+        if exc.status == 404:  # e.g. a CronJob's Job, which a restore does not recreate
+            return None
+        raise
+    return f"{kind} {ns}/{name} → {_describe(kind, before)}"
+
+
+def start_target(target: Kube, spec: MigrationSpec, recorded: dict[str, object]) -> list[str]:
+    """Start the target's workloads as the source ran them (replicas, schedules, parallelism, nodes)."""
     started = []
-    for key, replicas in sorted(recorded.items()):
-        ns, kind, name = key.split("/")
-        rt = next(r for r in SCALABLE if r.kind == kind)
-        tns = spec.target_ns(ns)
-        target.patch(
-            rt, name, {"metadata": {"annotations": {REPLICAS_ANNOTATION: None}}, "spec": {"replicas": replicas}}, tns
-        )
-        started.append(f"{kind} {tns}/{name} → {replicas}")
+    for key, before in sorted(recorded.items()):
+        line = _start(target, key, spec.target_ns(key.split("/")[0]), before)
+        if line:
+            started.append(line)
     return started
 
 
-def recorded_replicas(source: Kube, namespaces: list[str]) -> dict[str, int]:
-    out = {}
+def recorded_state(source: Kube, namespaces: list[str]) -> dict[str, object]:
+    """What ``stop_source`` recorded, read back from the source's annotations."""
+    out: dict[str, object] = {}
     for ns in namespaces:
-        for rt in SCALABLE:
-            for obj in source.list(rt, ns):
+        for stopper in STOPPERS:
+            for obj in source.list(stopper.rt, ns):
                 ann = obj["metadata"].get("annotations") or {}
-                if REPLICAS_ANNOTATION in ann:
-                    out[f"{ns}/{rt.kind}/{obj['metadata']['name']}"] = int(ann[REPLICAS_ANNOTATION])
+                if stopper.annotation in ann:
+                    out[f"{ns}/{stopper.rt.kind}/{obj['metadata']['name']}"] = json.loads(ann[stopper.annotation])
     return out
 
 
 def undo(
     source: Kube, target: Kube, spec: MigrationSpec, namespaces: list[str], restore_id: str | None = None
 ) -> list[str]:
-    """Bring the source back (recorded replicas) and remove the workloads a cutover restored into
+    """Bring the source back (recorded values) and remove the workloads a cutover restored into
     the target, so no half-started app is left there. Returns what was undone."""
     undone = []
-    for key, replicas in sorted(recorded_replicas(source, namespaces).items()):
+    for key, before in sorted(recorded_state(source, namespaces).items()):
         ns, kind, name = key.split("/")
-        rt = next(r for r in SCALABLE if r.kind == kind)
-        source.patch(
-            rt, name, {"metadata": {"annotations": {REPLICAS_ANNOTATION: None}}, "spec": {"replicas": replicas}}, ns
-        )
-        undone.append(f"source {kind} {ns}/{name} scaled back to {replicas}")
+        if _start(source, key, ns, before):
+            verb = "scaled back to" if kind in ("Deployment", "StatefulSet") else "back to"
+            value = before if kind in ("Deployment", "StatefulSet") else _describe(kind, before)
+            undone.append(f"source {kind} {ns}/{name} {verb} {value}")
     if restore_id:
         selector = f"ys1000.io/restore={restore_id[:63]}"
-        workload_types = [
-            *SCALABLE,
-            ResourceType("apps", "v1", "daemonsets", "DaemonSet", True, frozenset({"list", "delete"})),
-            ResourceType("batch", "v1", "cronjobs", "CronJob", True, frozenset({"list", "delete"})),
-            ResourceType("batch", "v1", "jobs", "Job", True, frozenset({"list", "delete"})),
-        ]
+        workload_types = SCALABLE
         for ns in namespaces:
             tns = spec.target_ns(ns)
             for rt in workload_types:

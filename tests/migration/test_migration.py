@@ -26,6 +26,9 @@ from ys1000.waiting import wait_until
 
 DEPLOY = "/apis/apps/v1/namespaces/{ns}/deployments/{name}"
 STS = "/apis/apps/v1/namespaces/{ns}/statefulsets/{name}"
+CRON = "/apis/batch/v1/namespaces/{ns}/cronjobs/{name}"
+JOB = "/apis/batch/v1/namespaces/{ns}/jobs/{name}"
+DS = "/apis/apps/v1/namespaces/{ns}/daemonsets/{name}"
 
 
 def pv_dir(kube: Kube, ns: str, pvc: str) -> Path:
@@ -128,13 +131,15 @@ def test_three_incremental_syncs_then_cutover(world):
 
     # cutover
     recorded = stop_source(src, [ns])
-    assert recorded == {f"{ns}/Deployment/wordpress": 2, f"{ns}/StatefulSet/mysql": 1}
+    assert recorded == {f"{ns}/Deployment/wordpress": 2, f"{ns}/StatefulSet/mysql": 1, f"{ns}/CronJob/wp-cron": False}
     assert src.get(DEPLOY.format(ns=ns, name="wordpress"))["spec"]["replicas"] == 0
+    assert src.get(CRON.format(ns=ns, name="wp-cron"))["spec"]["suspend"] is True
     final = sync(src, tgt, world["repo"], world["cfg"], spec, "wp-move-final", run_id="final")
     report = restore_resources(tgt, world["repo"], spec, final.backup_id, "wp-move-cutover")
     assert report.status == "Completed", report.failed
     started = start_target(tgt, spec, recorded)
-    assert len(started) == 2
+    assert len(started) == 3
+    assert tgt.get(CRON.format(ns=tns, name="wp-cron"))["spec"]["suspend"] is False
     assert tgt.get(DEPLOY.format(ns=tns, name="wordpress"))["spec"]["replicas"] == 2
     assert tgt.get(STS.format(ns=tns, name="mysql"))["spec"]["replicas"] == 1
     assert REPLICAS_ANNOTATION not in (
@@ -186,3 +191,80 @@ def test_undo_restores_source_replicas(source, make_namespace):
     assert undone == [f"source Deployment {ns}/web scaled back to 3"]
     dep = src.get(DEPLOY.format(ns=ns, name="web"))
     assert dep["spec"]["replicas"] == 3 and REPLICAS_ANNOTATION not in (dep["metadata"].get("annotations") or {})
+
+
+def test_cutover_stops_every_kind_of_workload(source, make_namespace, caplog):
+    """A CronJob firing, a Job running, a DaemonSet: a cutover that only scaled Deployments and
+    StatefulSets waited forever on their pods (and a cron firing after the final sync would write
+    to the source). All are stopped, recorded, and brought back by undo; a bare pod is named."""
+    src = Kube.from_kubeconfig(source.kubeconfig)
+    ns = make_namespace(source)
+    labels = {"app": "agent"}
+    pod = {"containers": [{"name": "c", "image": "busybox"}]}
+    source.apps.create_namespaced_daemon_set(
+        ns,
+        {
+            "metadata": {"name": "agent"},
+            "spec": {
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {**pod, "nodeSelector": {"kubernetes.io/os": "linux"}},
+                },
+            },
+        },
+    )
+    batch = source.batch
+    batch.create_namespaced_job(
+        ns,
+        {
+            "metadata": {"name": "import"},
+            "spec": {"parallelism": 2, "template": {"spec": {**pod, "restartPolicy": "Never"}}},
+        },
+    )
+    batch.create_namespaced_cron_job(
+        ns,
+        {
+            "metadata": {"name": "nightly"},
+            "spec": {
+                "schedule": "0 3 * * *",
+                "jobTemplate": {"spec": {"template": {"spec": {**pod, "restartPolicy": "Never"}}}},
+            },
+        },
+    )
+    source.core.create_namespaced_pod(ns, {"metadata": {"name": "debug"}, "spec": {**pod, "nodeName": "source-node-1"}})
+
+    def running() -> set[str]:
+        return {
+            p["metadata"]["name"].rsplit("-", 1)[0]
+            for p in src.list(PODS, ns)
+            if p.get("status", {}).get("phase") == "Running"
+        }
+
+    wait_until(lambda: {"agent", "import", "debug"} <= running(), timeout=60, what="the pods running")
+
+    with caplog.at_level("WARNING", logger="ys1000.migration"):
+        recorded = stop_source(src, [ns], timeout=60)
+    assert recorded == {
+        f"{ns}/DaemonSet/agent": {"kubernetes.io/os": "linux"},
+        f"{ns}/Job/import": 2,
+        f"{ns}/CronJob/nightly": False,
+    }
+    assert running() == {"debug"}
+    assert "keep running during the cutover: debug" in caplog.text
+    assert src.get(CRON.format(ns=ns, name="nightly"))["spec"]["suspend"] is True
+    assert src.get(JOB.format(ns=ns, name="import"))["spec"]["parallelism"] == 0
+    assert stop_source(src, [ns], timeout=60) == recorded  # a retry keeps the first recording
+
+    spec = MigrationSpec(plan="p", source_cluster="source", target_cluster="target", namespaces=[ns])
+    undone = undo(src, src, spec, [ns])
+    assert undone == [
+        f"source CronJob {ns}/nightly back to scheduling",
+        f"source DaemonSet {ns}/agent back to nodeSelector {{'kubernetes.io/os': 'linux'}}",
+        f"source Job {ns}/import back to parallelism 2",
+    ]
+    ds = src.get(DS.format(ns=ns, name="agent"))
+    assert ds["spec"]["template"]["spec"]["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert not [k for k in ds["metadata"].get("annotations") or {} if k.startswith("ys1000.io/")]
+    assert src.get(CRON.format(ns=ns, name="nightly"))["spec"]["suspend"] is False
+    wait_until(lambda: {"agent", "import"} <= running(), timeout=60, what="the workloads running again")

@@ -15,6 +15,7 @@ and the workloads the cutover restored into the target are removed; its log says
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import timedelta
 from itertools import pairwise
@@ -108,8 +109,8 @@ class MigrationPreflightOperator(_MigrationOperator):
 
 
 class StopSourceOperator(_MigrationOperator):
-    """Cutover with stop_source: scale the source's Deployments/StatefulSets to 0, recording their
-    replicas in an annotation, and wait for the app's pods to stop."""
+    """Cutover with stop_source: stop the source's workloads (``ys1000.migration.stop_source``),
+    recording what they ran with in annotations, and wait for the app's pods to stop."""
 
     def run(self, context, plan, spec, source, target):
         from ys1000.migration import stop_source
@@ -118,8 +119,8 @@ class StopSourceOperator(_MigrationOperator):
             raise AirflowSkipException("stop_source is false: the source keeps running (crash-consistent copy)")
         namespaces = context["ti"].xcom_pull(task_ids="preflight")
         recorded = stop_source(source, namespaces)
-        for key, n in sorted(recorded.items()):
-            self.log.info("  stopped %s (had %d replicas)", key, n)
+        for key, before in sorted(recorded.items()):
+            self.log.info("  stopped %s (was %s)", key, json.dumps(before))
         return recorded
 
 
@@ -307,10 +308,10 @@ class StartTargetOperator(_MigrationOperator):
     """Scale the target's workloads to the replicas recorded from the source."""
 
     def run(self, context, plan, spec, source, target):
-        from ys1000.migration import recorded_replicas, start_target
+        from ys1000.migration import recorded_state, start_target
 
         namespaces = context["ti"].xcom_pull(task_ids="preflight")
-        started = start_target(target, spec, recorded_replicas(source, namespaces))
+        started = start_target(target, spec, recorded_state(source, namespaces))
         for line in started:
             self.log.info("  started %s", line)
         return started
