@@ -102,3 +102,87 @@ def test_quiesce_on_kill_resumes(env):
     assert not w.done.wait(1.0)
     op.on_kill()  # the task is cancelled while holding the lock
     assert w.done.wait(10) and count(env.db, "killed") == 1
+
+
+def _slow_plan(env, seconds: int) -> str:
+    (Path(env.config_dir) / "plans" / "slow.yaml").write_text(
+        textwrap.dedent(f"""
+        kind: BackupPlan
+        name: slow-backup
+        cluster: source
+        repository: sandbox-s3
+        namespaces: {{names: [{env.namespace}]}}
+        policy: resources-every-3h
+        hooks:
+          - {{name: slow, phase: PreBackup, type: image, namespace: {env.namespace}, image: busybox,
+              command: [python, -c, "import time; time.sleep({seconds}); print('slow hook done')"]}}
+          - {{name: quick, phase: PreBackup, type: image, namespace: {env.namespace}, image: busybox,
+              command: [python, -c, "print('quick hook done')"]}}
+        """).lstrip()
+    )
+    return "slow-backup"
+
+
+def _first_event(trigger):
+    import asyncio
+
+    async def first():
+        async for event in trigger.run():
+            return event.payload
+
+    return asyncio.run(first())
+
+
+def test_a_running_hook_is_waited_for_in_the_triggerer(env, source, capsys):
+    """A hook still running after a few seconds defers: the wait for its Job moves to a trigger
+    (serialisable, one event) and the task resumes with its result, then runs the next hook."""
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from ys1000.airflow.triggers import VolumeWaitTrigger
+    from ys1000.airflow.hook_operators import RunHooksOperator
+
+    plan = _slow_plan(env, 10)
+    ctx = context("manual__hooks-deferred")
+    op = RunHooksOperator(task_id="pre_backup_hooks", phase="PreBackup", plan=plan, config_dir=env.config_dir)
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(ctx)
+    path, kwargs = deferred.value.trigger.serialize()
+    assert path == "ys1000.airflow.triggers.VolumeWaitTrigger" and kwargs["what"]["kind"] == "hook"
+    assert kwargs["cluster"] == "source" and kwargs["state"]["hook"] == "slow"
+    job = kwargs["what"]["name"]
+    assert source.batch.read_namespaced_job(job, env.namespace).status.active == 1  # running, not waited on here
+    event = _first_event(VolumeWaitTrigger(**kwargs))  # as the triggerer would, from the stored kwargs
+    assert event["status"] == "success"
+    results = op.resume(ctx, event)
+    assert [(r["name"], r["ok"]) for r in results] == [("slow", True), ("quick", True)]
+    logged = capsys.readouterr()
+    assert "| slow hook done" in logged.out + logged.err and "| quick hook done" in logged.out + logged.err
+    assert source.batch.list_namespaced_job(env.namespace, label_selector="ys1000.io/component=hook").items == []
+
+
+def test_cancelling_a_deferred_hook_deletes_its_job(env, source):
+    import asyncio
+
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from ys1000.airflow.triggers import VolumeWaitTrigger
+    from ys1000.airflow.hook_operators import RunHooksOperator
+    from ys1000.waiting import wait_until
+
+    plan = _slow_plan(env, 300)
+    op = RunHooksOperator(task_id="pre_backup_hooks", phase="PreBackup", plan=plan, config_dir=env.config_dir)
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context("manual__hooks-cancelled"))
+    _, kwargs = deferred.value.trigger.serialize()
+    hooks = "ys1000.io/component=hook"
+    [job] = source.batch.list_namespaced_job(env.namespace, label_selector=hooks).items
+    assert job.metadata.name == kwargs["what"]["name"]
+    asyncio.run(VolumeWaitTrigger(**kwargs).on_kill())  # the task marked failed while deferred
+    wait_until(
+        lambda: (
+            not source.batch.list_namespaced_job(env.namespace, label_selector=hooks).items
+            and not source.core.list_namespaced_pod(env.namespace, label_selector=hooks).items
+        ),
+        timeout=30,
+        what="the hook's Job and pod gone",
+    )

@@ -2,6 +2,8 @@
 
 - ``RunHooksOperator(phase=...)``: the plan's hooks of one phase, in plan order, each as a Job in
   its cluster (``ys1000.hooks.custom``); every hook's output is copied into the task log. A hook
+  still running after a few seconds is deferred: the triggerer waits for its Job (a
+  ``VolumeWaitTrigger`` of ``kind: hook``) and the task resumes with the next hook. A hook
   with ``on_failure: fail`` that fails fails the task *without retry* (a hook may not be safe to
   repeat; re-run the task by hand after fixing it); ``continue`` logs the failure and goes on.
 - ``QuiesceOperator``: quiesces each of the plan's ``consistency`` targets (a quiesce Job per
@@ -24,6 +26,7 @@ plan has hooks or consistency targets, so other plans keep their task list):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
@@ -45,6 +48,8 @@ PHASE_TASKS = {
     "PostRestore": "post_restore_hooks",
 }
 QUIESCE_TIMEOUT = timedelta(minutes=15)
+#: How long a hook task looks at its Job before deferring the wait to the triggerer.
+IN_PLACE_WAIT = 5.0
 RESUME_TIMEOUT = timedelta(minutes=10)
 
 
@@ -96,13 +101,34 @@ class RunHooksOperator(_PlanHooksOperator):
         self.phase = phase
 
     def execute(self, context: Any) -> list[dict]:
-        from ys1000.hooks.custom import HookFailed, HookRunner
-
         plan = self.plan_obj
-        hooks = [h for h in plan.hooks if h.phase == self.phase]
-        if not hooks:
+        if not self._hooks():
             self.log.info("plan %s has no %s hooks", plan.name, self.phase)
             return []
+        return self._run_from(context, 0, [])
+
+    def resume(self, context: Any, event: dict[str, Any] | None = None, **_: Any) -> list[dict]:
+        """A hook's Job ended (or its wait did): its result, then the hooks after it."""
+        from ys1000.hooks.custom import HookFailed
+
+        state = (event or {}).get("state") or {}
+        runner = self._make_runner(context)
+        try:
+            with engine_errors(f"hook {state.get('hook')}"):
+                result = runner.finish(state, event or {"status": "error", "reason": "no event"})
+        except HookFailed as exc:
+            self._show(exc.result)
+            raise AirflowFailException(str(exc)) from None
+        self._show(result)
+        return self._run_from(context, state["index"] + 1, [*state["results"], result.to_dict()])
+
+    def _hooks(self) -> list:
+        return [h for h in self.plan_obj.hooks if h.phase == self.phase]
+
+    def _make_runner(self, context: Any):
+        from ys1000.hooks.custom import HookRunner
+
+        plan = self.plan_obj
         runner = HookRunner(
             lambda role: self.kube(_cluster_of(plan, role)),
             f"{context['dag_run'].run_id}/{self.task_id}",
@@ -110,22 +136,52 @@ class RunHooksOperator(_PlanHooksOperator):
         )
         with self._state_lock:
             if self.cancel.is_set():
-                raise Cancelled(f"{self.phase} hooks cancelled before they started")
+                raise Cancelled(f"{self.phase} hooks cancelled")
             self._runner = runner
-        results = []
+        return runner
+
+    def _run_from(self, context: Any, index: int, results: list[dict]) -> list[dict]:
+        """Hooks ``index``… in order. A hook that has not ended after ``IN_PLACE_WAIT`` seconds
+        is deferred: the triggerer waits for its Job, no worker slot is held."""
+        from ys1000.hooks.custom import HookFailed, HookResult
+        from ys1000.volumes.steps import check
+
+        hooks = self._hooks()
+        runner = self._make_runner(context) if index < len(hooks) else None
         try:
-            for hook in hooks:
+            for i in range(index, len(hooks)):
+                hook = hooks[i]
+                assert runner is not None
                 try:
                     with engine_errors(f"hook {hook.name}"):
-                        result = runner.run(hook)
+                        step = runner.begin(hook)
+                        if not isinstance(step, HookResult):
+                            step.state.update(index=i, results=results)
+                            event = self._wait_briefly(runner, step.what, check)
+                            if event is None:
+                                cluster = _cluster_of(self.plan_obj, step.what["cluster"])
+                                self.defer_step(step, cluster)
+                            step = runner.finish(step.state, event)
                 except HookFailed as exc:
                     self._show(exc.result)
                     raise AirflowFailException(str(exc)) from None
-                self._show(result)
-                results.append(result.to_dict())
+                self._show(step)
+                results = [*results, step.to_dict()]
         except InterruptedError as exc:
             raise Cancelled(f"{self.phase} hooks cancelled; their Jobs were deleted") from exc
         return results
+
+    def _wait_briefly(self, runner, what: dict, check) -> dict | None:
+        """Most hooks end within seconds: look a few times before handing the wait over."""
+        deadline = time.monotonic() + IN_PLACE_WAIT
+        kube = runner.kube_for(what["cluster"])
+        while True:
+            if self.cancel.is_set():
+                raise InterruptedError("cancelled while the hook ran")
+            event = check(kube, what)
+            if event is not None or time.monotonic() >= deadline:
+                return event
+            time.sleep(0.5)
 
     def _show(self, result) -> None:
         out = result.output.rstrip() or "(no output)"

@@ -1,7 +1,8 @@
 """Triggers: the long waits of ys1000 tasks, run in the triggerer so no worker slot sleeps.
 
 ``VolumeWaitTrigger`` waits for what a volume step waits for (``ys1000.volumes.steps``): a mover
-Job's end, a CSI snapshot becoming ready, a temporary PVC binding. Shaped like the
+Job's end, a CSI snapshot becoming ready, a temporary PVC binding — and for a custom hook's Job
+(``kind: hook``), whose wait has the same shape. Shaped like the
 cncf.kubernetes provider's job and pod triggers: it serialises plain kwargs (the cluster's name,
 the config dir, what to wait for, what a cancel deletes), yields exactly one ``TriggerEvent``
 with a ``status`` (``success`` | ``failed`` | ``error``), and turns every exception into an

@@ -13,7 +13,9 @@ Both get the ServiceAccount's credentials at ``/var/run/secrets/kubernetes.io/se
 (a projected token, the cluster CA and the namespace — what a kubelet mounts; path also in
 ``$YS1000_SERVICEACCOUNT_DIR``), so a hook can call the API server with the RBAC its service
 account has. ``activeDeadlineSeconds`` is the hook's ``timeout``; its output (the pod log) is
-returned so the task log shows it; the Job and ConfigMap are deleted afterwards.
+returned so the task log shows it; the Job and ConfigMap are deleted afterwards. ``begin`` starts
+the Job and returns a ``Wait`` (``ys1000.volumes.steps``) that the DAG task defers to the
+triggerer; ``finish`` reads the result; ``run`` does both, waiting in place.
 ``on_failure: fail`` raises ``HookFailed``; ``continue`` returns a failed ``HookResult``.
 """
 
@@ -37,6 +39,7 @@ from ys1000.hooks.jobs import (
     service_account_volume,
 )
 from ys1000.kube import Kube, KubeError, jobs
+from ys1000.volumes.steps import Wait, in_cluster, wait_in_place
 
 log = logging.getLogger(__name__)
 
@@ -236,23 +239,36 @@ class HookRunner:
         return results
 
     def run(self, hook: Any) -> HookResult:
+        """Run one hook to its end, waiting here (the CLI, migrations, tests)."""
+        step = self.begin(hook)
+        if isinstance(step, HookResult):
+            return step
+        try:
+            event = wait_in_place(self.kube_for(step.what["cluster"]), step.what, cancel=self.cancel)
+        except BaseException:
+            self._forget(step.state, delete=True)
+            raise
+        return self.finish(step.state, event)
+
+    def begin(self, hook: Any) -> "Wait | HookResult":
+        """Start the hook's Job: a ``Wait`` for its end (``kind: hook``; ``finish`` takes the
+        event), or the result at once when the Job could not be made."""
         if self.cancel.is_set():
             raise InterruptedError("cancelled before the hook started")
         cluster = _get(hook, "cluster") or ("source" if _get(hook, "phase", "").endswith("Backup") else "target")
-        kube = self.kube_for(cluster)
         name, ns, policy = _get(hook, "name"), _get(hook, "namespace"), _get(hook, "on_failure", "fail")
         timeout = max(1, _seconds(_get(hook, "timeout", 600)))
-        started = time.monotonic()
+        failed = lambda error: self._finish(  # noqa: E731
+            HookResult(name, _get(hook, "phase"), cluster, ns, False, None, "", 0.0, error, policy)
+        )
         try:
             job, cm = job_manifests(hook, self.run_id, self.hooks_dir)
         except HookError as exc:
-            return self._finish(
-                HookResult(name, _get(hook, "phase"), cluster, ns, False, None, "", 0.0, str(exc), policy)
-            )
+            return failed(str(exc))
         jname = job["metadata"]["name"]
-        key = (cluster, ns, jname)
+        kube = self.kube_for(cluster)
         with self._lock:
-            self._active[key] = kube
+            self._active[(cluster, ns, jname)] = kube
         self.log(
             f"hook {name} ({_get(hook, 'type')}, {_get(hook, 'phase')}) starting as Job {ns}/{jname} "
             f"in cluster {cluster}, service account {_get(hook, 'service_account', 'default')}, "
@@ -261,18 +277,60 @@ class HookRunner:
         try:
             # a leftover of an earlier try of this run is replaced: a hook runs once per try
             jobs.start(kube, jobs.JobRun(ns, job, config_map=cm), reattach=False)
-            ok, code, output, error = self._wait(kube, ns, jname, timeout)
         except KubeError as exc:
-            ok, code, output, error = False, None, "", f"cannot run the hook Job: {exc}"
+            self._forget({"cluster": cluster, "namespace": ns, "job": jname}, delete=True)
+            return failed(f"cannot run the hook Job: {exc}")
+        state = {
+            "hook": name,
+            "phase": _get(hook, "phase"),
+            "cluster": cluster,
+            "namespace": ns,
+            "job": jname,
+            "timeout": timeout,
+            "on_failure": policy,
+            "started": time.time(),
+        }
+        what = {"kind": "hook", "namespace": ns, "name": jname, "timeout": timeout + 30, "label": f"hook {name}"}
+        return in_cluster(Wait(what, state, {"jobs": [[ns, jname]]}), cluster)  # type: ignore[return-value]
+
+    def finish(self, state: dict, event: dict) -> HookResult:
+        """The hook's result once its wait ended (``event`` from ``check``, a trigger or a
+        timeout); its Job and ConfigMap are deleted. ``on_failure: fail`` raises ``HookFailed``."""
+        kube = self.kube_for(state["cluster"])
+        ns, jname = state["namespace"], state["job"]
+        try:
+            if event.get("status") in ("success", "failed") and "did not finish within" not in str(event.get("reason")):
+                ok, code, output, error = self._outcome(kube, ns, jname, state)
+            else:  # the wait timed out, or the trigger could not look (an ``error`` event)
+                st = jobs.state(kube, ns, jname)
+                timeout = state["timeout"]
+                error = f"timed out after {timeout}s" if event.get("status") != "error" else event.get("reason")
+                ok, code, output = False, st.exit_code, st.log
+        except KubeError as exc:
+            ok, code, output, error = False, None, "", f"cannot read the hook Job: {exc}"
         finally:
-            self._delete(kube, ns, jname)
-            with self._lock:
-                self._active.pop(key, None)
+            self._forget(state, delete=True)
         return self._finish(
             HookResult(
-                name, _get(hook, "phase"), cluster, ns, ok, code, output, time.monotonic() - started, error, policy
+                state["hook"],
+                state["phase"],
+                state["cluster"],
+                ns,
+                ok,
+                code,
+                output,
+                time.time() - state["started"],
+                error,
+                state["on_failure"],
             )
         )
+
+    def _forget(self, state: dict, *, delete: bool) -> None:
+        key = (state["cluster"], state["namespace"], state["job"])
+        with self._lock:
+            kube = self._active.pop(key, None)
+        if delete:
+            self._delete(kube or self.kube_for(state["cluster"]), state["namespace"], state["job"])
 
     def _finish(self, result: HookResult) -> HookResult:
         if result.ok:
@@ -284,14 +342,11 @@ class HookRunner:
         self.log(msg + "; its policy is on_failure: continue, so the job goes on")
         return result
 
-    def _wait(self, kube: Kube, ns: str, job: str, timeout: int) -> tuple[bool, int | None, str, str | None]:
-        started = time.monotonic()
-        try:
-            st = jobs.wait(kube, ns, job, timeout=timeout + 30, cancel=self.cancel, progress_every=self.poll)
-        except jobs.JobError:
-            return False, None, "", f"timed out after {timeout}s"
+    def _outcome(self, kube: Kube, ns: str, job: str, state: dict) -> tuple[bool, int | None, str, str | None]:
+        st = jobs.state(kube, ns, job)
         if st.succeeded:
             return True, 0, st.log, None
+        timeout = state["timeout"]
         why = job_failure(kube.get_or_none(JOBS.path(ns, job)))
         # the Job's Failed condition (its reason) may lag its pod; a pod ended by a signal may be
         # the Job's deadline killing it, which the condition says
@@ -301,7 +356,7 @@ class HookRunner:
             time.sleep(0.3)
             why = job_failure(kube.get_or_none(JOBS.path(ns, job)))
         if "DeadlineExceeded" in why or (
-            (st.exit_code is None or st.exit_code < 0) and time.monotonic() - started >= timeout
+            (st.exit_code is None or st.exit_code < 0) and time.time() - state["started"] >= timeout
         ):
             return False, st.exit_code, st.log, f"timed out after {timeout}s (activeDeadlineSeconds)"
         if st.exit_code is not None:

@@ -1,4 +1,4 @@
-"""One volume's data as resumable steps, split at their long waits.
+"""One volume's data (or one custom hook) as resumable steps, split at their long waits.
 
 Backing up or restoring one PVC waits for things that take minutes or hours: a mover Job, a CSI
 snapshot becoming ready, a temporary PVC binding. Each volume unit (``VolumeBackup``,
@@ -10,6 +10,8 @@ first piece of work and returns either ``Done(record)`` or ``Wait(what, state, c
   (``ys1000.airflow.triggers.VolumeWaitTrigger``), which calls ``check`` until it answers, so no
   worker slot sleeps while movers run. A cancel there deletes what ``cleanup`` lists.
 - The CLI, migrations and benchmarks wait in place (``drive``), several volumes at a time.
+- A custom hook (``ys1000.hooks.custom.HookRunner.begin``/``finish``) waits the same way for its
+  Job (``kind: hook``: success is exit code 0; the runner reads the output once it ended).
 
 ``state`` and ``what`` are plain JSON, so they survive the trip through the triggerer.
 """
@@ -27,7 +29,7 @@ from ys1000.kube.discovery import PVCS
 
 @dataclass
 class Wait:
-    # {"kind": job | snapshot | pvc_bound, "namespace", "name", "timeout", "label", optional "cluster"
+    # {"kind": job | hook | snapshot | pvc_bound, "namespace", "name", "timeout", "label", optional "cluster"
     # (a role such as "source"/"target" when a unit works in two clusters)}
     what: dict[str, Any]
     state: dict[str, Any]  # where ``resume`` goes on
@@ -79,6 +81,9 @@ def check(kube: Kube, what: dict) -> dict | None:
         if st.succeeded and result and result.get("ok"):
             return {"status": "success", "result": result}
         return {"status": "failed", "reason": jobs.describe(st, what.get("label") or f"Job {ns}/{name}")}
+    if kind == "hook":  # a custom hook's Job: its end only; the hook runner reads exit code and log
+        st = jobs.state(kube, ns, name, read_log=False)
+        return {"status": "success" if st.succeeded else "failed", "reason": st.reason} if st.done else None
     if kind == "snapshot":
         from ys1000.volumes.snapshots import SNAPSHOTS
 
@@ -117,8 +122,8 @@ def timed_out(what: dict) -> dict:
 def wait_in_place(
     kube: Kube, what: dict, *, cancel: threading.Event, on_progress: Callable[[dict], None] | None = None
 ) -> dict:
-    """Wait here for ``what`` (a mover Job by watching its pod, the rest by polling)."""
-    if what["kind"] == "job":
+    """Wait here for ``what`` (a mover or hook Job by watching its pod, the rest by polling)."""
+    if what["kind"] in ("job", "hook"):
         try:
             jobs.wait(
                 kube, what["namespace"], what["name"], timeout=what["timeout"], cancel=cancel, on_progress=on_progress
