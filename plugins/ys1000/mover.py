@@ -132,6 +132,10 @@ def restore(args) -> dict:
     cmd = ["restore", f"{args.snapshot}:.", "--target", args.target, *_limits(args)]
     if args.delete:
         cmd.append("--delete")  # make an existing volume equal to the snapshot (incremental migration)
+    if args.verify:
+        # restic hashes every restored file's blobs again and compares them with the snapshot's
+        # (content addresses recorded at backup time); a mismatch fails the restore
+        cmd.append("--verify")
     messages = restic.run_json(cmd, env, _progress_printer())
     s: dict[str, Any] = next((m for m in reversed(messages) if m.get("message_type") == "summary"), {})
     return {
@@ -140,6 +144,7 @@ def restore(args) -> dict:
         "files_restored": s.get("files_restored", 0),
         "total_bytes": s.get("total_bytes", 0),
         "bytes_restored": s.get("bytes_restored", 0),
+        "verified": bool(args.verify),
     }
 
 
@@ -177,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--target", required=True)
     r.add_argument("--snapshot", required=True)
     r.add_argument("--delete", action="store_true", help="remove files not in the snapshot")
+    r.add_argument(
+        "--verify", action="store_true", help="read the restored files back and check them against the snapshot"
+    )
     for sp in (b, r):
         sp.add_argument("--limit-upload", type=int, help="KiB/s")
         sp.add_argument("--limit-download", type=int, help="KiB/s")

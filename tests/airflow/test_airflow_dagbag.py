@@ -17,6 +17,7 @@ EXPECTED = {
     "ys1000_backup__wordpress-backup": BACKUP_TASKS,
     "ys1000_restore__wordpress-restore": ["preflight", "restore", "volumes", "workloads"],
     "ys1000_restore": ["preflight", "restore", "volumes", "workloads"],
+    "ys1000_drill__wordpress-backup": ["drill"],
 }
 MIGRATION_DAG = "ys1000_migrate__wordpress-migrate"
 SYSTEM_DAGS = {"ys1000_report", "ys1000_self_backup"}
@@ -67,6 +68,24 @@ def test_example_config_dagbag(dagbag, tmp_path):
     assert type(mig.get_task("sync_volumes")).__name__ == "MappedOperator"  # one task per PVC
     assert mig.get_task("sync_volumes").pool_slots == 1 and mig.get_task("sync_commit").trigger_rule == "none_failed"
     assert mig.params["mode"] == "incremental" and mig.params["stop_source"] is True
+
+
+def test_backups_are_assets_and_the_drill_is_scheduled_on_them(dagbag, tmp_path):
+    bag = dagbag(copy_config(tmp_path / "config"))
+    commit = bag.dags["ys1000_backup__wordpress-backup"].get_task("commit")
+    assert [a.uri for a in commit.outlets] == ["ys1000://source/wordpress"]
+    drill = bag.dags["ys1000_drill__wordpress-backup"]
+    assert [a.uri for a in drill.timetable.asset_condition.objects] == ["ys1000://source/wordpress"]
+    task = drill.get_task("drill")
+    assert [a.uri for a in task.outlets] == ["ys1000://source/wordpress/drill"] and task.retries == 0
+    assert task.pool == "ys1000_cluster_source" and task.execution_timeout == timedelta(minutes=25)
+    # namespaces chosen at run time (glob): one asset for the plan
+    write_plan(tmp_path / "config", "globbed.yaml", GOOD_PLAN.replace("{names: [shop]}", "{globs: [shop-*]}") + "drill: {}\n")
+    bag = dagbag(tmp_path / "config")
+    assert [a.uri for a in bag.dags["ys1000_backup__shop-backup"].get_task("commit").outlets] == [
+        "ys1000://source/plans/shop-backup"
+    ]
+    assert "ys1000_drill__shop-backup" in bag.dag_ids
 
 
 def test_backup_dag_settings(dagbag, tmp_path):

@@ -134,3 +134,39 @@ def test_cleanup_keeps_fresh_in_flight_while_removing_stale(local_store):
     assert report.deleted == ["stale"] and report.in_flight == ["fresh"]
     assert local_store.exists(layout.archive_key("fresh"))
     assert not local_store.exists(layout.archive_key("stale"))
+
+
+def _drilled(repo, bid: str, status: str, minute: int) -> None:
+    repo.save_drill(
+        {
+            "drill_id": f"drill-20261130{minute:06d}-abcd",
+            "backup_id": bid,
+            "status": status,
+            "rto_seconds": 12.5 if status == "verified" else None,
+            "reason": None if status == "verified" else "workloads not ready: pod x: ErrImagePull",
+            "finished": "2026-11-30T00:00:00+00:00",
+        }
+    )
+
+
+def test_retention_keeps_the_newest_verified_backup_while_newer_ones_are_unverified(repo):
+    now = _utcnow()
+    for i, age in enumerate((20, 15, 10, 9, 1)):
+        write_backup(repo, f"b{i}", now=now - timedelta(days=age))
+    _drilled(repo, "b0", "verified", 1)
+    _drilled(repo, "b1", "verified", 2)
+    _drilled(repo, "b2", "verified", 3)
+    _drilled(repo, "b2", "failed", 4)  # its newest drill failed: no longer proven
+    _drilled(repo, "b3", "failed", 5)
+    report = repo.apply_retention("plan-a", timedelta(days=7), now=now)
+    # b1 is the newest backup a drill proved; b2, b3 (failed drills) and b4 (none) are not proven
+    assert sorted(report.deleted) == ["b0", "b2", "b3"]
+    assert report.protected == {"b1": "the newest verified backup of plan-a; the 3 newer one(s) are not verified"}
+    assert report.kept == ["b4"]
+    states = {e.backup_id: (e.drill or {}).get("state") for e in repo.list_backups("plan-a")}
+    assert states == {"b4": None, "b1": "verified"}
+
+    # once a newer backup is verified, the old one goes at the next run
+    _drilled(repo, "b4", "verified", 6)
+    report = repo.apply_retention("plan-a", timedelta(days=7), now=now)
+    assert report.deleted == ["b1"] and report.protected == {} and report.kept == ["b4"]

@@ -112,11 +112,13 @@ def load(config_dir: str | Path | None = None, *, only_dag_id: str | None = None
             out.errors[shown] = str(result)
             continue
         plan = result
-        if only_dag_id and plan.dag_id != only_dag_id:
+        if only_dag_id and only_dag_id not in (plan.dag_id, drill_dag_id(plan)):
             continue
         try:
             if isinstance(plan, BackupPlan):
                 out.dags[plan.dag_id] = backup_dag(plan, config, path)
+                if plan.drill is not None and (not only_dag_id or only_dag_id == drill_dag_id(plan)):
+                    out.dags[drill_dag_id(plan)] = drill_dag(plan, config, path)
             elif isinstance(plan, RestorePlan):
                 out.dags[plan.dag_id] = restore_plan_dag(plan, config, path)
             elif isinstance(plan, MigrationPlan):
@@ -205,6 +207,7 @@ def plan_dag(
     pool: str,
     doc: str,
     description: str,
+    dag_id: str | None = None,
     **extra: Any,
 ) -> "DAG":
     """The DAG of one plan file, with what backup, restore and migration plans have in common:
@@ -213,7 +216,7 @@ def plan_dag(
 
     return DAG(
         auto_register=False,  # found through the factory module's globals only
-        dag_id=plan.dag_id,
+        dag_id=dag_id or plan.dag_id,
         schedule=schedule,
         start_date=START_DATE,
         catchup=False,
@@ -281,6 +284,7 @@ def backup_dag(plan: "BackupPlan", config: "Config", path: Path) -> "DAG":
         VerifyBackupOperator,
         VolumeDataOperator,
     )
+    from ys1000.airflow.assets import backup_assets
     from ys1000.config import to_timetable
 
     common: dict[str, Any] = {"plan": plan.name, "config_dir": str(config.config_dir)}
@@ -318,6 +322,7 @@ def backup_dag(plan: "BackupPlan", config: "Config", path: Path) -> "DAG":
                 task_id="commit",
                 execution_timeout=TIMEOUTS["commit"],
                 volumes_tasks=["volumes", "export"] if export else ["volumes"],
+                outlets=backup_assets(plan),  # a committed backup is an event of what it protects
                 **common,
             ),
             RetentionOperator(task_id="retention", execution_timeout=TIMEOUTS["retention"], **common),
@@ -329,6 +334,54 @@ def backup_dag(plan: "BackupPlan", config: "Config", path: Path) -> "DAG":
         else:
             for upstream, downstream in pairwise(ops):
                 upstream >> downstream
+    return dag
+
+
+def drill_dag_id(plan: Any) -> str:
+    return f"ys1000_drill__{plan.name}"
+
+
+def drill_dag(plan: "BackupPlan", config: "Config", path: Path) -> "DAG":
+    """``ys1000_drill__<plan>``: scheduled on the plan's backup assets, one ``drill`` task that
+    restores the new backup into scratch namespaces and proves it (``ys1000.drill``)."""
+    from airflow.sdk import AssetAny
+
+    from ys1000.airflow.assets import backup_assets, drill_assets
+    from ys1000.airflow.operators.drill import DrillOperator
+
+    assert plan.drill is not None
+    checks = ", ".join(f"`{c.name}` ({c.type})" for c in plan.drill.checks) or "none"
+    doc = "\n".join(
+        [
+            f"### Restore drill of backup plan `{plan.name}`",
+            "",
+            f"After each backup of `{plan.name}` (its assets), restore it into scratch namespaces of "
+            f"`{plan.cluster}` with its PVC data read back against the snapshots, wait for the workloads, "
+            f"run the checks ({checks}), record the evidence (RTO, per-step times) in the repository, and "
+            "remove the scratch namespaces. A failed drill fails the run and alerts.",
+            "",
+            f"- **Plan file**: `{path}`",
+        ]
+    )
+    with plan_dag(
+        plan,
+        config,
+        kind="drill",
+        clusters=[plan.cluster],
+        pool=pool_for(plan.cluster),
+        schedule=AssetAny(*backup_assets(plan)),
+        doc=doc,
+        description=f"Prove the backups of {plan.name} restore",
+        dag_id=drill_dag_id(plan),
+    ) as dag:
+        DrillOperator(
+            task_id="drill",
+            plan=plan.name,
+            config_dir=str(config.config_dir),
+            execution_timeout=plan.drill.timeout + timedelta(minutes=10),
+            retries=0,  # a drill is evidence: a failed one is reported, not retried into a pass
+            outlets=drill_assets(plan),
+        )
     return dag
 
 

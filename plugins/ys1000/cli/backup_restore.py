@@ -368,14 +368,25 @@ def _restore(args) -> int:
 
 def _list(args) -> int:
     entries = repo_from(args).list_backups(args.plan)
-    lines = [f"{'BACKUP':40} {'PLAN':16} {'CREATED':20} {'STATUS':16} {'OBJECTS':>7} {'BYTES':>10}  NAMESPACES"]
+    lines = [
+        f"{'BACKUP':40} {'PLAN':16} {'CREATED':20} {'STATUS':16} {'DRILL':18} {'OBJECTS':>7} {'BYTES':>10}  NAMESPACES"
+    ]
     for e in entries:
         lines.append(
-            f"{e.backup_id:40} {e.plan:16} {e.created:%Y-%m-%d %H:%M:%S} {e.status:16} "
+            f"{e.backup_id:40} {e.plan:16} {e.created:%Y-%m-%d %H:%M:%S} {e.status:16} {_drill_state(e.drill):18} "
             f"{e.total:7} {e.archive_size:10}  {','.join(e.namespaces)}"
         )
     emit(args, [e.model_dump(mode="json") for e in entries], "\n".join(lines) if entries else "no backups")
     return EXIT_OK
+
+
+def _drill_state(drill: dict | None) -> str:
+    """``verified (RTO 42s)`` / ``drill failed`` / ``-`` (never drilled)."""
+    if not drill:
+        return "-"
+    if drill.get("state") == "verified":
+        return f"verified (RTO {drill.get('rto_seconds') or 0:.0f}s)"
+    return "drill failed"
 
 
 def mask_secret(obj: dict) -> dict:

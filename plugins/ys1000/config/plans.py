@@ -223,6 +223,51 @@ class Hook(StrictModel):
         return self
 
 
+class DrillCheck(StrictModel):
+    """One check of a restore drill (``ys1000.drill.checks``) on the restored application."""
+
+    name: DnsLabel | None = Field(None, description="default: '<type>-<n>'")
+    type: Literal["object", "hook"]
+    namespace: DnsLabel | None = Field(None, description="source namespace (its scratch copy is checked)")
+    kind: str | None = Field(None, description="object: e.g. 'Deployment' or 'Ingress.networking.k8s.io'")
+    object: str | None = Field(None, description="object: its name")
+    image: str | None = Field(None, description="hook: the image of the check Job")
+    command: list[str] = Field(default_factory=list)
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    service_account: DnsLabel = "default"
+    timeout: Duration = dt.timedelta(minutes=5)
+
+    @model_validator(mode="after")
+    def _by_type(self) -> "DrillCheck":
+        need = {"object": ("kind", "object"), "hook": ("image",)}[self.type]
+        for f in need:
+            if not getattr(self, f):
+                raise invalid(f"is required for a drill check of type {self.type}", field=f, value=None)
+        if self.type == "object":
+            _check_kinds([self.kind or ""])
+        return self
+
+
+class Drill(StrictModel):
+    """A plan's restore drill: restore a backup into scratch namespaces, prove it (``ys1000.drill``)."""
+
+    namespace_suffix: DnsLabel | None = Field(None, description="default: 'drill-<4 hex of the drill id>'")
+    timeout: Duration = dt.timedelta(minutes=15)
+    checks: list[DrillCheck] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _names(self) -> "Drill":
+        for i, c in enumerate(self.checks, 1):
+            if c.name is None:
+                object.__setattr__(c, "name", f"{c.type}-{i}")
+        names = [str(c.name) for c in self.checks]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise invalid(f"has several checks named {', '.join(map(repr, dup))}", field="checks", value=names)
+        return self
+
+
 class SecretRef(StrictModel):
     """A Kubernetes Secret (in the database's namespace) holding the database credentials."""
 
@@ -418,6 +463,7 @@ class BackupPlan(_PlanBase):
     limits: Limits = Field(default_factory=Limits)
     hooks: list[Hook] = Field(default_factory=list)
     consistency: list[Consistency] = Field(default_factory=list)
+    drill: Drill | None = Field(None, description="restore drill (`ys1000 drill`); the drill DAG is to come")
 
     DAG_PREFIX: ClassVar[str] = "ys1000_backup__"
     ALLOWED_PHASES: ClassVar[tuple[str, ...]] = ("PreBackup", "PostBackup")

@@ -26,6 +26,7 @@ BACKUPS = "backups/"
 CATALOG = "catalog/"
 RESTORES = "restores/"
 RESTIC = "restic/"
+DRILLS = "drills/"  # drills/<backup id>/<drill id>.json: evidence of restore drills
 
 ARCHIVE_NAME = "resources.tar.gz.enc"
 INDEX_NAME = "index.jsonl.gz"
@@ -75,6 +76,10 @@ def catalog_key(plan: str, backup_id: str) -> str:
 
 def restore_report_key(restore_id: str) -> str:
     return f"{RESTORES}{check_segment(restore_id, 'restore id')}/report.json"
+
+
+def drill_key(backup_id: str, drill_id: str) -> str:
+    return f"{DRILLS}{check_segment(backup_id, 'backup id')}/{check_segment(drill_id, 'drill id')}.json"
 
 
 def restic_prefix(name: str = "") -> str:

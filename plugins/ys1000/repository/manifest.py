@@ -79,6 +79,9 @@ class CatalogEntry(BaseModel):
     volumes: int = 0
     retain_until: datetime | None = None
     warnings: int = 0
+    # the newest restore drill of this backup (from drills/, filled in by list_backups):
+    # {"state": verified | failed, "drill_id", "rto_seconds", "reason", "finished"}
+    drill: dict[str, Any] | None = None
 
     @classmethod
     def from_manifest(cls, m: Manifest) -> "CatalogEntry":

@@ -101,6 +101,7 @@ class RetentionReport:
     waiting: list[LockedBackup] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
+    protected: dict[str, str] = field(default_factory=dict)  # backup id → why it is kept though old
 
 
 @dataclass
@@ -437,7 +438,44 @@ class Repository:
         with ThreadPoolExecutor(max_workers=min(8, len(keys) or 1)) as pool:
             entries = [e for e in pool.map(load, keys) if e is not None]
         entries.sort(key=lambda e: (e.created, e.backup_id), reverse=True)
+        states = self.drill_states()
+        for e in entries:
+            e.drill = states.get(e.backup_id)
         return entries
+
+    # -- restore drills (ys1000.drill)
+    def save_drill(self, evidence: dict[str, Any]) -> str:
+        key = layout.drill_key(evidence["backup_id"], evidence["drill_id"])
+        self.store.put(key, json.dumps(evidence, indent=2, default=str).encode())
+        return key
+
+    def drills(self, backup_id: str | None = None) -> list[dict[str, Any]]:
+        """Evidence documents of restore drills (of one backup, or all), newest first."""
+        prefix = layout.DRILLS + (f"{layout.check_segment(backup_id, 'backup id')}/" if backup_id else "")
+        keys = sorted((o.key for o in self.store.list(prefix) if o.key.endswith(".json")), reverse=True)
+        return [json.loads(self.store.get(k)) for k in keys]
+
+    def drill_states(self) -> dict[str, dict[str, Any]]:
+        """backup id → its newest drill's outcome (drill ids sort by time)."""
+        newest: dict[str, str] = {}
+        for info in self.store.list(layout.DRILLS):
+            parts = info.key[len(layout.DRILLS) :].split("/")
+            if len(parts) == 2 and parts[1].endswith(".json") and parts[1] > newest.get(parts[0], ""):
+                newest[parts[0]] = parts[1]
+        out = {}
+        for bid, name in newest.items():
+            try:
+                ev = json.loads(self.store.get(f"{layout.DRILLS}{bid}/{name}"))
+            except ObjectNotFound:
+                continue
+            out[bid] = {
+                "state": ev.get("status"),
+                "drill_id": ev.get("drill_id"),
+                "rto_seconds": ev.get("rto_seconds"),
+                "reason": ev.get("reason"),
+                "finished": ev.get("finished"),
+            }
+        return out
 
     def manifest(self, backup_id: str) -> Manifest:
         """The manifest; ``IncompleteBackupError`` if the backup has objects but no manifest,
@@ -727,10 +765,20 @@ class Repository:
         now = _aware(now) if now else _utcnow()
         cutoff = now - older_than
         report = RetentionReport()
-        for entry in self.list_backups(plan):
+        entries = self.list_backups(plan)
+        # the newest backup a drill proved restorable stays while every newer one is unproven
+        verified = [i for i, e in enumerate(entries) if (e.drill or {}).get("state") == "verified"]
+        if verified and verified[0] > 0:
+            proven = entries[verified[0]].backup_id
+            report.protected[proven] = (
+                f"the newest verified backup of {plan}; the {verified[0]} newer one(s) are not verified"
+            )
+        for entry in entries:
             bid = entry.backup_id
             if entry.created >= cutoff:
                 report.kept.append(bid)
+                continue
+            if bid in report.protected:
                 continue
             if entry.retain_until is not None and entry.retain_until > now:
                 report.waiting.append(LockedBackup(bid, entry.retain_until))

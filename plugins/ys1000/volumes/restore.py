@@ -37,6 +37,7 @@ class VolumeRestoreOptions:
     limit_download_kib: int | None = None
     run_id: str = "manual"
     bind_timeout: float = 120
+    verify: bool = False  # restic restore --verify: every restored byte checked against the snapshot
 
 
 @dataclass
@@ -78,6 +79,8 @@ class VolumeRestore:
             args = ["restore", "--target", "/data", "--snapshot", state["snapshot_id"]]
             if self.opts.limit_download_kib:
                 args += ["--limit-download", str(self.opts.limit_download_kib)]
+            if self.opts.verify:
+                args.append("--verify")
             spec = MoverSpec(
                 namespace=ns,
                 pvc=pvc,
@@ -103,6 +106,9 @@ class VolumeRestore:
                 "snapshot_id": state["snapshot_id"],
                 "bytes_restored": result.get("bytes_restored", 0),
                 "files_restored": result.get("files_restored", 0),
+                "total_files": result.get("total_files", 0),
+                "total_bytes": result.get("total_bytes", 0),
+                "verified": bool(result.get("verified")),
             }
         )
 

@@ -470,6 +470,22 @@ class CommitBackupOperator(_BackupPlanOperator):
                 f"backup {bid} is PartiallyFailed: the data of {len(failures)} PVC(s) is "
                 "not in it:\n  " + "\n  ".join(failures)
             )
+        from ys1000.airflow.assets import backup_assets, emit
+
+        started = getattr(context.get("dag_run"), "start_date", None)
+        emit(
+            context,
+            backup_assets(p),
+            {
+                "backup_id": m.backup_id,
+                "plan": m.plan,
+                "status": m.status,
+                "objects": m.total,
+                "bytes": m.archive.size + sum((v.get("restic") or {}).get("total_bytes") or 0 for v in m.volumes),
+                "volumes": len(m.volumes),
+                "duration_seconds": round((m.completed - started).total_seconds(), 1) if started else None,
+            },
+        )
         return summary
 
 
@@ -516,6 +532,8 @@ class RetentionOperator(_BackupPlanOperator):
         )
         for bid in report.deleted:
             self.log.info("  deleted backup %s", bid)
+        for bid, why in report.protected.items():
+            self.log.info("  kept backup %s past its retention: %s", bid, why)
         for w in [*report.waiting, *cleanup.waiting]:
             self.log.info(
                 "  backup %s waits for its Object Lock until %s",
@@ -537,4 +555,5 @@ class RetentionOperator(_BackupPlanOperator):
             ],
             "incomplete_deleted": cleanup.deleted,
             "incomplete_in_flight": cleanup.in_flight,
+            "protected": report.protected,
         }

@@ -1,0 +1,89 @@
+"""The restore drill task (``ys1000_drill__<plan>``): prove the plan's newest backup restores
+(``ys1000.drill.run``). Scheduled on the plan's backup assets, it drills the backup whose event
+started it (else the plan's newest); the evidence goes into the repository, the outcome into an
+asset event of its own, and a failed drill fails the task, so the plan's failure alerts go out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from ys1000.airflow.errors import Cancelled, engine_errors
+from ys1000.airflow.operators.backup import _BackupPlanOperator
+
+
+class DrillOperator(_BackupPlanOperator):
+    ui_color = "#d7ecd9"
+
+    _scratch: list[str] = []
+
+    def execute(self, context: Any) -> dict:
+        from ys1000.airflow.assets import drill_assets, emit, triggering_backup
+        from ys1000.config.specs import restore_volume_options_for
+        from ys1000.drill.run import DrillSpec, run_drill, scratch_namespace
+
+        p = self.plan_obj
+        if p.drill is None:
+            raise AirflowFailException(f"plan {p.name} declares no drill")
+        repo = self.repository(p.repository)
+        event = triggering_backup(context)
+        if event is not None and event.get("status") not in (None, "Completed"):
+            raise AirflowSkipException(f"backup {event['backup_id']} is {event['status']}: nothing to prove")
+        with engine_errors("the backup to drill"):
+            backup_id = event["backup_id"] if event else _newest(repo, p.name)
+        kube = self.kube(p.cluster)
+        run_id = context["dag_run"].run_id
+        spec = DrillSpec(
+            backup_id=backup_id,
+            suffix=p.drill.namespace_suffix or "",
+            timeout=p.drill.timeout.total_seconds(),
+            checks=list(p.drill.checks),
+            same_cluster=True,
+            volume_opts=restore_volume_options_for(self.cluster_spec(p.cluster), run_id=f"{run_id}/drill"),
+        )
+        spec.volume_opts.same_cluster = True
+        with self._state_lock:
+            if self.cancel.is_set():
+                raise Cancelled("the drill was cancelled before it started")
+            self._scratch = [scratch_namespace(ns, spec.suffix) for ns in repo.manifest(backup_id).namespaces]
+        self.log.info("drill %s: backup %s of plan %s into cluster %s", spec.drill_id, backup_id, p.name, p.cluster)
+        with engine_errors(f"drill of {backup_id}"):
+            result = run_drill(kube, repo, spec, cancel=self.cancel, say=self.log.info)
+        ev = result.evidence
+        for name, secs in ev["steps"].items():
+            self.log.info("  %s: %.1f s", name, secs)
+        for c in ev["checks"]:
+            self.log.info("  check %s: %s (%s)", c["name"], "passed" if c["ok"] else "FAILED", c["detail"])
+        self.log.info("  evidence: %s; scratch namespaces removed: %s", ev.get("evidence_key"), ev.get("cleanup"))
+        summary = {
+            "backup_id": backup_id,
+            "drill_id": ev["drill_id"],
+            "verified": result.verified,
+            "rto_seconds": ev.get("rto_seconds"),
+            "reason": result.reason or None,
+        }
+        if not result.verified:
+            raise AirflowFailException(f"drill {ev['drill_id']} of backup {backup_id} failed: {result.reason}")
+        emit(context, drill_assets(p), summary)
+        self.log.info("backup %s verified: RTO %.1f s", backup_id, ev["rto_seconds"])
+        return summary
+
+    def cleanup(self) -> list[str]:
+        """The scratch namespaces (``run_drill`` also removes them once it sees the cancel)."""
+        from ys1000.kube.discovery import NAMESPACES
+
+        if not self._scratch:
+            return []
+        kube = self.kube(self.plan_obj.cluster)
+        for ns in self._scratch:
+            kube.delete(NAMESPACES, ns)
+        return [f"scratch namespace {ns}" for ns in self._scratch]
+
+
+def _newest(repo: Any, plan: str) -> str:
+    for entry in repo.list_backups(plan):
+        if entry.status == "Completed":
+            return entry.backup_id
+    raise AirflowFailException(f"plan {plan} has no completed backup to drill")
