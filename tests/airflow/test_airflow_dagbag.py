@@ -20,7 +20,7 @@ EXPECTED = {
     "ys1000_drill__wordpress-backup": ["drill"],
 }
 MIGRATION_DAG = "ys1000_migrate__wordpress-migrate"
-SYSTEM_DAGS = {"ys1000_report", "ys1000_self_backup"}
+SYSTEM_DAGS = {"ys1000_report", "ys1000_self_backup", "ys1000_objectives"}
 
 GOOD_PLAN = """
 kind: BackupPlan

@@ -7,6 +7,9 @@
 - ``ys1000_self_backup``: on ``self_backup.yaml``'s schedule, the metadata DB, ``config/``,
   connections and variables, encrypted into the configured repository under ``self-backups/``;
   then keeps the newest ``keep``.
+- ``ys1000_objectives``: every minute, each plan's newest good backup against its ``rpo``; a
+  breach alerts once through the plan's failure-alert channels (``ys1000.objectives``; deadline
+  alerts cannot do it: a paused or unscheduled DAG has no run to miss a deadline).
 
 Parse-time work is YAML only. An invalid ``reports.yaml``/``self_backup.yaml`` raises here (this
 file's import error names file, field and value); plan DAGs are built by another file and are
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 REPORT_DAG_ID = "ys1000_report"
+OBJECTIVES_DAG_ID = "ys1000_objectives"
 SELF_BACKUP_DAG_ID = "ys1000_self_backup"
 START_DATE = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
@@ -106,11 +110,41 @@ def self_backup_dag(config_dir: str | Path | None = None):
     return dag
 
 
+def objectives_dag(config_dir: str | Path | None = None):
+    from airflow.sdk import DAG, task
+
+    cdir = _cdir(config_dir).resolve()
+    with DAG(
+        dag_id=OBJECTIVES_DAG_ID,
+        schedule=timedelta(minutes=1),
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        tags=["ys1000", "objectives"],
+        description="Recovery point objectives: alert when a plan has no backup within its rpo",
+        doc_md=__doc__,
+        default_args={"owner": "ys1000", "retries": 0},
+    ) as dag:
+
+        @task(task_id="check_rpo", execution_timeout=timedelta(minutes=5))
+        def check_rpo(**context: Any) -> list:
+            from ys1000.notify.report import run_rpo_watch
+
+            return run_rpo_watch(cdir)
+
+        check_rpo()
+    return dag
+
+
 def register(globals_dict: dict[str, Any], config_dir: str | Path | None = None) -> None:
     from airflow.sdk import get_parsing_context
 
     wanted = get_parsing_context().dag_id
-    for dag_id, build in ((REPORT_DAG_ID, report_dag), (SELF_BACKUP_DAG_ID, self_backup_dag)):
+    for dag_id, build in (
+        (REPORT_DAG_ID, report_dag),
+        (SELF_BACKUP_DAG_ID, self_backup_dag),
+        (OBJECTIVES_DAG_ID, objectives_dag),
+    ):
         if wanted and wanted != dag_id:
             continue
         globals_dict[dag_id] = build(config_dir)

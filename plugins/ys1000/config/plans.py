@@ -463,7 +463,9 @@ class BackupPlan(_PlanBase):
     limits: Limits = Field(default_factory=Limits)
     hooks: list[Hook] = Field(default_factory=list)
     consistency: list[Consistency] = Field(default_factory=list)
-    drill: Drill | None = Field(None, description="restore drill (`ys1000 drill`); the drill DAG is to come")
+    drill: Drill | None = Field(None, description="restore drill: DAG ys1000_drill__<plan> after each backup")
+    rpo: Duration | None = Field(None, description="recovery point objective: alert when no backup is newer")
+    rto: Duration | None = Field(None, description="recovery time objective: a drill slower than this is flagged")
 
     DAG_PREFIX: ClassVar[str] = "ys1000_backup__"
     ALLOWED_PHASES: ClassVar[tuple[str, ...]] = ("PreBackup", "PostBackup")

@@ -170,3 +170,37 @@ def failure_callbacks(config_dir: str | Path | None = None, *, plan: Any = None)
     for conn_id, msgtype in wecoms:
         out.append(WeComNotifier(wecom_conn_id=conn_id, msgtype=msgtype, timezone=tz))
     return out
+
+
+def run_rpo_watch(config_dir: str | Path, *, now: dt.datetime | None = None) -> list[dict]:
+    """The ``ys1000_objectives`` task: every plan with an ``rpo`` checked against its repository;
+    a breach is alerted once through the plan's failure-alert channels (``ys1000.objectives``)."""
+    from ys1000.airflow.connections import open_repository_for
+    from ys1000.config import BackupPlan, load_plans
+    from ys1000.objectives import watch_rpo
+
+    now = now or dt.datetime.now(dt.timezone.utc)
+    config, plans = load_plans(Path(config_dir))
+    out = []
+    for plan in plans.values():
+        if not isinstance(plan, BackupPlan) or plan.rpo is None:
+            continue
+        repo = open_repository_for(plan.repository, config.repositories[plan.repository])
+
+        def send(subject: str, text: str, plan: BackupPlan = plan) -> None:
+            notifiers = failure_callbacks(config_dir, plan=plan)
+            if not notifiers:
+                log.warning("plan %s breached its RPO but no failure-alert channel is configured", plan.name)
+            for notifier in notifiers:
+                notifier.send(Message(subject, text, text))
+
+        status = watch_rpo(repo, plan, now, send)
+        log.info(
+            "plan %s: RPO %s, newest backup %s (%s)",
+            plan.name,
+            status.get("rpo_state"),
+            status.get("last_backup"),
+            "alerted " + status["alerted"] if status.get("alerted") else "no alert",
+        )
+        out.append(status)
+    return out
