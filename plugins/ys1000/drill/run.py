@@ -55,6 +55,7 @@ class DrillSpec:
     checks: list[Check] = field(default_factory=list)
     same_cluster: bool = True
     volume_opts: Any = None  # VolumeRestoreOptions; verify is forced on
+    rto_objective: float | None = None  # the plan's rto (seconds): a slower drill is flagged
 
     def __post_init__(self) -> None:
         self.drill_id = self.drill_id or new_drill_id(self.backup_id)
@@ -168,6 +169,9 @@ def run_drill(
             raise DrillFailed("checks failed: " + "; ".join(f"{c['name']}: {c['detail']}" for c in failed))
         ev["status"] = VERIFIED
         ev["rto_seconds"] = round(time.time() - started, 2)
+        if spec.rto_objective is not None:
+            ev["rto_objective_seconds"] = spec.rto_objective
+            ev["rto_met"] = ev["rto_seconds"] <= spec.rto_objective
     except DrillFailed as exc:
         ev.update(status=FAILED, reason=str(exc))
     except BaseException as exc:  # cancelled or broken: still clean up and say so

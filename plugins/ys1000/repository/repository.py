@@ -474,6 +474,7 @@ class Repository:
                 "rto_seconds": ev.get("rto_seconds"),
                 "reason": ev.get("reason"),
                 "finished": ev.get("finished"),
+                **({"rto_met": ev["rto_met"]} if "rto_met" in ev else {}),
             }
         return out
 

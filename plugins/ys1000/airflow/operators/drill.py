@@ -42,6 +42,7 @@ class DrillOperator(_BackupPlanOperator):
             checks=list(p.drill.checks),
             same_cluster=True,
             volume_opts=restore_volume_options_for(self.cluster_spec(p.cluster), run_id=f"{run_id}/drill"),
+            rto_objective=p.rto.total_seconds() if p.rto else None,
         )
         spec.volume_opts.same_cluster = True
         with self._state_lock:
@@ -68,6 +69,12 @@ class DrillOperator(_BackupPlanOperator):
             raise AirflowFailException(f"drill {ev['drill_id']} of backup {backup_id} failed: {result.reason}")
         emit(context, drill_assets(p), summary)
         self.log.info("backup %s verified: RTO %.1f s", backup_id, ev["rto_seconds"])
+        if ev.get("rto_met") is False:
+            self.log.warning(
+                "the drill's RTO %.1f s exceeds the plan's objective (rto %.0f s)",
+                ev["rto_seconds"],
+                ev["rto_objective_seconds"],
+            )
         return summary
 
     def cleanup(self) -> list[str]:
