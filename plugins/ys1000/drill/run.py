@@ -212,7 +212,10 @@ def _check_volumes(backed_up: list[dict], restored: list[dict], mapping: dict[st
             "restored_entries": got.get("total_files"),
             "content_verified": bool(got.get("verified")),
         }
-        if got.get("status") != "data":
+        if not rec["restic"].get("snapshot_id"):  # empty at backup time: it must come back empty
+            empty = got.get("status") == "empty"
+            row.update(ok=empty, reason="" if empty else f"empty at backup time, restored {got.get('status')}")
+        elif got.get("status") != "data":
             row.update(ok=False, reason=got.get("reason") or f"restored {got.get('status') or 'nothing'}")
         elif not got.get("verified"):
             row.update(ok=False, reason="the restore did not verify the content")
