@@ -160,7 +160,7 @@ def test_drill_of_an_app_whose_image_no_longer_pulls_fails_naming_the_pod(source
     assert f"{ev['namespaces'][ns]}/web-" in reason and ("ErrImagePull" in reason or "ImagePullBackOff" in reason)
     assert "rto_seconds" not in ev
     # its PVCs were empty at backup time and came back empty: that is not what failed
-    assert [(v["pvc"], v["ok"]) for v in ev["volumes"]] == [("data-db-0", True), ("logs-db-0", True)]
+    assert sorted((v["pvc"], v["ok"]) for v in ev["volumes"]) == [("data-db-0", True), ("logs-db-0", True)]
     assert _scratch_gone(kube, ns)
     listed = json.loads(run("backups", "list", *repo, "-o", "json", env=env, rc=0).stdout)
     assert listed[0]["drill"] == {
