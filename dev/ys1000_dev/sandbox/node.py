@@ -7,14 +7,28 @@ hook pods (``ys1000.io/component`` = ``mover`` | ``hook``) and test pods labelle
 Failed with their exit codes, so Jobs complete through the real job controller. A pod being
 deleted is stopped and then removed with grace period 0, the kubelet's last step, without which
 namespace deletion never finishes.
+
+Ordinary pods can also fail the way a kubelet reports it (status and Warning Events through the
+API server), chosen by their spec so a test or demo only has to write a manifest:
+
+* image pull error: a container whose image matches one of ``pull_failures`` (fnmatch; default
+  ``*.invalid/*``, ``*:unpullable``) is waiting ``ErrImagePull``, then ``ImagePullBackOff``, and
+  so on with the kubelet's back-off (10 s doubling to 5 min); the pod stays Pending;
+* crash loop: a container whose command or args contain one of ``crash_markers`` (default
+  ``ys1000-sandbox-crash``) is waiting ``CrashLoopBackOff`` with ``lastState.terminated`` exit
+  code 1 and a growing ``restartCount``; the pod is Running, not Ready (with ``restartPolicy:
+  Never`` the container just ends with exit code 1, as a kubelet would leave it).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 import ipaddress
 import logging
 import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -28,6 +42,11 @@ log = logging.getLogger(__name__)
 
 KUBELET_VERSION = "v1.36.3"
 HEARTBEAT_SECONDS = 10
+
+PULL_FAILURES = ("*.invalid/*", "*:unpullable")  # image patterns whose pull fails
+CRASH_MARKERS = ("ys1000-sandbox-crash",)  # in a container's command/args: it exits 1 at once
+PULL_ERROR_SECONDS = 2.0  # how long ErrImagePull shows before the back-off (a kubelet's next sync)
+BACKOFF_START, BACKOFF_MAX = 10.0, 300.0  # the kubelet's image-pull and crash-loop back-off
 
 
 def now() -> str:
@@ -51,6 +70,8 @@ class NodeAgent:
         pv_dir_of: Callable[[dict], Path | None],
         stop: threading.Event,
         pod_cidr: str = "10.244.0.0/16",
+        pull_failures: tuple[str, ...] = PULL_FAILURES,
+        crash_markers: tuple[str, ...] = CRASH_MARKERS,
     ):
         self.api = api
         self.core = client.CoreV1Api(api)
@@ -64,6 +85,9 @@ class NodeAgent:
         self._ips = ipaddress.ip_network(pod_cidr).hosts()
         self._pod_ips: dict[str, str] = {}
         self._runs: dict[str, PodRun] = {}
+        self.pull_failures = tuple(pull_failures)
+        self.crash_markers = tuple(crash_markers)
+        self._failing: dict[str, _Failing] = {}  # pod uid -> its simulated failure
         self._lock = threading.Lock()
         host = api.configuration.host.split("//", 1)[-1]
         api_host, _, api_port = host.rpartition(":")
@@ -166,6 +190,11 @@ class NodeAgent:
     def shutdown(self) -> None:
         with self._lock:
             runs = list(self._runs.values())
+            failing = list(self._failing.values())
+            self._failing.clear()
+        for f in failing:
+            if f.timer is not None:
+                f.timer.cancel()
         for run in runs:
             run.kill(grace=2)
 
@@ -177,9 +206,11 @@ class NodeAgent:
         uid = md["uid"]
         if event == "DELETED":
             self._stop_run(uid)
+            self._forget_failure(uid)
             return
         if md.get("deletionTimestamp"):
             self._stop_run(uid)
+            self._forget_failure(uid)
             try:
                 self.core.delete_namespaced_pod(
                     md["name"],
@@ -201,8 +232,217 @@ class NodeAgent:
                 run = PodRun(pod, self.state_dir / "pods" / uid, self.log_root, self.core, self._server_env)
                 self._runs[uid] = run
             threading.Thread(target=self._execute, args=(run,), name=f"pod-{md['name']}", daemon=True).start()
-        elif not _is_running_ready(pod):
-            self._patch_status(pod, self._running_status(pod))
+        elif failures := self._failures_of(pod):
+            self._start_failure(pod, failures)
+        else:
+            self._forget_failure(uid)  # e.g. its image was fixed in place: it runs now
+            if not _is_running_ready(pod):
+                self._patch_status(pod, self._running_status(pod))
+
+    # -- simulated failures -----------------------------------------------------------------
+    def _failures_of(self, pod: dict) -> dict[str, str]:
+        """Container name -> "pull" | "crash" for the containers that fail by this agent's rules."""
+        spec = pod.get("spec") or {}
+        out: dict[str, str] = {}
+        for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+            words = [str(w) for w in [*(c.get("command") or []), *(c.get("args") or [])]]
+            if any(fnmatch.fnmatchcase(c.get("image") or "", p) for p in self.pull_failures):
+                out[c["name"]] = "pull"
+            elif any(m in w for m in self.crash_markers for w in words):
+                out[c["name"]] = "crash"
+        return out
+
+    def _start_failure(self, pod: dict, failures: dict[str, str]) -> None:
+        uid = pod["metadata"]["uid"]
+        signature = tuple(sorted(failures.items()))
+        with self._lock:
+            current = self._failing.get(uid)
+            if current is not None and current.signature == signature:
+                current.pod = pod  # its own timer moves it on: watch events change nothing
+                return
+            if current is not None and current.timer is not None:
+                current.timer.cancel()
+            failing = self._failing[uid] = _Failing(pod, signature, failures)
+        self._failure_step(uid, failing)
+
+    def _forget_failure(self, uid: str) -> None:
+        with self._lock:
+            failing = self._failing.pop(uid, None)
+        if failing is not None and failing.timer is not None:
+            failing.timer.cancel()
+
+    def _failure_step(self, uid: str, failing: "_Failing") -> None:
+        """Post the failure's next state (and its Events), then schedule the one after it."""
+        with self._lock:
+            if self._failing.get(uid) is not failing or self.stop.is_set():
+                return  # deleted, or replaced by a newer spec
+            step = failing.step
+            failing.step += 1
+            pod = failing.pod
+        status, events, delay = self._failure_status(pod, failing.failures, step)
+        self._patch_status(pod, status)
+        for container, type_, reason, message in events:
+            self._event(pod, failing, container, type_, reason, message)
+        if delay is None:
+            return
+        with self._lock:
+            if self._failing.get(uid) is failing:
+                failing.timer = threading.Timer(delay, self._failure_step, args=(uid, failing))
+                failing.timer.daemon = True
+                failing.timer.start()
+
+    def _failure_status(
+        self, pod: dict, failures: dict[str, str], step: int
+    ) -> tuple[dict, list[tuple[str, str, str, str]], float | None]:
+        """The pod status at ``step`` of its failure, the Events to post, and the seconds to the next step.
+
+        Image pulls alternate: even steps ErrImagePull (a pull attempt), odd steps ImagePullBackOff.
+        A crashing container restarts once per step: restartCount is step + 1.
+        """
+        md, spec, ts = pod["metadata"], pod["spec"], now()
+        uid, pod_ref = md["uid"], f"{md['name']}_{md['namespace']}({md['uid']})"
+        never = spec.get("restartPolicy") == "Never"
+        pulls = "pull" in failures.values()
+        attempt = step // 2 if pulls else step
+        backoff = min(BACKOFF_START * 2**attempt, BACKOFF_MAX)
+        pulling = pulls and step % 2 == 0
+        events: list[tuple[str, str, str, str]] = []
+
+        def failed(c: dict, where: str) -> dict:
+            name, image = c["name"], c.get("image", "")
+            field_path = f"spec.{where}{{{name}}}"
+            if failures[name] == "pull":
+                error = (
+                    f'rpc error: code = NotFound desc = failed to pull and unpack image "{image}": '
+                    f'failed to resolve reference "{image}": {image}: not found'
+                )
+                if pulling:
+                    events.append((field_path, "Warning", "Failed", f'Failed to pull image "{image}": {error}'))
+                    waiting = {"reason": "ErrImagePull", "message": error}
+                else:
+                    events.append((field_path, "Normal", "BackOff", f'Back-off pulling image "{image}"'))
+                    waiting = {"reason": "ImagePullBackOff", "message": f'Back-off pulling image "{image}": {error}'}
+                return _container_status(c, {"waiting": waiting}, uid)
+            crashed = {
+                "exitCode": 1,
+                "reason": "Error",
+                "startedAt": ts,
+                "finishedAt": ts,
+                "containerID": f"sandbox://{uid}/{name}",
+            }
+            if never:  # no restart: the container stays terminated
+                return _container_status(c, {"terminated": crashed}, uid)
+            events.append(
+                (field_path, "Warning", "BackOff", f"Back-off restarting failed container {name} in pod {pod_ref}")
+            )
+            waiting = {
+                "reason": "CrashLoopBackOff",
+                "message": f"back-off {_go_duration(backoff)} restarting failed container={name} pod={pod_ref}",
+            }
+            return dict(
+                _container_status(c, {"waiting": waiting}, uid),
+                restartCount=step + 1,
+                lastState={"terminated": crashed},
+            )
+
+        inits = spec.get("initContainers") or []
+        containers = spec.get("containers") or []
+        blocked = next((i for i, c in enumerate(inits) if c["name"] in failures), None)
+        init_statuses, statuses = [], []
+        for i, c in enumerate(inits):
+            if blocked is None or i < blocked:
+                done = {"exitCode": 0, "reason": "Completed", "startedAt": ts, "finishedAt": ts}
+                init_statuses.append(_container_status(c, {"terminated": done}, uid))
+            elif i == blocked:
+                init_statuses.append(failed(c, "initContainers"))
+            else:
+                init_statuses.append(_container_status(c, {"waiting": {"reason": "PodInitializing"}}, uid))
+        if blocked is not None:
+            statuses = [_container_status(c, {"waiting": {"reason": "PodInitializing"}}, uid) for c in containers]
+            unready = [c["name"] for c in containers]
+            phase = "Failed" if never and failures[inits[blocked]["name"]] == "crash" else "Pending"
+        else:
+            statuses = [
+                failed(c, "containers")
+                if c["name"] in failures
+                else _container_status(c, {"running": {"startedAt": ts}}, uid, ready=True)
+                for c in containers
+            ]
+            unready = [c["name"] for c in containers if c["name"] in failures]
+            if any(failures.get(c["name"]) == "pull" for c in containers):
+                phase = "Pending"  # a container that never started
+            elif never and len(unready) == len(containers):
+                phase = "Failed"
+            else:
+                phase = "Running"
+        ip = self._pod_ip(uid)
+        conditions = _conditions(ts, ready=False)
+        for cond in conditions:
+            if cond["type"] in ("ContainersReady", "Ready"):
+                cond.update(
+                    reason="ContainersNotReady", message=f"containers with unready status: [{' '.join(unready)}]"
+                )
+            elif cond["type"] == "Initialized" and blocked is not None:
+                pending = " ".join(c["name"] for c in inits[blocked:])
+                cond.update(
+                    status="False",
+                    reason="ContainersNotInitialized",
+                    message=f"containers with incomplete status: [{pending}]",
+                )
+        status = {
+            "phase": phase,
+            "hostIP": "127.0.0.1",
+            "hostIPs": [{"ip": "127.0.0.1"}],
+            "podIP": ip,
+            "podIPs": [{"ip": ip}],
+            "startTime": (pod.get("status") or {}).get("startTime") or ts,
+            "conditions": conditions,
+            "initContainerStatuses": init_statuses,
+            "containerStatuses": statuses,
+        }
+        if phase == "Failed":
+            return status, events, None
+        return status, events, PULL_ERROR_SECONDS if pulling else backoff
+
+    def _event(self, pod: dict, failing: "_Failing", field_path: str, type_: str, reason: str, message: str) -> None:
+        """Post an Event like a kubelet: a repeat of the same one raises its count instead."""
+        md, ts = pod["metadata"], now()
+        key = (field_path, reason, message)
+        try:
+            if key in failing.events:
+                name, count = failing.events[key]
+                self.core.patch_namespaced_event(name, md["namespace"], {"count": count + 1, "lastTimestamp": ts})
+                failing.events[key] = (name, count + 1)
+                return
+            name = f"{md['name']}.{time.time_ns():x}"
+            node = pod["spec"].get("nodeName", "")
+            body = {
+                "apiVersion": "v1",
+                "kind": "Event",
+                "metadata": {"name": name, "namespace": md["namespace"]},
+                "involvedObject": {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "name": md["name"],
+                    "namespace": md["namespace"],
+                    "uid": md["uid"],
+                    "resourceVersion": md.get("resourceVersion", ""),
+                    "fieldPath": field_path,
+                },
+                "type": type_,
+                "reason": reason,
+                "message": message,
+                "source": {"component": "kubelet", "host": node},
+                "reportingComponent": "kubelet",
+                "reportingInstance": node,
+                "firstTimestamp": ts,
+                "lastTimestamp": ts,
+                "count": 1,
+            }
+            self.core.create_namespaced_event(md["namespace"], body)
+            failing.events[key] = (name, 1)
+        except ApiException as exc:  # e.g. the namespace is terminating: the Event does not matter then
+            log.debug("event %s for pod %s/%s not posted: %s", reason, md["namespace"], md["name"], exc.reason)
 
     def _stop_run(self, uid: str) -> None:
         with self._lock:
@@ -321,6 +561,24 @@ class NodeAgent:
             "containerStatuses": [status_of(c) for c in spec.get("containers") or []],
         }
         self._patch_status(pod, status)
+
+
+@dataclass
+class _Failing:
+    """One pod's simulated failure: the spec it follows, how far it got, the Events it posted."""
+
+    pod: dict
+    signature: tuple
+    failures: dict[str, str]  # container name -> "pull" | "crash"
+    step: int = 0
+    timer: threading.Timer | None = None
+    events: dict[tuple[str, str, str], tuple[str, int]] = field(default_factory=dict)
+
+
+def _go_duration(seconds: float) -> str:
+    """A duration as a kubelet prints it (Go's time.Duration): 10s, 1m20s, 5m0s."""
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
 
 
 def _conditions(ts: str, ready: bool, reason: str | None = None) -> list[dict]:
