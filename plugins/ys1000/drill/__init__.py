@@ -1,0 +1,1 @@
+"""Restore drills: prove a backup restores a working application."""
