@@ -11,7 +11,8 @@ Authorization, through the same auth manager:
 
 - job monitor and job details: only runs of ys1000 DAGs the user may read
   (``get_authorized_dag_ids(method="GET")``);
-- a backup's contents (catalog entries, resource list, YAML, restore report): read access to
+- protection dashboard: only plans whose backup DAG the user may read (as the catalog);
+- a backup's contents (catalog entries, resource list, YAML, restore report, drill evidence): read access to
   runs of the DAG of the backup's plan (``ys1000_backup__<plan>``; the generic ``ys1000_restore``
   DAG when that plan has no DAG any more);
 - verify on demand: the right to trigger that DAG (``POST`` on its runs);
@@ -27,11 +28,14 @@ URL shapes (prefix ``/ys1000``)::
     /jobs?kind=&state=&cluster=&plan=                     job monitor (HTML)
     /api/jobs?...                                         the same as JSON
     /jobs/{dag_id}/{run_id}                               job details (backup: resources; restore: report)
+    /protection                                           protection dashboard: RPO/RTO per plan × namespace
+    /api/protection                                       the same as JSON (``protection.py`` has the shape)
     /repositories                                         repositories
     /repositories/{repo}/backups?plan=                    backup catalog
     /repositories/{repo}/backups/{backup_id}?kind=&namespace=&name=    backup details + resources
     /repositories/{repo}/backups/{backup_id}/resource?gr=&namespace=&name=[&reveal=1]   YAML
     POST /repositories/{repo}/backups/{backup_id}/verify  verify now
+    /api/repositories/{repo}/backups/{backup_id}/drills/{drill_id}   a drill's evidence (JSON)
     /restore?repository=&backup=&plan=                    the ys1000_restore trigger form, prefilled
 
 Links into Airflow's own UI: ``/dags/{dag_id}/runs/{run_id}`` (run), and
@@ -53,9 +57,11 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.staticfiles import StaticFiles
 
+from ys1000.objectives import AT_RISK
 from ys1000.units import human_size
 
 from . import jobs as jobs_mod
+from . import protection as protection_mod
 from .backups import Backups, filter_index, mask_document, to_yaml
 
 if TYPE_CHECKING:
@@ -155,6 +161,20 @@ def fmt_duration(td: timedelta | None) -> str:
     return f"{h}h {m:02d}m {sec:02d}s" if h else (f"{m}m {sec:02d}s" if m else f"{sec}s")
 
 
+def fmt_seconds(value: float | None) -> str:
+    return protection_mod.fmt_seconds(value)
+
+
+def fmt_iso(value: str | None) -> str:
+    """An ISO timestamp (as JSON documents keep them) like ``time``."""
+    if not value:
+        return "–"
+    try:
+        return fmt_time(datetime.fromisoformat(value))
+    except ValueError:
+        return value
+
+
 def fmt_json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, default=str)
 
@@ -168,7 +188,14 @@ def _templates():
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(size=fmt_size, time=fmt_time, duration=fmt_duration, tojson_pretty=fmt_json)
+    env.filters.update(
+        size=fmt_size,
+        time=fmt_time,
+        duration=fmt_duration,
+        seconds=fmt_seconds,
+        isotime=fmt_iso,
+        tojson_pretty=fmt_json,
+    )
     return env
 
 
@@ -196,6 +223,15 @@ class Urls:
 
     def repositories(self) -> str:
         return f"{self.base}/repositories"
+
+    def protection(self) -> str:
+        return f"{self.base}/protection"
+
+    def drill_evidence(self, repo: str, backup_id: str, drill_id: str) -> str:
+        return (
+            f"{self.base}/api/repositories/{quote(repo, safe='')}/backups/{quote(backup_id, safe='')}"
+            f"/drills/{quote(drill_id, safe='')}"
+        )
 
     def catalog(self, repo: str, **params: Any) -> str:
         return f"{self.base}/repositories/{quote(repo, safe='')}/backups{self._q(**params)}"
@@ -455,7 +491,15 @@ def create_app(*, backups: Backups | None = None, prefix: str = DEFAULT_PREFIX) 
             "kinds_available": sorted({e.kind for e in index}),
             "namespaces_available": sorted({e.namespace or "-" for e in index}),
             "verify": b.verified.get((repo, backup_id)),
+            "drills": _drills_or_error(b, repo, backup_id),
         }
+
+    def _drills_or_error(b: Backups, repo: str, backup_id: str) -> list[dict] | str:
+        try:
+            return b.drills(repo, backup_id)
+        except Exception as exc:  # the backup is still worth showing without its drills
+            log.warning("ys1000 UI: drills of %s in %s: %s", backup_id, repo, exc)
+            return f"{type(exc).__name__}: {exc}"
 
     # -- repositories and catalog
     @app.get("/repositories", response_class=HTMLResponse)
@@ -599,6 +643,85 @@ def create_app(*, backups: Backups | None = None, prefix: str = DEFAULT_PREFIX) 
         urls = Urls(request, request.app.state.prefix)
         target = next if next.startswith(urls.base + "/") else urls.catalog(repo)
         return RedirectResponse(target, status_code=303)
+
+    # -- protection dashboard
+    def _protection(request: Request, user, session: Session) -> tuple[list[dict], str | None]:
+        b = bk(request)
+        try:
+            cfg = b.config()
+        except Exception as exc:
+            log.warning("ys1000 UI: configuration not readable: %s", exc)
+            return [], f"the configuration is not readable: {type(exc).__name__}: {exc}"
+        readable = readable_dag_ids(user)
+        rows = protection_mod.dashboard_rows(
+            b,
+            cfg,
+            session,
+            lambda dag_id: dag_id in readable or may_dag_runs(user, dag_id),
+            datetime.now(timezone.utc),
+        )
+        urls = Urls(request, request.app.state.prefix)
+        for row in rows:
+            last, drill = row.get("last_backup"), row.get("last_drill")
+            row["links"] = {
+                "catalog": urls.catalog(row["repository"], plan=row["plan"]),
+                "dag": urls.airflow_dag(row["dag_id"]),
+                "backup": urls.backup(row["repository"], last["backup_id"]) if last else None,
+                "drill_backup": urls.backup(row["repository"], drill["backup_id"]) if drill else None,
+                "drill_evidence": urls.drill_evidence(row["repository"], drill["backup_id"], drill["drill_id"])
+                if drill and drill.get("drill_id")
+                else None,
+            }
+        return rows, None
+
+    @app.get("/protection", response_class=HTMLResponse)
+    def protection_page(
+        request: Request, user=Depends(current_user), session: Session = Depends(session_dep)
+    ) -> Response:
+        rows, error = _protection(request, user, session)
+        counts: dict[str, int] = {}
+        for row in rows:
+            key = "error" if row["error"] else (row["rpo"]["state"] if row["rpo"] else "no_rpo")
+            counts[key] = counts.get(key, 0) + 1
+        return render(
+            request,
+            "protection.html",
+            status_code=502 if error else 200,
+            user=user,
+            rows=[{**r, "charts": protection_mod.charts(r) if not r["error"] else None} for r in rows],
+            counts=counts,
+            error=error,
+            history=protection_mod.HISTORY,
+            at_risk_percent=round(AT_RISK * 100),
+        )
+
+    @app.get("/api/protection")
+    def protection_json(
+        request: Request, user=Depends(current_user), session: Session = Depends(session_dep)
+    ) -> Response:
+        rows, error = _protection(request, user, session)
+        if error:
+            return JSONResponse({"detail": error}, status_code=502)
+        return JSONResponse({"generated_at": datetime.now(timezone.utc).isoformat(), "rows": rows})
+
+    @app.get("/api/repositories/{repo}/backups/{backup_id}/drills/{drill_id}")
+    def drill_evidence(request: Request, repo: str, backup_id: str, drill_id: str, user=Depends(current_user)):
+        b = bk(request)
+        try:
+            m = b.manifest(repo, backup_id)
+            require_backup_access(user, b, m.plan)
+            found = [d for d in b.drills(repo, backup_id) if d.get("drill_id") == drill_id]
+        except Forbidden:
+            raise
+        except Exception as exc:
+            b.forget(repo)
+            from ys1000.repository import BackupNotFound
+
+            code = 404 if isinstance(exc, (BackupNotFound, KeyError)) else 502
+            return JSONResponse({"detail": f"{type(exc).__name__}: {exc}"}, status_code=code)
+        if not found:
+            raise NotFound(f"backup {backup_id} has no drill {drill_id}")
+        return JSONResponse(json.loads(json.dumps(found[0], default=str)))
 
     # -- restore form
     @app.get("/restore", response_class=HTMLResponse)

@@ -174,6 +174,10 @@ class Backups:
             self.verified[(name, backup_id)] = rec
         return rec
 
+    def drills(self, name: str, backup_id: str) -> list[dict[str, Any]]:
+        """Evidence of the backup's restore drills, newest first."""
+        return self.repository(name).drills(backup_id)
+
     def restore_report(self, name: str, restore_id: str) -> dict[str, Any]:
         return self.repository(name).load_restore_report(restore_id)
 
