@@ -227,23 +227,40 @@ class DrillCheck(StrictModel):
     """One check of a restore drill (``ys1000.drill.checks``) on the restored application."""
 
     name: DnsLabel | None = Field(None, description="default: '<type>-<n>'")
-    type: Literal["object", "hook"]
+    type: Literal["object", "hook", "sql", "http"]
     namespace: DnsLabel | None = Field(None, description="source namespace (its scratch copy is checked)")
+    # object
     kind: str | None = Field(None, description="object: e.g. 'Deployment' or 'Ingress.networking.k8s.io'")
     object: str | None = Field(None, description="object: its name")
+    # hook
     image: str | None = Field(None, description="hook: the image of the check Job")
     command: list[str] = Field(default_factory=list)
     args: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
     service_account: DnsLabel = "default"
+    # sql / http: a probe Job reaches <service>.<scratch namespace>.svc (or host)
+    service: DnsLabel | None = None
+    host: str | None = Field(None, description="instead of the restored service (e.g. outside the cluster)")
+    port: int | None = Field(None, ge=1, le=65535, description="default: 3306 / 5432 / 80")
+    engine: Literal["mysql", "mariadb", "postgresql"] | None = None
+    database: str | None = None
+    query: str | None = Field(None, description="sql: e.g. 'SELECT ID FROM wp_posts'")
+    min_rows: int = Field(1, ge=0)
+    secret: "SecretRef | None" = Field(None, description="sql: the restored Secret with the credentials")
+    path: str = "/"
+    expect_status: str = Field("2xx", pattern=r"^[1-5]([0-9]{2}|xx)$")
     timeout: Duration = dt.timedelta(minutes=5)
 
     @model_validator(mode="after")
     def _by_type(self) -> "DrillCheck":
-        need = {"object": ("kind", "object"), "hook": ("image",)}[self.type]
+        need = {"object": ("kind", "object"), "hook": ("image",), "sql": ("engine", "query"), "http": ()}[self.type]
         for f in need:
             if not getattr(self, f):
                 raise invalid(f"is required for a drill check of type {self.type}", field=f, value=None)
+        if self.type in ("sql", "http") and not (self.service or self.host):
+            raise invalid(
+                f"a {self.type} check needs the restored 'service' (or a 'host')", field="service", value=None
+            )
         if self.type == "object":
             _check_kinds([self.kind or ""])
         return self

@@ -160,7 +160,9 @@ def run_drill(
         for check in spec.checks:
             if cancel is not None and cancel.is_set():
                 raise InterruptedError("drill cancelled")
-            result = run_check(kube, check, mapping, timeout=max(1.0, deadline - time.monotonic()))
+            result = run_check(
+                kube, check, mapping, timeout=max(1.0, deadline - time.monotonic()), image=getattr(opts, "image", None)
+            )
             ev["checks"].append(result)
             say(f"drill {spec.drill_id}: check {result['name']}: {'passed' if result['ok'] else 'FAILED'}")
         step_done("checks")

@@ -144,6 +144,11 @@ def job_manifests(hook: Any, run_id: str, hooks_dir: Path | None = None) -> tupl
     labels = hook_labels("custom", run_id, name)
     labels["ys1000.io/hook-phase"] = _get(hook, "phase")
     env = [{"name": k, "value": str(v)} for k, v in (_get(hook, "env") or {}).items()]
+    # values from Secrets of the hook's namespace (drill checks' database credentials): never in the spec
+    env += [
+        {"name": e["name"], "valueFrom": {"secretKeyRef": {"name": e["secret"], "key": e["key"]}}}
+        for e in _get(hook, "secret_env") or []
+    ]
     env += [
         {"name": SA_DIR_ENV, "value": SA_DIR},
         {"name": "YS1000_HOOK_NAME", "value": name},

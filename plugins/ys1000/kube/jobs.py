@@ -106,7 +106,7 @@ def start(kube: Kube, run: JobRun, *, reattach: bool = True) -> bool:
             log.info("Job %s/%s is still running (an earlier try): following it", run.namespace, run.name)
             return False
         delete(kube, run.namespace, run.name)
-        _wait_gone(kube, run.namespace, run.name)
+    _wait_gone(kube, run.namespace, run.name)
     if run.secret is not None:
         _create_or_replace(kube, SECRETS, run.secret, run.namespace)
     if run.config_map is not None:
@@ -126,8 +126,13 @@ def _create_or_replace(kube: Kube, rt: ResourceType, obj: dict, ns: str) -> None
 
 
 def _wait_gone(kube: Kube, ns: str, name: str, timeout: float = 30) -> None:
+    """Until the Job of that name and its pods are gone: pods of a deleted Job linger a moment
+    (background deletion), and a new Job of the same name would otherwise follow the old pod."""
     deadline = time.monotonic() + timeout
-    while kube.get_or_none(JOBS.path(ns, name)) is not None and time.monotonic() < deadline:
+    while time.monotonic() < deadline and (
+        kube.get_or_none(JOBS.path(ns, name)) is not None
+        or list(kube.list(PODS, ns, label_selector=f"job-name={name}"))
+    ):
         time.sleep(0.1)
 
 
@@ -282,7 +287,7 @@ def _next_change(
 
 
 def delete(kube: Kube, namespace: str, name: str) -> None:
-    """Delete the Job (its pods with it) and the Secret/ConfigMap of the same name."""
+    """Delete the Job (its pods with it, in the background) and the Secret/ConfigMap of the same name."""
     kube.delete(JOBS, name, namespace, propagation="Background")
     kube.delete(SECRETS, name, namespace)
     kube.delete(CONFIGMAPS, name, namespace)
