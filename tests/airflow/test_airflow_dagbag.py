@@ -80,7 +80,9 @@ def test_backups_are_assets_and_the_drill_is_scheduled_on_them(dagbag, tmp_path)
     assert [a.uri for a in task.outlets] == ["ys1000://source/wordpress/drill"] and task.retries == 0
     assert task.pool == "ys1000_cluster_source" and task.execution_timeout == timedelta(minutes=25)
     # namespaces chosen at run time (glob): one asset for the plan
-    write_plan(tmp_path / "config", "globbed.yaml", GOOD_PLAN.replace("{names: [shop]}", "{globs: [shop-*]}") + "drill: {}\n")
+    write_plan(
+        tmp_path / "config", "globbed.yaml", GOOD_PLAN.replace("{names: [shop]}", "{globs: [shop-*]}") + "drill: {}\n"
+    )
     bag = dagbag(tmp_path / "config")
     assert [a.uri for a in bag.dags["ys1000_backup__shop-backup"].get_task("commit").outlets] == [
         "ys1000://source/plans/shop-backup"

@@ -21,7 +21,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from test_ui_e2e import ARTIFACTS, WAIT, api_server, browser  # noqa: F401  (fixtures reused)
+from test_ui_e2e import ARTIFACTS, WAIT, api_server, browser, settled_wait  # noqa: F401  (fixtures reused)
 from ui_helpers import REPO, REPO_KEY, jwt_for, sync_dags
 
 pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
@@ -526,10 +526,9 @@ def backup_env(dash_env):
 def test_browser_dashboard_and_catalog(browser, dash_env, api_server):  # noqa: F811
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
-    from selenium.webdriver.support.ui import WebDriverWait
 
     base = api_server["base"]
-    wait = WebDriverWait(browser, WAIT)
+    wait = settled_wait(browser)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
     def shot(name: str) -> None:
