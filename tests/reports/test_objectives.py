@@ -116,3 +116,31 @@ def test_a_plan_with_no_backup_at_all_is_breached(rpo_config, monkeypatch):
         "rpo_state": "breached",
         "age_seconds": None,
     }
+
+
+def test_the_daily_report_lists_each_plans_objectives(rpo_config):
+    import datetime as dt
+
+    from ys1000.notify.report import plans_objectives
+    from ys1000.notify.summary import daily_summary
+
+    config, repo = rpo_config
+    now = datetime.now(timezone.utc)
+    _backup(repo, "shop-1", now - timedelta(minutes=10))
+    repo.save_drill(
+        {"drill_id": "drill-20261130000000-abcd", "backup_id": "shop-1", "status": "verified", "rto_seconds": 42.0}
+    )
+    rows = plans_objectives(config, now)
+    by_plan = {r["plan"]: r for r in rows}
+    assert by_plan["shop"]["rpo_state"] == "breached" and by_plan["shop"]["last_drill"]["rto_seconds"] == 42.0
+    # the example plan's repository has no connection here: its row says so, the report goes on
+    assert (
+        by_plan["wordpress-backup"]["error"].startswith("AirflowNotFoundException")
+        or "ys1000_s3" in (by_plan["wordpress-backup"]["error"])
+    )
+    msg = daily_summary([], since=now - dt.timedelta(days=1), until=now, objectives=rows)
+    assert (
+        "Recovery objectives:\n  - plan shop: RPO 2m00s breached (last backup 10m00s ago); last drill verified of shop-1"
+        in (msg.text)
+    )
+    assert "**Recovery objectives**" in msg.markdown and "plan shop: RPO 2m00s breached" in msg.markdown

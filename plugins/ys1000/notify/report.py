@@ -124,7 +124,13 @@ def run_daily_report(config_dir: str | Path, *, until: dt.datetime | None = None
         return {"jobs": None, "failed": None, "sent": [], "subject": None}
     api = api or AirflowApiClient.from_connection(config.airflow_api.connection_id)
     jobs = collect_jobs(api, since, until, ui_url=config.ui_url)
-    message = daily_summary(jobs, since=since, until=until, timezone=config.daily.timezone)
+    message = daily_summary(
+        jobs,
+        since=since,
+        until=until,
+        timezone=config.daily.timezone,
+        objectives=plans_objectives(config_dir, until),
+    )
     log.info("%s\n%s", message.subject, message.text)
     sent = send_message(config, channels, message) if channels else []
     return {
@@ -169,6 +175,29 @@ def failure_callbacks(config_dir: str | Path | None = None, *, plan: Any = None)
         wecoms.append((notify.wechat, config.wecom.msgtype if config.wecom else "markdown"))
     for conn_id, msgtype in wecoms:
         out.append(WeComNotifier(wecom_conn_id=conn_id, msgtype=msgtype, timezone=tz))
+    return out
+
+
+def plans_objectives(config_dir: str | Path, now: dt.datetime) -> list[dict]:
+    """RPO/RTO standing of every backup plan that declares an objective or a drill."""
+    from ys1000.airflow.connections import open_repository_for
+    from ys1000.config import BackupPlan, ConfigError, load_plans
+    from ys1000.objectives import plan_objectives
+
+    try:
+        config, plans = load_plans(Path(config_dir))
+    except ConfigError as exc:
+        log.warning("recovery objectives left out of the report: %s", exc)
+        return []
+    out = []
+    for plan in sorted((p for p in plans.values() if isinstance(p, BackupPlan)), key=lambda p: p.name):
+        if plan.rpo is None and plan.rto is None and plan.drill is None:
+            continue
+        try:
+            repo = open_repository_for(plan.repository, config.repositories[plan.repository])
+            out.append(plan_objectives(repo, plan, now))
+        except Exception as exc:  # one unreadable repository must not cost the whole report
+            out.append({"plan": plan.name, "error": f"{type(exc).__name__}: {exc}"})
     return out
 
 

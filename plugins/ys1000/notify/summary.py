@@ -114,10 +114,16 @@ def one_line(text: str | None, limit: int = 300) -> str:
 
 
 def daily_summary(
-    jobs: Iterable[JobRecord], *, since: dt.datetime, until: dt.datetime, timezone: str = "UTC", product: str = "YS1000"
+    jobs: Iterable[JobRecord],
+    *,
+    since: dt.datetime,
+    until: dt.datetime,
+    timezone: str = "UTC",
+    product: str = "YS1000",
+    objectives: list[dict] | None = None,
 ) -> Message:
     """The daily report: counts per kind and state, failures with reasons, backups with sizes
-    and durations."""
+    and durations, and each plan's recovery objectives (``ys1000.objectives.plan_objectives``)."""
     tz = ZoneInfo(timezone)
     jobs = sorted(jobs, key=lambda j: (j.start or j.end or until, j.dag_id, j.run_id))
     counts: Counter[tuple[str, str]] = Counter((j.kind, j.state) for j in jobs)
@@ -177,6 +183,10 @@ def daily_summary(
                 f"took {human_duration(j.duration)}"
             )
 
+    compliance = [objective_line(o) for o in objectives or []]
+    if compliance:
+        t += ["", "Recovery objectives:"] + [f"  - {line}" for line in compliance]
+
     # -- markdown (Work WeChat)
     md: list[str] = [f"## {product} 作业日报 / daily report", f"> {window}", ""]
     if not jobs:
@@ -204,7 +214,28 @@ def daily_summary(
                 f"- {b.get('backup_id', j.run_id)}: {human_size(b.get('archive_bytes'))}, "
                 f"{b.get('objects', '-')} objects, {human_duration(j.duration)}"
             )
+    if compliance:
+        md += ["", "**Recovery objectives**"] + [f"- {line}" for line in compliance]
     return Message(subject, "\n".join(t) + "\n", fit_markdown("\n".join(md)))
+
+
+def objective_line(o: dict) -> str:
+    """``plan shop: RPO 6h breached (last backup 7h ago); RTO 15m ok (drill 42s)``."""
+    parts = []
+    if o.get("error"):
+        return f"plan {o['plan']}: cannot read its repository: {o['error']}"
+    if o.get("rpo_state"):
+        age = o.get("age_seconds")
+        last = f"last backup {human_duration(dt.timedelta(seconds=age))} ago" if age is not None else "no backup"
+        parts.append(f"RPO {human_duration(dt.timedelta(seconds=o['rpo_seconds']))} {o['rpo_state']} ({last})")
+    drill = o.get("last_drill") or {}
+    if o.get("rto_seconds") is not None:
+        state = o.get("rto_state") or "not measured"
+        measured = f" (drill {drill['rto_seconds']:.0f}s)" if drill.get("rto_seconds") is not None else ""
+        parts.append(f"RTO {human_duration(dt.timedelta(seconds=o['rto_seconds']))} {state}{measured}")
+    if drill:
+        parts.append(f"last drill {drill.get('state')} of {drill.get('backup_id')}")
+    return f"plan {o['plan']}: " + ("; ".join(parts) or "no objectives")
 
 
 def failure_alert(info: FailureInfo, *, timezone: str = "UTC", product: str = "YS1000") -> Message:
