@@ -89,6 +89,22 @@ def test_backups_are_assets_and_the_drill_is_scheduled_on_them(dagbag, tmp_path)
     ]
     assert "ys1000_drill__shop-backup" in bag.dag_ids
 
+    # a drill on its own schedule, into another cluster (its pool); an unknown cluster is named
+    write_plan(
+        tmp_path / "config",
+        "globbed.yaml",
+        GOOD_PLAN + "drill: {cluster: target, every: 3, schedule: {type: cron, expression: '0 4 * * 0'}}\n",
+    )
+    dag = dagbag(tmp_path / "config").dags["ys1000_drill__shop-backup"]
+    assert dag.timetable.summary == "0 4 * * 0" and dag.get_task("drill").pool == "ys1000_cluster_target"
+    write_plan(tmp_path / "config", "globbed.yaml", GOOD_PLAN + "drill: {cluster: nowhere}\n")
+    bag = dagbag(tmp_path / "config")
+    [error] = [e for e in bag.import_errors.values() if "globbed.yaml" in e]
+    assert (
+        "globbed.yaml: drill.cluster: 'nowhere' is not a cluster defined in config/clusters.yaml; defined: source, target (line 7)"
+        in error
+    )
+
 
 def test_backup_dag_settings(dagbag, tmp_path):
     from airflow.timetables.trigger import CronTriggerTimetable

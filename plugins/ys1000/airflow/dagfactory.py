@@ -348,17 +348,24 @@ def drill_dag(plan: "BackupPlan", config: "Config", path: Path) -> "DAG":
 
     from ys1000.airflow.assets import backup_assets, drill_assets
     from ys1000.airflow.operators.drill import DrillOperator
+    from ys1000.config import to_timetable
 
     assert plan.drill is not None
+    cluster = plan.drill.cluster or plan.cluster
     checks = ", ".join(f"`{c.name}` ({c.type})" for c in plan.drill.checks) or "none"
+    if plan.drill.schedule:
+        when = f"On {plan.drill.schedule.describe()}, restore the newest backup of `{plan.name}`"
+    else:
+        nth = "each" if plan.drill.every == 1 else f"every {plan.drill.every}th"
+        when = f"After {nth} backup of `{plan.name}` (its assets), restore it"
     doc = "\n".join(
         [
             f"### Restore drill of backup plan `{plan.name}`",
             "",
-            f"After each backup of `{plan.name}` (its assets), restore it into scratch namespaces of "
-            f"`{plan.cluster}` with its PVC data read back against the snapshots, wait for the workloads, "
-            f"run the checks ({checks}), record the evidence (RTO, per-step times) in the repository, and "
-            "remove the scratch namespaces. A failed drill fails the run and alerts.",
+            f"{when} into scratch namespaces of `{cluster}` with its PVC data read back against the "
+            f"snapshots, wait for the workloads, run the checks ({checks}), record the evidence (RTO, "
+            "per-step times) in the repository, and remove the scratch namespaces. A failed drill fails "
+            "the run and alerts.",
             "",
             f"- **Plan file**: `{path}`",
         ]
@@ -367,9 +374,9 @@ def drill_dag(plan: "BackupPlan", config: "Config", path: Path) -> "DAG":
         plan,
         config,
         kind="drill",
-        clusters=[plan.cluster],
-        pool=pool_for(plan.cluster),
-        schedule=AssetAny(*backup_assets(plan)),
+        clusters=[cluster],
+        pool=pool_for(cluster),
+        schedule=to_timetable(plan.drill.schedule) if plan.drill.schedule else AssetAny(*backup_assets(plan)),
         doc=doc,
         description=f"Prove the backups of {plan.name} restore",
         dag_id=drill_dag_id(plan),

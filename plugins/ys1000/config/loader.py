@@ -238,6 +238,15 @@ class Config:
             ref("repository", plan.repository, self.repositories, "repository", rfile)
             if isinstance(plan.policy, str):
                 ref("policy", plan.policy, self.policies, "policy (built-in or user)", pfile)
+            drill_cluster = plan.drill.cluster if plan.drill is not None else None
+            if drill_cluster is not None and drill_cluster not in clusters:
+                out.append(
+                    (
+                        ("drill", "cluster"),
+                        f"{drill_cluster!r} is not a cluster defined in {cfile}; defined: "
+                        f"{', '.join(sorted(clusters)) or 'none'}",
+                    )
+                )
         elif isinstance(plan, RestorePlan):
             ref("target_cluster", plan.target_cluster, clusters, "cluster", cfile)
             ref("repository", plan.repository, self.repositories, "repository", rfile)

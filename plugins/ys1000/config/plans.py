@@ -269,7 +269,10 @@ class DrillCheck(StrictModel):
 class Drill(StrictModel):
     """A plan's restore drill: restore a backup into scratch namespaces, prove it (``ys1000.drill``)."""
 
+    cluster: DnsLabel | None = Field(None, description="where to restore: default the plan's own cluster")
     namespace_suffix: DnsLabel | None = Field(None, description="default: 'drill-<4 hex of the drill id>'")
+    every: int = Field(1, ge=1, description="drill every Nth backup (after each backup: 1)")
+    schedule: Schedule | None = Field(None, description="instead of after backups: drill the newest on a schedule")
     timeout: Duration = dt.timedelta(minutes=15)
     checks: list[DrillCheck] = Field(default_factory=list)
 

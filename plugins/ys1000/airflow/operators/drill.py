@@ -33,23 +33,31 @@ class DrillOperator(_BackupPlanOperator):
             raise AirflowSkipException(f"backup {event['backup_id']} is {event['status']}: nothing to prove")
         with engine_errors("the backup to drill"):
             backup_id = event["backup_id"] if event else _newest(repo, p.name)
-        kube = self.kube(p.cluster)
+            if event is not None and p.drill.every > 1:
+                undrilled = _undrilled(repo, p.name)
+                if undrilled < p.drill.every:
+                    raise AirflowSkipException(
+                        f"{undrilled} backup(s) since the last drill; this plan drills every {p.drill.every}th"
+                    )
+        cluster = p.drill.cluster or p.cluster
+        same_cluster = cluster == p.cluster
+        kube = self.kube(cluster)
         run_id = context["dag_run"].run_id
         spec = DrillSpec(
             backup_id=backup_id,
             suffix=p.drill.namespace_suffix or "",
             timeout=p.drill.timeout.total_seconds(),
             checks=list(p.drill.checks),
-            same_cluster=True,
-            volume_opts=restore_volume_options_for(self.cluster_spec(p.cluster), run_id=f"{run_id}/drill"),
+            same_cluster=same_cluster,
+            volume_opts=restore_volume_options_for(self.cluster_spec(cluster), run_id=f"{run_id}/drill"),
             rto_objective=p.rto.total_seconds() if p.rto else None,
         )
-        spec.volume_opts.same_cluster = True
+        spec.volume_opts.same_cluster = same_cluster
         with self._state_lock:
             if self.cancel.is_set():
                 raise Cancelled("the drill was cancelled before it started")
             self._scratch = [scratch_namespace(ns, spec.suffix) for ns in repo.manifest(backup_id).namespaces]
-        self.log.info("drill %s: backup %s of plan %s into cluster %s", spec.drill_id, backup_id, p.name, p.cluster)
+        self.log.info("drill %s: backup %s of plan %s into cluster %s", spec.drill_id, backup_id, p.name, cluster)
         with engine_errors(f"drill of {backup_id}"):
             result = run_drill(kube, repo, spec, cancel=self.cancel, say=self.log.info)
         ev = result.evidence
@@ -83,10 +91,17 @@ class DrillOperator(_BackupPlanOperator):
 
         if not self._scratch:
             return []
-        kube = self.kube(self.plan_obj.cluster)
+        p = self.plan_obj
+        kube = self.kube((p.drill.cluster if p.drill else None) or p.cluster)
         for ns in self._scratch:
             kube.delete(NAMESPACES, ns)
         return [f"scratch namespace {ns}" for ns in self._scratch]
+
+
+def _undrilled(repo: Any, plan: str) -> int:
+    """Completed backups newer than the newest one a drill looked at (all of them if none)."""
+    entries = [e for e in repo.list_backups(plan) if e.status == "Completed"]
+    return next((i for i, e in enumerate(entries) if e.drill), len(entries))
 
 
 def _newest(repo: Any, plan: str) -> str:
