@@ -68,6 +68,9 @@ def test_example_config_dagbag(dagbag, tmp_path):
     assert type(mig.get_task("sync_volumes")).__name__ == "MappedOperator"  # one task per PVC
     assert mig.get_task("sync_volumes").pool_slots == 1 and mig.get_task("sync_commit").trigger_rule == "none_failed"
     assert mig.params["mode"] == "incremental" and mig.params["stop_source"] is True
+    # every sync and the end of a cutover are events of the migrated namespace's asset
+    for task in ("sync_commit", "start_target"):
+        assert [a.uri for a in mig.get_task(task).outlets] == ["ys1000://source/wordpress/migration"]
 
 
 def test_backups_are_assets_and_the_drill_is_scheduled_on_them(dagbag, tmp_path):

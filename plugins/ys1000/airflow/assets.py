@@ -6,7 +6,9 @@ can be scheduled on its plan's backups.
   namespaces by glob or label selector, whose names are known only at run time, has one asset
   for the plan, ``ys1000://<cluster>/plans/<plan>``); the event's extra carries the backup id,
   status, object count, bytes and duration;
-- drills: ``ys1000://<cluster>/<namespace>/drill`` (extra: backup, drill id, verified or not, RTO).
+- drills: ``ys1000://<cluster>/<namespace>/drill`` (extra: backup, drill id, verified or not, RTO);
+- migrations: ``ys1000://<source cluster>/<namespace>/migration``, one event per sync and one at
+  the end of a cutover (extra: plan, mode, sync backup id, bytes sent, target).
 """
 
 from __future__ import annotations
@@ -25,11 +27,19 @@ def _asset(uri: str) -> Asset:
     return Asset(name=uri, uri=uri, group=GROUP)
 
 
-def backup_assets(plan: "BackupPlan") -> list[Asset]:
+def _per_namespace(cluster: str, plan: Any, suffix: str = "") -> list[Asset]:
     ns = plan.namespaces
     if ns.names and not ns.globs and ns.selector is None:
-        return [_asset(f"ys1000://{plan.cluster}/{name}") for name in ns.names]
-    return [_asset(f"ys1000://{plan.cluster}/plans/{plan.name}")]
+        return [_asset(f"ys1000://{cluster}/{name}{suffix}") for name in ns.names]
+    return [_asset(f"ys1000://{cluster}/plans/{plan.name}{suffix}")]
+
+
+def backup_assets(plan: "BackupPlan") -> list[Asset]:
+    return _per_namespace(plan.cluster, plan)
+
+
+def migration_assets(plan: Any) -> list[Asset]:
+    return _per_namespace(plan.source_cluster, plan, "/migration")
 
 
 def drill_assets(plan: "BackupPlan") -> list[Asset]:

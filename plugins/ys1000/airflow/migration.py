@@ -284,7 +284,15 @@ class SyncCommitOperator(SyncOperator):
             result.bytes_sent,
             ", ".join(result.created_pvcs) or "none",
         )
-        return {"backup_id": backup_id, "bytes_sent": result.bytes_sent, "volumes": result.volumes}
+        summary = {"backup_id": backup_id, "bytes_sent": result.bytes_sent, "volumes": result.volumes}
+        from ys1000.airflow.assets import emit, migration_assets
+
+        emit(
+            context,
+            migration_assets(plan),
+            {"plan": plan.name, "mode": self.mode, "target": plan.target_cluster, **summary},
+        )
+        return summary
 
 
 class CutoverRestoreOperator(_MigrationOperator):
@@ -314,6 +322,14 @@ class StartTargetOperator(_MigrationOperator):
         started = start_target(target, spec, recorded_state(source, namespaces))
         for line in started:
             self.log.info("  started %s", line)
+        from ys1000.airflow.assets import emit, migration_assets
+
+        sync = context["ti"].xcom_pull(task_ids="sync_commit") or {}
+        emit(
+            context,
+            migration_assets(plan),
+            {"plan": plan.name, "mode": "cutover", "cutover": True, "target": plan.target_cluster, **sync},
+        )
         return started
 
 
@@ -368,6 +384,7 @@ class CutoverFailedOperator(Ys1000Operator):
 
 
 def migration_dag(plan: "MigrationPlan", config: "Config", path: Path) -> "DAG":
+    from ys1000.airflow.assets import migration_assets
     from ys1000.airflow.dagfactory import MAP_INDEX_TEMPLATE, plan_dag, pool_for
     from ys1000.config import to_timetable
 
@@ -421,13 +438,21 @@ def migration_dag(plan: "MigrationPlan", config: "Config", path: Path) -> "DAG":
             **common,
         ).expand(volume=sync.output)
         sync_commit = SyncCommitOperator(
-            task_id="sync_commit", trigger_rule="none_failed", execution_timeout=timedelta(hours=1), **common
+            task_id="sync_commit",
+            trigger_rule="none_failed",
+            execution_timeout=timedelta(hours=1),
+            outlets=migration_assets(plan),
+            **common,
         )
         restore = CutoverRestoreOperator(
             task_id="restore", cutover_only=True, execution_timeout=timedelta(hours=2), **common
         )
         start = StartTargetOperator(
-            task_id="start_target", cutover_only=True, execution_timeout=timedelta(minutes=30), **common
+            task_id="start_target",
+            cutover_only=True,
+            execution_timeout=timedelta(minutes=30),
+            outlets=migration_assets(plan),
+            **common,
         )
         undo = UndoCutoverOperator(
             task_id="undo",
