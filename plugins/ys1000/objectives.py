@@ -65,7 +65,7 @@ def watch_rpo(repo: Any, plan: Any, now: dt.datetime, send: Any) -> dict[str, An
         sent = json.loads(repo.store.get(key))
     except ObjectNotFound:
         sent = {}
-    if sent.get("last_backup") == status["last_backup"]:
+    if sent and sent.get("last_backup") == status["last_backup"]:
         status["alerted"] = sent.get("alerted_at")  # this breach was reported already
         return status
     age = status["age_seconds"]

@@ -1,11 +1,17 @@
 """Proven restores in real Airflow (api-server, scheduler, dag-processor, triggerer; LocalExecutor):
-a backup run commits and emits its asset event; the plan's drill DAG, scheduled on that asset,
-starts by itself, restores the backup into a scratch namespace with its PVC data read back,
-waits for the workloads, runs the checks (objects, an HTTP GET), records the evidence with an
-RTO and removes the scratch namespace; the asset history shows both events."""
+
+- a backup run commits and emits its asset event; the plan's drill DAG, scheduled on that asset,
+  starts by itself, restores the backup into a scratch namespace with its PVC data read back,
+  waits for the workloads, runs the checks (objects, an HTTP GET), records the evidence with an
+  RTO and removes the scratch namespace; the asset history shows both events;
+- a backup of an application whose image no longer pulls: its drill fails naming the pod and
+  ErrImagePull, the scratch namespace is gone, and the failure alert reaches a real SMTP server;
+- a plan with ``rpo: 2m`` and no backup (its schedule never ran): once the objectives DAG runs,
+  the RPO alert arrives within a minute."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -43,7 +49,15 @@ def http_port():
 
 
 @pytest.fixture(scope="module")
-def drill_env(sandbox, sandbox_s3, source, tmp_path_factory, http_port):
+def mailbox():
+    from reports.receivers import Mailbox
+
+    with Mailbox() as box:
+        yield box
+
+
+@pytest.fixture(scope="module")
+def drill_env(sandbox, sandbox_s3, source, tmp_path_factory, http_port, mailbox):
     from ys1000_dev.sandbox import sampleapp
     from ys1000_dev.sandbox.connections import sandbox_env
     from ys1000.kube import Kube
@@ -76,9 +90,64 @@ def drill_env(sandbox, sandbox_s3, source, tmp_path_factory, http_port):
             - {{name: site, type: http, service: wordpress, host: 127.0.0.1, port: {http_port}, path: /}}
         """,
     )
-    env = sandbox_env(sandbox["dir"]) | {"YS1000_CONFIG_DIR": str(cdir)}
-    yield SimpleNamespace(config_dir=cdir, bucket=bucket, namespace=ns, env=env, base=base, kube=kube)
+    # an application whose image no longer pulls (the sandbox node fails it like a kubelet)
+    broken = f"gone-{uuid.uuid4().hex[:6]}"
+    source.core.create_namespace({"metadata": {"name": broken, "labels": {"ys1000.io/test": "true"}}})
+    labels = {"app": "web"}
+    source.apps.create_namespaced_deployment(
+        broken,
+        {
+            "metadata": {"name": "web"},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "web", "image": "registry.invalid/shop/web:1"}]},
+                },
+            },
+        },
+    )
+    write_plan(
+        cdir,
+        "broken.yaml",
+        f"""
+        kind: BackupPlan
+        name: broken-backup
+        cluster: source
+        repository: sandbox-s3
+        namespaces: {{names: [{broken}]}}
+        policy: {{scope: resources, method: filecopy, schedule: {{type: on_demand}}, retention: 7d}}
+        notify: {{email: [dba@example.com]}}
+        drill: {{timeout: 5m}}
+        """,
+    )
+    write_plan(
+        cdir,
+        "stale.yaml",
+        f"""
+        kind: BackupPlan
+        name: stale-backup
+        cluster: source
+        repository: sandbox-s3
+        namespaces: {{names: [{ns}]}}
+        policy: {{scope: resources, method: filecopy, schedule: {{type: on_demand}}, retention: 7d}}
+        rpo: 2m
+        """,
+    )
+    smtp = {
+        "conn_type": "smtp",
+        "host": "127.0.0.1",
+        "port": mailbox.port,
+        "extra": {"from_email": "ys1000@example.com", "disable_tls": True, "disable_ssl": True},
+    }
+    env = sandbox_env(sandbox["dir"]) | {
+        "YS1000_CONFIG_DIR": str(cdir),
+        "AIRFLOW_CONN_YS1000_SMTP": json.dumps(smtp),
+    }
+    yield SimpleNamespace(config_dir=cdir, bucket=bucket, namespace=ns, broken=broken, env=env, base=base, kube=kube)
     source.core.delete_namespace(ns)
+    source.core.delete_namespace(broken)
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +210,48 @@ def test_a_backup_triggers_its_drill_through_the_asset(airflow, drill_env, sandb
     assert by_uri[uri]["extra"]["backup_id"] == bid and by_uri[uri]["extra"]["status"] == "Completed"
     assert by_uri[uri]["extra"]["bytes"] >= 2 << 20 and by_uri[uri]["extra"]["duration_seconds"] > 0
     assert by_uri[f"{uri}/drill"]["extra"]["verified"] is True
+
+
+def test_a_drill_of_an_app_whose_image_no_longer_pulls_fails_and_alerts(airflow, drill_env, sandbox_s3, mailbox):
+    c = airflow.client()
+    dag, drill_dag = "ys1000_backup__broken-backup", "ys1000_drill__broken-backup"
+    c.wait_for_dag(drill_dag)
+    c.unpause(drill_dag)
+    run = c.trigger(dag)["dag_run_id"]
+    assert c.wait_run(dag, run, timeout=300)["state"] == "success"
+    bid = xcom(c, dag, run, "commit")["backup_id"]
+    [drill_run] = wait_until(
+        lambda: c.get(f"/api/v2/dags/{drill_dag}/dagRuns")["dag_runs"],
+        timeout=120,
+        what="the drill started by the backup",
+        interval=1.0,
+    )
+    assert c.wait_run(drill_dag, drill_run["dag_run_id"], timeout=600)["state"] == "failed"
+    [ev] = open_repo(sandbox_s3, drill_env.bucket).drills(bid)
+    scratch = ev["namespaces"][drill_env.broken]
+    assert ev["status"] == "failed" and ev["reason"].startswith(f"workloads not ready: pod {scratch}/web-")
+    assert "ErrImagePull" in ev["reason"] or "ImagePullBackOff" in ev["reason"]
+    assert drill_env.kube.get_or_none(NAMESPACES.path(name=scratch)) is None
+    alert = wait_until(
+        lambda: [m for _, m in mailbox.messages if drill_dag in (m["Subject"] or "")],
+        timeout=60,
+        what="the drill's failure alert by e-mail",
+    )[0]
+    body = mailbox.body(alert)
+    assert f"drill {ev['drill_id']} of backup {bid} failed: workloads not ready: pod {scratch}/web-" in body
+
+
+def test_a_plan_without_a_backup_within_its_rpo_alerts(airflow, mailbox):
+    c = airflow.client()
+    c.wait_for_dag("ys1000_objectives")
+    t0 = time.monotonic()
+    c.unpause("ys1000_objectives")  # every minute: the plan never had a backup, so it is breached
+    alert = wait_until(
+        lambda: [m for _, m in mailbox.messages if "RPO breached: plan stale-backup" in (m["Subject"] or "")],
+        timeout=120,
+        what="the RPO alert by e-mail",
+        interval=1.0,
+    )[0]
+    assert time.monotonic() - t0 < 90
+    assert alert["Subject"] == "[YS1000] RPO breached: plan stale-backup has no backup within 2m00s"
+    assert "Last backup:  none" in mailbox.body(alert)

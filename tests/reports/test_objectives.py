@@ -62,7 +62,6 @@ def test_rpo_breach_alerts_once_per_breach(rpo_config, monkeypatch):
 
     config, repo = rpo_config
     now = datetime.now(timezone.utc)
-    _backup(repo, "shop-1", now - timedelta(minutes=10))
     with Mailbox() as mail:
         monkeypatch.setenv(
             "AIRFLOW_CONN_YS1000_SMTP",
@@ -75,6 +74,15 @@ def test_rpo_breach_alerts_once_per_breach(rpo_config, monkeypatch):
                 }
             ),
         )
+        # no backup at all yet: breached, alerted once
+        [status] = run_rpo_watch(config, now=now - timedelta(minutes=11))
+        assert (status["rpo_state"], status["last_backup"], len(mail.messages)) == ("breached", None, 1)
+        assert "Last backup:  none" in Mailbox.body(mail.messages[0][1])
+        assert run_rpo_watch(config, now=now - timedelta(minutes=10, seconds=30))[0]["alerted"] is not None
+        assert len(mail.messages) == 1
+        mail.messages.clear()
+
+        _backup(repo, "shop-1", now - timedelta(minutes=10))
         [status] = run_rpo_watch(config, now=now)
         assert status["rpo_state"] == "breached" and status["last_backup"] == "shop-1"
         assert status["age_seconds"] == pytest.approx(600, abs=2)

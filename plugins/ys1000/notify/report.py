@@ -214,14 +214,23 @@ def run_rpo_watch(config_dir: str | Path, *, now: dt.datetime | None = None) -> 
     for plan in plans.values():
         if not isinstance(plan, BackupPlan) or plan.rpo is None:
             continue
-        repo = open_repository_for(plan.repository, config.repositories[plan.repository])
+        # create=True: a plan that never ran has no repository yet, and that is a breach to report
+        repo = open_repository_for(plan.repository, config.repositories[plan.repository], create=True)
 
         def send(subject: str, text: str, plan: BackupPlan = plan) -> None:
             notifiers = failure_callbacks(config_dir, plan=plan)
             if not notifiers:
                 log.warning("plan %s breached its RPO but no failure-alert channel is configured", plan.name)
-            for notifier in notifiers:
-                notifier.send(Message(subject, text, text))
+                return
+            errors = []
+            for notifier in notifiers:  # one channel down must not silence the others
+                try:
+                    notifier.send(Message(subject, text, text))
+                except Exception as exc:
+                    log.error("RPO alert of plan %s by %s failed: %s", plan.name, type(notifier).__name__, exc)
+                    errors.append(exc)
+            if len(errors) == len(notifiers):
+                raise RuntimeError(f"the RPO alert of plan {plan.name} reached no channel: {errors[0]}")
 
         status = watch_rpo(repo, plan, now, send)
         log.info(
