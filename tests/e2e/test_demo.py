@@ -55,6 +55,8 @@ def test_demo_no_wait(tmp_path):
         "sample application (WordPress + MySQL) in namespace wordpress of cluster source",
         "triggered ys1000_backup__wordpress-backup (POST /api/v2/dags/ys1000_backup__wordpress-backup/dagRuns)",
         "ys1000_backup__wordpress-backup: success",
+        "by drill drill-",
+        "checks site-config, database, posts passed; the scratch namespace removed)",
         "namespace wordpress is gone",
         "ys1000_restore: success",
         "ys1000_restore__wordpress-restore: success",

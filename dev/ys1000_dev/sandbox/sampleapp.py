@@ -15,13 +15,16 @@ from ys1000.waiting import wait_until
 SECRET_VALUE = "s3cr3t-wordpress-db-password-7f1c"  # tests grep the bucket for it
 DB_USER = "wordpress"
 SITE_URL = "http://blog.example.com"
-# the app's database content the WordPress hook rewrites (the demo loads it into a real MariaDB)
+# the app's database content the WordPress hook rewrites and the backup plan's drill queries (the
+# demo loads it into a real MariaDB)
 WP_OPTIONS_SQL = (
     "CREATE DATABASE IF NOT EXISTS wordpress;\n"
     "CREATE TABLE IF NOT EXISTS wordpress.wp_options (option_id INT AUTO_INCREMENT PRIMARY KEY, "
     "option_name VARCHAR(191) UNIQUE, option_value LONGTEXT, autoload VARCHAR(20) DEFAULT 'yes');\n"
     f"INSERT IGNORE INTO wordpress.wp_options (option_name, option_value) VALUES "
     f"('siteurl', '{SITE_URL}'), ('home', '{SITE_URL}'), ('blogname', 'Demo blog');\n"
+    "CREATE TABLE IF NOT EXISTS wordpress.wp_posts (ID INT PRIMARY KEY, post_title TEXT);\n"
+    "INSERT IGNORE INTO wordpress.wp_posts VALUES (1, 'Hello world!'), (2, 'Sample Page');\n"
 )
 
 CRD = {
