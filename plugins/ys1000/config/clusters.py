@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .types import ClockTime, ConnId, StrictModel, format_hhmm, invalid
+from .types import ClockTime, ConnId, Duration, StrictModel, format_hhmm, invalid
 
 DEFAULT_MOVER_IMAGE = "ys1000/mover:0.1.0"
 
@@ -67,6 +67,13 @@ class ClusterSpec(StrictModel):
     bandwidth: Bandwidth | None = None
     mover_image: str = DEFAULT_MOVER_IMAGE
     max_concurrent_movers: int = Field(2, ge=1)
+    restore_approval: Literal["none", "required"] = Field(
+        "none",
+        description="required: every restore into this cluster that overwrites (existing: update, or a "
+        "target namespace that is not empty) waits for a human's approval",
+    )
+    approvers: list[str] = Field(default_factory=list, description="Airflow users who may approve restores here")
+    approval_timeout: Duration = Field(dt.timedelta(hours=24))
     notes: str = ""
 
     @field_validator("image_registry_rewrite")

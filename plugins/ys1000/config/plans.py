@@ -381,6 +381,31 @@ def _check_volume_overrides(volumes: dict[str, str]) -> dict[str, str]:
     return volumes
 
 
+class AnomalyGuard(StrictModel):
+    """When a backup is marked ``suspicious`` (ys1000.backup.anomaly): its change profile far
+    outside the plan's own history, e.g. ransomware rewriting files or a runaway delete."""
+
+    enabled: bool = True
+    files_rewritten: float = Field(
+        0.5, gt=0, le=1, description="share of a PVC's files changed or removed since the last backup"
+    )
+    incompressible: float = Field(
+        0.9, gt=0, le=1.5, description="new data whose packed/added size ratio is at least this does not compress"
+    )
+    resources_gone: float = Field(
+        0.3, gt=0, le=1, description="share of the last backup's objects (in all, or of one kind) now gone"
+    )
+    min_objects: int = Field(10, ge=1, description="a kind is judged on its own from this many objects")
+    min_files: int = Field(10, ge=1, description="a PVC is judged from this many files in the last backup")
+    margin: float = Field(
+        0.2, ge=0, le=1, description="a share is unusual only above the plan's highest so far plus this"
+    )
+    history: int = Field(10, ge=1, le=100, description="how many earlier backups make the plan's normal range")
+
+
+Approval = Literal["none", "required"]
+
+
 # -- plans --------------------------------------------------------------------------------------
 
 
@@ -390,6 +415,13 @@ class _PlanBase(StrictModel):
     description: str = ""
     tags: list[str] = Field(default_factory=list)
     notify: Notify | None = None
+    approval: Approval = Field(
+        "none",
+        description="required: a human approves destructive steps (cutover; a restore that overwrites; "
+        "confirming a suspicious backup) in the Airflow UI or REST API",
+    )
+    approvers: list[str] = Field(default_factory=list, description="Airflow users who may answer (default: any)")
+    approval_timeout: Duration = Field(dt.timedelta(hours=24), description="no answer by then counts as a rejection")
 
     DAG_PREFIX: ClassVar[str] = ""
     ALLOWED_PHASES: ClassVar[tuple[str, ...]] = ()
@@ -486,6 +518,7 @@ class BackupPlan(_PlanBase):
     drill: Drill | None = Field(None, description="restore drill: DAG ys1000_drill__<plan> after each backup")
     rpo: Duration | None = Field(None, description="recovery point objective: alert when no backup is newer")
     rto: Duration | None = Field(None, description="recovery time objective: a drill slower than this is flagged")
+    anomaly: AnomalyGuard = Field(default_factory=AnomalyGuard, description="when a backup is marked suspicious")
 
     DAG_PREFIX: ClassVar[str] = "ys1000_backup__"
     ALLOWED_PHASES: ClassVar[tuple[str, ...]] = ("PreBackup", "PostBackup")

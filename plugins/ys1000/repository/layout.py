@@ -9,6 +9,8 @@
     backups/<id>/pending.json               the manifest-to-be between capture and commit (pipelines)
     backups/<id>/manifest.json              written LAST: its presence means "complete"
     restores/<id>/report.json               restore reports
+    drills/<backup-id>/<drill-id>.json      evidence of restore drills
+    approvals/<approval-id>.json            human decisions: cutovers, restores, suspicious backups
     restic/...                              restic repositories for volume data (later issue)
 
 Inside the archive the layout follows Velero:
@@ -27,6 +29,7 @@ CATALOG = "catalog/"
 RESTORES = "restores/"
 RESTIC = "restic/"
 DRILLS = "drills/"  # drills/<backup id>/<drill id>.json: evidence of restore drills
+APPROVALS = "approvals/"  # approvals/<approval id>.json: who decided what, when, and why
 
 ARCHIVE_NAME = "resources.tar.gz.enc"
 INDEX_NAME = "index.jsonl.gz"
@@ -80,6 +83,10 @@ def restore_report_key(restore_id: str) -> str:
 
 def drill_key(backup_id: str, drill_id: str) -> str:
     return f"{DRILLS}{check_segment(backup_id, 'backup id')}/{check_segment(drill_id, 'drill id')}.json"
+
+
+def approval_key(approval_id: str) -> str:
+    return f"{APPROVALS}{check_segment(approval_id, 'approval id')}.json"
 
 
 def restic_prefix(name: str = "") -> str:

@@ -739,6 +739,28 @@ class Repository:
     def load_restore_report(self, restore_id: str) -> dict[str, Any]:
         return json.loads(self.store.get(layout.restore_report_key(restore_id)))
 
+    # -- human decisions (ys1000.airflow.approval): cutovers, restores, suspicious backups
+    def save_approval(self, record: dict[str, Any]) -> str:
+        """Store one decision: ``approval_id``, ``kind`` (cutover | restore | anomaly), ``plan``,
+        ``subject`` (the backup, restore or migration it is about), ``decision`` (approved |
+        rejected | timed_out), ``by``, ``at``, ``comment``, ``summary`` (what was asked)."""
+        key = layout.approval_key(record["approval_id"])
+        self.store.put(key, json.dumps(record, indent=2, default=str).encode())
+        return key
+
+    def approvals(self, *, subject: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
+        """Stored decisions, newest first (approval ids start with a UTC time stamp)."""
+        keys = sorted((o.key for o in self.store.list(layout.APPROVALS) if o.key.endswith(".json")), reverse=True)
+        out = []
+        for key in keys:
+            try:
+                rec = json.loads(self.store.get(key))
+            except ObjectNotFound:
+                continue
+            if (subject is None or rec.get("subject") == subject) and (kind is None or rec.get("kind") == kind):
+                out.append(rec)
+        return out
+
     # -- deleting
     def _catalog_keys_for(self, backup_id: str) -> list[str]:
         suffix = f"/{backup_id}.json"
