@@ -456,6 +456,26 @@ def _ensure_target_namespaces(source: Kube, target: Kube, spec: MigrationSpec, n
 # -- cutover ---------------------------------------------------------------------------------------
 
 
+def cutover_preview(source: Kube, namespaces: list[str]) -> list[dict]:
+    """What ``stop_source`` would change, without changing it: one line per workload with its
+    value now and stopped (the approval request shows it)."""
+    out = []
+    for ns in namespaces:
+        for stopper in STOPPERS:
+            for obj in source.list(stopper.rt, ns):
+                if stopper.applies(obj):
+                    out.append(
+                        {
+                            "namespace": ns,
+                            "kind": stopper.rt.kind,
+                            "name": obj["metadata"]["name"],
+                            "now": _describe(stopper.rt.kind, stopper.current(obj)),
+                            "stopped": _describe(stopper.rt.kind, stopper.stopped),
+                        }
+                    )
+    return out
+
+
 def stop_source(source: Kube, namespaces: list[str], timeout: float = 300) -> dict[str, object]:
     """Stop everything that runs the app: Deployments and StatefulSets to 0 replicas, CronJobs
     suspended (a schedule firing mid-cutover would write to the source after the final sync),

@@ -327,6 +327,10 @@ def backup_dag(plan: "BackupPlan", config: "Config", path: Path) -> "DAG":
             ),
             RetentionOperator(task_id="retention", execution_timeout=TIMEOUTS["retention"], **common),
         ]
+        if plan.approval == "required":  # a suspicious backup waits for a human's review
+            from ys1000.airflow.approval import BackupReviewOperator
+
+            ops.insert(-1, BackupReviewOperator(task_id="review", retries=0, **common))
         if plan.hooks or plan.consistency:  # hooks and quiesce/resume around the capture
             from ys1000.airflow.hook_operators import chain_with_hooks
 
@@ -462,7 +466,9 @@ def restore_plan_dag(plan: "RestorePlan", config: "Config", path: Path) -> "DAG"
         doc=doc,
         description=f"Restore into {plan.target_cluster}",
     ) as dag:
-        ops = restore_tasks(common, pool_slots=1)
+        cluster = config.clusters.get(plan.target_cluster)
+        asks = plan.approval == "required" or getattr(cluster, "restore_approval", "none") == "required"
+        ops = restore_tasks(common, pool_slots=1, approval=asks)
         if plan.hooks:  # pre_restore_hooks → restore … workloads → post_restore_hooks
             from ys1000.airflow.hook_operators import chain_with_hooks
 
@@ -473,9 +479,10 @@ def restore_plan_dag(plan: "RestorePlan", config: "Config", path: Path) -> "DAG"
     return dag
 
 
-def restore_tasks(args: dict[str, Any], *, pool_slots: int | None) -> list:
-    """preflight (resolves ``latest``) → restore (up to the PVCs) → volumes (one per PVC, waits
-    deferred) → workloads (the rest, the report)."""
+def restore_tasks(args: dict[str, Any], *, pool_slots: int | None, approval: bool = False) -> list:
+    """preflight (resolves ``latest``) → approve (waits for a human only when the plan or the
+    target cluster asks and the restore overwrites) → restore (up to the PVCs) → volumes (one per
+    PVC, waits deferred) → workloads (the rest, the report)."""
     from ys1000.airflow.operators import (
         RestoreOperator,
         RestorePreflightOperator,
@@ -484,7 +491,10 @@ def restore_tasks(args: dict[str, Any], *, pool_slots: int | None) -> list:
     )
 
     resolved = {**args, "backup": "{{ ti.xcom_pull(task_ids='preflight', key='backup_id') }}"}
+    from ys1000.airflow.approval import RestoreApprovalOperator
+
     pre = RestorePreflightOperator(task_id="preflight", execution_timeout=TIMEOUTS["preflight"], **args)
+    approve = [RestoreApprovalOperator(task_id="approve", retries=0, **resolved)] if approval else []
     run = RestoreOperator(task_id="restore", execution_timeout=TIMEOUTS["restore"], **resolved)
     slots = {"pool_slots": pool_slots} if pool_slots else {}
     volumes = RestoreVolumeOperator.partial(
@@ -497,7 +507,7 @@ def restore_tasks(args: dict[str, Any], *, pool_slots: int | None) -> list:
     workloads = RestoreWorkloadsOperator(
         task_id="workloads", execution_timeout=TIMEOUTS["restore"], trigger_rule="all_done", **resolved
     )
-    return [pre, run, volumes, workloads]
+    return [pre, *approve, run, volumes, workloads]
 
 
 def restore_params(config: "Config") -> dict[str, Any]:
@@ -636,7 +646,8 @@ def generic_restore_dag(config: "Config") -> "DAG":
         "cluster pool.",
         default_args=_default_args("ys1000", None, failure_callbacks(config.config_dir)),
     ) as dag:
-        ops = restore_tasks(args, pool_slots=None)
+        asks = any(c.restore_approval == "required" for c in config.clusters.values())
+        ops = restore_tasks(args, pool_slots=None, approval=asks)
         for upstream, downstream in pairwise(ops):
             upstream >> downstream
     return dag

@@ -3,9 +3,14 @@
 Trigger params: ``mode`` (``incremental`` — the default, and what the plan's schedule runs — or
 ``cutover``) and ``stop_source`` (default from the plan). Tasks::
 
-    preflight → [pre_backup_hooks →] stop_source → sync → sync_volumes (one per PVC) → sync_commit
+    preflight → [presync → presync_volumes → presync_commit → approve_cutover →]
+              [pre_backup_hooks →] stop_source → sync → sync_volumes (one per PVC) → sync_commit
               → restore → start_target [→ post_restore_hooks]
                           every task after preflight ──→ undo → failed   (only after a failure)
+
+With ``approval: required`` a cutover first syncs with the source still running (``presync``),
+then asks a human (``ys1000.airflow.approval``); a rejection or no answer fails the run before
+anything is stopped, and ``undo`` has nothing to undo.
 
 In incremental mode only ``preflight`` and the three sync tasks do work (the others skip). ``undo`` runs when
 any cutover task fails or is marked failed (cancel): the source gets its recorded replicas back
@@ -44,6 +49,7 @@ class _MigrationOperator(Ys1000Operator):
         mode: str = "{{ params.mode }}",
         stop_source: str = "{{ params.stop_source }}",
         cutover_only: bool = False,
+        sync_task: str = "sync",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -51,6 +57,7 @@ class _MigrationOperator(Ys1000Operator):
         self.mode = mode
         self.stop_source_param = stop_source
         self.cutover_only = cutover_only
+        self.sync_task = sync_task  # "presync": the sync before an approval, source running
 
     @property
     def plan_obj(self) -> "MigrationPlan":
@@ -75,7 +82,8 @@ class _MigrationOperator(Ys1000Operator):
 
     def ids(self, context: Any) -> tuple[str, str]:
         stamp = f"{run_time(context):%Y%m%d%H%M%S}"
-        return f"{self.plan}-{self.mode}-{stamp}", f"{self.plan}-cutover-{stamp}"
+        sync = self.mode if self.sync_task == "sync" else self.sync_task
+        return f"{self.plan}-{sync}-{stamp}", f"{self.plan}-cutover-{stamp}"
 
     def execute(self, context: Any) -> Any:
         if self.cutover_only and self.mode != "cutover":
@@ -260,12 +268,13 @@ class SyncCommitOperator(SyncOperator):
         from ys1000.migration import failed_sync, sync_finish
 
         ti = context["ti"]
-        backup_id = ti.xcom_pull(task_ids="sync", key="summary")["backup_id"]
-        items = ti.xcom_pull(task_ids="sync") or []
+        first, volumes_task = self.sync_task, f"{self.sync_task}_volumes"
+        backup_id = ti.xcom_pull(task_ids=first, key="summary")["backup_id"]
+        items = ti.xcom_pull(task_ids=first) or []
         if items:  # the sync tasks are all done: nothing of theirs may still run (steps.sweep)
             from ys1000.volumes.steps import sweep
 
-            key = f"{context['dag_run'].run_id}/sync_volumes"
+            key = f"{context['dag_run'].run_id}/{volumes_task}"
             for kube, namespaces in (
                 (source, [i["namespace"] for i in items]),
                 (target, [spec.target_ns(i["namespace"]) for i in items]),
@@ -274,8 +283,8 @@ class SyncCommitOperator(SyncOperator):
                     self.log.warning("removed %s left by a cancelled sync task", line)
         records = []
         for i, item in enumerate(items):
-            rec = ti.xcom_pull(task_ids="sync_volumes", map_indexes=i)
-            err = ti.xcom_pull(task_ids="sync_volumes", key="error", map_indexes=i)
+            rec = ti.xcom_pull(task_ids=volumes_task, map_indexes=i)
+            err = ti.xcom_pull(task_ids=volumes_task, key="error", map_indexes=i)
             records.append(rec or failed_sync(item, (err or {}).get("error") or "its sync task did not finish"))
         result = sync_finish(self.repository(plan.repository), backup_id, records)
         self.log.info(
@@ -340,6 +349,9 @@ class UndoCutoverOperator(_MigrationOperator):
     def run(self, context, plan, spec, source, target):
         from ys1000.migration import undo
 
+        refused = _refusal(context)
+        if refused:
+            raise AirflowSkipException(f"{refused}: nothing was stopped or restored, nothing to undo")
         namespaces = context["ti"].xcom_pull(task_ids="preflight") or []
         _, restore_id = self.ids(context)
         undone = undo(source, target, spec, namespaces, restore_id)
@@ -377,10 +389,23 @@ class CutoverFailedOperator(Ys1000Operator):
     def execute(self, context: Any) -> None:
         from airflow.sdk.exceptions import AirflowFailException
 
+        refused = _refusal(context)
+        if refused:
+            raise AirflowFailException(f"{refused}; the source keeps running as it was")
         raise AirflowFailException(
             "the migration failed or was cancelled; the failed task's log says why and "
             "the undo task's log lists what was undone"
         )
+
+
+def _refusal(context: Any) -> str | None:
+    """ "cutover rejected by X: why" / "no answer in time" when the approval refused the cutover."""
+    rec = context["ti"].xcom_pull(task_ids="approve_cutover", key="decision")
+    if not isinstance(rec, dict) or rec.get("decision") in (None, "approved"):
+        return None
+    if rec["decision"] == "timed_out":
+        return "the cutover was not approved in time"
+    return f"the cutover was rejected by {rec.get('by')}" + (f" ({rec['comment']})" if rec.get("comment") else "")
 
 
 def migration_dag(plan: "MigrationPlan", config: "Config", path: Path) -> "DAG":
@@ -429,21 +454,45 @@ def migration_dag(plan: "MigrationPlan", config: "Config", path: Path) -> "DAG":
         stop = StopSourceOperator(
             task_id="stop_source", cutover_only=True, retries=1, execution_timeout=timedelta(minutes=30), **common
         )
-        sync = SyncOperator(task_id="sync", trigger_rule="none_failed", execution_timeout=timedelta(hours=2), **common)
-        sync_volumes = SyncVolumeOperator.partial(
-            task_id="sync_volumes",
-            pool_slots=1,
-            execution_timeout=timedelta(hours=6),
-            map_index_template=MAP_INDEX_TEMPLATE,
-            **common,
-        ).expand(volume=sync.output)
-        sync_commit = SyncCommitOperator(
-            task_id="sync_commit",
-            trigger_rule="none_failed",
-            execution_timeout=timedelta(hours=1),
-            outlets=migration_assets(plan),
-            **common,
-        )
+
+        def sync_tasks(first: str, **extra: Any) -> list:
+            sync = SyncOperator(
+                task_id=first,
+                trigger_rule="none_failed",
+                execution_timeout=timedelta(hours=2),
+                sync_task=first,
+                **extra,
+                **common,
+            )
+            sync_volumes = SyncVolumeOperator.partial(
+                task_id=f"{first}_volumes",
+                pool_slots=1,
+                execution_timeout=timedelta(hours=6),
+                map_index_template=MAP_INDEX_TEMPLATE,
+                sync_task=first,
+                **extra,
+                **common,
+            ).expand(volume=sync.output)
+            sync_commit = SyncCommitOperator(
+                task_id=f"{first}_commit",
+                trigger_rule="none_failed",
+                execution_timeout=timedelta(hours=1),
+                outlets=migration_assets(plan),
+                sync_task=first,
+                **extra,
+                **common,
+            )
+            return [sync, sync_volumes, sync_commit]
+
+        sync, sync_volumes, sync_commit = sync_tasks("sync")
+        ask: list = []
+        if plan.approval == "required":  # sync with the source running, then ask before stopping it
+            from ys1000.airflow.approval import cutover_approval_operator
+
+            ask = [
+                *sync_tasks("presync", cutover_only=True),
+                cutover_approval_operator()(task_id="approve_cutover", retries=0, **common),
+            ]
         restore = CutoverRestoreOperator(
             task_id="restore", cutover_only=True, execution_timeout=timedelta(hours=2), **common
         )
@@ -485,10 +534,10 @@ def migration_dag(plan: "MigrationPlan", config: "Config", path: Path) -> "DAG":
             if "PostRestore" in phases
             else []
         )
-        chain = [preflight, *pre, stop, sync, sync_volumes, sync_commit, restore, start, *post]
+        chain = [preflight, *ask, *pre, stop, sync, sync_volumes, sync_commit, restore, start, *post]
         for upstream, downstream in pairwise(chain):
             upstream >> downstream
-        cutover = [*pre, stop, sync, sync_volumes, sync_commit, restore, start, *post]
+        cutover = [*ask, *pre, stop, sync, sync_volumes, sync_commit, restore, start, *post]
         cutover >> undo
         [*cutover, undo] >> failed
     return dag

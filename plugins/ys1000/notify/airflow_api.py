@@ -135,6 +135,14 @@ class AirflowApiClient:
             raise AirflowApiError(f"GET {API}{path}: HTTP {r.status_code}: {r.text[:300]}")
         return r.json()
 
+    def pause_dag(self, dag_id: str, paused: bool = True) -> None:
+        """Pause (or resume) a DAG's schedule — the user needs permission to edit the DAG."""
+        r = self.http.patch(
+            f"{self.base_url}{API}/dags/{_q(dag_id)}", json={"is_paused": paused}, headers=self._headers()
+        )
+        if r.status_code >= 400:
+            raise AirflowApiError(f"PATCH {API}/dags/{dag_id}: HTTP {r.status_code}: {r.text[:300]}")
+
     # -- queries
     def dag_runs(self, *, prefix: str = "ys1000_", page: int = 100, **filters: Any) -> Iterator[dict]:
         """Runs of every DAG whose id starts with ``prefix`` (filters: ``run_after_gte``,

@@ -201,6 +201,27 @@ def plans_objectives(config_dir: str | Path, now: dt.datetime) -> list[dict]:
     return out
 
 
+def alert_plan(config_dir: str | Path, plan: Any, subject: str, text: str, *, what: str = "alert") -> list[str]:
+    """Send an alert about ``plan`` at once through its failure-alert channels (the global ones
+    and the plan's ``notify``); returns the channels reached. One channel down does not silence
+    the others; raises only when none was reached."""
+    notifiers = failure_callbacks(config_dir, plan=plan)
+    if not notifiers:
+        log.warning("%s of plan %s: no failure-alert channel is configured", what, plan.name)
+        return []
+    sent, errors = [], []
+    for notifier in notifiers:
+        try:
+            notifier.send(Message(subject, text, text))
+            sent.append(type(notifier).__name__)
+        except Exception as exc:
+            log.error("%s of plan %s by %s failed: %s", what, plan.name, type(notifier).__name__, exc)
+            errors.append(exc)
+    if not sent:
+        raise RuntimeError(f"the {what} of plan {plan.name} reached no channel: {errors[0]}")
+    return sent
+
+
 def run_rpo_watch(config_dir: str | Path, *, now: dt.datetime | None = None) -> list[dict]:
     """The ``ys1000_objectives`` task: every plan with an ``rpo`` checked against its repository;
     a breach is alerted once through the plan's failure-alert channels (``ys1000.objectives``)."""
@@ -218,19 +239,7 @@ def run_rpo_watch(config_dir: str | Path, *, now: dt.datetime | None = None) -> 
         repo = open_repository_for(plan.repository, config.repositories[plan.repository], create=True)
 
         def send(subject: str, text: str, plan: BackupPlan = plan) -> None:
-            notifiers = failure_callbacks(config_dir, plan=plan)
-            if not notifiers:
-                log.warning("plan %s breached its RPO but no failure-alert channel is configured", plan.name)
-                return
-            errors = []
-            for notifier in notifiers:  # one channel down must not silence the others
-                try:
-                    notifier.send(Message(subject, text, text))
-                except Exception as exc:
-                    log.error("RPO alert of plan %s by %s failed: %s", plan.name, type(notifier).__name__, exc)
-                    errors.append(exc)
-            if len(errors) == len(notifiers):
-                raise RuntimeError(f"the RPO alert of plan {plan.name} reached no channel: {errors[0]}")
+            alert_plan(config_dir, plan, subject, text, what="RPO alert")
 
         status = watch_rpo(repo, plan, now, send)
         log.info(

@@ -461,6 +461,10 @@ class CommitBackupOperator(_BackupPlanOperator):
             _counts(m.counts),
             "".join(f"\n  warning: {w}" for w in m.warnings),
         )
+        anomaly = getattr(m, "anomaly", None) or {}
+        if isinstance(anomaly, dict) and anomaly.get("suspicious"):
+            summary["anomaly"] = {"suspicious": True, "reasons": list(anomaly.get("reasons") or [])}
+            self._alert_suspicious(context, m.backup_id, summary["anomaly"]["reasons"])
         failures = volume_failures(m.volumes)
         if failures:
             # committed (the resources and the other PVCs' data are restorable), but the run must
@@ -487,6 +491,41 @@ class CommitBackupOperator(_BackupPlanOperator):
             },
         )
         return summary
+
+    def _alert_suspicious(self, context: Any, bid: str, reasons: list[str]) -> None:
+        """A suspicious backup is alerted at once, through the plan's failure-alert channels."""
+        from ys1000.notify.report import alert_plan
+
+        p = self.plan_obj
+        self.log.warning("backup %s is SUSPICIOUS:\n  %s", bid, "\n  ".join(reasons))
+        text = "\n".join(
+            [
+                f"Backup {bid} of plan {p.name} (cluster {p.cluster}) does not look like the plan's earlier backups:",
+                *(f"  - {r}" for r in reasons),
+                "",
+                "It is committed and marked suspicious: retention keeps the newest clean backup, and 'latest'",
+                "in restores and drills skips this one. If the data was damaged (ransomware, a runaway job),",
+                "restore from the newest clean backup: `ys1000 backups list` shows which.",
+                *(
+                    [
+                        f"A review is waiting in Airflow (DAG {context['ti'].dag_id}, run {context['ti'].run_id}, task review)."
+                    ]
+                    if p.approval == "required"
+                    else []
+                ),
+            ]
+        )
+        try:
+            sent = alert_plan(
+                self.config.config_dir,
+                p,
+                f"suspicious backup {bid} of plan {p.name}",
+                text,
+                what="suspicious-backup alert",
+            )
+            self.log.info("suspicious-backup alert sent: %s", ", ".join(sent) or "no channel configured")
+        except Exception as exc:  # the backup is committed; a lost alert must not undo that
+            self.log.error("the suspicious-backup alert could not be sent: %s", exc)
 
 
 class RetentionOperator(_BackupPlanOperator):
