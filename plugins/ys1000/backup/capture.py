@@ -205,6 +205,8 @@ def capture_resources(
                 "max_pods": spec.limits.max_pods,
                 "max_pvcs": spec.limits.max_pvcs,
             },
+            # the plan's anomaly guard settings: the commit step judges the backup with them
+            anomaly_guard=spec.anomaly.model_dump() if spec.anomaly is not None else None,
             final=False,
         )
     report({"phase": "captured", "objects_done": manifest.total})

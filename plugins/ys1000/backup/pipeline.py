@@ -4,14 +4,18 @@ This is the only way a backup is made. The backup DAG runs one step per task; th
 and benchmarks call ``run_backup``, which runs the same steps in a row. So every path protects the
 same data and reports it the same way: a backup whose scope includes volume data is ``Completed``
 only when every PVC's data was taken; a PVC that could not be protected makes it
-``PartiallyFailed``, naming the PVC and why, and ``latest`` never picks it.
+``PartiallyFailed``, naming the PVC and why, and ``latest`` never picks it. The commit also
+runs the anomaly guard (``ys1000.backup.anomaly``): a backup far outside the plan's normal change
+is committed but marked suspicious (``manifest.anomaly``), and ``latest`` skips it.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import TYPE_CHECKING, Callable
 
+from ys1000.backup.anomaly import Verdict, assess
 from ys1000.backup.capture import BackupResult, capture_resources
 from ys1000.backup.preflight import Inventory, preflight
 from ys1000.backup.selection import BackupSpec
@@ -20,9 +24,12 @@ from ys1000.repository import Repository, RepositoryConfig, VerifyResult, layout
 from ys1000.repository.manifest import Manifest
 
 if TYPE_CHECKING:
+    from ys1000.config.plans import AnomalyGuard
     from ys1000.volumes import VolumeOptions
     from ys1000.volumes.backup import VolumeBackup
     from ys1000.volumes.steps import Driver
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[dict], None]
 
@@ -160,15 +167,39 @@ def verify(repo: Repository, backup_id: str) -> VerifyResult:
     return repo.verify(backup_id, pending=pending)
 
 
-def commit(repo: Repository, backup_id: str, volumes: list[dict] | None) -> Manifest:
+def judge(repo: Repository, backup_id: str, volumes: list[dict] | None, guard: "AnomalyGuard | None" = None) -> Verdict:
+    """The anomaly guard's verdict on the pending backup (``ys1000.backup.anomaly``). A guard
+    that cannot read the plan's history never stops a commit: the verdict says why it could not
+    judge, and the backup is committed unjudged."""
+    try:
+        return assess(repo, backup_id, volumes, guard)
+    except Exception as exc:
+        log.warning("backup %s: the anomaly guard could not judge it: %s", backup_id, exc)
+        return Verdict(error=f"not judged: {exc}")
+
+
+def commit(
+    repo: Repository, backup_id: str, volumes: list[dict] | None, *, guard: "AnomalyGuard | None" = None
+) -> Manifest:
     """Step 4: write the manifest (last): from now on the backup counts. ``PartiallyFailed``
-    when a PVC's data is missing, with one warning per such PVC. Idempotent."""
+    when a PVC's data is missing, with one warning per such PVC. Idempotent.
+
+    The anomaly guard judges the backup against the plan's history first (``guard``: the plan's
+    settings; default: those recorded at capture from ``BackupSpec.anomaly``, else the defaults):
+    ``manifest.anomaly`` = ``{"suspicious", "reasons", "profile"}``. A suspicious backup is
+    committed with its status (``Completed``/``PartiallyFailed``) all the same."""
+    if not repo.store.exists(layout.pending_key(backup_id)) and repo.store.exists(layout.manifest_key(backup_id)):
+        return repo.manifest(backup_id)  # committed by an earlier attempt
     failures = volume_failures(volumes)
+    verdict = judge(repo, backup_id, volumes, guard)
+    if verdict.suspicious:
+        log.warning("backup %s is suspicious:\n  %s", backup_id, "\n  ".join(verdict.reasons))
     return repo.finalize_backup(
         backup_id,
         volumes=volumes or [],
         status="PartiallyFailed" if failures else "Completed",
         warnings=[f"PVC {f} — its data is NOT in this backup" for f in failures],
+        anomaly=verdict.to_json(),
     )
 
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ys1000.kube import Kube
 from ys1000.kube.discovery import NAMESPACES
+
+if TYPE_CHECKING:
+    from ys1000.config.plans import AnomalyGuard
 
 Scope = Literal["full", "volumes", "resources"]
 
@@ -42,6 +45,8 @@ class BackupSpec:
     limits: Limits = field(default_factory=Limits)
     retention_days: float | None = None
     cluster_name: str = ""
+    # the plan's anomaly guard (recorded with the pending backup, applied at commit); None: defaults
+    anomaly: "AnomalyGuard | None" = None
 
     def selection_summary(self) -> dict:
         return {

@@ -7,6 +7,8 @@ The DAG operators, the CLI (``--config``) and migrations all build their ``Backu
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
@@ -15,6 +17,9 @@ if TYPE_CHECKING:
     from ys1000.config import BackupPlan, ClusterSpec, Config, MigrationPlan
     from ys1000.repository import Repository
     from ys1000.volumes import VolumeOptions, VolumeRestoreOptions
+
+
+log = logging.getLogger(__name__)
 
 
 class BackupNotResolved(LookupError):
@@ -40,6 +45,7 @@ def backup_spec_for(config: "Config", plan: "BackupPlan", backup_id: str) -> "Ba
         limits=Limits(plan.limits.max_namespaces, plan.limits.max_pods, plan.limits.max_pvcs),
         retention_days=policy.retention.total_seconds() / 86400,
         cluster_name=plan.cluster,
+        anomaly=plan.anomaly,
     )
 
 
@@ -136,14 +142,55 @@ def migration_spec_for(config: "Config", plan: "MigrationPlan"):
     )
 
 
-def resolve_backup(repo: "Repository", backup: str | None, plan: str | None) -> str:
-    """A backup id as given, or for ``latest`` the newest *Completed* backup of ``plan`` (a
-    ``PartiallyFailed`` backup lacks data in its scope and is never picked implicitly)."""
+@dataclass
+class Resolved:
+    """Which backup ``latest`` means, and the newer ones it passed over as suspicious."""
+
+    backup_id: str
+    skipped: list[tuple[str, list[str]]] = field(default_factory=list)  # (backup id, reasons)
+
+    def notes(self) -> list[str]:
+        """One line per suspicious backup passed over, for the operator."""
+        return [
+            f"latest: skipped backup {bid}, marked suspicious by the anomaly guard "
+            f"({'; '.join(reasons) or 'no reason recorded'}); it is used when given by id, with "
+            "--allow-suspicious, or once a human confirms the change"
+            for bid, reasons in self.skipped
+        ]
+
+
+def resolve_latest(
+    repo: "Repository", backup: str | None, plan: str | None, *, allow_suspicious: bool = False
+) -> Resolved:
+    """Like ``resolve_backup``, saying which suspicious backups ``latest`` skipped and why."""
     if backup and backup != "latest":
-        return backup
+        return Resolved(backup)
     if not plan:
         raise BackupNotResolved("backup 'latest' needs the plan whose newest backup to restore")
-    entries = [e for e in repo.list_backups(plan) if e.status == "Completed"]
-    if not entries:
-        raise BackupNotResolved(f"no completed backup of plan {plan!r} in repository {repo.store.describe()}")
-    return entries[0].backup_id
+    skipped: list[tuple[str, list[str]]] = []
+    for e in repo.list_backups(plan):
+        if e.status != "Completed":
+            continue
+        if e.suspicious and not allow_suspicious:
+            skipped.append((e.backup_id, list((e.anomaly or {}).get("reasons") or [])))
+            continue
+        return Resolved(e.backup_id, skipped)
+    where = f"plan {plan!r} in repository {repo.store.describe()}"
+    if skipped:
+        raise BackupNotResolved(
+            f"no clean completed backup of {where}: {len(skipped)} suspicious one(s) ("
+            + ", ".join(b for b, _ in skipped)
+            + "); give a backup id, allow suspicious backups, or confirm the change"
+        )
+    raise BackupNotResolved(f"no completed backup of {where}")
+
+
+def resolve_backup(repo: "Repository", backup: str | None, plan: str | None, *, allow_suspicious: bool = False) -> str:
+    """A backup id as given, or for ``latest`` the newest *Completed* backup of ``plan`` (a
+    ``PartiallyFailed`` backup lacks data in its scope and is never picked implicitly) that is
+    not suspicious (``ys1000.backup.anomaly``; unless ``allow_suspicious``, or a human confirmed
+    the change). Skipped suspicious backups are logged with their reasons."""
+    resolved = resolve_latest(repo, backup, plan, allow_suspicious=allow_suspicious)
+    for note in resolved.notes():
+        log.warning("%s", note)
+    return resolved.backup_id

@@ -58,6 +58,10 @@ class Manifest(BaseModel):
     retain_until: datetime | None = Field(None, description="S3 Object Lock retention date")
     status: Status = "Completed"
     warnings: list[str] = Field(default_factory=list)
+    # the anomaly guard's verdict (ys1000.backup.anomaly), written once at commit:
+    # {"suspicious": bool, "reasons": [str], "profile": {...}}; a human's later confirmation is an
+    # approvals/ record (manifests are write-once), merged by Repository.list_backups
+    anomaly: dict[str, Any] | None = None
 
 
 class CatalogEntry(BaseModel):
@@ -82,6 +86,12 @@ class CatalogEntry(BaseModel):
     # the newest restore drill of this backup (from drills/, filled in by list_backups):
     # {"state": verified | failed, "drill_id", "rto_seconds", "reason", "finished"}
     drill: dict[str, Any] | None = None
+    # the anomaly guard's verdict as committed (copied from the manifest)
+    anomaly: dict[str, Any] | None = None
+    # filled in by list_backups from anomaly and approvals/: suspicious unless a human confirmed
+    # the change; review is the newest anomaly decision {"decision", "by", "at", "comment", ...}
+    suspicious: bool = False
+    review: dict[str, Any] | None = None
 
     @classmethod
     def from_manifest(cls, m: Manifest) -> "CatalogEntry":
@@ -100,6 +110,8 @@ class CatalogEntry(BaseModel):
             volumes=len(m.volumes),
             retain_until=m.retain_until,
             warnings=len(m.warnings),
+            anomaly=m.anomaly,
+            suspicious=bool((m.anomaly or {}).get("suspicious")),
         )
 
 

@@ -439,8 +439,13 @@ class Repository:
             entries = [e for e in pool.map(load, keys) if e is not None]
         entries.sort(key=lambda e: (e.created, e.backup_id), reverse=True)
         states = self.drill_states()
+        flagged = {e.backup_id for e in entries if (e.anomaly or {}).get("suspicious")}
+        reviews = self.anomaly_reviews(flagged) if flagged else {}
         for e in entries:
             e.drill = states.get(e.backup_id)
+            # manifests are write-once: a human's "this change was expected" is an approvals/ record
+            e.review = reviews.get(e.backup_id)
+            e.suspicious = e.backup_id in flagged and (e.review or {}).get("decision") != "approved"
         return entries
 
     # -- restore drills (ys1000.drill)
@@ -569,9 +574,10 @@ class Repository:
         spool.seek(0)
         return spool
 
-    def read_index(self, backup_id: str) -> Iterator[IndexEntry]:
-        """The index entries in archive order (checksum verified before the first entry)."""
-        m = self.manifest(backup_id)
+    def read_index(self, backup_id: str, *, pending: bool = False) -> Iterator[IndexEntry]:
+        """The index entries in archive order (checksum verified before the first entry);
+        ``pending=True`` reads a captured backup that is not finalized yet."""
+        m = self.pending_manifest(backup_id) if pending else self.manifest(backup_id)
         return self._index_entries(self._fetch_verified(m.index), m.index.key)
 
     @staticmethod
@@ -761,6 +767,18 @@ class Repository:
                 out.append(rec)
         return out
 
+    def anomaly_reviews(self, backup_ids: set[str] | None = None) -> dict[str, dict[str, Any]]:
+        """backup id → the newest human decision about its anomaly mark (``approved`` clears the
+        mark; ``rejected`` or ``timed_out`` keep it)."""
+        out: dict[str, dict[str, Any]] = {}
+        for rec in self.approvals(kind="anomaly"):  # newest first
+            bid = rec.get("subject")
+            if bid and bid not in out and (backup_ids is None or bid in backup_ids):
+                out[bid] = {
+                    k: rec.get(k) for k in ("approval_id", "decision", "by", "at", "comment") if rec.get(k) is not None
+                }
+        return out
+
     # -- deleting
     def _catalog_keys_for(self, backup_id: str) -> list[str]:
         suffix = f"/{backup_id}.json"
@@ -784,18 +802,37 @@ class Repository:
             self.store.delete(key)
 
     def apply_retention(self, plan: str, older_than: timedelta, now: datetime | None = None) -> RetentionReport:
-        """Delete the plan's backups created before ``now - older_than``; locked ones wait."""
+        """Delete the plan's backups created before ``now - older_than``; locked ones wait.
+
+        Kept however old (``report.protected``, with why): the newest backup a drill verified
+        while the newer ones are not verified, and the newest clean ``Completed`` backup while
+        newer ones are suspicious (``ys1000.backup.anomaly``; suspicious backups expire by age
+        like any other, but never count as the copy retention keeps)."""
         now = _aware(now) if now else _utcnow()
         cutoff = now - older_than
         report = RetentionReport()
         entries = self.list_backups(plan)
-        # the newest backup a drill proved restorable stays while every newer one is unproven
-        verified = [i for i, e in enumerate(entries) if (e.drill or {}).get("state") == "verified"]
+        # the newest backup a drill proved restorable stays while every newer one is unproven (a
+        # suspicious backup proves nothing: encrypted files restore as well as clean ones)
+        verified = [i for i, e in enumerate(entries) if (e.drill or {}).get("state") == "verified" and not e.suspicious]
         if verified and verified[0] > 0:
             proven = entries[verified[0]].backup_id
+            n_odd = sum(e.suspicious for e in entries[: verified[0]])
             report.protected[proven] = (
                 f"the newest verified backup of {plan}; the {verified[0]} newer one(s) are not verified"
+                + (f" or are suspicious ({n_odd})" if n_odd else "")
             )
+        # suspicious backups never stand in for a clean one: the newest clean backup (what
+        # `latest` restores) stays while newer ones are suspicious
+        clean = next((i for i, e in enumerate(entries) if e.status == "Completed" and not e.suspicious), None)
+        if clean is not None and any(e.suspicious for e in entries[:clean]):
+            odd = [e.backup_id for e in entries[:clean] if e.suspicious]
+            why = (
+                f"the newest clean backup of {plan}; {len(odd)} newer one(s) are suspicious "
+                f"({', '.join(odd)}) until a human confirms the change"
+            )
+            bid = entries[clean].backup_id
+            report.protected[bid] = f"{report.protected[bid]}; {why}" if bid in report.protected else why
         for entry in entries:
             bid = entry.backup_id
             if entry.created >= cutoff:

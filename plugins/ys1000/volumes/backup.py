@@ -96,7 +96,7 @@ def prepare_restic_repositories(
 
 
 def _restic_record(result: dict, opts: VolumeOptions, namespace: str, source_pvc: str) -> dict:
-    return {
+    record = {
         "repository": restic.restic_path(opts.cluster_name, namespace),
         "snapshot_id": result["snapshot_id"],
         "source_pvc": source_pvc,
@@ -106,6 +106,13 @@ def _restic_record(result: dict, opts: VolumeOptions, namespace: str, source_pvc
         "files_new": result.get("files_new", 0),
         "files_changed": result.get("files_changed", 0),
     }
+    # for the anomaly guard (ys1000.backup.anomaly): files removed since the parent snapshot are
+    # its total minus changed minus unmodified; packed/added says whether new data compresses
+    # (absent from an older mover's result: then not judged rather than guessed)
+    for key in ("files_unmodified", "bytes_added_packed"):
+        if result.get(key) is not None:
+            record[key] = result[key]
+    return record
 
 
 def export_pvc_name(backup_id: str, pvc: str) -> str:
