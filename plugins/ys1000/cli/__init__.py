@@ -1,7 +1,8 @@
 """``ys1000`` command line: works without Airflow, so an operator can act while it is down.
 
 Each sub-command group lives in its own module with a ``register(subparsers)`` function.
-Exit codes: 0 success, 1 failure, 2 bad usage, 3 partial success.
+Exit codes: 0 success, 1 failure, 2 bad usage, 3 partial success, 4 backup committed but marked
+suspicious by the anomaly guard (``ys1000 backup``; the reasons are printed).
 """
 
 from __future__ import annotations
@@ -15,11 +16,16 @@ from ys1000.cli import collect_logs as collect_logs_cmd, self_backup as self_bac
 from ys1000.cli import connection_check as connection_check_cmd, drill as drill_cmd
 from ys1000.cli.common import UsageError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_SUSPICIOUS = 0, 1, 2, 3, 4
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ys1000", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="ys1000",
+        description=__doc__.splitlines()[0],
+        epilog="exit codes: 0 success, 1 failure, 2 bad usage, 3 partial success (e.g. a PVC's data missing), "
+        "4 backup committed but suspicious (anomaly guard; reasons printed)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     backup_restore_cmd.register(sub)

@@ -24,11 +24,17 @@ from ys1000.repository import check_connection, make_store
 from ys1000.restore import RestoreOptions, RestoreSpec, check_no_conflicts, run_restore
 from ys1000.units import human_size
 
-EXIT_OK, EXIT_FAILED, EXIT_PARTIAL = 0, 1, 3
+EXIT_OK, EXIT_FAILED, EXIT_PARTIAL, EXIT_SUSPICIOUS = 0, 1, 3, 4
 
 
 def register(sub) -> None:
-    b = sub.add_parser("backup", help="back up namespaces' resources to a repository")
+    b = sub.add_parser(
+        "backup",
+        help="back up namespaces' resources to a repository",
+        epilog="exit codes: 0 Completed, 1 failed (nothing committed), 2 bad usage, 3 PartiallyFailed "
+        "(a PVC's data is missing), 4 committed but suspicious: the anomaly guard found a change far "
+        "outside the plan's history (reasons printed; `latest` skips it until a human confirms it)",
+    )
     add_cluster_args(b)
     add_repo_args(b)
     add_output_arg(b)
@@ -66,6 +72,7 @@ def register(sub) -> None:
     add_output_arg(r)
     r.add_argument("backup", help="backup id, or 'latest' (with --plan)")
     r.add_argument("--plan", help="with backup 'latest': the plan whose newest backup to restore")
+    add_allow_suspicious_arg(r)
     r.add_argument("--namespace-mapping", action="append", metavar="OLD=NEW")
     r.add_argument("--storage-class-mapping", action="append", metavar="OLD=NEW")
     r.add_argument("--image-registry-mapping", action="append", metavar="OLD=NEW")
@@ -129,6 +136,14 @@ def register(sub) -> None:
     i = rs.add_parser("init", help="create the repository (its key parameters) if absent")
     add_repo_args(i)
     i.set_defaults(func=_repo_init)
+
+
+def add_allow_suspicious_arg(p) -> None:
+    p.add_argument(
+        "--allow-suspicious",
+        action="store_true",
+        help="with 'latest': also pick a backup the anomaly guard marked suspicious (skipped by default)",
+    )
 
 
 def add_mover_args(p) -> None:
@@ -259,6 +274,7 @@ def _backup(args) -> int:
     from ys1000.volumes.steps import Driver
 
     _cluster_settings(args)  # bad flags or config fail before anything is opened or written
+    guard = _plan_guard(args)
     kube = kube_from(args)
     bid = args.id or f"{args.plan}-{datetime.now(timezone.utc):%Y%m%d%H%M%S}"
     opts = _volume_options(args, kube, run_id=f"cli/{bid}")
@@ -276,6 +292,7 @@ def _backup(args) -> int:
         limits=Limits(args.max_namespaces, args.max_pods, args.max_pvcs),
         retention_days=args.retention_days,
         cluster_name=opts.cluster_name,
+        anomaly=guard,
     )
     progress = _Progress(args)
     driver = Driver(kube, opts.max_concurrent, on_progress=progress.mover)
@@ -305,14 +322,44 @@ def _backup(args) -> int:
         text += f"\n  {len(result.inventory.pvcs)} PVC(s) without data: scope 'resources'"
     for w in s["warnings"]:
         text += f"\n  warning: {w}"
+    anomaly = m.anomaly or {}
+    s["anomaly"] = anomaly
+    s["suspicious"] = bool(anomaly.get("suspicious"))
+    if s["suspicious"]:
+        text += (
+            "\n  SUSPICIOUS: this backup's change is far outside the plan's normal range (committed, "
+            "but `latest` skips it and retention keeps the newest clean backup until a human confirms it):"
+        )
+        text += "".join(f"\n    - {r}" for r in anomaly.get("reasons") or [])
+    elif anomaly.get("error"):
+        text += f"\n  note: anomaly guard: {anomaly['error']}"
     emit(args, s, text)
+    if s["suspicious"]:
+        return EXIT_SUSPICIOUS  # committed, but neither a plain success nor a failure
     return EXIT_OK if s["status"] == "Completed" else EXIT_PARTIAL
 
 
-def _resolve_backup(repo, backup: str, plan: str | None) -> str:
-    from ys1000.config.specs import resolve_backup
+def _plan_guard(args):
+    """The anomaly guard of the BackupPlan named ``--plan`` in ``--config`` (defaults otherwise)."""
+    if not args.config:
+        return None
+    from ys1000.config import BackupPlan, load_plans
 
-    return resolve_backup(repo, backup, plan)
+    _, plans = load_plans(args.config)
+    for plan in plans.values():
+        if isinstance(plan, BackupPlan) and plan.name == args.plan:
+            return plan.anomaly
+    return None
+
+
+def _resolve_backup(repo, backup: str, plan: str | None, allow_suspicious: bool = False) -> str:
+    """The backup id; for ``latest``, the suspicious backups passed over are named on stderr."""
+    from ys1000.config.specs import resolve_latest
+
+    resolved = resolve_latest(repo, backup, plan, allow_suspicious=allow_suspicious)
+    for note in resolved.notes():
+        print(f"ys1000: {note}", file=sys.stderr)
+    return resolved.backup_id
 
 
 def _restore(args) -> int:
@@ -320,7 +367,7 @@ def _restore(args) -> int:
     repo = repo_from(args)
     kube = kube_from(args)
     spec = RestoreSpec(
-        backup_id=_resolve_backup(repo, args.backup, args.plan),
+        backup_id=_resolve_backup(repo, args.backup, args.plan, args.allow_suspicious),
         options=RestoreOptions(
             namespace_mapping=parse_mapping(args.namespace_mapping, "--namespace-mapping"),
             storage_class_mapping=parse_mapping(args.storage_class_mapping, "--storage-class-mapping"),
@@ -369,15 +416,26 @@ def _restore(args) -> int:
 def _list(args) -> int:
     entries = repo_from(args).list_backups(args.plan)
     lines = [
-        f"{'BACKUP':40} {'PLAN':16} {'CREATED':20} {'STATUS':16} {'DRILL':18} {'OBJECTS':>7} {'BYTES':>10}  NAMESPACES"
+        f"{'BACKUP':40} {'PLAN':16} {'CREATED':20} {'STATUS':16} {'ANOMALY':10} {'DRILL':18} {'OBJECTS':>7} "
+        f"{'BYTES':>10}  NAMESPACES"
     ]
     for e in entries:
         lines.append(
-            f"{e.backup_id:40} {e.plan:16} {e.created:%Y-%m-%d %H:%M:%S} {e.status:16} {_drill_state(e.drill):18} "
-            f"{e.total:7} {e.archive_size:10}  {','.join(e.namespaces)}"
+            f"{e.backup_id:40} {e.plan:16} {e.created:%Y-%m-%d %H:%M:%S} {e.status:16} {anomaly_state(e):10} "
+            f"{_drill_state(e.drill):18} {e.total:7} {e.archive_size:10}  {','.join(e.namespaces)}"
         )
     emit(args, [e.model_dump(mode="json") for e in entries], "\n".join(lines) if entries else "no backups")
     return EXIT_OK
+
+
+def anomaly_state(entry) -> str:
+    """``suspicious`` (the anomaly guard marked it, no human confirmed it), ``confirmed`` (a human
+    said the change was expected) or ``-``."""
+    if entry.suspicious:
+        return "suspicious"
+    if (entry.anomaly or {}).get("suspicious"):
+        return "confirmed"
+    return "-"
 
 
 def _drill_state(drill: dict | None) -> str:
@@ -425,8 +483,16 @@ def _show(args) -> int:
         f"backup {m.backup_id} (plan {m.plan}) {m.status}, cluster {m.cluster_name} {m.kubernetes_version}",
         f"  created {m.created:%Y-%m-%d %H:%M:%S}, scope {m.scope}, {m.total} objects, archive {m.archive.size} bytes",
         f"  namespaces: {', '.join(m.namespaces)}",
-        "",
     ]
+    anomaly = m.anomaly or {}
+    if anomaly.get("suspicious"):
+        review = repo.anomaly_reviews({m.backup_id}).get(m.backup_id) or {}
+        state = "confirmed (the change was expected)" if review.get("decision") == "approved" else "SUSPICIOUS"
+        if review:
+            state += f"; {review.get('decision')} by {review.get('by') or '-'} at {review.get('at')}"
+        lines.append(f"  anomaly guard: {state}")
+        lines += [f"    - {r}" for r in anomaly.get("reasons") or []]
+    lines.append("")
     for e in index:
         where = f"{e.namespace}/" if e.namespace else ""
         lines.append(f"  {e.kind:28} {where}{e.name}" + ("" if e.restore else f"  [not restored: {e.reason}]"))

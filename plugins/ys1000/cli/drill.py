@@ -17,6 +17,7 @@ from ys1000.cli.backup_restore import (
     _cluster_settings,
     _resolve_backup,
     _restore_volume_options,
+    add_allow_suspicious_arg,
     add_mover_args,
 )
 from ys1000.cli.common import UsageError, add_cluster_args, add_output_arg, add_repo_args, emit, kube_from, repo_from
@@ -29,6 +30,7 @@ def register(sub) -> None:
     add_output_arg(d)
     d.add_argument("backup", help="backup id, or 'latest' (with --plan)")
     d.add_argument("--plan", help="with backup 'latest': the plan whose newest backup to drill")
+    add_allow_suspicious_arg(d)
     d.add_argument("--namespace-suffix", help="scratch namespaces are <ns>-<suffix> (default drill-<hex>)")
     d.add_argument("--timeout", type=float, default=900, help="seconds for the whole drill (default 900)")
     d.add_argument(
@@ -67,7 +69,7 @@ def _drill(args) -> int:
     _cluster_settings(args)
     repo = repo_from(args)
     kube = kube_from(args)
-    backup_id = _resolve_backup(repo, args.backup, args.plan)
+    backup_id = _resolve_backup(repo, args.backup, args.plan, args.allow_suspicious)
     manifest = repo.manifest(backup_id)
     spec = DrillSpec(
         backup_id=backup_id,
