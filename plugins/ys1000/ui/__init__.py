@@ -9,6 +9,8 @@ entry point) mounts a FastAPI app under ``/ys1000`` in the api-server and adds m
   JWT cookie/bearer token through ``airflow.api_fastapi.core_api.security.get_user``).
 - ``jobs``: ys1000 DAG runs read from the metadata database (runs, task states, XComs).
 - ``backups``: repository access for the pages (cached repositories and indexes, masking).
+- ``protection``: the protection dashboard (RPO/RTO per plan × namespace).
+- ``approvals``: human decisions (approvals) read from the repositories.
 
 Only the api-server imports this package; the engine never does.
 """

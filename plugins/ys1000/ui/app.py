@@ -12,6 +12,8 @@ Authorization, through the same auth manager:
 - job monitor and job details: only runs of ys1000 DAGs the user may read
   (``get_authorized_dag_ids(method="GET")``);
 - protection dashboard: only plans whose backup DAG the user may read (as the catalog);
+- approvals: only decisions asked by DAGs whose runs the user may read (the backup DAG of an
+  anomaly review, the restore or migration DAG of a restore or cutover);
 - a backup's contents (catalog entries, resource list, YAML, restore report, drill evidence): read access to
   runs of the DAG of the backup's plan (``ys1000_backup__<plan>``; the generic ``ys1000_restore``
   DAG when that plan has no DAG any more);
@@ -30,6 +32,8 @@ URL shapes (prefix ``/ys1000``)::
     /jobs/{dag_id}/{run_id}                               job details (backup: resources; restore: report)
     /protection                                           protection dashboard: RPO/RTO per plan × namespace
     /api/protection                                       the same as JSON (``protection.py`` has the shape)
+    /approvals?kind=&decision=&plan=                      human decisions (approvals), newest first
+    /api/approvals?...                                    the same as JSON (``approvals.py`` has the fields)
     /repositories                                         repositories
     /repositories/{repo}/backups?plan=                    backup catalog
     /repositories/{repo}/backups/{backup_id}?kind=&namespace=&name=    backup details + resources
@@ -60,6 +64,7 @@ from fastapi.staticfiles import StaticFiles
 from ys1000.objectives import AT_RISK
 from ys1000.units import human_size
 
+from . import approvals as approvals_mod
 from . import jobs as jobs_mod
 from . import protection as protection_mod
 from .backups import Backups, filter_index, mask_document, to_yaml
@@ -195,6 +200,7 @@ def _templates():
         seconds=fmt_seconds,
         isotime=fmt_iso,
         tojson_pretty=fmt_json,
+        decision=lambda d: approvals_mod.LABELS.get(d, d or "–"),
     )
     return env
 
@@ -226,6 +232,9 @@ class Urls:
 
     def protection(self) -> str:
         return f"{self.base}/protection"
+
+    def approvals(self, **params: Any) -> str:
+        return f"{self.base}/approvals{self._q(**params)}"
 
     def drill_evidence(self, repo: str, backup_id: str, drill_id: str) -> str:
         return (
@@ -476,7 +485,20 @@ def create_app(*, backups: Backups | None = None, prefix: str = DEFAULT_PREFIX) 
                 ctx["report"] = b.restore_report(job.repository, job.restore_id)
             except Exception as exc:
                 ctx["repo_error"] = f"restore report {job.restore_id}: {type(exc).__name__}: {exc}"
+        if job.repository:
+            # a restore or cutover: the decision about its restore id, or asked in this run (a
+            # rejected restore never got a restore id); a backup: the review of its anomaly
+            about = {job.restore_id} if job.kind in ("restore", "migration") else {job.backup_id}
+            ctx["approvals"] = _approvals_or_error(b, job.repository, ids=about, dag_id=job.dag_id, run_id=job.run_id)
+            ctx["approvals_repository"] = job.repository
         return render(request, "job.html", **ctx)
+
+    def _approvals_or_error(b: Backups, repo: str, **match: Any) -> list[dict] | str:
+        try:
+            return approvals_mod.concerning(b.approvals(repo), **match)
+        except Exception as exc:  # the page is still worth showing without the decisions
+            log.warning("ys1000 UI: approvals in %s: %s", repo, exc)
+            return f"{type(exc).__name__}: {exc}"
 
     def _backup_context(b: Backups, repo: str, backup_id: str, kind: str, namespace: str, name: str) -> dict:
         m = b.manifest(repo, backup_id)
@@ -568,7 +590,14 @@ def create_app(*, backups: Backups | None = None, prefix: str = DEFAULT_PREFIX) 
             return repo_error(request, user, repo, exc)
         run = jobs_mod.backup_runs(session, jobs_mod.job_dag_ids(session, readable_dag_ids(user))).get(backup_id)
         return render(
-            request, "backup.html", user=user, run=run, f={"kind": kind, "namespace": namespace, "name": name}, **ctx
+            request,
+            "backup.html",
+            user=user,
+            run=run,
+            f={"kind": kind, "namespace": namespace, "name": name},
+            approvals=_approvals_or_error(b, repo, ids={backup_id}, kinds=("anomaly",)),
+            approvals_repository=repo,
+            **ctx,
         )
 
     @app.get("/repositories/{repo}/backups/{backup_id}/resource", response_class=HTMLResponse)
@@ -703,6 +732,72 @@ def create_app(*, backups: Backups | None = None, prefix: str = DEFAULT_PREFIX) 
         if error:
             return JSONResponse({"detail": error}, status_code=502)
         return JSONResponse({"generated_at": datetime.now(timezone.utc).isoformat(), "rows": rows})
+
+    # -- approvals (human decisions)
+    def _approvals(
+        request: Request, user, kind: str, decision: str, plan: str
+    ) -> tuple[list[dict], list[dict], str | None]:
+        b = bk(request)
+        try:
+            cfg = b.config()
+        except Exception as exc:
+            log.warning("ys1000 UI: configuration not readable: %s", exc)
+            return [], [], f"the configuration is not readable: {type(exc).__name__}: {exc}"
+        readable = readable_dag_ids(user)
+        allowed: dict[str, bool] = {}
+
+        def may_read(dag_id: str) -> bool:
+            if dag_id not in allowed:
+                allowed[dag_id] = dag_id in readable or may_dag_runs(user, dag_id)
+            return allowed[dag_id]
+
+        rows, errors = approvals_mod.collect(b, cfg, may_read, kind=kind, decision=decision, plan=plan)
+        urls = Urls(request, request.app.state.prefix)
+        for row in rows:
+            dag_id, run_id, about = row["dag_id"], row["run_id"], row["about"]
+            run = urls.airflow_run(dag_id, run_id) if dag_id and run_id else None
+            backup = urls.backup(row["repository"], about) if row["kind"] == "anomaly" and about else None
+            row["links"] = {
+                "about": backup if row["kind"] == "anomaly" else run,
+                "backup": backup,
+                "airflow_run": run,
+                "job": urls.job(dag_id, run_id) if dag_id and run_id and jobs_mod.is_job_dag(dag_id) else None,
+                "airflow_task": urls.airflow_task(dag_id, run_id, row["task_id"])
+                if dag_id and run_id and row["task_id"]
+                else None,
+            }
+        return rows, errors, None
+
+    @app.get("/approvals", response_class=HTMLResponse)
+    def approvals_page(
+        request: Request, kind: str = "", decision: str = "", plan: str = "", user=Depends(current_user)
+    ) -> Response:
+        rows, errors, error = _approvals(request, user, kind, decision, plan)
+        counts = {d: sum(r["decision"] == d for r in rows) for d in approvals_mod.DECISIONS}
+        return render(
+            request,
+            "approvals.html",
+            status_code=502 if error else 200,
+            user=user,
+            rows=rows,
+            errors=errors,
+            error=error,
+            counts=counts,
+            kinds=approvals_mod.KINDS,
+            decisions=approvals_mod.DECISIONS,
+            plans=sorted({r["plan"] for r in rows if r["plan"]} | ({plan} if plan else set())),
+            f={"kind": kind, "decision": decision, "plan": plan},
+        )
+
+    @app.get("/api/approvals")
+    def approvals_json(
+        request: Request, kind: str = "", decision: str = "", plan: str = "", user=Depends(current_user)
+    ) -> Response:
+        rows, errors, error = _approvals(request, user, kind, decision, plan)
+        if error:
+            return JSONResponse({"detail": error}, status_code=502)
+        body = {"generated_at": datetime.now(timezone.utc).isoformat(), "approvals": rows, "errors": errors}
+        return JSONResponse(json.loads(json.dumps(body, default=str)))
 
     @app.get("/api/repositories/{repo}/backups/{backup_id}/drills/{drill_id}")
     def drill_evidence(request: Request, repo: str, backup_id: str, drill_id: str, user=Depends(current_user)):

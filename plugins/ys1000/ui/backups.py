@@ -3,13 +3,17 @@
 Repositories are opened like the operators open them (``open_repository_for``: credentials from
 the Airflow connection, passphrase from the Variable/connection the config names) and kept for
 ``ttl`` seconds: opening derives the key (deliberately slow). Indexes of complete backups never
-change, so the last few are kept in memory. Documents are decrypted here, server-side; the
+change, so the last few are kept in memory. Approval records (``approvals/<id>.json``) are read
+once and kept, keyed by their key, size and write time: each page lists the prefix (one request)
+and reads only records it has not seen. Documents are decrypted here, server-side; the
 browser only ever sees YAML, and a Secret's values only when the page asks to reveal them.
 """
 
 from __future__ import annotations
 
 import copy
+import json
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -20,6 +24,8 @@ from typing import TYPE_CHECKING, Any, Callable
 if TYPE_CHECKING:
     from ys1000.config import Config
     from ys1000.repository import CatalogEntry, IndexEntry, Manifest, Repository
+
+log = logging.getLogger(__name__)
 
 MASK = "***"
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
@@ -88,6 +94,8 @@ class Backups:
         self._repos: dict[str, tuple[float, "Repository"]] = {}
         self._indexes: OrderedDict[tuple[str, str], list["IndexEntry"]] = OrderedDict()
         self._index_cache = index_cache
+        # (repository, key) → ((size, last write), record): approval records, read once
+        self._approvals: dict[tuple[str, str], tuple[tuple[int, Any], dict[str, Any]]] = {}
         self.verified: dict[tuple[str, str], VerifyRecord] = {}
 
     # configuration
@@ -180,6 +188,43 @@ class Backups:
 
     def restore_report(self, name: str, restore_id: str) -> dict[str, Any]:
         return self.repository(name).load_restore_report(restore_id)
+
+    def approvals(self, name: str) -> list[dict[str, Any]]:
+        """The human decisions stored in repository ``name`` (``Repository.save_approval``),
+        newest first. A record that is not valid JSON is left out (logged)."""
+        from ys1000.repository import layout
+        from ys1000.repository.errors import ObjectNotFound
+
+        repo = self.repository(name)
+        listed = [o for o in repo.store.list(layout.APPROVALS) if o.key.endswith(".json")]
+        out: list[dict[str, Any]] = []
+        seen: set[tuple[str, str]] = set()
+        for obj in listed:
+            ck, stamp = (name, obj.key), (obj.size, obj.last_modified)
+            seen.add(ck)
+            with self._lock:
+                hit = self._approvals.get(ck)
+            if hit is not None and hit[0] == stamp:
+                out.append(hit[1])
+                continue
+            try:
+                rec = json.loads(repo.store.get(obj.key))
+            except ObjectNotFound:  # deleted since the listing
+                continue
+            except ValueError as exc:
+                log.warning("ys1000 UI: %s in repository %s is not a decision record: %s", obj.key, name, exc)
+                continue
+            if not isinstance(rec, dict):
+                continue
+            with self._lock:
+                self._approvals[ck] = (stamp, rec)
+            out.append(rec)
+        with self._lock:  # records removed from the repository leave the cache
+            for ck in [k for k in self._approvals if k[0] == name and k not in seen]:
+                del self._approvals[ck]
+        from .approvals import newest_first
+
+        return newest_first(out)
 
 
 def filter_index(

@@ -5,7 +5,7 @@ in pyproject.toml). Every Airflow process loads plugins, so this module stays ch
 app is built on its first request (``LazyApp``), only in the api-server.
 
 - ``fastapi_apps``: the app under ``/ys1000`` (``app.py`` documents its URLs and auth).
-- ``external_views``: "Backup jobs", "Protection" and "Backup catalog" in the navigation's Plugins menu, and a "ys1000" tab on
+- ``external_views``: "Backup jobs", "Protection", "Backup catalog" and "Approvals" in the navigation's Plugins menu, and a "ys1000" tab on
   DAG-run pages (``/ys1000/jobs/{DAG_ID}/{RUN_ID}`` embedded in the run page).
 
 Why the navigation entries open full pages (no ``url_route``) instead of being embedded: Airflow
@@ -70,6 +70,12 @@ class Ys1000Plugin(AirflowPlugin):
             "href": f"{URL_PREFIX}/repositories",
             "destination": "nav",
             "icon": f"{URL_PREFIX}/static/catalog.svg",
+        },
+        {
+            "name": "Approvals",
+            "href": f"{URL_PREFIX}/approvals",
+            "destination": "nav",
+            "icon": f"{URL_PREFIX}/static/approvals.svg",
         },
         {
             "name": "ys1000",
