@@ -1,4 +1,9 @@
-"""The daily report (``ys1000_report`` DAG) and the failure callbacks of plan DAGs."""
+"""The daily report (``ys1000_report`` DAG) and the failure callbacks of plan DAGs.
+
+The daily report lists the window's jobs (through the Airflow REST API), each plan's recovery
+objectives and the human decisions taken in the window (``approvals/<id>.json`` in the plans'
+repositories: who approved or rejected which cutover, restore or suspicious backup, and why).
+"""
 
 from __future__ import annotations
 
@@ -112,7 +117,7 @@ def send_message(config: ReportsConfig, channels: Sequence[str], message: Messag
 
 
 def run_daily_report(config_dir: str | Path, *, until: dt.datetime | None = None, api: Any = None) -> dict:
-    """The report task: collect the window's jobs, build the summary, send it."""
+    """The report task: collect the window's jobs and decisions, build the summary, send it."""
     from ys1000.notify.airflow_api import AirflowApiClient
 
     config = load_reports_config(config_dir)
@@ -124,12 +129,14 @@ def run_daily_report(config_dir: str | Path, *, until: dt.datetime | None = None
         return {"jobs": None, "failed": None, "sent": [], "subject": None}
     api = api or AirflowApiClient.from_connection(config.airflow_api.connection_id)
     jobs = collect_jobs(api, since, until, ui_url=config.ui_url)
+    decisions = window_approvals(config_dir, since, until)
     message = daily_summary(
         jobs,
         since=since,
         until=until,
         timezone=config.daily.timezone,
         objectives=plans_objectives(config_dir, until),
+        approvals=decisions,
     )
     log.info("%s\n%s", message.subject, message.text)
     sent = send_message(config, channels, message) if channels else []
@@ -138,6 +145,7 @@ def run_daily_report(config_dir: str | Path, *, until: dt.datetime | None = None
         "failed": sum(j.state == "failed" for j in jobs),
         "sent": sent,
         "subject": message.subject,
+        "decisions": sum(not d.get("error") for d in decisions),
     }
 
 
@@ -198,6 +206,75 @@ def plans_objectives(config_dir: str | Path, now: dt.datetime) -> list[dict]:
             out.append(plan_objectives(repo, plan, now))
         except Exception as exc:  # one unreadable repository must not cost the whole report
             out.append({"plan": plan.name, "error": f"{type(exc).__name__}: {exc}"})
+    return out
+
+
+def window_approvals(config_dir: str | Path, since: dt.datetime, until: dt.datetime) -> list[dict]:
+    """The human decisions taken in [since, until) (``ys1000.airflow.approval``), oldest first,
+    from the repositories the configured plans use (each read once), each with its ``repository``;
+    a repository that cannot be read is one ``{"repository", "error"}`` entry (the report goes on)."""
+    from ys1000.airflow.connections import open_repository_for
+    from ys1000.config import ConfigError, load_plans
+
+    try:
+        config, plans = load_plans(Path(config_dir))
+    except ConfigError as exc:
+        log.warning("decisions left out of the report: %s", exc)
+        return []
+    names = sorted({str(r) for p in plans.values() if (r := getattr(p, "repository", None))})  # errors have none
+    out: list[dict] = []
+    errors: list[dict] = []
+    for name in names:
+        if name not in config.repositories:
+            continue
+        try:
+            repo = open_repository_for(name, config.repositories[name])
+            records = _decisions_between(repo, since, until)
+        except Exception as exc:  # one unreadable repository must not cost the whole report
+            errors.append({"repository": name, "error": f"{type(exc).__name__}: {exc}"})
+            continue
+        out += [{**rec, "repository": name} for rec in records]
+    out.sort(key=lambda r: (_decided_at(r) or since, str(r.get("approval_id") or "")))
+    return out + errors
+
+
+def _decided_at(rec: dict) -> dt.datetime | None:
+    """When a decision was taken: its ``at``, else the UTC time its id starts with."""
+    try:
+        when = _ts(rec.get("at"))
+    except (TypeError, ValueError, AttributeError):
+        when = None
+    if when is None:
+        try:
+            when = dt.datetime.strptime(str(rec.get("approval_id") or "")[:14], "%Y%m%d%H%M%S")
+        except ValueError:
+            return None
+    return when.replace(tzinfo=dt.timezone.utc) if when.tzinfo is None else when
+
+
+def _decisions_between(repo: Any, since: dt.datetime, until: dt.datetime) -> list[dict]:
+    """Decision records of ``repo`` taken in [since, until). Approval ids start with the UTC time
+    of the decision (``%Y%m%d%H%M%S``), so only records whose name is in the window (a second of
+    slack each side) are read: years of decisions are listed, not fetched, every day."""
+    import json
+
+    from ys1000.repository import ObjectNotFound, layout
+
+    lo = (since - dt.timedelta(seconds=1)).astimezone(dt.timezone.utc).strftime("%Y%m%d%H%M%S")
+    hi = (until + dt.timedelta(seconds=1)).astimezone(dt.timezone.utc).strftime("%Y%m%d%H%M%S")
+    out = []
+    for obj in repo.store.list(layout.APPROVALS):
+        name = obj.key[len(layout.APPROVALS) :]
+        stamp = name[:14]
+        if not name.endswith(".json") or (stamp.isdigit() and not lo <= stamp <= hi):
+            continue
+        try:
+            rec = json.loads(repo.store.get(obj.key))
+        except (ObjectNotFound, ValueError):
+            continue
+        when = _decided_at(rec) if isinstance(rec, dict) else None
+        if when is not None and since <= when < until:
+            out.append(rec)
     return out
 
 

@@ -121,9 +121,12 @@ def daily_summary(
     timezone: str = "UTC",
     product: str = "YS1000",
     objectives: list[dict] | None = None,
+    approvals: list[dict] | None = None,
 ) -> Message:
     """The daily report: counts per kind and state, failures with reasons, backups with sizes
-    and durations, and each plan's recovery objectives (``ys1000.objectives.plan_objectives``)."""
+    and durations, each plan's recovery objectives (``ys1000.objectives.plan_objectives``) and
+    the human decisions taken in the window (approval records, oldest first; an entry with an
+    ``error`` is a repository whose decisions could not be read)."""
     tz = ZoneInfo(timezone)
     jobs = sorted(jobs, key=lambda j: (j.start or j.end or until, j.dag_id, j.run_id))
     counts: Counter[tuple[str, str]] = Counter((j.kind, j.state) for j in jobs)
@@ -187,6 +190,16 @@ def daily_summary(
     if compliance:
         t += ["", "Recovery objectives:"] + [f"  - {line}" for line in compliance]
 
+    decisions = [a for a in approvals or [] if not a.get("error")]
+    unread = [a for a in approvals or [] if a.get("error")]
+    if decisions or unread:
+        t += ["", f"Decisions ({len(decisions)}):"]
+        for a in decisions:
+            t.append(f"  - {decision_line(a, tz)}")
+            if a.get("comment"):
+                t.append(f"    comment: {one_line(a['comment'], 500)}")
+        t += [f"  - repository {a.get('repository')}: decisions not readable: {a['error']}" for a in unread]
+
     # -- markdown (Work WeChat)
     md: list[str] = [f"## {product} 作业日报 / daily report", f"> {window}", ""]
     if not jobs:
@@ -216,7 +229,47 @@ def daily_summary(
             )
     if compliance:
         md += ["", "**Recovery objectives**"] + [f"- {line}" for line in compliance]
+    if decisions or unread:
+        md += ["", f"**Decisions** ({len(decisions)})"]
+        for a in decisions:
+            color = "info" if a.get("decision") == "approved" else "warning"
+            label = DECISION_LABELS.get(a.get("decision") or "", a.get("decision") or "?")
+            by = f" by {_md(a['by'])}" if a.get("by") else ""
+            comment = f": {_md(one_line(a['comment'], 200))}" if a.get("comment") else ""
+            md.append(
+                f"- {_local(_when(a), tz)} {a.get('kind')} {_md(a.get('plan') or '-')} "
+                f'`{_md(_about(a))}`: <font color="{color}">{label}</font>{by}{comment}'
+            )
+        md += [f"- repository {a.get('repository')}: decisions not readable" for a in unread]
     return Message(subject, "\n".join(t) + "\n", fit_markdown("\n".join(md)))
+
+
+DECISION_LABELS = {"approved": "approved", "rejected": "rejected", "timed_out": "timed out (no answer)"}
+
+
+def _when(a: dict) -> dt.datetime | None:
+    try:
+        when = dt.datetime.fromisoformat(str(a.get("at")).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+def _about(a: dict) -> str:
+    return str(a.get("about") or a.get("subject") or "-")
+
+
+def _md(text: str) -> str:
+    """User text inside Work WeChat Markdown: no markup of its own (tags, code spans)."""
+    return text.replace("<", "‹").replace(">", "›").replace("`", "'")
+
+
+def decision_line(a: dict, tz: ZoneInfo) -> str:
+    """``2025-03-01 08:30 restore of plan shop, restore-…: approved by alice``."""
+    label = DECISION_LABELS.get(a.get("decision") or "", a.get("decision") or "?")
+    plan = f" of plan {a['plan']}" if a.get("plan") else ""
+    by = f" by {a['by']}" if a.get("by") else ""
+    return f"{_local(_when(a), tz)} {a.get('kind')}{plan}, {_about(a)}: {label}{by}"
 
 
 def objective_line(o: dict) -> str:
