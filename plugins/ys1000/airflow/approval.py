@@ -107,7 +107,9 @@ class _Approval(Ys1000Operator, ApprovalOperator):
             (dt.datetime.now(dt.timezone.utc) + req.timeout).isoformat(timespec="seconds"),
             req.body,
         )
-        return super().execute(context)  # HITLOperator: request written, the task awaits input
+        # explicitly HITLOperator's (the request written, the task awaits input): in the MRO a
+        # plan operator's own execute may come first
+        return HITLOperator.execute(self, context)
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         from airflow.providers.standard.exceptions import HITLTimeoutError
