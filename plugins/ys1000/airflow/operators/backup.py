@@ -431,7 +431,7 @@ class CommitBackupOperator(_BackupPlanOperator):
         volumes = collect_volume_records(context["ti"], items, self.volumes_tasks)
         with engine_errors(f"commit of backup {bid}"):
             m = commit(repo, bid, volumes)
-        summary = {
+        summary: dict[str, Any] = {
             "backup_id": m.backup_id,
             "plan": m.plan,
             "status": m.status,
@@ -463,8 +463,9 @@ class CommitBackupOperator(_BackupPlanOperator):
         )
         anomaly = getattr(m, "anomaly", None) or {}
         if isinstance(anomaly, dict) and anomaly.get("suspicious"):
-            summary["anomaly"] = {"suspicious": True, "reasons": list(anomaly.get("reasons") or [])}
-            self._alert_suspicious(context, m.backup_id, summary["anomaly"]["reasons"])
+            reasons = [str(r) for r in anomaly.get("reasons") or []]
+            summary["anomaly"] = {"suspicious": True, "reasons": reasons}
+            self._alert_suspicious(context, m.backup_id, reasons)
         failures = volume_failures(m.volumes)
         if failures:
             # committed (the resources and the other PVCs' data are restorable), but the run must
