@@ -199,6 +199,9 @@ def test_mass_rewrite_and_deletes_are_suspicious_and_latest_keeps_to_the_clean_b
         assert resolve_backup(repo, "latest", PLAN) == "guard-attack"
         listed = run("backups", "list", *repo_args, "--plan", PLAN, env=env, rc=0).stdout
         assert [line for line in listed.splitlines() if line.startswith("guard-attack")][0].split()[5] == "confirmed"
+        decisions = run("approvals", "list", *repo_args, "--kind", "anomaly", "--plan", PLAN, env=env, rc=0).stdout
+        [row] = [line for line in decisions.splitlines() if "guard-attack" in line]
+        assert row.split()[2:6] == ["anomaly", PLAN, "approved", "alice"] and row.endswith("re-encrypted on purpose")
         dry = run(
             "restore",
             "latest",

@@ -163,6 +163,18 @@ def _hitl(dag: str, run: str, task: str) -> str:
     return f"/api/v2/dags/{dag}/dagRuns/{run}/taskInstances/{task}/-1/hitlDetails"
 
 
+def _paused(stack, dag: str, run: str, task: str) -> None:
+    """Wait until the scheduler has seen the asking process end (its executor event processed).
+
+    Airflow 3.3 resumes an answered task under the same try key: an answer that arrives before the
+    scheduler has processed the first process's exit makes it see "finished, but queued" and fail
+    the resumed task. A person never answers within that second; the test, through the API, can.
+    """
+    log = stack.procs.procs["scheduler"].log
+    line = f"TaskInstance Finished: dag_id={dag}, task_id={task}, run_id={run},"
+    wait_until(lambda: line in log.read_text(errors="replace"), timeout=120, what=f"the scheduler to see {task} ask")
+
+
 def _answer(client, dag: str, run: str, task: str, option: str, comment: str) -> None:
     client.request(
         "PATCH", _hitl(dag, run, task), json={"chosen_options": [option], "params_input": {"comment": comment}}
@@ -189,6 +201,7 @@ def test_cutover_waits_for_an_allowed_approver(airflow, env, source, target, san
     # 1. a cutover asks first: the pre-sync ran with the source up, nothing is stopped yet
     run = admin.trigger(MIGRATE, {"mode": "cutover"})["dag_run_id"]
     admin.wait_task(MIGRATE, run, "approve_cutover", {"awaiting_input"}, timeout=600)
+    _paused(airflow, MIGRATE, run, "approve_cutover")
     states = {t: ti["state"] for t, ti in admin.task_instances(MIGRATE, run).items()}
     assert states["presync_commit"] == "success" and states.get("stop_source") in (None, "none", "scheduled"), states
     assert _workloads(source, env.ns) == before
@@ -236,10 +249,11 @@ def test_cutover_waits_for_an_allowed_approver(airflow, env, source, target, san
     (pv_dir(_kube(source), env.ns, "data") / "page.html").write_text("v2\n")
     run2 = admin.trigger(MIGRATE, {"mode": "cutover"})["dag_run_id"]
     admin.wait_task(MIGRATE, run2, "approve_cutover", {"awaiting_input"}, timeout=600)
+    _paused(airflow, MIGRATE, run2, "approve_cutover")
     assert _workloads(source, env.ns)["replicas"] == 2
     _answer(alice, MIGRATE, run2, "approve_cutover", "Approve", "change CHG-42")
     done = admin.wait_run(MIGRATE, run2, timeout=900)
-    assert done["state"] == "success", admin.task_instances(MIGRATE, run2)
+    assert done["state"] == "success", {t: ti["state"] for t, ti in admin.task_instances(MIGRATE, run2).items()}
     assert source.apps.read_namespaced_deployment("web", env.ns).spec.replicas == 0
     assert target.apps.read_namespaced_deployment("web", env.tns).spec.replicas == 2
     assert (pv_dir(_kube(target), env.tns, "data") / "page.html").read_text() == "v2\n"
@@ -263,6 +277,7 @@ def test_an_overwriting_restore_waits_for_approval(airflow, env, source, sandbox
 
     run = admin.trigger(RESTORE)["dag_run_id"]
     admin.wait_task(RESTORE, run, "approve", {"awaiting_input"}, timeout=300)
+    _paused(airflow, RESTORE, run, "approve")
     body = admin.get(_hitl(RESTORE, run, "approve"))["body"]
     assert "`update`" in body and "overwritten" in body and "ConfigMap 1" in body, body
     assert source.core.read_namespaced_config_map("settings", env.ns).data == {"colour": "red"}  # nothing yet

@@ -11,7 +11,7 @@ import argparse
 import logging
 import sys
 
-from ys1000.cli import airflow_setup, backup_restore as backup_restore_cmd
+from ys1000.cli import airflow_setup, approvals as approvals_cmd, backup_restore as backup_restore_cmd
 from ys1000.cli import collect_logs as collect_logs_cmd, self_backup as self_backup_cmd
 from ys1000.cli import connection_check as connection_check_cmd, drill as drill_cmd
 from ys1000.cli.common import UsageError
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     backup_restore_cmd.register(sub)
     drill_cmd.register(sub)
+    approvals_cmd.register(sub)
     airflow_setup.register(sub)
     connection_check_cmd.register(sub)
     self_backup_cmd.register(sub)  # self-restore, self-backups
