@@ -3,6 +3,7 @@ allowed. Pydantic's errors are translated into that shape here, in one place."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Mapping
@@ -24,8 +25,9 @@ class ConfigIssue:
 
     @property
     def field(self) -> str:
-        """The dotted field path (``policy.schedule.at``; list items by index)."""
-        return ".".join(str(p) for p in self.loc)
+        """The dotted field path (``policy.schedule.at``; list items by index). A key with a
+        control character or line break is quoted, so that one problem stays one line."""
+        return ".".join(str(p) if str(p).isprintable() else repr(str(p)) for p in self.loc)
 
     def __str__(self) -> str:
         parts = [self.file]
@@ -71,7 +73,9 @@ def show_value(value: Any) -> str | None:
     if isinstance(value, (str, int, float, bool)):
         text = repr(str(value)) if isinstance(value, str) else repr(value)
         return text if len(text) <= 80 else text[:77] + "...'"
-    if isinstance(value, (list, dict, tuple)):
+    if isinstance(value, (dt.date, dt.time)):  # YAML reads a plain 2024-01-01 as a date
+        return repr(str(value))
+    if isinstance(value, (list, dict, tuple, set, frozenset)):
         text = repr(value)
         return text if len(text) <= 80 else None
     return None

@@ -151,8 +151,12 @@ def read_yaml(path: Path, config_dir: Path) -> _Doc:
         line = mark.line + 1 if mark else None
         what = " ".join(x for x in (exc.context, exc.problem) if x)
         raise ConfigError.single(display, f"invalid YAML: {what}", line=line, path=path) from None
+    except yaml.reader.ReaderError as exc:  # a control character: one line naming it and its line
+        what = f"unacceptable character #x{exc.character:04x}: " if isinstance(exc.character, int) else ""
+        line = text.count("\n", 0, exc.position) + 1
+        raise ConfigError.single(display, f"invalid YAML: {what}{exc.reason}", line=line, path=path) from None
     except yaml.YAMLError as exc:
-        raise ConfigError.single(display, f"invalid YAML: {exc}", path=path) from None
+        raise ConfigError.single(display, f"invalid YAML: {' '.join(str(exc).split())}", path=path) from None
     docs = [d for d in docs if d is not None]
     if len(docs) > 1:
         raise ConfigError.single(display, "holds several YAML documents ('---'); expected one", path=path)

@@ -174,8 +174,11 @@ def parse_duration(value: Any) -> dt.timedelta:
         td = value
     elif isinstance(value, str) and _DURATION.match(value.strip()):
         td = dt.timedelta(**{_UNIT[u]: 0 for u in _UNIT})
-        for num, unit in _DURATION_PART.findall(value.strip()):
-            td += dt.timedelta(**{_UNIT[unit]: int(num)})
+        try:
+            for num, unit in _DURATION_PART.findall(value.strip()):
+                td += dt.timedelta(**{_UNIT[unit]: int(num)})
+        except OverflowError:  # beyond timedelta's range (999999999 days): not a traceback
+            raise invalid("is too long a duration; at most 999999999d") from None
     else:
         raise invalid(
             "is not a duration; expected a number and a unit, e.g. '30m', '12h', '7d', '2w' "
@@ -212,7 +215,7 @@ def check_timezone(value: Any) -> str:
         try:
             ZoneInfo(value)
             return value
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: 'America' (a directory), a long name
             pass
     hint = ""
     if isinstance(value, str):
