@@ -8,7 +8,11 @@ triggerer; LocalExecutor), answered through the REST API by real users of the si
   (target up, source at 0) and the decision — who, when, the comment — is in the repository;
   the browser shows the request with its summary (screenshots in test-artifacts/approvals);
 - a restore plan with ``existing_resource_policy: update`` into a namespace that is not empty waits
-  for approval before writing anything, then restores.
+  for approval before writing anything, then restores;
+- a backup plan with ``approval: required``: after a third of its ConfigMaps are deleted the backup
+  is suspicious and its ``review`` task asks; rejecting keeps the mark and pauses the plan's DAG
+  (through the ``airflow_api`` connection); once resumed, the next (still suspicious) backup is
+  confirmed by alice: the mark is cleared and ``latest`` is that backup.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ pytestmark = pytest.mark.slow
 MIGRATE = "ys1000_migrate__move"
 RESTORE = "ys1000_restore__put-back"
 BACKUP = "ys1000_backup__keep"
+WATCHED = "ys1000_backup__watched"
 USERS = "admin:admin,alice:admin,mallory:admin"  # alice may answer; mallory (an admin too) may not
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "approvals"
 
@@ -111,6 +116,24 @@ def env(sandbox, sandbox_s3, source, tmp_path_factory):
         policy: {{scope: resources, method: filecopy, schedule: {{type: on_demand}}, retention: 7d}}
         """,
     )
+    wns = f"{ns}-w"  # thirty ConfigMaps under a plan that asks for a review of suspicious backups
+    source.core.create_namespace({"metadata": {"name": wns, "labels": {"ys1000.io/test": "true"}}})
+    for i in range(30):
+        source.core.create_namespaced_config_map(wns, {"metadata": {"name": f"cm-{i:02d}"}, "data": {"v": str(i)}})
+    write_plan(
+        cdir,
+        "watched.yaml",
+        f"""
+        kind: BackupPlan
+        name: watched
+        cluster: source
+        repository: sandbox-s3
+        namespaces: {{names: [{wns}]}}
+        policy: {{scope: resources, method: filecopy, schedule: {{type: on_demand}}, retention: 7d}}
+        approval: required
+        approvers: [alice]
+        """,
+    )
     write_plan(
         cdir,
         "put-back.yaml",
@@ -131,8 +154,9 @@ def env(sandbox, sandbox_s3, source, tmp_path_factory):
         "YS1000_CONFIG_DIR": str(cdir),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": USERS,
     }
-    yield SimpleNamespace(config_dir=cdir, bucket=bucket, ns=ns, tns=f"{ns}-moved", env=env, base=base)
+    yield SimpleNamespace(config_dir=cdir, bucket=bucket, ns=ns, tns=f"{ns}-moved", wns=wns, env=env, base=base)
     source.core.delete_namespace(ns)
+    source.core.delete_namespace(wns)
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +167,7 @@ def airflow(env):
     stack.start(on_migrated=create_pools)
     try:
         client = stack.client()
-        for dag in (MIGRATE, RESTORE, BACKUP):
+        for dag in (MIGRATE, RESTORE, BACKUP, WATCHED):
             client.wait_for_dag(dag)
         assert client.import_errors() == []
         yield stack
@@ -289,3 +313,53 @@ def test_an_overwriting_restore_waits_for_approval(airflow, env, source, sandbox
     [rec] = repo.approvals(kind="restore")
     assert (rec["decision"], rec["by"], rec["comment"]) == ("approved", "alice", "roll the settings back")
     assert rec["summary"]["existing_resource_policy"] == "update"
+
+
+def test_a_rejected_suspicious_backup_pauses_the_plan(airflow, env, source, sandbox_s3):
+    from ys1000.config.specs import resolve_backup
+
+    admin, alice = airflow.client(), _as(airflow, "alice")
+    # the review pauses the DAG through the REST API, as the user of the `airflow_api` connection
+    admin.request(
+        "POST",
+        "/api/v2/connections",
+        json={
+            "connection_id": "ys1000_airflow_api",
+            "conn_type": "http",
+            "host": airflow.url,
+            "login": "admin",
+            "password": airflow.admin_password(),
+        },
+    )
+
+    def review_of(run: str) -> dict:
+        admin.wait_task(WATCHED, run, "review", {"awaiting_input"}, timeout=600)
+        _paused(airflow, WATCHED, run, "review")
+        return admin.get(_hitl(WATCHED, run, "review"))
+
+    first = admin.trigger(WATCHED)["dag_run_id"]
+    assert admin.wait_run(WATCHED, first, timeout=600)["state"] == "success"  # nothing to review
+    repo = open_repo(sandbox_s3, env.bucket)
+    clean = repo.list_backups("watched")[0].backup_id
+
+    for i in range(0, 30, 3):  # a third of the ConfigMaps gone
+        source.core.delete_namespaced_config_map(f"cm-{i:02d}", env.wns)
+    run = admin.trigger(WATCHED)["dag_run_id"]
+    body = review_of(run)["body"]
+    assert f"configmaps in {env.wns}: 10 of 30 gone" in body and "**suspicious**" in body, body
+    _answer(alice, WATCHED, run, "review", "Reject", "nobody deleted settings")
+    assert admin.wait_run(WATCHED, run, timeout=300)["state"] == "failed"
+    assert admin.get(f"/api/v2/dags/{WATCHED}")["is_paused"] is True
+    rejected = repo.list_backups("watched")[0]
+    assert rejected.suspicious and rejected.review["decision"] == "rejected" and rejected.review["by"] == "alice"
+    assert resolve_backup(repo, "latest", "watched") == clean
+
+    # resumed (trigger unpauses): compared with the last trusted backup, the loss is still there
+    run = admin.trigger(WATCHED)["dag_run_id"]
+    assert f"configmaps in {env.wns}: 10 of 30 gone" in review_of(run)["body"]
+    _answer(alice, WATCHED, run, "review", "Approve", "settings moved to a Secret")
+    assert admin.wait_run(WATCHED, run, timeout=300)["state"] == "success"
+    confirmed = repo.list_backups("watched")[0]
+    assert not confirmed.suspicious and confirmed.anomaly["suspicious"] and confirmed.review["decision"] == "approved"
+    assert resolve_backup(repo, "latest", "watched") == confirmed.backup_id
+    assert [r["decision"] for r in repo.approvals(kind="anomaly")] == ["approved", "rejected"]

@@ -16,9 +16,10 @@ The profile, kept small because it goes into the manifest and the catalog entry:
   added: ≈ 1 for random or encrypted data, far less for text). restic repositories of format v2
   (what ``restic init`` creates since 0.14) compress; the ratio includes restic's own directory
   metadata, which compresses, so tiny changes (under ``MIN_NEW_BYTES``) are not judged.
-- objects: the previous backup's restorable objects (by group-resource, namespace, name from the
-  index) not in this one, in all and per kind and namespace (``"configmaps in shop"``) for kinds
-  with at least ``min_objects``; objects a controller re-creates under new names (pods of a
+- objects: the restorable objects (by group-resource, namespace, name from the index) of the
+  newest trusted earlier backup (not suspicious, or confirmed by a human) not in this one, in all
+  and per kind and namespace (``"configmaps in shop"``) for kinds with at least
+  ``min_objects``; objects a controller re-creates under new names (pods of a
   ReplicaSet, EndpointSlices …) are not restorable and not compared.
 
 Rules (thresholds in ``BackupPlan.anomaly``, ``ys1000.config.plans.AnomalyGuard``): a PVC is
@@ -275,16 +276,21 @@ def assess(
         for key, p in (((older.anomaly or {}).get("profile") or {}).get("pvcs") or {}).items():
             if p.get("files") is not None:
                 previous_files.setdefault(key, int(p["files"]))
+    # objects are compared with the newest *trusted* backup (not suspicious, or confirmed by a
+    # human): after a rejected suspicious backup, the next ones still show the loss until the
+    # objects are back or someone confirms the change
+    base = next((e for e in earlier if not e.suspicious), prev)
+    base_manifest = prev_manifest if base is prev else repo.manifest(base.backup_id)
     before: list[ObjectKey] | None = None
     now: set[ObjectKey] | None = None
-    if prev_manifest.selection == pending.selection and prev_manifest.scope == pending.scope:
+    if base_manifest.selection == pending.selection and base_manifest.scope == pending.scope:
         # a changed selection (kinds, namespaces of the plan) would show objects as gone
         now = {object_key(e) for e in repo.read_index(backup_id, pending=True) if e.restore}
-        before = [object_key(e) for e in repo.read_index(prev.backup_id) if e.restore]
+        before = [object_key(e) for e in repo.read_index(base.backup_id) if e.restore]
     profile = profile_of(
         volumes,
         previous_files,
-        previous=prev.backup_id,
+        previous=base.backup_id,
         objects_before=before,
         objects_now=now,
         min_objects=guard.min_objects,
