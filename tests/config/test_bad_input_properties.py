@@ -1053,14 +1053,16 @@ def test_a_bad_restore_run_fails_before_anything_is_touched(restore_params, data
     assert op.touched == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the generic restore's params take any string as a namespace / StorageClass mapping target "
-    "(a RestorePlan refuses them): 'Bad_NS' reaches the API server instead of failing the preflight "
-    "(ys1000/airflow/params.py, dagfactory.restore_params — outside the config package)",
-)
 def test_a_namespace_mapping_param_to_an_invalid_name_is_refused(restore_params):
     from ys1000.airflow.params import check_conf
 
-    problems = check_conf({"namespace_mapping": {"wordpress": "Bad_NS"}}, restore_params)
-    assert problems and "'Bad_NS'" in problems[0]
+    [problem] = check_conf({"namespace_mapping": {"wordpress": "Bad_NS"}}, restore_params)
+    assert problem.startswith("param 'namespace_mapping'['wordpress']:") and "'Bad_NS'" in problem
+    [problem] = check_conf({"storage_class_mapping": {"fast": "Slow SSD"}}, restore_params)
+    assert problem.startswith("param 'storage_class_mapping'['fast']:") and "'Slow SSD'" in problem
+    assert (
+        check_conf(
+            {"namespace_mapping": {"wordpress": "wp-copy"}, "storage_class_mapping": {"a": "b.c"}}, restore_params
+        )
+        == []
+    )

@@ -479,6 +479,15 @@ def restore_plan_dag(plan: "RestorePlan", config: "Config", path: Path) -> "DAG"
     return dag
 
 
+# what the API server would refuse later, refused in the trigger form and by the preflight
+NAMESPACE_NAME = {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 63}
+STORAGE_CLASS_NAME = {
+    "type": "string",
+    "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+    "maxLength": 253,
+}
+
+
 def restore_tasks(args: dict[str, Any], *, pool_slots: int | None, approval: bool = False) -> list:
     """preflight (resolves ``latest``) → approve (waits for a human only when the plan or the
     target cluster asks and the restore overwrites) → restore (up to the PVCs) → volumes (one per
@@ -557,14 +566,14 @@ def restore_params(config: "Config") -> dict[str, Any]:
         "namespace_mapping": Param(
             {},
             type="object",
-            additionalProperties={"type": "string"},
+            additionalProperties=NAMESPACE_NAME,
             title="Namespace mapping",
             description='Restore namespace OLD as NEW, e.g. {"wordpress": "wordpress-copy"}.',
         ),
         "storage_class_mapping": Param(
             {},
             type="object",
-            additionalProperties={"type": "string"},
+            additionalProperties=STORAGE_CLASS_NAME,
             title="StorageClass mapping",
             description="Provision PVCs of StorageClass OLD in NEW.",
         ),
