@@ -1,5 +1,6 @@
 """Human approval of destructive steps in real Airflow (api-server, scheduler, dag-processor,
-triggerer; LocalExecutor), answered through the REST API by real users of the simple auth manager:
+triggerer; LocalExecutor), answered through the REST API by real users of the simple auth manager
+(a viewer sees the request but can neither answer it nor trigger a restore):
 
 - a migration with ``approval: required``: a cutover run syncs with the source running, then waits
   (``awaiting_input``) with the source untouched; the request shows the workloads that will stop;
@@ -38,7 +39,8 @@ MIGRATE = "ys1000_migrate__move"
 RESTORE = "ys1000_restore__put-back"
 BACKUP = "ys1000_backup__keep"
 WATCHED = "ys1000_backup__watched"
-USERS = "admin:admin,alice:admin,mallory:admin"  # alice may answer; mallory (an admin too) may not
+# alice may answer; mallory (an admin too) may not; vera only reads
+USERS = "admin:admin,alice:admin,mallory:admin,vera:viewer"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "approvals"
 
 
@@ -253,6 +255,15 @@ def test_cutover_waits_for_an_allowed_approver(airflow, env, source, target, san
     # 2. mallory is not an approver: refused, nothing recorded
     with pytest.raises(ApiError, match="HTTP 403"):
         _answer(mallory, MIGRATE, run, "approve_cutover", "Approve", "let me")
+    assert admin.get(_hitl(MIGRATE, run, "approve_cutover"))["responded_by_user"] is None
+    # vera (viewer) sees the run and the request, but cannot answer it nor trigger a restore
+    vera = _as(airflow, "vera")
+    assert vera.get(f"/api/v2/dags/{MIGRATE}/dagRuns/{run}")["state"] == "running"
+    assert "2 replicas → 0 replicas" in vera.get(_hitl(MIGRATE, run, "approve_cutover"))["body"]
+    with pytest.raises(ApiError, match="HTTP 403"):
+        _answer(vera, MIGRATE, run, "approve_cutover", "Approve", "read-only")
+    with pytest.raises(ApiError, match="HTTP 403"):
+        vera.request("POST", f"/api/v2/dags/{RESTORE}/dagRuns", json={"logical_date": None, "conf": {}})
     assert admin.get(_hitl(MIGRATE, run, "approve_cutover"))["responded_by_user"] is None
 
     # 3. alice rejects: the run fails saying so; the source exactly as it was
