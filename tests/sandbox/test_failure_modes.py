@@ -107,8 +107,9 @@ def test_unpullable_image_err_image_pull_then_back_off(source, namespace):
     assert pod["status"]["containerStatuses"][0]["state"]["waiting"]["message"] == (
         f'Back-off pulling image "{BAD_IMAGE}": {PULL_ERROR}'
     )
-    backoff = event(kube, pod, "Normal", "BackOff")
-    assert backoff is not None and backoff["message"] == f'Back-off pulling image "{BAD_IMAGE}"'
+    # Events are posted after the status, as a kubelet does: wait for it rather than race the agent
+    backoff = wait_until(lambda: event(kube, pod, "Normal", "BackOff"), timeout=30, what="the BackOff event")
+    assert backoff["message"] == f'Back-off pulling image "{BAD_IMAGE}"'
     # after the 10 s back-off the pull is tried again: the same Event, counted
     again = wait_until(
         lambda: (e := event(kube, pod, "Warning", "Failed")) and e["count"] >= 2 and e,
@@ -202,7 +203,9 @@ def test_ordinary_pod_still_running_ready(source, namespace):
     p = wait_until(ready, timeout=60, what="the ordinary pod Running/Ready")
     [cs] = p["status"]["containerStatuses"]
     assert "running" in cs["state"] and cs["ready"] is True and cs["restartCount"] == 0
-    assert [e["reason"] for e in events_of(kube, p)] == ["Scheduled"]  # the scheduler's; nothing from the node
+    # the scheduler's (posted asynchronously, so waited for); nothing from the node
+    wait_until(lambda: events_of(kube, p), timeout=30, what="the Scheduled event")
+    assert [e["reason"] for e in events_of(kube, p)] == ["Scheduled"]
     wait_until(
         lambda: source.apps.read_namespaced_deployment_status("ok", namespace).status.available_replicas == 1,
         timeout=30,
