@@ -72,6 +72,7 @@ class BackupResult:
             "archive_bytes": m.archive.size,
             "counts": m.counts,
             "warnings": m.warnings,
+            "api_retries": m.api_retries,
         }
 
 
@@ -122,6 +123,7 @@ def capture_resources(
 ) -> BackupResult:
     """Preflight, then capture the resources into a *pending* backup (no manifest yet): the
     first step of ``ys1000.backup.pipeline``, which alone turns it into a complete backup."""
+    retries_before = kube.retries
     inventory = preflight(kube, spec)  # raises before anything is written
     discovery = Discovery.load(kube)
     cancel = cancel or threading.Event()
@@ -207,6 +209,7 @@ def capture_resources(
             },
             # the plan's anomaly guard settings: the commit step judges the backup with them
             anomaly_guard=spec.anomaly.model_dump() if spec.anomaly is not None else None,
+            api_retries=kube.retries - retries_before,
             final=False,
         )
     report({"phase": "captured", "objects_done": manifest.total})

@@ -318,6 +318,8 @@ def _backup(args) -> int:
             if data:
                 how += f", {data.get('total_files', 0)} files, {human_size(data.get('total_bytes'))}"
         text += f"\n  PVC {v['namespace']}/{v['pvc']}: {how}"
+    if m.api_retries:
+        text += f"\n  {m.api_retries} API request(s) throttled (429) and sent again"
     if m.scope == "resources" and result.inventory.pvcs:
         text += f"\n  {len(result.inventory.pvcs)} PVC(s) without data: scope 'resources'"
     for w in s["warnings"]:
@@ -398,6 +400,8 @@ def _restore(args) -> int:
         f"restore {report.restore_id} of {report.backup_id}{' (dry run)' if report.dry_run else ''}: "
         f"{report.status} " + ", ".join(f"{n} {a}" for a, n in sorted(report.counts.items()))
     ]
+    if report.api_retries:
+        lines.append(f"  {report.api_retries} API request(s) throttled or failing transiently, sent again")
     for i in report.items:
         where = f"{i.namespace}/" if i.namespace else ""
         lines.append(f"  {i.action:13} {i.kind} {where}{i.name}" + (f"  ({i.reason})" if i.reason else ""))

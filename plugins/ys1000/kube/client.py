@@ -9,7 +9,9 @@ stay the kubernetes client's.
 from __future__ import annotations
 
 import json
+import random
 import threading
+import time
 from dataclasses import dataclass
 import builtins
 from typing import Any, Iterator
@@ -17,11 +19,30 @@ from typing import Any, Iterator
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
+from urllib3.util.retry import Retry
 
 Obj = dict[str, Any]
 
 # Errors worth retrying: throttling, server-side trouble, timeouts.
 TRANSIENT_STATUS = {429, 500, 502, 503, 504}
+# A 429 (API Priority and Fairness rejected the request before running it) is always safe to
+# send again, whatever the verb: every call retries it here, with jittered exponential backoff
+# capped by the server's Retry-After, for up to THROTTLE_BUDGET seconds. Other transient errors
+# are left to the caller, who knows whether a repeat is safe (a POST may have been applied).
+THROTTLE_BUDGET = 120.0
+THROTTLE_FIRST_WAIT = 0.05
+
+
+class _Throttled(Exception):
+    def __init__(self, error: "KubeError", retry_after: float | None):
+        self.error, self.retry_after = error, retry_after
+
+
+def _retry_after(exc: ApiException) -> float | None:
+    try:
+        return float((exc.headers or {}).get("Retry-After") or "")
+    except ValueError:
+        return None
 
 
 class KubeError(Exception):
@@ -80,11 +101,17 @@ class ResourceType:
 class Kube:
     """JSON-over-REST access to one cluster; thread-safe (the ApiClient pools connections)."""
 
-    def __init__(self, api_client: client.ApiClient, name: str = ""):
+    def __init__(self, api_client: client.ApiClient, name: str = "", throttle_budget: float = THROTTLE_BUDGET):
         self.api = api_client
         self.name = name
+        self.throttle_budget = throttle_budget
+        self.retries = 0  # requests sent again after a 429 (or by a caller, see count_retry)
         # enough pooled connections for the engine's worker threads
-        api_client.rest_client.pool_manager.connection_pool_kw["maxsize"] = 32
+        pool_kw = api_client.rest_client.pool_manager.connection_pool_kw
+        pool_kw["maxsize"] = 32
+        # urllib3 would resend a throttled GET itself (429 + Retry-After), unseen and uncounted:
+        # the throttling retries are ours (below); urllib3 keeps retrying failed connections
+        pool_kw["retries"] = Retry(3, respect_retry_after_header=False)
         self._lock = threading.Lock()
         self._version: Obj | None = None
 
@@ -130,6 +157,25 @@ class Kube:
         headers = {"Accept": accept}
         if body is not None:
             headers["Content-Type"] = content_type or "application/json"
+        deadline = time.monotonic() + self.throttle_budget
+        attempt = 0
+        while True:
+            try:
+                return self._send(method, path, query, headers, body, timeout)
+            except _Throttled as exc:
+                wait = min(THROTTLE_FIRST_WAIT * 2**attempt, exc.retry_after or 5.0) * random.uniform(0.5, 1.0)
+                if time.monotonic() + wait > deadline:
+                    raise exc.error from None
+                attempt += 1
+                self.count_retry()
+                time.sleep(wait)
+
+    def count_retry(self) -> None:
+        """Count one request sent again (the restore and backup reports show the total)."""
+        with self._lock:
+            self.retries += 1
+
+    def _send(self, method: str, path: str, query: dict | None, headers: dict, body: Any, timeout: float) -> bytes:
         try:
             resp = self.api.call_api(
                 path,
@@ -142,7 +188,10 @@ class Kube:
                 _request_timeout=timeout,
             )
         except ApiException as exc:
-            raise KubeError.from_api_exception(exc, method, path) from None
+            error = KubeError.from_api_exception(exc, method, path)
+            if error.status == 429:
+                raise _Throttled(error, _retry_after(exc)) from None
+            raise error from None
         except Exception as exc:  # connection refused, TLS, timeouts: worth a retry
             raise KubeError(0, "Unreachable", str(exc), method, path) from exc
         return resp[0].data if isinstance(resp, tuple) else resp.data

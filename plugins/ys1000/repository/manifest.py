@@ -58,6 +58,7 @@ class Manifest(BaseModel):
     retain_until: datetime | None = Field(None, description="S3 Object Lock retention date")
     status: Status = "Completed"
     warnings: list[str] = Field(default_factory=list)
+    api_retries: int = Field(0, description="API requests sent again after throttling (429) while capturing")
     # the anomaly guard's verdict (ys1000.backup.anomaly), written once at commit:
     # {"suspicious": bool, "reasons": [str], "profile": {...}}; a human's later confirmation is an
     # approvals/ record (manifests are write-once), merged by Repository.list_backups

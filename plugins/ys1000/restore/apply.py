@@ -93,6 +93,8 @@ class RestoreReport:
     items: list[ItemResult] = field(default_factory=list)
     # per restored PVC: {"namespace", "pvc", "status": data | empty | existing | failed, "reason", ...}
     volumes: list[dict] = field(default_factory=list)
+    # requests the API server throttled (429) or failed transiently that were sent again
+    api_retries: int = 0
 
     @property
     def counts(self) -> dict[str, int]:
@@ -126,6 +128,7 @@ class RestoreReport:
                 for i in d.get("items") or []
             ],
             list(d.get("volumes") or []),
+            int(d.get("api_retries") or 0),
         )
 
     def to_json(self) -> dict:
@@ -138,6 +141,7 @@ class RestoreReport:
             "finished": self.finished,
             "counts": self.counts,
             "volumes": self.volumes,
+            "api_retries": self.api_retries,
             "items": [i.to_json() for i in self.items],
         }
 
@@ -219,6 +223,7 @@ class Restorer:
         - ``workloads``: the classes after PVCs, continuing the report the first part saved;
           ``volume_results`` (what the mapped tasks returned) complete its volume lines.
         """
+        retries_before = self.kube.retries
         self.spec.options.target_minor = self.kube.minor_version()
         self.spec.options.labels = {
             **self.spec.options.labels,
@@ -259,6 +264,7 @@ class Restorer:
                         [r.name for r in results if r.action in ("created", "updated", "skipped")]
                     )
         self.report.finished = _now()
+        self.report.api_retries += self.kube.retries - retries_before
         if self.spec.volume_restorer is not None and not self.spec.dry_run and part != "workloads":
             self.report.volumes = self.spec.volume_restorer.report(self.report.items, pending_ok=part == "resources")
         if part == "workloads":
@@ -361,6 +367,7 @@ class Restorer:
             except KubeError as exc:
                 if not exc.transient or attempt == RETRIES - 1:
                     raise
+                self.kube.count_retry()
                 time.sleep(min(5.0, 0.2 * 2**attempt))
 
     def _create(self, rt: ResourceType, obj: dict, kind: str, ns: str | None, name: str) -> ItemResult:
