@@ -7,15 +7,16 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 RESTIC_VERSION := v0.18.1
+TOXIPROXY_VERSION := v2.5.0
 SANDBOX_DIR ?= $(CURDIR)/.sandbox
 
 include tools/controlplane/Makefile.inc
 
 SYSTEM_STAMP := .venv/.system-packages
 
-.PHONY: setup system venv restic demo demo-ci lint test test-fast bench sandbox-up sandbox-down clean
+.PHONY: setup system venv restic toxiproxy demo demo-ci lint test test-fast bench sandbox-up sandbox-down clean
 
-setup: system venv restic controlplane
+setup: system venv restic toxiproxy controlplane
 
 # Debian packages (database servers, Redis, Chromium, GNU time): installed once per machine.
 system: $(SYSTEM_STAMP)
@@ -43,6 +44,18 @@ restic: bin/restic
 bin/restic:
 	@mkdir -p bin
 	GOBIN=$(CURDIR)/bin GOFLAGS=-buildvcs=false go install github.com/restic/restic/cmd/restic@$(RESTIC_VERSION)
+
+toxiproxy: bin/toxiproxy-server
+
+# The toxiproxy server (a TCP fault proxy: the S3 fault tests put it in front of MinIO), from the
+# Go module proxy. `go install` names the binary after its package directory (`server`), so it
+# is installed into a scratch directory and renamed.
+bin/toxiproxy-server:
+	@mkdir -p bin
+	rm -rf bin/.toxiproxy-build
+	GOBIN=$(CURDIR)/bin/.toxiproxy-build GOFLAGS=-buildvcs=false go install github.com/Shopify/toxiproxy/v2/cmd/server@$(TOXIPROXY_VERSION)
+	mv bin/.toxiproxy-build/server $@
+	rmdir bin/.toxiproxy-build
 
 demo: setup
 	$(PY) -m ys1000_dev.demo --dir $(SANDBOX_DIR)

@@ -238,9 +238,17 @@ def run_backup(
         verify(repo, spec.backup_id)
         result.manifest = commit(repo, spec.backup_id, volumes)
         result.warnings = list(result.manifest.warnings)
-    except BaseException:
+    except BaseException as exc:
         driver.cancel_all()  # e.g. Ctrl-C in the CLI: no mover may go on writing
-        repo.discard_pending(spec.backup_id)
+        try:
+            repo.discard_pending(spec.backup_id)
+        except Exception as cleanup:  # e.g. S3 still down: report the backup's own error, not this
+            note = (
+                f"the incomplete backup {spec.backup_id} could not be removed now ({cleanup}); it is never "
+                "listed or restored, and the incomplete-backup cleanup (retention) removes it later"
+            )
+            log.warning("backup %s failed: %s; %s", spec.backup_id, exc, note)
+            exc.add_note(note)
         raise
     if progress:
         progress({"phase": "committed", "objects_done": result.manifest.total, "status": result.manifest.status})

@@ -123,10 +123,11 @@ class S3Store:
         """Map a boto3/botocore exception to ``(kind, human reason)``."""
         from botocore import exceptions as bx
 
+        where = f"S3 endpoint {self.endpoint} (bucket {self.bucket!r})"
         if isinstance(exc, (bx.EndpointConnectionError, bx.ConnectTimeoutError)):
-            return "unreachable", f"endpoint {self.endpoint} is unreachable (no route or connection refused)"
-        if isinstance(exc, (bx.ConnectionClosedError, bx.ReadTimeoutError, bx.ConnectionError)):
-            return "unreachable", f"connection to endpoint {self.endpoint} failed ({type(exc).__name__})"
+            return "unreachable", f"{where} is unreachable (no route or connection refused)"
+        if isinstance(exc, (bx.HTTPClientError, bx.ConnectionError)):  # closed, reset, timed out mid-request
+            return "unreachable", f"{where} is unreachable: the connection failed ({type(exc).__name__})"
         if isinstance(exc, (bx.NoCredentialsError, bx.PartialCredentialsError)):
             return "no_credentials", "no S3 credentials configured (access key and secret key)"
         if isinstance(exc, bx.ClientError):
