@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from ys1000.backup import BackupSpec, Limits, run_backup
+from ys1000.kube import KubeError
 from ys1000.cli.common import (
     UsageError,
     add_cluster_args,
@@ -17,6 +19,7 @@ from ys1000.cli.common import (
     emit,
     kube_from,
     parse_mapping,
+    permission_denied,
     repo_config,
     repo_from,
 )
@@ -121,10 +124,28 @@ def register(sub) -> None:
     sh.add_argument("--show-secrets", action="store_true", help="do not mask Secret data")
     sh.set_defaults(func=_show)
 
-    v = sub.add_parser("verify", help="check a backup's checksums, decryption and documents")
+    v = sub.add_parser(
+        "verify",
+        help="check a backup's checksums, decryption and documents (with --data: its volume data too)",
+        epilog="exit codes: 0 verified, 1 the backup's resources fail a check (or a check could not run), "
+        "2 bad usage, 3 volume data damaged: the restic repositories holding the backup's PVC data have "
+        "damaged or missing pack files (each affected backup and PVC is named; restoring those PVCs fails)",
+    )
     add_repo_args(v)
     add_output_arg(v)
     v.add_argument("backup")
+    data = v.add_mutually_exclusive_group()
+    data.add_argument(
+        "--data",
+        action="store_true",
+        help="also read all volume data back (restic check --read-data on the restic repositories "
+        "holding the backup's PVC snapshots) and name every backup and PVC a damaged pack affects",
+    )
+    data.add_argument(
+        "--data-subset",
+        metavar="N%|n/t",
+        help="like --data, reading a subset of the pack files (restic --read-data-subset), e.g. 10%% or 1/5",
+    )
     v.set_defaults(func=_verify)
 
     rp = sub.add_parser("repo", help="repository commands")
@@ -270,6 +291,23 @@ class _Progress:
             sys.stderr.flush()
 
 
+def _explain_forbidden(command):
+    """A request the cluster refuses (403) ends the command with the API server's message and a
+    pointer to the roles, instead of a client error dump (``-v`` still shows the traceback)."""
+
+    @functools.wraps(command)
+    def run(args) -> int:
+        try:
+            return command(args)
+        except KubeError as exc:
+            if exc.status != 403:
+                raise
+            raise permission_denied(exc) from exc
+
+    return run
+
+
+@_explain_forbidden
 def _backup(args) -> int:
     from ys1000.volumes.steps import Driver
 
@@ -364,6 +402,7 @@ def _resolve_backup(repo, backup: str, plan: str | None, allow_suspicious: bool 
     return resolved.backup_id
 
 
+@_explain_forbidden
 def _restore(args) -> int:
     _cluster_settings(args)
     repo = repo_from(args)
@@ -505,14 +544,86 @@ def _show(args) -> int:
 
 
 def _verify(args) -> int:
-    result = repo_from(args).verify(args.backup)
-    emit(
-        args,
-        {"backup_id": result.backup_id, "objects": result.objects, "ok": result.ok, "checks": result.checks},
+    if args.data_subset:
+        from ys1000.volumes.verify import check_subset
+
+        try:
+            check_subset(args.data_subset)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    repo = repo_from(args)
+    result = repo.verify(args.backup)
+    data = {"backup_id": result.backup_id, "objects": result.objects, "ok": result.ok, "checks": result.checks}
+    text = (
         f"backup {result.backup_id}: OK ({result.objects} objects, archive {result.archive_size} bytes; "
-        f"checksums, decryption and documents verified)",
+        f"checksums, decryption and documents verified)"
     )
-    return EXIT_OK if result.ok else EXIT_FAILED
+    if not (args.data or args.data_subset):
+        emit(args, data, text)
+        return EXIT_OK if result.ok else EXIT_FAILED
+    from ys1000.volumes.verify import verify_volume_data
+
+    vr = verify_volume_data(repo, args.backup, subset=args.data_subset)
+    data["data"] = vr.to_json()
+    data["ok"] = result.ok and vr.ok
+    emit(args, data, text + "\n" + _data_text(vr))
+    if not result.ok:
+        return EXIT_FAILED
+    return EXIT_OK if vr.ok else EXIT_PARTIAL
+
+
+def _data_text(vr) -> str:
+    """``verify --data``: one line per PVC of the backup, then every damaged backup/PVC by name."""
+    read = "all data read" if vr.read == "all" else f"subset {vr.read} of the pack files read"
+    checked = [v for v in vr.volumes if v["status"] != "not-checked"]
+    if not vr.repositories:
+        lines = [f"volume data: nothing in restic to read ({len(vr.volumes)} PVC(s))"]
+    else:
+        state = "OK" if vr.ok else "DAMAGED"
+        lines = [
+            f"volume data: {state} ({len(checked)} PVC(s) in {len(vr.repositories)} restic repository(ies); {read})"
+        ]
+    for v in vr.volumes:
+        key = f"{v['namespace']}/{v['pvc']}"
+        sid = (v.get("snapshot_id") or "")[:8]
+        if v["status"] == "ok":
+            lines.append(f"  PVC {key}: ok (restic snapshot {sid})")
+        elif v["status"] == "damaged":
+            lines.append(
+                f"  PVC {key}: DAMAGED (restic snapshot {sid} needs damaged pack(s) "
+                f"{', '.join(p[:12] for p in v['packs'])}; files: {', '.join(v['files'][:5])})"
+            )
+        else:
+            lines.append(f"  PVC {key}: {v['status']} ({v.get('reason', '')})")
+    for d in vr.damaged:
+        packs = ", ".join(p[:12] for p in d.packs)
+        if d.backup_id is None:
+            lines.append(
+                f"  damaged: restic snapshot {d.snapshot_id[:8]} in {d.repository} (pack(s) {packs}) "
+                "belongs to no committed backup"
+            )
+        else:
+            lines.append(
+                f"  damaged: backup {d.backup_id} PVC {d.namespace}/{d.pvc} "
+                f"(restic snapshot {d.snapshot_id[:8]}, pack(s) {packs}): restoring this PVC fails"
+            )
+    for r in vr.repositories:
+        if r.unreferenced:
+            lines.append(
+                f"  restic repository {r.repository}: damaged pack(s) {', '.join(p[:12] for p in r.unreferenced)} "
+                "referenced by no snapshot (no backup needs them; a prune removes them)"
+            )
+        if r.unattributed:
+            lines.append(
+                f"  restic repository {r.repository}: errors not tied to a known pack, so the PVCs "
+                f"they affect cannot be named: {'; '.join(e.splitlines()[0] for e in r.errors[:3])}"
+            )
+    if not vr.ok:
+        lines.append(
+            "  the damaged PVCs' data cannot be restored from these snapshots; the other PVCs restore; "
+            "see `restic repair packs` / `repair snapshots` in restic's troubleshooting guide"
+        )
+    return "\n".join(lines)
 
 
 def _repo_init(args) -> int:

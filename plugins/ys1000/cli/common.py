@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
-from ys1000.kube import Kube
+from ys1000.kube import Kube, KubeError
 from ys1000.repository import Repository, RepositoryConfig, open_repository
 
 KEY_ENV = "YS1000_REPO_KEY"
@@ -16,6 +16,20 @@ KEY_ENV = "YS1000_REPO_KEY"
 
 class UsageError(Exception):
     """Bad flags or inputs: exit code 2 with the message, no traceback."""
+
+
+class PermissionDenied(Exception):
+    """The cluster refused a request (API 403): exit code 1 with one line, no traceback."""
+
+
+def permission_denied(exc: KubeError) -> PermissionDenied:
+    """The API server's own words (they name the user, the verb, the resource and the namespace),
+    the request, and where the roles the product needs are."""
+    why = exc.message or exc.reason or "Forbidden"
+    return PermissionDenied(
+        f"permission denied: {why} ({exc.method} {exc.path}); the kubeconfig's identity needs the "
+        "roles in deploy/rbac/ (see the README's permissions section)"
+    )
 
 
 def add_cluster_args(p, required: bool = True) -> None:
