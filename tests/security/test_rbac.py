@@ -420,11 +420,6 @@ def test_backup_without_create_on_jobs_names_verb_resource_and_namespace(backup_
     assert "FAILED: " in line and forbidden(ident.user, "create", "jobs", ns, "batch") in line, line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: ys1000.kube.jobs.start creates the mover's Secret (restic repository "
-    "credentials) before the Job and does not delete it when the Job is refused",
-)
 def test_a_refused_mover_leaves_no_credentials_behind(backup_without_create_jobs, world, application):
     ident, out = backup_without_create_jobs
     assert out.returncode == 3, out.stdout + out.stderr

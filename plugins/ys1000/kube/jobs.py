@@ -111,7 +111,17 @@ def start(kube: Kube, run: JobRun, *, reattach: bool = True) -> bool:
         _create_or_replace(kube, SECRETS, run.secret, run.namespace)
     if run.config_map is not None:
         _create_or_replace(kube, CONFIGMAPS, run.config_map, run.namespace)
-    kube.create(JOBS, run.job, run.namespace)
+    try:
+        kube.create(JOBS, run.job, run.namespace)
+    except KubeError:
+        # the Secret holds repository credentials: never leave it behind for a Job that is not there
+        for rt, obj in ((SECRETS, run.secret), (CONFIGMAPS, run.config_map)):
+            if obj is not None:
+                try:
+                    kube.delete(rt, obj["metadata"]["name"], run.namespace)
+                except KubeError as exc:
+                    log.warning("could not delete %s %s/%s: %s", rt.kind, run.namespace, obj["metadata"]["name"], exc)
+        raise
     return True
 
 
