@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -148,3 +149,108 @@ def snapshots(env: dict[str, str], tags: list[str] | None = None) -> Iterator[di
     if out.returncode != 0:
         raise ResticError(f"restic snapshots failed: {out.stderr.strip()[-1500:]}")
     yield from json.loads(out.stdout or "[]")
+
+
+# -- checking a repository's data (``ys1000 verify --data``; engine side, see ys1000.volumes.verify)
+
+PACK_IN_ERROR = re.compile(r"\bpack ([0-9a-f]{64})\b")
+
+
+@dataclass
+class CheckResult:
+    """What ``restic check`` found: damaged (or missing) pack files and the errors it printed."""
+
+    ok: bool
+    damaged_packs: list[str]
+    errors: list[str]  # restic's error lines (its repair advice left out)
+
+
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [binary(), "--json", *args], env={**os.environ, **env}, capture_output=True, text=True, stdin=subprocess.DEVNULL
+    )
+
+
+def _json_lines(text: str) -> list[dict]:
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+    return out
+
+
+def _fatal(what: str, proc: subprocess.CompletedProcess) -> ResticError:
+    msgs = _json_lines(proc.stdout) + _json_lines(proc.stderr)
+    fatal = " ".join(m.get("message", "") for m in msgs if m.get("message_type") == "exit_error").strip()
+    plain = "\n".join(ln for ln in proc.stderr.splitlines() if not ln.lstrip().startswith("{")).strip()
+    return ResticError(f"restic {what} failed (exit {proc.returncode}): {(fatal or plain)[-1500:]}")
+
+
+def check(env: dict[str, str], read_data: str | None = None) -> CheckResult:
+    """``restic check``: the structure always; with ``read_data`` "all" every pack file is
+    downloaded and every blob decrypted and hashed, otherwise the subset restic's
+    ``--read-data-subset`` takes ("n/t", "x%" or a size such as "500M").
+
+    Damage is a result, not an exception; a check that could not run (no repository, locked by a
+    running backup or prune, wrong password, unreachable) raises ``ResticError``.
+    """
+    args = ["check"]
+    if read_data == "all":
+        args.append("--read-data")
+    elif read_data:
+        args.append(f"--read-data-subset={read_data}")
+    proc = _run(args, env)
+    out, err = _json_lines(proc.stdout), _json_lines(proc.stderr)
+    summary = next((m for m in reversed(out + err) if m.get("message_type") == "summary"), None)
+    if proc.returncode == 0:
+        return CheckResult(True, [], [])
+    if summary is None or not summary.get("num_errors"):
+        raise _fatal("check", proc)
+    packs = list(summary.get("broken_packs") or [])
+    errors = []
+    for m in err + out:
+        if m.get("message_type") != "error":
+            continue
+        text = (m.get("message") or "").strip()
+        # restic's advice (troubleshooting guide, "restic repair …") names no new damage
+        if not text or "restic repair" in text or "troubleshooting" in text or "can be caused by" in text:
+            continue
+        errors.append(text)
+        packs += PACK_IN_ERROR.findall(text)  # e.g. "pack <id>: does not exist" (not in broken_packs)
+    return CheckResult(False, sorted(set(packs)), errors)
+
+
+def pack_blobs(env: dict[str, str], packs: set[str]) -> dict[str, list[tuple[str, str]]]:
+    """pack id → its blobs as ``(type, blob id)``, from the repository's index (not from the pack
+    files: a damaged pack's own header may not be readable)."""
+    proc = _run(["list", "index"], env)
+    if proc.returncode != 0:
+        raise _fatal("list index", proc)
+    found: dict[str, list[tuple[str, str]]] = {}
+    for index_id in proc.stdout.split():
+        if len(found) == len(packs):
+            break
+        cat = _run(["cat", "index", index_id], env)
+        if cat.returncode != 0:
+            raise _fatal("cat index", cat)
+        for pack in json.loads(cat.stdout).get("packs") or []:
+            if pack["id"] in packs:
+                found.setdefault(pack["id"], []).extend((b["type"], b["id"]) for b in pack.get("blobs") or [])
+    return found
+
+
+def find_blobs(env: dict[str, str], ids: list[str], kind: str = "blob") -> list[dict]:
+    """``restic find --blob`` (data blobs) or ``--tree`` (tree blobs): where each is referenced,
+    ``{"snapshot", "path", "id", …}`` per match, in every snapshot of the repository."""
+    out: list[dict] = []
+    for i in range(0, len(ids), 500):  # keep command lines short
+        proc = _run(["find", f"--{kind}", *ids[i : i + 500]], env)
+        text = proc.stdout.strip()
+        if proc.returncode != 0 and not text.startswith("["):
+            raise _fatal("find", proc)
+        out += json.loads(text or "[]")
+    return out
