@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 ExistingPolicy = Literal["skip", "update", "fail"]
 Progress = Callable[[dict], None]
 RETRIES = 5
+OUTAGE_BUDGET = 120.0  # seconds an object's calls keep retrying while the API server is unreachable
 CRD_ESTABLISHED_TIMEOUT = 60  # seconds; custom resources are created only after their CRD is Established
 
 
@@ -360,15 +361,21 @@ class Restorer:
             )
 
     def _call(self, fn, *args, **kwargs):
-        """Retry throttling and server errors with backoff; anything else is the object's result."""
-        for attempt in range(RETRIES):
+        """Retry server errors (RETRIES times) and an unreachable API server (one restarting or cut
+        off for a while: until OUTAGE_BUDGET seconds have passed) with backoff; anything else is
+        the object's result. (A 429 is retried by the client itself.)"""
+        deadline = time.monotonic() + OUTAGE_BUDGET
+        attempt = 0
+        while True:
             try:
                 return fn(*args, **kwargs)
             except KubeError as exc:
-                if not exc.transient or attempt == RETRIES - 1:
+                attempt += 1
+                unreachable = exc.status == 0
+                if not exc.transient or (not unreachable and attempt >= RETRIES) or time.monotonic() >= deadline:
                     raise
                 self.kube.count_retry()
-                time.sleep(min(5.0, 0.2 * 2**attempt))
+                time.sleep(min(5.0, 0.2 * 2 ** min(attempt - 1, 5)))
 
     def _create(self, rt: ResourceType, obj: dict, kind: str, ns: str | None, name: str) -> ItemResult:
         try:
@@ -395,14 +402,19 @@ class Restorer:
             # "already allocated" by itself), so any 409/422 is checked against the live object.
             if exc.status not in (409, 422):
                 raise
-            if exc.reason != "AlreadyExists" and self._call(self.kube.get_or_none, rt.path(ns, name)) is None:
+            live = self._call(self.kube.get_or_none, rt.path(ns, name))
+            if exc.reason != "AlreadyExists" and live is None:
                 raise
+            labels = ((live or {}).get("metadata") or {}).get("labels") or {}
+            if labels.get("ys1000.io/restore") == self.spec.restore_id[:63]:
+                # created by this restore: a create whose answer was lost (connection cut) and retried
+                return ItemResult(kind, ns, name, "created")
         policy = self.spec.existing_policy
         if policy == "skip":
             return ItemResult(kind, ns, name, "skipped", "exists")
         if policy == "fail":
             return ItemResult(kind, ns, name, "failed", "exists (existing-resource policy: fail)")
-        live = self._call(self.kube.get, rt.path(ns, name))
+        live = live or self._call(self.kube.get, rt.path(ns, name))
         merged = _for_update(obj, live)
         self._call(self.kube.replace, rt, merged, ns)
         return ItemResult(kind, ns, name, "updated")
