@@ -18,6 +18,7 @@ triggerer; LocalExecutor), answered through the REST API by real users of the si
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 import uuid
@@ -89,6 +90,17 @@ def env(sandbox, sandbox_s3, source, tmp_path_factory):
     (pv_dir(kube, ns, "data") / "page.html").write_text("v1\n")
     source.apps.create_namespaced_deployment(ns, _deployment(2, "data"))
     source.core.create_namespaced_config_map(ns, {"metadata": {"name": "settings"}, "data": {"colour": "blue"}})
+    # a Secret whose value must never show up outside the cluster and the encrypted repository
+    # (the last test scans every other place the runs leave something in)
+    planted = f"planted-{uuid.uuid4().hex}"
+    source.core.create_namespaced_secret(
+        ns,
+        {
+            "metadata": {"name": "planted"},
+            "type": "Opaque",
+            "data": {"token": base64.b64encode(planted.encode()).decode()},
+        },
+    )
     write_plan(
         cdir,
         "move.yaml",
@@ -156,7 +168,9 @@ def env(sandbox, sandbox_s3, source, tmp_path_factory):
         "YS1000_CONFIG_DIR": str(cdir),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": USERS,
     }
-    yield SimpleNamespace(config_dir=cdir, bucket=bucket, ns=ns, tns=f"{ns}-moved", wns=wns, env=env, base=base)
+    yield SimpleNamespace(
+        config_dir=cdir, bucket=bucket, ns=ns, tns=f"{ns}-moved", wns=wns, env=env, base=base, planted=planted
+    )
     source.core.delete_namespace(ns)
     source.core.delete_namespace(wns)
 
@@ -374,3 +388,194 @@ def test_a_rejected_suspicious_backup_pauses_the_plan(airflow, env, source, sand
     assert not confirmed.suspicious and confirmed.anomaly["suspicious"] and confirmed.review["decision"] == "approved"
     assert resolve_backup(repo, "latest", "watched") == confirmed.backup_id
     assert [r["decision"] for r in repo.approvals(kind="anomaly")] == ["approved", "rejected"]
+
+
+# -- issue 16: secrets stay secret ----------------------------------------------------------------
+
+
+def _viewer_pages(stack, env) -> tuple[list, dict[str, int]]:
+    """What Airflow's UI and the ys1000 pages show vera (a viewer): every body, and the status of
+    every path asked for. Airflow 3's UI is a single-page app: what it renders comes from these
+    ``/api/v2`` and ``/ui`` responses."""
+    import re
+    from urllib.parse import quote
+
+    from security.secret_scan import Blob
+
+    vera = _as(stack, "vera")
+    headers = {"Authorization": f"Bearer {vera.token()}"}
+    pages, status = [], {}
+
+    def get(path: str, **params):
+        r = vera.http.get(path, params=params or None, headers=headers, follow_redirects=True)
+        status[path] = r.status_code
+        pages.append(Blob(f"{stack.url}{path}{'?' + str(r.request.url.query, 'ascii') if params else ''}", r.content))
+        return r
+
+    q = lambda v: quote(str(v), safe="")  # noqa: E731
+    dags = [d["dag_id"] for d in get("/api/v2/dags", limit=100).json()["dags"]]
+    for d in dags:
+        for path in (f"/api/v2/dags/{d}/details", f"/api/v2/dags/{d}/tasks", f"/api/v2/dagSources/{d}"):
+            get(path)
+        get(f"/ui/grid/structure/{d}")
+        get(f"/ui/grid/runs/{d}")
+    runs = get("/api/v2/dags/~/dagRuns", limit=100).json()["dag_runs"]
+    for run in runs:
+        base = f"/api/v2/dags/{q(run['dag_id'])}/dagRuns/{q(run['dag_run_id'])}"
+        get(base)
+        get(f"{base}/hitlDetails")
+        get(f"/ui/gantt/{q(run['dag_id'])}/{q(run['dag_run_id'])}")
+        for ti in get(f"{base}/taskInstances", limit=1000).json()["task_instances"]:
+            mapped = {"map_index": ti["map_index"]} if ti["map_index"] >= 0 else {}
+            for n in range(1, (ti.get("try_number") or 0) + 1):
+                get(f"{base}/taskInstances/{q(ti['task_id'])}/logs/{n}", full_content="true", **mapped)
+    entries = get("/api/v2/dags/~/dagRuns/~/taskInstances/~/xcomEntries", limit=1000).json()["xcom_entries"]
+    for e in entries:
+        get(
+            f"/api/v2/dags/{q(e['dag_id'])}/dagRuns/{q(e['run_id'])}/taskInstances/{q(e['task_id'])}"
+            f"/xcomEntries/{q(e['key'])}",
+            map_index=e["map_index"],
+        )
+    for path in (
+        "/api/v2/eventLogs",
+        "/api/v2/importErrors",
+        "/api/v2/dagWarnings",
+        "/api/v2/dagStats",
+        "/api/v2/assets",
+        "/api/v2/assets/events",
+        "/api/v2/pools",
+        "/api/v2/jobs",
+        "/api/v2/plugins",
+        "/api/v2/variables",
+        "/api/v2/config",
+        "/api/v2/connections",
+        "/ui/dags",
+        "/ui/config",
+        "/ui/dashboard/dag_stats",
+    ):
+        get(path)
+    # the ys1000 pages: job monitor and every job's details, protection, approvals, the catalog,
+    # every backup's page and the planted Secret's (masked) YAML in each backup that has it
+    jobs = get("/ys1000/api/jobs").json()["jobs"]
+    get("/ys1000/jobs")
+    for job in jobs:
+        get(f"/ys1000/jobs/{q(job['dag_id'])}/{q(job['run_id'])}")
+    for path in ("/ys1000/protection", "/ys1000/api/protection", "/ys1000/approvals", "/ys1000/api/approvals"):
+        get(path)
+    get("/ys1000/repositories")
+    catalog = get("/ys1000/repositories/sandbox-s3/backups").text
+    backup_ids = sorted(set(re.findall(r"/repositories/sandbox-s3/backups/([^/?\"'#&]+)", catalog)))
+    for bid in backup_ids:
+        get(f"/ys1000/repositories/sandbox-s3/backups/{bid}")
+        get(
+            f"/ys1000/repositories/sandbox-s3/backups/{bid}/resource",
+            gr="secrets",
+            namespace=env.ns,
+            name="planted",
+        )
+    get("/ys1000/restore")
+    return pages, status
+
+
+def test_the_planted_secret_is_nowhere_but_in_the_cluster_and_encrypted_repository(
+    airflow, env, sandbox_s3, tmp_path, monkeypatch
+):
+    """After the migrations, the restore and the backups above, plus ``ys1000 collect-logs`` and the
+    daily report: the planted Secret's value (raw or base64) is in none of the Airflow home (SQLite
+    metadata DB, task/trigger logs, every component's log), the metadata DB's columns (XComs...),
+    the repository bucket, the collect-logs archive, the report and anything vera (a viewer) is
+    shown. The scan is proven on the same run: a copy of the logs with the value written into one
+    task log, and the Secret revealed to a user who may read connections, are found."""
+    import datetime as dt
+    import shutil
+    import sqlite3
+
+    import httpx
+
+    from security.secret_scan import Blob, Bucket, Files, Sqlite, find
+    from ys1000.notify.airflow_api import AirflowApiClient
+    from ys1000.notify.report import collect_jobs, window_approvals
+    from ys1000.notify.summary import daily_summary
+
+    value = env.planted.encode()
+    home = airflow.home
+    # the support bundle, as an operator makes it (the stack's environment: its connections)
+    bundle = tmp_path / "support.tar.gz"
+    airflow.procs.run(
+        "collect-logs",
+        [str(Path(sys.executable).parent / "ys1000"), "collect-logs", "-o", str(bundle), "--since", "24h"],
+        timeout=300,
+    )
+    # the daily report of this window (what the ys1000_report task sends), built in-process
+    for k, v in env.env.items():
+        monkeypatch.setenv(k, v)
+    api = AirflowApiClient(
+        httpx.Client(base_url=airflow.url, timeout=30), username="admin", password=airflow.admin_password()
+    )
+    until = dt.datetime.now(dt.timezone.utc)
+    since = until - dt.timedelta(hours=24)
+    jobs = collect_jobs(api, since, until)
+    report = daily_summary(jobs, since=since, until=until, approvals=window_approvals(env.config_dir, since, until))
+    assert any(j.dag_id == MIGRATE for j in jobs) and report.text
+
+    pages, status = _viewer_pages(airflow, env)
+
+    # the places hold what they should (so an empty scan means something)
+    db = home / "airflow.db"
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
+        assert c.execute("SELECT count(*) FROM xcom").fetchone()[0] > 10
+    task_logs = list((home / "logs").glob(f"dag_id={MIGRATE}/**/*.log"))
+    assert task_logs and (home / "process-logs" / "triggerer.log").is_file()
+    bucket = Bucket(sandbox_s3.client(), env.bucket)
+    assert len(bucket.keys()) > 20
+    import tarfile
+
+    with tarfile.open(bundle) as tar:
+        members = tar.getnames()
+    assert any(m.startswith(f"airflow/tasks/dag_id={MIGRATE}/") for m in members), members[:20]
+    ok = {p for p, s in status.items() if s == 200}
+    assert "/api/v2/dags" in ok and "/api/v2/dags/~/dagRuns" in ok and "/ys1000/api/jobs" in ok
+    assert sum("/logs/" in p for p in ok) > 20 and sum("/xcomEntries/" in p for p in ok) > 10
+    assert sum(p.startswith("/ys1000/jobs/") for p in ok) >= 5
+    secret_pages = [p for p in ok if p.endswith("/resource")]
+    assert secret_pages, status  # the Secret is in backups vera may read: shown masked
+    assert status["/api/v2/connections"] == 403
+
+    found = find(
+        value,
+        [
+            Files(env.base),  # Airflow home: airflow.db, logs/ (tasks, triggers), process-logs/; config
+            Sqlite(db),
+            bucket,
+            Files(bundle),
+            Blob("daily report", f"{report.subject}\n{report.text}".encode()),
+            *pages,
+        ],
+    )
+    assert found == []
+
+    # the scan is proven on this run's own material: a copy of the logs, one task log with the value
+    copy = tmp_path / "logs-copy"
+    shutil.copytree(home / "logs", copy)
+    leaked = copy / task_logs[0].relative_to(home / "logs")
+    with open(leaked, "a") as f:
+        f.write(json.dumps({"event": f"connecting with token {env.planted}", "level": "info"}) + "\n")
+    assert find(value, [Files(copy)]) == [str(leaked)]
+    # ... and the Secret's page revealed to a user who may read connections (admin) holds it
+    bid = secret_pages[0].split("/backups/")[1].split("/")[0]
+    admin = airflow.client()
+    r = admin.http.get(
+        f"/ys1000/repositories/sandbox-s3/backups/{bid}/resource",
+        params={"gr": "secrets", "namespace": env.ns, "name": "planted", "reveal": "1"},
+        headers={"Authorization": f"Bearer {admin.token()}"},
+    )
+    assert r.status_code == 200
+    assert find(value, [Blob(str(r.url), r.content)]) == [str(r.url)]
+    # vera may not reveal it
+    vera = _as(airflow, "vera")
+    r = vera.http.get(
+        f"/ys1000/repositories/sandbox-s3/backups/{bid}/resource",
+        params={"gr": "secrets", "namespace": env.ns, "name": "planted", "reveal": "1"},
+        headers={"Authorization": f"Bearer {vera.token()}"},
+    )
+    assert r.status_code == 403 and value not in r.content
