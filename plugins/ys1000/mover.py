@@ -106,13 +106,17 @@ def backup(args) -> dict:
         cmd += ["--parent", args.parent]
     # back up "." from inside the volume, so snapshot paths do not depend on the mount point
     try:
-        messages = restic.run_json(cmd, env, _progress_printer(), cwd=args.source)
+        messages = restic.run_json(
+            cmd, env, _progress_printer(), cwd=args.source, backend_retry_seconds=args.backend_retry_seconds
+        )
     except restic.ResticError as exc:
         if not restic.missing_repository(str(exc)):
             raise
         # the engine creates a repository before its movers run; a mover started on its own does it here
         restic.ensure_repository(env)
-        messages = restic.run_json(cmd, env, _progress_printer(), cwd=args.source)
+        messages = restic.run_json(
+            cmd, env, _progress_printer(), cwd=args.source, backend_retry_seconds=args.backend_retry_seconds
+        )
     s = restic.summary_of(messages)
     return {
         "snapshot_id": s["snapshot_id"],
@@ -136,7 +140,7 @@ def restore(args) -> dict:
         # restic hashes every restored file's blobs again and compares them with the snapshot's
         # (content addresses recorded at backup time); a mismatch fails the restore
         cmd.append("--verify")
-    messages = restic.run_json(cmd, env, _progress_printer())
+    messages = restic.run_json(cmd, env, _progress_printer(), backend_retry_seconds=args.backend_retry_seconds)
     s: dict[str, Any] = next((m for m in reversed(messages) if m.get("message_type") == "summary"), {})
     return {
         "snapshot_id": args.snapshot,
@@ -188,6 +192,12 @@ def main(argv: list[str] | None = None) -> int:
     for sp in (b, r):
         sp.add_argument("--limit-upload", type=int, help="KiB/s")
         sp.add_argument("--limit-download", type=int, help="KiB/s")
+        sp.add_argument(
+            "--backend-retry-seconds",
+            type=int,
+            default=restic.BACKEND_RETRY_SECONDS,
+            help="give up when S3 keeps failing this long with no progress (restic alone: 15 min)",
+        )
     f = sub.add_parser("forget")
     f.add_argument("snapshot", nargs="+")
     f.add_argument("--prune", action="store_true")

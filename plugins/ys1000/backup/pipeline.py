@@ -222,6 +222,7 @@ def run_backup(
     result = capture(kube, repo, spec, progress=progress, cancel=cancel)
     volume_opts = volume_opts or VolumeOptions()
     driver = driver or Driver(kube, volume_opts.max_concurrent)
+    volumes: list[dict] | None = None
     try:
         if cancel is not None and cancel.is_set():
             raise InterruptedError(f"backup {spec.backup_id} cancelled")
@@ -240,6 +241,8 @@ def run_backup(
         result.warnings = list(result.manifest.warnings)
     except BaseException as exc:
         driver.cancel_all()  # e.g. Ctrl-C in the CLI: no mover may go on writing
+        for failure in volume_failures(volumes):  # the PVCs that had already failed, e.g. S3 down for their movers
+            exc.add_note(f"PVC {failure}")
         try:
             repo.discard_pending(spec.backup_id)
         except Exception as cleanup:  # e.g. S3 still down: report the backup's own error, not this

@@ -44,6 +44,8 @@ class VolumeOptions:
     run_id: str = "manual"
     cluster_name: str = "cluster"
     snapshot_timeout: float = 600
+    # a mover whose S3 keeps failing this long with no progress stops and fails its PVC
+    backend_retry_seconds: int = restic.BACKEND_RETRY_SECONDS
 
     def method_for(self, key: str) -> Method:
         return self.per_pvc.get(key, self.method)
@@ -55,6 +57,8 @@ def mover_env(target: restic.ResticTarget) -> dict[str, str]:
 
 def _limit_args(opts: VolumeOptions) -> list[str]:
     out = []
+    if opts.backend_retry_seconds != restic.BACKEND_RETRY_SECONDS:
+        out += ["--backend-retry-seconds", str(opts.backend_retry_seconds)]
     if opts.limit_upload_kib:
         out += ["--limit-upload", str(opts.limit_upload_kib)]
     if opts.limit_download_kib:

@@ -14,6 +14,8 @@ import os
 import re
 import shutil
 import subprocess
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
@@ -76,19 +78,57 @@ def binary() -> str:
     return found
 
 
+# restic retries a failing backend for 15 minutes before it gives up (restic 0.18); a mover gives
+# it this long instead, then fails naming the backend, so a PVC is reported in bounded time
+BACKEND_RETRY_SECONDS = 300
+_RETRYING = re.compile(r"returned error, retrying after")
+
+
 def run_json(
-    args: list[str], env: dict[str, str], on_message: Callable[[dict], None] | None = None, cwd: str | None = None
+    args: list[str],
+    env: dict[str, str],
+    on_message: Callable[[dict], None] | None = None,
+    cwd: str | None = None,
+    backend_retry_seconds: float | None = BACKEND_RETRY_SECONDS,
 ) -> list[dict]:
     """Run ``restic --json ARGS``; feed each JSON message to ``on_message``; return them all.
 
     Non-JSON output (restic prints some plain lines even with --json) is kept for the error text.
+    When restic keeps retrying its backend (S3 unreachable) for ``backend_retry_seconds`` with no
+    progress in between, it is stopped and the error names the repository and the last failure.
     """
     cmd = [binary(), "--json", *args]
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **env}, cwd=cwd
     )
     messages: list[dict] = []
+    stderr: list[str] = []
+    retrying: dict[str, float | str] = {}  # "since": first failure of the current streak, "error"
+    gave_up = threading.Event()
+
+    def read_stderr() -> None:  # read as it comes: minutes of retry warnings would fill the pipe
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            stderr.append(line)
+            if _RETRYING.search(line):
+                retrying.setdefault("since", time.monotonic())
+                retrying["error"] = line.strip()
+
+    def watchdog() -> None:
+        while proc.poll() is None:
+            since = retrying.get("since")
+            if backend_retry_seconds is not None and isinstance(since, float):
+                if time.monotonic() - since > backend_retry_seconds:
+                    gave_up.set()
+                    proc.terminate()
+                    return
+            time.sleep(0.5)
+
+    reader = threading.Thread(target=read_stderr, name="restic-stderr", daemon=True)
+    reader.start()
+    threading.Thread(target=watchdog, name="restic-watchdog", daemon=True).start()
     assert proc.stdout is not None
+    done = -1
     try:
         for line in proc.stdout:
             line = line.strip()
@@ -98,6 +138,10 @@ def run_json(
                 msg = json.loads(line)
             except ValueError:
                 continue
+            progress = msg.get("bytes_done", msg.get("bytes_restored", -1))
+            if progress > done:  # progress: the backend answers again
+                done = progress
+                retrying.pop("since", None)
             messages.append(msg)
             if on_message:
                 on_message(msg)
@@ -110,10 +154,17 @@ def run_json(
         except subprocess.TimeoutExpired:
             proc.kill()
         raise
-    err = proc.stderr.read() if proc.stderr else ""
     if proc.wait() != 0:
+        reader.join(timeout=5)
+        if gave_up.is_set():
+            where = env.get("RESTIC_REPOSITORY", "the repository")
+            raise ResticError(
+                f"restic {args[0]} gave up: the backend of {where} kept failing for "
+                f"{backend_retry_seconds:.0f} s with no progress (S3 unreachable?); last: {retrying.get('error')}"
+            )
         # with --json, restic reports a fatal error as an exit_error message on stdout
         fatal = " ".join(m.get("message", "") for m in messages if m.get("message_type") == "exit_error")
+        err = "".join(stderr)
         detail = "\n".join(t for t in (fatal.strip(), err.strip()) if t)
         raise ResticError(f"restic {args[0]} failed (exit {proc.returncode}): {detail[-1500:]}")
     return messages
