@@ -14,9 +14,9 @@ include tools/controlplane/Makefile.inc
 
 SYSTEM_STAMP := .venv/.system-packages
 
-.PHONY: setup system venv restic toxiproxy demo demo-ci lint test test-fast bench sandbox-up sandbox-down clean
+.PHONY: setup system venv restic toxiproxy minio demo demo-ci lint test test-fast bench sandbox-up sandbox-down clean
 
-setup: system venv restic toxiproxy controlplane
+setup: system venv restic toxiproxy minio controlplane
 
 # Debian packages (database servers, Redis, Chromium, GNU time): installed once per machine.
 system: $(SYSTEM_STAMP)
@@ -44,6 +44,15 @@ restic: bin/restic
 bin/restic:
 	@mkdir -p bin
 	GOBIN=$(CURDIR)/bin GOFLAGS=-buildvcs=false go install github.com/restic/restic/cmd/restic@$(RESTIC_VERSION)
+
+minio: bin/minio
+
+# The MinIO server (the S3 the sandbox, the tests, the demo and the benchmarks use; the same
+# server docker-compose.yaml runs), from the Go module proxy: about 5 min of CPU cold, once.
+MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
+bin/minio:
+	@mkdir -p bin
+	GOBIN=$(CURDIR)/bin GOFLAGS=-buildvcs=false go install github.com/minio/minio@$(MINIO_VERSION)
 
 toxiproxy: bin/toxiproxy-server
 

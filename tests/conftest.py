@@ -21,7 +21,7 @@ os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "dags"))
 
 import pytest  # noqa: E402
 
-from ys1000_dev.sandbox.s3 import S3Endpoint, bootstrap, start_moto  # noqa: E402
+from ys1000_dev.sandbox.s3 import S3Endpoint, bootstrap, start_s3  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -31,8 +31,8 @@ def session_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def s3(session_dir: Path):
-    """S3 on loopback (moto, credentials enforced) with one default bucket."""
-    proc, url = start_moto(session_dir / "s3-tests.log")
+    """S3 on loopback (MinIO, credentials enforced) with one default bucket."""
+    proc, url = start_s3(session_dir / "s3-tests.log", session_dir / "s3-tests-data")
     try:
         yield bootstrap(url)
     finally:

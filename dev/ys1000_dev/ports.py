@@ -25,7 +25,7 @@ log = logging.getLogger("ys1000_dev.ports")
 T = TypeVar("T")
 
 ATTEMPTS = 5
-_IN_USE = re.compile(rb"address already in use|EADDRINUSE|errno 98\b", re.IGNORECASE)
+_IN_USE = re.compile(rb"address already in use|port is already in use|EADDRINUSE|errno 98\b", re.IGNORECASE)
 
 
 class PortInUse(OSError):

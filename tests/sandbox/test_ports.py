@@ -154,18 +154,18 @@ def test_a_server_that_fails_otherwise_is_not_retried(tmp_path):
 
 
 @pytest.mark.parametrize("listen", [True, False], ids=["another-server-listens", "port-only-bound"])
-def test_moto_moves_to_another_port(tmp_path, first_free_port_taken, listen):
-    from ys1000_dev.sandbox.s3 import start_moto
+def test_s3_moves_to_another_port(tmp_path, first_free_port_taken, listen):
+    from ys1000_dev.sandbox.s3 import start_s3
 
     taken = first_free_port_taken(listen)
-    proc, url = start_moto(tmp_path / "s3.log")
+    proc, url = start_s3(tmp_path / "s3.log", tmp_path / "s3-data")
     try:
         port = int(url.rsplit(":", 1)[1])
         assert taken and port != taken[0]
         assert _listener_is(port, proc.pid)
-        urllib.request.urlopen(f"{url}/moto-api/", timeout=5).read()
-        if not listen:  # moto itself hit the taken port and said so
-            assert "address already in use" in (tmp_path / "s3.log").read_text().lower()
+        urllib.request.urlopen(f"{url}/minio/health/live", timeout=5).read()
+        if not listen:  # MinIO itself hit the taken port and said so
+            assert "port is already in use" in (tmp_path / "s3.log").read_text().lower()
     finally:
         proc.terminate()
         proc.wait(timeout=10)

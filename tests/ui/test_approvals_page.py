@@ -1,7 +1,7 @@
 """The Approvals page, and the decisions on the pages of the backup, restore and run they concern.
 
 Decisions are stored with ``Repository.save_approval`` (the call ``ys1000.airflow.approval``
-makes) into a real repository on the test S3 endpoint (moto), reached by the pages through the
+makes) into a real repository on the test S3 endpoint (MinIO), reached by the pages through the
 Airflow connection ``ys1000_s3`` like in production; the other configured repository (``local``)
 cannot be opened. (The shipped repository names are kept: the DAGs of every UI test module share
 the metadata DB, and their params list the repositories.) The repository holds a backup of plan ``ap-shop`` (its anomaly review was rejected, with a

@@ -1,17 +1,17 @@
-"""S3 on loopback for the sandbox: a moto server with real credential checks.
+"""S3 on loopback for the sandbox: a MinIO server — the object store users run, and the one in
+``docker-compose.yaml`` — built from the Go module proxy by ``make setup`` (``bin/minio``), like
+restic and the control plane.
 
-moto stands in for S3 because no real object store runs here without containers; it is a
-full S3 protocol server (boto3 and restic both talk to it), not a mock of our own code.
-Authentication is switched on after bootstrap: an IAM user with an access key is created, then
-moto's auth counter is reset to 0 so every later request must be signed with that key (a wrong
-secret gets ``SignatureDoesNotMatch``, an unknown key ``InvalidAccessKeyId``) — the same errors a
-real endpoint gives, which the repository's connection test must tell apart.
+MinIO enforces its credentials from the first request (a wrong secret gets
+``SignatureDoesNotMatch``, an unknown key ``InvalidAccessKeyId``), supports Object Lock on
+buckets created with it, and serves restic's S3 backend; one single-drive server per sandbox.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -25,9 +25,6 @@ from ys1000_dev.ports import start_on_port
 
 REGION = "us-east-1"
 DEFAULT_BUCKET = "ys1000-backups"
-_ADMIN_POLICY = json.dumps(
-    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
-)
 
 
 @dataclass(frozen=True)
@@ -88,55 +85,63 @@ class S3Endpoint:
         return asdict(self)
 
 
-def start_moto(log_path: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
-    """Start ``moto.server`` on loopback (``port``, else a free one; another free one if that is
-    taken before moto binds it); return the process and its URL once it answers."""
+ACCESS_KEY = "ys1000-sandbox"
+SECRET_KEY = "ys1000-sandbox-secret"  # a throwaway loopback server's root password
+
+
+def binary() -> Path:
+    """``minio`` on PATH, else ``bin/minio`` of the checkout (``make minio`` builds it)."""
+    found = shutil.which("minio")
+    if found:
+        return Path(found)
+    built = Path(__file__).resolve().parents[3] / "bin" / "minio"
+    if not built.is_file():
+        raise FileNotFoundError(f"MinIO server not found on PATH nor at {built}; run `make minio`")
+    return built
+
+
+def start_s3(log_path: Path, data_dir: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """Start MinIO on loopback (``port``, else a free one; another free one if that is taken
+    before MinIO binds it), storing into ``data_dir``; return the process and its URL once live."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "MINIO_ROOT_USER": ACCESS_KEY,
+        "MINIO_ROOT_PASSWORD": SECRET_KEY,
+        "MINIO_BROWSER": "off",  # no console (and no second port)
+        "MINIO_UPDATE": "off",
+        "MINIO_REGION": REGION,
+    }
 
     def launch(p: int) -> subprocess.Popen:
         with open(log_path, "ab") as log:
             return subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(p)],
+                [str(binary()), "server", "--quiet", "--address", f"127.0.0.1:{p}", str(data_dir)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                env=env,
             )
 
-    proc, port = start_on_port(launch, log_path, "moto server", port=port, timeout=30)
+    proc, port = start_on_port(launch, log_path, "MinIO server", port=port, timeout=60)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"moto server exited with {proc.returncode}; see {log_path}")
+            raise RuntimeError(f"MinIO exited with {proc.returncode}; see {log_path}")
         try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).read()
+            urllib.request.urlopen(f"{url}/minio/health/ready", timeout=1).read()
             return proc, url
         except OSError:
             time.sleep(0.2)
     proc.kill()
-    raise RuntimeError(f"moto server did not answer on {url} within 30 s; see {log_path}")
+    raise RuntimeError(f"MinIO did not become ready on {url} within 60 s; see {log_path}")
 
 
 def bootstrap(url: str, bucket: str = DEFAULT_BUCKET) -> S3Endpoint:
-    """Create the IAM user, its key and the default bucket, then enforce authentication."""
-    anon = dict(
-        endpoint_url=url,
-        region_name=REGION,
-        aws_access_key_id="bootstrap",
-        aws_secret_access_key="bootstrap",
-    )
-    iam = boto3.client("iam", **anon)
-    iam.create_user(UserName="ys1000")
-    iam.put_user_policy(UserName="ys1000", PolicyName="all", PolicyDocument=_ADMIN_POLICY)
-    key = iam.create_access_key(UserName="ys1000")["AccessKey"]
-    endpoint = S3Endpoint(url, key["AccessKeyId"], key["SecretAccessKey"], REGION, bucket)
-    boto3.client("s3", **anon).create_bucket(Bucket=bucket)
-    req = urllib.request.Request(
-        f"{url}/moto-api/reset-auth",
-        data=b"0",
-        method="POST",
-        headers={"Content-Type": "text/plain"},  # a form type would hide the body from moto
-    )
-    urllib.request.urlopen(req, timeout=5).read()
+    """The endpoint with its credentials, and the default bucket."""
+    endpoint = S3Endpoint(url, ACCESS_KEY, SECRET_KEY, REGION, bucket)
+    endpoint.new_bucket(bucket)
     return endpoint
 
 
@@ -144,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     """``python -m ys1000_dev.sandbox.s3 DIR``: run S3 in the foreground (for debugging)."""
     target = Path((argv or sys.argv[1:] or ["."])[0])
     target.mkdir(parents=True, exist_ok=True)
-    proc, url = start_moto(target / "s3.log")
+    proc, url = start_s3(target / "s3.log", target / "s3-data")
     endpoint = bootstrap(url)
     endpoint.write_env_file(target / "s3.env")
     print(json.dumps({k: v for k, v in endpoint.to_json().items() if k != "secret_key"}))

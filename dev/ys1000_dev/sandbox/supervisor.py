@@ -1,6 +1,6 @@
 """The sandbox supervisor: one background process that owns a whole sandbox.
 
-``ys1000-dev sandbox up --dir DIR`` starts this module detached; it starts S3 (moto) and one
+``ys1000-dev sandbox up --dir DIR`` starts this module detached; it starts S3 (MinIO) and one
 ``ys1000-controlplane`` per cluster, installs the storage pieces, runs the node agents and the
 local driver as threads, and writes ``DIR/sandbox.json`` once every cluster has a Ready node and
 a working controller-manager. SIGTERM (``sandbox down``) stops everything it started. If a child
@@ -145,8 +145,8 @@ class Supervisor:
         signal.signal(signal.SIGINT, lambda *_: self.stop.set())
         try:
             t0 = time.monotonic()
-            moto, url = s3mod.start_moto(self.root / "s3.log")
-            self.children["s3"] = moto
+            s3proc, url = s3mod.start_s3(self.root / "s3.log", self.root / "s3-data")
+            self.children["s3"] = s3proc
             endpoint = s3mod.bootstrap(url)
             endpoint.write_env_file(self.root / "s3.env")
             planes = self.start_controlplanes()
@@ -174,7 +174,7 @@ class Supervisor:
                     "endpoint_url": endpoint.endpoint_url,
                     "bucket": endpoint.bucket,
                     "env_file": str(self.root / "s3.env"),
-                    "pid": moto.pid,
+                    "pid": s3proc.pid,
                 },
             }
             tmp = self.root / "sandbox.json.tmp"

@@ -259,7 +259,8 @@ class S3Store:
             raise
         except Exception as exc:  # noqa: BLE001
             kind, _ = self.classify(exc)
-            if kind == "access_denied" and self.object_lock_enabled():
+            worm = "WORM protected" in str(exc)  # MinIO's answer (400 InvalidRequest); AWS: 403 AccessDenied
+            if (kind == "access_denied" or worm) and self.object_lock_enabled():
                 # the store refused: most likely a retention we could not see (e.g. a default rule)
                 raise ObjectLocked(key, None) from exc
             raise self._error("delete", exc, key) from exc
