@@ -87,8 +87,8 @@ class Hogs:
     """Fill every seat of the tiny priority level for about ``hold`` seconds: each hog is a request
     of the throttled identity that holds its seat for 3 s without using the CPU (a LIST at a
     resourceVersion the server does not have yet: the watch cache waits for it, then answers 504),
-    re-sent until ``hold`` has passed. Entered once a probe of the same identity is rejected, so
-    the first request after it meets a 429 for certain; 3 s later the level frees up."""
+    re-sent until ``hold`` has passed since a probe of the same identity was rejected: the first
+    request after entering meets a 429 for certain; a few seconds later the level frees up."""
 
     def __init__(self, kube: Kube, seats: int, hold: float = 1.0):
         self.kube, self.hold = Kube(kube.api, name=kube.name, throttle_budget=0), hold
@@ -101,11 +101,13 @@ class Hogs:
 
     def _run(self) -> None:
         query = {"resourceVersion": self.future_rv, "resourceVersionMatch": "NotOlderThan", "limit": 1}
-        while time.monotonic() < self.until:
+        while True:  # at least once, however late the thread starts
             try:
                 self.kube._raw("GET", "/api/v1/configmaps", query=query)
             except KubeError:
                 pass  # 504 after 3 s, or a 429 while another hog took the seat: send it again
+            if time.monotonic() >= self.until:
+                return
 
     def _rejected(self) -> bool:
         try:
@@ -116,10 +118,11 @@ class Hogs:
 
     def __enter__(self) -> "Hogs":
         self.future_rv = self._future_rv()
-        self.until = time.monotonic() + self.hold
+        self.until = float("inf")  # the hogs hold on until the level is seen full, then ``hold`` more
         for t in self.threads:
             t.start()
         wait_until(self._rejected, timeout=30, what="the tiny priority level full (a probe rejected)")
+        self.until = time.monotonic() + self.hold
         return self
 
     def __exit__(self, *exc) -> None:

@@ -33,6 +33,10 @@ THROTTLE_BUDGET = 120.0
 THROTTLE_FIRST_WAIT = 0.05
 
 
+class _NoThrottleRetry(Retry):
+    RETRY_AFTER_STATUS_CODES = frozenset({503})
+
+
 class _Throttled(Exception):
     def __init__(self, error: "KubeError", retry_after: float | None):
         self.error, self.retry_after = error, retry_after
@@ -110,8 +114,9 @@ class Kube:
         pool_kw = api_client.rest_client.pool_manager.connection_pool_kw
         pool_kw["maxsize"] = 32
         # urllib3 would resend a throttled GET itself (429 + Retry-After), unseen and uncounted:
-        # the throttling retries are ours (below); urllib3 keeps retrying failed connections
-        pool_kw["retries"] = Retry(3, respect_retry_after_header=False)
+        # the throttling retries are ours (below); urllib3 keeps retrying failed connections and
+        # a 503 that says Retry-After
+        pool_kw["retries"] = _NoThrottleRetry(3)
         self._lock = threading.Lock()
         self._version: Obj | None = None
 

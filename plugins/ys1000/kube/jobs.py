@@ -107,22 +107,34 @@ def start(kube: Kube, run: JobRun, *, reattach: bool = True) -> bool:
             return False
         delete(kube, run.namespace, run.name)
     _wait_gone(kube, run.namespace, run.name)
-    if run.secret is not None:
-        _create_or_replace(kube, SECRETS, run.secret, run.namespace)
-    if run.config_map is not None:
-        _create_or_replace(kube, CONFIGMAPS, run.config_map, run.namespace)
     try:
+        if run.secret is not None:
+            _create_or_replace(kube, SECRETS, run.secret, run.namespace)
+        if run.config_map is not None:
+            _create_or_replace(kube, CONFIGMAPS, run.config_map, run.namespace)
         kube.create(JOBS, run.job, run.namespace)
-    except KubeError:
+    except KubeError as exc:
+        if exc.status == 0 and _job_may_exist(kube, run):
+            raise  # the Job may have been created, only the answer lost: it needs its Secret
         # the Secret holds repository credentials: never leave it behind for a Job that is not there
         for rt, obj in ((SECRETS, run.secret), (CONFIGMAPS, run.config_map)):
             if obj is not None:
                 try:
                     kube.delete(rt, obj["metadata"]["name"], run.namespace)
-                except KubeError as exc:
-                    log.warning("could not delete %s %s/%s: %s", rt.kind, run.namespace, obj["metadata"]["name"], exc)
+                except KubeError as err:
+                    if err.status != 404:
+                        log.warning(
+                            "could not delete %s %s/%s: %s", rt.kind, run.namespace, obj["metadata"]["name"], err
+                        )
         raise
     return True
+
+
+def _job_may_exist(kube: Kube, run: JobRun) -> bool:
+    try:
+        return kube.get_or_none(JOBS.path(run.namespace, run.name)) is not None
+    except KubeError:
+        return True  # cannot tell: keep the Secret (a retry's start() replaces or deletes it)
 
 
 def _create_or_replace(kube: Kube, rt: ResourceType, obj: dict, ns: str) -> None:

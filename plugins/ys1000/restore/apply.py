@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 ExistingPolicy = Literal["skip", "update", "fail"]
 Progress = Callable[[dict], None]
 RETRIES = 5
-OUTAGE_BUDGET = 120.0  # seconds an object's calls keep retrying while the API server is unreachable
+OUTAGE_BUDGET = 120.0  # seconds a restore keeps retrying while the API server is unreachable (see _call)
 CRD_ESTABLISHED_TIMEOUT = 60  # seconds; custom resources are created only after their CRD is Established
 
 
@@ -195,6 +195,7 @@ class Restorer:
         self._lock = threading.Lock()
         self._discovery: Discovery | None = None
         self._new_namespaces: set[str] = set()
+        self._unreachable_since: float | None = None  # see _call
 
     # -- reading --------------------------------------------------------------------------------
     def buckets(self) -> list[tuple[tuple[int, str], list[tuple[IndexEntry, bytes]]]]:
@@ -360,26 +361,40 @@ class Restorer:
                 f"{exc.status} {exc.reason}: {exc.message}",
             )
 
-    def _call(self, fn, *args, **kwargs):
-        """Retry server errors (RETRIES times) and an unreachable API server (one restarting or cut
-        off for a while: until OUTAGE_BUDGET seconds have passed) with backoff; anything else is
-        the object's result. (A 429 is retried by the client itself.)"""
-        deadline = time.monotonic() + OUTAGE_BUDGET
+    def _call(self, fn, *args, lost: list | None = None, **kwargs):
+        """Retry server errors (RETRIES times) and an unreachable API server with backoff; anything
+        else is the object's result. (A 429 was retried by the client already.) The API server may
+        be unreachable for OUTAGE_BUDGET seconds in all — one restarting or cut off for a while —
+        counted from the first failure any call saw since the last success, so a dead API server
+        fails the remaining objects at once instead of each waiting out its own budget. ``lost``
+        gets an entry when a try failed with the connection (its request may have been applied)."""
         attempt = 0
         while True:
             try:
-                return fn(*args, **kwargs)
+                result = fn(*args, **kwargs)
+                self._unreachable_since = None
+                return result
             except KubeError as exc:
                 attempt += 1
                 unreachable = exc.status == 0
-                if not exc.transient or (not unreachable and attempt >= RETRIES) or time.monotonic() >= deadline:
+                if unreachable:
+                    if lost is not None:
+                        lost.append(exc)
+                    with self._lock:
+                        if self._unreachable_since is None:
+                            self._unreachable_since = time.monotonic()
+                        since = self._unreachable_since
+                    if time.monotonic() - since >= OUTAGE_BUDGET:
+                        raise
+                elif not exc.transient or exc.status == 429 or attempt >= RETRIES:
                     raise
                 self.kube.count_retry()
                 time.sleep(min(5.0, 0.2 * 2 ** min(attempt - 1, 5)))
 
     def _create(self, rt: ResourceType, obj: dict, kind: str, ns: str | None, name: str) -> ItemResult:
+        lost: list[KubeError] = []  # tries of the create whose answer the connection lost
         try:
-            self._call(self.kube.create, rt, obj, ns)
+            self._call(self.kube.create, rt, obj, ns, lost=lost)
             return ItemResult(kind, ns, name, "created")
         except KubeError as exc:
             if (
@@ -406,8 +421,9 @@ class Restorer:
             if exc.reason != "AlreadyExists" and live is None:
                 raise
             labels = ((live or {}).get("metadata") or {}).get("labels") or {}
-            if labels.get("ys1000.io/restore") == self.spec.restore_id[:63]:
-                # created by this restore: a create whose answer was lost (connection cut) and retried
+            if lost and labels.get("ys1000.io/restore") == self.spec.restore_id[:63]:
+                # this very create was applied, its answer lost with the connection, then retried;
+                # only then: an object of an earlier try (or updated by one) is not "created" now
                 return ItemResult(kind, ns, name, "created")
         policy = self.spec.existing_policy
         if policy == "skip":

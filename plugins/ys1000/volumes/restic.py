@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
@@ -81,6 +82,9 @@ def binary() -> str:
 # restic retries a failing backend for 15 minutes before it gives up (restic 0.18); a mover gives
 # it this long instead, then fails naming the backend, so a PVC is reported in bounded time
 BACKEND_RETRY_SECONDS = 300
+# a failing streak ends when restic has had no backend error for this long (its longest backoff
+# is about a minute) or its status shows progress
+STREAK_QUIET_SECONDS = 90
 _RETRYING = re.compile(r"returned error, retrying after")
 
 
@@ -89,21 +93,24 @@ def run_json(
     env: dict[str, str],
     on_message: Callable[[dict], None] | None = None,
     cwd: str | None = None,
-    backend_retry_seconds: float | None = BACKEND_RETRY_SECONDS,
+    backend_retry_seconds: float | None = None,
 ) -> list[dict]:
     """Run ``restic --json ARGS``; feed each JSON message to ``on_message``; return them all.
 
     Non-JSON output (restic prints some plain lines even with --json) is kept for the error text.
-    When restic keeps retrying its backend (S3 unreachable) for ``backend_retry_seconds`` with no
-    progress in between, it is stopped and the error names the repository and the last failure.
+    With ``backend_retry_seconds`` (the movers' backup and restore): when restic keeps retrying
+    its backend (S3 unreachable) that long with no progress in between, it is stopped and the
+    error names the repository and the last failure. (forget, prune and check show no byte
+    progress, so they keep restic's own 15 minutes.)
     """
     cmd = [binary(), "--json", *args]
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **env}, cwd=cwd
     )
     messages: list[dict] = []
-    stderr: list[str] = []
-    retrying: dict[str, float | str] = {}  # "since": first failure of the current streak, "error"
+    stderr: deque[str] = deque(maxlen=200)  # the tail is what an error shows
+    # the current failing streak: "since" its first backend error, "last" error time, "error"
+    retrying: dict[str, float | str] = {}
     gave_up = threading.Event()
 
     def read_stderr() -> None:  # read as it comes: minutes of retry warnings would fill the pipe
@@ -111,22 +118,31 @@ def run_json(
         for line in proc.stderr:
             stderr.append(line)
             if _RETRYING.search(line):
-                retrying.setdefault("since", time.monotonic())
-                retrying["error"] = line.strip()
+                now = time.monotonic()
+                last = retrying.get("last")
+                if isinstance(last, float) and now - last > STREAK_QUIET_SECONDS:
+                    retrying.pop("since", None)  # an earlier, recovered streak
+                retrying.setdefault("since", now)
+                retrying.update(last=now, error=line.strip())
 
     def watchdog() -> None:
         while proc.poll() is None:
-            since = retrying.get("since")
-            if backend_retry_seconds is not None and isinstance(since, float):
-                if time.monotonic() - since > backend_retry_seconds:
+            since, last, now = retrying.get("since"), retrying.get("last"), time.monotonic()
+            if isinstance(since, float) and isinstance(last, float) and now - last <= STREAK_QUIET_SECONDS:
+                if backend_retry_seconds is not None and now - since > backend_retry_seconds:
                     gave_up.set()
                     proc.terminate()
+                    try:
+                        proc.wait(timeout=30)
+                    except subprocess.TimeoutExpired:  # e.g. stuck removing its lock from a dead S3
+                        proc.kill()
                     return
             time.sleep(0.5)
 
     reader = threading.Thread(target=read_stderr, name="restic-stderr", daemon=True)
     reader.start()
-    threading.Thread(target=watchdog, name="restic-watchdog", daemon=True).start()
+    if backend_retry_seconds is not None:
+        threading.Thread(target=watchdog, name="restic-watchdog", daemon=True).start()
     assert proc.stdout is not None
     done = -1
     try:
