@@ -35,9 +35,15 @@ MAX_DEPTH = 3  # archives inside archives
 
 
 def needles(value: bytes) -> list[bytes]:
-    b64 = base64.b64encode(value)
-    full = b64[: (len(value) // 3) * 4]  # the quads that do not depend on what follows the value
-    return [value, full or b64]
+    """The value, and its base64 at each of the three alignments it can have inside a longer
+    base64 text: the quads that depend on the value alone, not on what precedes or follows it."""
+    out = [value]
+    for skip in (0, 1, 2):
+        rest = value[skip:]
+        quads = base64.b64encode(rest)[: (len(rest) // 3) * 4]
+        if quads:
+            out.append(quads)
+    return out
 
 
 def _contains(data: bytes, ns: list[bytes]) -> bool:

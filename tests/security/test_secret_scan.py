@@ -27,9 +27,12 @@ def value() -> bytes:
 
 
 def test_needles_are_the_value_and_its_base64(value):
-    raw, b64 = needles(value)
-    assert raw == value
+    raw, b64, *shifted = needles(value)
+    assert raw == value and len(shifted) == 2
     assert base64.b64encode(value).startswith(b64) and base64.b64encode(value + b"tail").startswith(b64)
+    for prefix in (b"a", b"ab", b"abc"):  # the value inside a longer base64'd document, any alignment
+        encoded = base64.b64encode(prefix + value + b"tail")
+        assert any(n in encoded for n in (b64, *shifted)), prefix
 
 
 def test_a_file_in_a_directory_tree(tmp_path, value):
