@@ -23,7 +23,7 @@ from ys1000.backup import BackupSpec, run_backup
 from ys1000.config.specs import resolve_backup
 from ys1000.kube import Kube
 from ys1000.kube.discovery import NAMESPACES
-from ys1000.repository import RepositoryConfig, open_repository
+from ys1000.repository import open_repository
 from ys1000.volumes import VolumeOptions
 from ys1000.volumes.retention import expire_backups
 from ys1000.waiting import wait_until
@@ -62,15 +62,7 @@ def test_mass_rewrite_and_deletes_are_suspicious_and_latest_keeps_to_the_clean_b
     source, sandbox_s3, make_namespace
 ):
     bucket = sandbox_s3.new_bucket(f"guard-{uuid.uuid4().hex[:8]}")
-    cfg = RepositoryConfig(
-        type="s3",
-        bucket=bucket,
-        prefix="g",
-        endpoint_url=sandbox_s3.endpoint_url,
-        access_key=sandbox_s3.access_key,
-        secret_key=sandbox_s3.secret_key,
-        region=sandbox_s3.region,
-    )
+    cfg = sandbox_s3.repository_config(bucket, "g")
     env = {**sandbox_s3.env(), "YS1000_REPO_KEY": "guard-key"}
     repo_args = ["--repo", f"s3://{bucket}/g"]
     repo = open_repository(cfg, "guard-key", create=True)

@@ -15,7 +15,7 @@ import pytest
 
 from ys1000.kube import Kube
 from ys1000.kube.discovery import NAMESPACES
-from ys1000.repository import RepositoryConfig, open_repository
+from ys1000.repository import open_repository
 from ys1000.waiting import wait_until
 
 from volumes.volume_helpers import plant, pv_dir, statefulset
@@ -34,15 +34,7 @@ def run(*args, env, rc=None):
 def drill_env(sandbox_s3):
     bucket = sandbox_s3.new_bucket(f"drill-{uuid.uuid4().hex[:8]}")
     env = {**sandbox_s3.env(), "YS1000_REPO_KEY": "drill-key"}
-    cfg = RepositoryConfig(
-        type="s3",
-        bucket=bucket,
-        prefix="d",
-        endpoint_url=sandbox_s3.endpoint_url,
-        access_key=sandbox_s3.access_key,
-        secret_key=sandbox_s3.secret_key,
-        region=sandbox_s3.region,
-    )
+    cfg = sandbox_s3.repository_config(bucket, "d")
     return env, ["--repo", f"s3://{bucket}/d"], cfg
 
 

@@ -5,22 +5,14 @@ from __future__ import annotations
 
 import copy
 
-from ys1000.repository import RepositoryConfig, open_repository
+from ys1000.repository import open_repository
 from ys1000.restore.transforms import PVC_BINDING_ANNOTATIONS
 
 KEY = "correct horse battery staple"
 
 
 def repo_for(s3, bucket: str, prefix: str = "t"):
-    cfg = RepositoryConfig(
-        type="s3",
-        bucket=bucket,
-        prefix=prefix,
-        endpoint_url=s3.endpoint_url,
-        access_key=s3.access_key,
-        secret_key=s3.secret_key,
-        region=s3.region,
-    )
+    cfg = s3.repository_config(bucket, prefix)
     return open_repository(cfg, KEY, create=True)
 
 

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from ys1000.repository import RepositoryConfig, open_repository
+from ys1000.repository import open_repository
 from ys1000_dev.toxiproxy import Toxiproxy
 
 KEY = "fault-matrix-key"
@@ -43,13 +43,5 @@ def s3_proxy(toxiproxy: Toxiproxy, sandbox_s3):
 def proxied_repo(sandbox_s3, s3_proxy):
     """``(repo, cfg, bucket)``: a repository in a fresh bucket, reached through ``s3_proxy``."""
     bucket = sandbox_s3.new_bucket(f"f-{uuid.uuid4().hex[:10]}")
-    cfg = RepositoryConfig(
-        type="s3",
-        bucket=bucket,
-        prefix="r",
-        endpoint_url=s3_proxy.url,
-        access_key=sandbox_s3.access_key,
-        secret_key=sandbox_s3.secret_key,
-        region=sandbox_s3.region,
-    )
+    cfg = sandbox_s3.repository_config(bucket, "r", endpoint_url=s3_proxy.url)
     return open_repository(cfg, KEY, create=True), cfg, bucket

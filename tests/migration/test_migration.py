@@ -20,7 +20,7 @@ from ys1000.migration import (
     sync,
     undo,
 )
-from ys1000.repository import RepositoryConfig, open_repository
+from ys1000.repository import open_repository
 from ys1000_dev.sandbox import sampleapp
 from ys1000.waiting import wait_until
 
@@ -64,15 +64,7 @@ def world(source, target, sandbox_s3):
             (d / f"blob-{i}.bin").write_bytes(os.urandom(1 << 20))
         (d / "index.html").write_text(f"{pvc} v1\n")
     bucket = sandbox_s3.new_bucket(f"mig-{uuid.uuid4().hex[:8]}")
-    cfg = RepositoryConfig(
-        type="s3",
-        bucket=bucket,
-        prefix="m",
-        endpoint_url=sandbox_s3.endpoint_url,
-        access_key=sandbox_s3.access_key,
-        secret_key=sandbox_s3.secret_key,
-        region=sandbox_s3.region,
-    )
+    cfg = sandbox_s3.repository_config(bucket, "m")
     repo = open_repository(cfg, "migration-key", create=True)
     spec = MigrationSpec(
         plan="wp-move",

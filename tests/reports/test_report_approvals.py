@@ -99,7 +99,7 @@ OUTSIDE = [
 
 @pytest.fixture
 def report_env(s3, tmp_path, monkeypatch):
-    from ys1000.repository import RepositoryConfig, open_repository
+    from ys1000.repository import open_repository
 
     bucket = s3.new_bucket(f"rep-{uuid.uuid4().hex[:12]}")
     config = tmp_path / "config"
@@ -130,15 +130,7 @@ def report_env(s3, tmp_path, monkeypatch):
         ),
     )
     repo = open_repository(
-        RepositoryConfig(
-            type="s3",
-            bucket=bucket,
-            prefix="report",
-            endpoint_url=s3.endpoint_url,
-            access_key=s3.access_key,
-            secret_key=s3.secret_key,
-            region=s3.region,
-        ),
+        s3.repository_config(bucket, "report"),
         KEY,
         create=True,
     )

@@ -61,17 +61,9 @@ def record(kind: str, about: str, decision: str, by: str | None, at: datetime, *
 
 
 def s3_repo(s3, bucket: str):
-    from ys1000.repository import RepositoryConfig, open_repository
+    from ys1000.repository import open_repository
 
-    cfg = RepositoryConfig(
-        type="s3",
-        bucket=bucket,
-        prefix="ui-approvals",
-        endpoint_url=s3.endpoint_url,
-        access_key=s3.access_key,
-        secret_key=s3.secret_key,
-        region=s3.region,
-    )
+    cfg = s3.repository_config(bucket, "ui-approvals")
     return open_repository(cfg, REPO_KEY, create=True)
 
 

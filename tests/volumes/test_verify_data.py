@@ -22,7 +22,7 @@ import pytest
 from ys1000.cli import main
 from ys1000.kube import Kube
 from ys1000.kube.discovery import NAMESPACES
-from ys1000.repository import RepositoryConfig, open_repository
+from ys1000.repository import open_repository
 from ys1000.volumes import restic
 
 from volume_helpers import bound_pvc, pv_dir, tree_digest
@@ -59,15 +59,7 @@ def fill(root: Path, seed: int, mib: int) -> None:
 @pytest.fixture
 def repo_env(sandbox_s3, monkeypatch):
     bucket = sandbox_s3.new_bucket(f"vdata-{uuid.uuid4().hex[:8]}")
-    cfg = RepositoryConfig(
-        type="s3",
-        bucket=bucket,
-        prefix="r",
-        endpoint_url=sandbox_s3.endpoint_url,
-        access_key=sandbox_s3.access_key,
-        secret_key=sandbox_s3.secret_key,
-        region=sandbox_s3.region,
-    )
+    cfg = sandbox_s3.repository_config(bucket, "r")
     env = {**sandbox_s3.env(), "YS1000_REPO_KEY": KEY}
     for name, value in env.items():  # for the in-process verify
         monkeypatch.setenv(name, value)

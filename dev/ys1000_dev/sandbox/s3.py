@@ -18,8 +18,12 @@ import time
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import boto3
+
+if TYPE_CHECKING:
+    from ys1000.repository import RepositoryConfig
 
 from ys1000_dev.ports import start_on_port
 
@@ -46,6 +50,21 @@ class S3Endpoint:
         )
         kw.update(overrides)
         return boto3.client("s3", **kw)
+
+    def repository_config(self, bucket: str, prefix: str, *, endpoint_url: str | None = None) -> "RepositoryConfig":
+        """A backup repository in ``bucket``/``prefix`` of this endpoint (or reached through
+        ``endpoint_url``, e.g. a fault proxy in front of it)."""
+        from ys1000.repository import RepositoryConfig
+
+        return RepositoryConfig(
+            type="s3",
+            bucket=bucket,
+            prefix=prefix,
+            endpoint_url=endpoint_url or self.endpoint_url,
+            access_key=self.access_key,
+            secret_key=self.secret_key,
+            region=self.region,
+        )
 
     def new_bucket(self, name: str, *, object_lock: bool = False) -> str:
         """Create a bucket (optionally with Object Lock enabled) and return its name."""
