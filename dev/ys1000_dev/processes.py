@@ -7,7 +7,12 @@ dag-processor, triggerer — as separate ``airflow`` processes for one ``AIRFLOW
 - ``AirflowStack.celery(home, postgres, redis)``: CeleryExecutor, the metadata DB in PostgreSQL,
   Redis as the broker, plus one ``airflow celery worker`` — the production shape of
   ``docker-compose.yaml``, with ``PostgresServer`` / ``RedisServer`` started from the Debian
-  packages on loopback in a temporary directory.
+  packages on loopback in a temporary directory;
+- ``AirflowStack.kubernetes(home, kubeconfig=..., namespace=...)``: KubernetesExecutor + SQLite,
+  one worker pod per task in that cluster and namespace (``deploy/helm``'s shape); the pod
+  template is written into ``home``: label ``ys1000.io/executable=true`` (the sandbox's node
+  agent runs the pod as a local process), ``command: ["/usr/bin/env"]`` (the executor sets only
+  ``args``), and in ``env`` everything a worker needs (it gets nothing else).
 
 Every process gets its own process group (``start_new_session``) and a marker variable
 (``YS1000_STACK_ID``) in its environment. ``stop()`` sends SIGTERM to each group, waits, then
@@ -480,6 +485,12 @@ class AirflowStack:
     dags_folder: Path | None = None
     parallelism: int = 8
     worker_hostname: str = "ys1000-celery-worker"
+    # KubernetesExecutor (``kubernetes()``): where worker pods go; with ``worker_secret``
+    # connections and Variables come from that Secret (``envFrom``), as in deploy/helm, instead
+    # of the pod template
+    kube_config: Path | None = None
+    kube_namespace: str = "airflow"
+    worker_secret: str | None = None
     # start-ups with fresh ports when one is taken before its server binds it (1: ``port`` or fail)
     port_attempts: int = ATTEMPTS
 
@@ -507,6 +518,63 @@ class AirflowStack:
         stack.extra = [PostgresServer(stack.procs), RedisServer(stack.procs)]
         stack._wire_services()
         return stack
+
+    @classmethod
+    def kubernetes(
+        cls,
+        home: str | Path,
+        env: dict[str, str] | None = None,
+        *,
+        kubeconfig: str | Path,
+        namespace: str = "airflow",
+        worker_secret: str | None = None,
+        **kw: Any,
+    ) -> "AirflowStack":
+        """KubernetesExecutor + SQLite: every task runs in its own pod, created through the API
+        server of ``kubeconfig`` in ``namespace`` (which must exist)."""
+        return cls(
+            Path(home),
+            dict(env or {}),
+            executor="KubernetesExecutor",
+            kube_config=Path(kubeconfig),
+            kube_namespace=namespace,
+            worker_secret=worker_secret,
+            **kw,
+        )
+
+    @property
+    def pod_template_file(self) -> Path:
+        return self.home / "pod_template.json"
+
+    def _write_pod_template(self) -> None:
+        """The KubernetesExecutor's pod template (JSON is YAML): the stack's settings in ``env``
+        (not the API's signing secrets: a worker gets its task's token from the executor), the
+        stack marker (``stop`` ends workers still running)."""
+        secret_keys = ("AIRFLOW__API__SECRET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET")
+        from_secret = ("AIRFLOW_CONN_", "AIRFLOW_VAR_") if self.worker_secret else ()
+        env = {
+            k: v
+            for k, v in self.procs.env.items()
+            if k.startswith(("AIRFLOW", "YS1000_", "PATH"))
+            and k not in secret_keys
+            and not (from_secret and k.startswith(from_secret))
+        }
+        container: dict[str, Any] = {
+            "name": "base",
+            "image": "ys1000/airflow:0.1.0",
+            "command": ["/usr/bin/env"],
+            "env": [{"name": k, "value": v} for k, v in sorted(env.items())],
+        }
+        if self.worker_secret:
+            container["envFrom"] = [{"secretRef": {"name": self.worker_secret}}]
+        template = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "ys1000-worker", "labels": {"ys1000.io/executable": "true"}},
+            "spec": {"restartPolicy": "Never", "containers": [container]},
+        }
+        self.pod_template_file.write_text(json.dumps(template, indent=2))
+        self.pod_template_file.chmod(0o600)
 
     def _wire_services(self) -> None:
         """Point the settings at the PostgreSQL and Redis of ``extra`` (again once they are started:
@@ -579,6 +647,13 @@ class AirflowStack:
                 "AIRFLOW__CELERY__RESULT_BACKEND": self.celery_backend or "",
                 "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
             }
+        if self.executor == "KubernetesExecutor":
+            env |= {
+                "AIRFLOW__KUBERNETES_EXECUTOR__CONFIG_FILE": str(self.kube_config),
+                "AIRFLOW__KUBERNETES_EXECUTOR__IN_CLUSTER": "False",
+                "AIRFLOW__KUBERNETES_EXECUTOR__NAMESPACE": self.kube_namespace,
+                "AIRFLOW__KUBERNETES_EXECUTOR__POD_TEMPLATE_FILE": str(self.pod_template_file),
+            }
         return env | self.env
 
     def write_env_file(self, path: str | Path | None = None) -> Path:
@@ -641,6 +716,8 @@ class AirflowStack:
             self.port = port
             self.worker_log_port, self.trigger_log_port = free_port(), free_port()
         self._refresh_env()
+        if self.executor == "KubernetesExecutor":
+            self._write_pod_template()
         names = [*COMPONENTS, *(["celery-worker"] if self.executor == "CeleryExecutor" else [])]
         offsets = {
             n: (self.procs.logs / f"{n}.log").stat().st_size if (self.procs.logs / f"{n}.log").exists() else 0
