@@ -11,9 +11,9 @@ from pathlib import Path
 
 from ys1000_dev.sandbox import supervisor
 
-from benchmarks import dagparse, resources, volumes
+from benchmarks import dagparse, resources, scale, volumes
 
-BENCHMARKS = {"dagparse": dagparse.run, "resources": resources.run, "volumes": volumes.run}
+BENCHMARKS = {"dagparse": dagparse.run, "resources": resources.run, "volumes": volumes.run, "scale": scale.run}
 
 
 def bench_dir() -> str | None:

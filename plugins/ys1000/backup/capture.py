@@ -1,7 +1,8 @@
 """Capture a backup's Kubernetes resources into the repository.
 
-Every namespaced, listable resource type the cluster serves is listed per selected namespace,
-page by page, by a small pool of workers; pages are handed to the single writer through a
+Every namespaced, listable resource type the cluster serves is listed per selected namespace
+(or once cluster-wide, keeping the selected namespaces' objects, when they are many and most of
+the cluster's: ``CLUSTER_WIDE_MIN``), page by page, by a small pool of workers; pages are handed to the single writer through a
 bounded queue, so memory stays at a few pages however big the namespaces are. Cluster-scoped
 objects the namespaces depend on follow: their Namespace objects, the PVs bound to their PVCs,
 the StorageClasses those PVCs use, the CRDs of their custom resources, the ClusterRoleBindings
@@ -18,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from collections.abc import Set as AbstractSet
-from typing import Callable, Iterable, cast
+from typing import Callable, Iterable, Iterator, cast
 
 from ys1000.backup.ownership import not_restored_reason
 from ys1000.backup.preflight import Inventory, preflight
@@ -50,6 +51,10 @@ SKIPPED_TYPES = {("", "events"), ("events.k8s.io", "events")}
 VOLUME_KINDS = {"PersistentVolumeClaim", "PersistentVolume"}
 LIST_WORKERS = 8
 PAGE_SIZE = 500
+# From this many selected namespaces on, when they are at least half of the cluster's, each type is
+# listed once cluster-wide (paginated) and the objects of other namespaces dropped: 1,000
+# namespaces × 30 types would otherwise be 30,000 LISTs, mostly of a page with a few objects.
+CLUSTER_WIDE_MIN = 8
 
 Progress = Callable[[dict], None]
 
@@ -82,19 +87,54 @@ def _strip_noise(obj: dict) -> dict:
     return obj
 
 
+def cluster_wide(kube: Kube, namespaces: list[str]) -> frozenset[str] | None:
+    """The selected namespaces when listing cluster-wide is cheaper than listing each (see
+    ``CLUSTER_WIDE_MIN``), else None."""
+    if len(namespaces) < CLUSTER_WIDE_MIN:
+        return None
+    total = sum(1 for _ in kube.list(NAMESPACES, page_size=PAGE_SIZE))
+    return frozenset(namespaces) if 2 * len(namespaces) >= total else None
+
+
+def _objects(
+    kube: Kube,
+    rt: ResourceType,
+    ns: str | None,
+    label_selector: str | None,
+    only: AbstractSet[str] = frozenset(),
+) -> Iterator[dict]:
+    """One type's objects in namespace ``ns``, or (``ns`` None) cluster-wide keeping those of the
+    namespaces ``only``; where the cluster-wide LIST is forbidden, namespace by namespace."""
+    if ns is not None:
+        yield from kube.list(rt, ns, label_selector=label_selector, page_size=PAGE_SIZE)
+        return
+    try:
+        for obj in kube.list(rt, label_selector=label_selector, page_size=PAGE_SIZE):
+            if obj["metadata"].get("namespace") in only:
+                yield obj
+        return
+    except KubeError as exc:
+        if exc.status != 403:
+            raise
+    for one in sorted(only):  # forbidden before the first page: nothing was yielded yet
+        yield from kube.list(rt, one, label_selector=label_selector, page_size=PAGE_SIZE)
+
+
 def _list_pages(
     kube: Kube,
-    work: Iterable[tuple[ResourceType, str]],
+    work: Iterable[tuple[ResourceType, str | None]],
     label_selector: str | None,
     out: queue.Queue,
     stop: threading.Event,
+    only: AbstractSet[str] = frozenset(),
 ) -> None:
-    """Producer: list each (type, namespace) and put pages on ``out``; ``None`` marks the end."""
+    """Producer: list each (type, namespace or None: cluster-wide, of the namespaces ``only``)
+    and put pages on ``out``; ``None`` marks the end."""
 
     def one(item):
         rt, ns = item
         page: list[dict] = []
-        for obj in kube.list(rt, ns, label_selector=label_selector, page_size=PAGE_SIZE):
+        for obj in _objects(kube, rt, ns, label_selector, only):
             if stop.is_set():
                 return
             page.append(obj)
@@ -128,10 +168,12 @@ def capture_resources(
     discovery = Discovery.load(kube)
     cancel = cancel or threading.Event()
     report = progress or (lambda _: None)
+    wide = cluster_wide(kube, inventory.namespaces)
+    scopes: list[str | None] = [None] if wide is not None else list(inventory.namespaces)
     services_with_selector = {
         (s["metadata"]["namespace"], s["metadata"]["name"])
-        for ns in inventory.namespaces
-        for s in kube.list(SERVICES, ns)
+        for ns in scopes
+        for s in _objects(kube, SERVICES, ns, None, wide or frozenset())
         if (s.get("spec") or {}).get("selector")
     }
     types = [
@@ -142,7 +184,7 @@ def capture_resources(
         and kind_selected(rt.kind, rt.resource, spec)
         and (spec.scope != "volumes" or rt.kind in VOLUME_KINDS)
     ]
-    work = [(rt, ns) for rt in types for ns in inventory.namespaces]
+    work = [(rt, ns) for rt in types for ns in scopes]
     retention = timedelta(days=spec.retention_days) if spec.retention_days else None
     warnings = list(f"skipped {s}" for s in inventory.skipped)
     warnings += discovery.warnings()  # an aggregated API that is down: the backup goes on without it
@@ -155,7 +197,7 @@ def capture_resources(
     with repo.begin_backup(spec.backup_id, spec.plan, retention=retention) as writer:
         producer = threading.Thread(
             target=_list_pages,
-            args=(kube, work, spec.label_selector, pages, stop_listing),
+            args=(kube, work, spec.label_selector, pages, stop_listing, wide or frozenset()),
             name="backup-list",
             daemon=True,
         )
