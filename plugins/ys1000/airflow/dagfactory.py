@@ -91,6 +91,36 @@ class Loaded:
     errors: dict[str, str] = field(default_factory=dict)
 
 
+#: timetables by (cron expressions, time zone). Airflow's timetables are values (compared by
+#: expression and zone); building one parses the cron and writes its description (~1 ms), the
+#: largest single cost per DAG with 1,000 plans, while plans share a handful of schedules.
+_TIMETABLES: dict[tuple, Any] = {}
+
+#: failure callbacks by plan ``notify`` during one ``load`` (reports.yaml is read once per load;
+#: None outside ``load``, where each call reads it).
+_CALLBACKS: dict[str, list] | None = None
+
+
+def timetable(schedule: Any) -> Any:
+    """``ys1000.config.to_timetable(schedule)``, one instance per distinct cron and zone."""
+    from ys1000.config import to_timetable
+    from ys1000.config.schedules import cron_expressions
+
+    key = (tuple(cron_expressions(schedule)), getattr(schedule, "timezone", None))
+    if key not in _TIMETABLES:
+        _TIMETABLES[key] = to_timetable(schedule)
+    return _TIMETABLES[key]
+
+
+def _failure_callbacks(config: "Config", plan: Any = None) -> list:
+    if _CALLBACKS is None:
+        return failure_callbacks(config.config_dir, plan=plan)
+    key = repr(getattr(plan, "notify", None))
+    if key not in _CALLBACKS:
+        _CALLBACKS[key] = failure_callbacks(config.config_dir, plan=plan)
+    return list(_CALLBACKS[key])
+
+
 def _resolve_dir(config_dir: str | Path | None) -> Path:
     from ys1000.config import default_config_dir
 
@@ -100,16 +130,27 @@ def _resolve_dir(config_dir: str | Path | None) -> Path:
 def load(config_dir: str | Path | None = None, *, only_dag_id: str | None = None) -> Loaded:
     """Build the DAGs of every valid plan (only ``only_dag_id`` when given) and collect the errors
     of broken plan files. Raises ``ConfigError`` when the shared config files are invalid."""
-    from ys1000.config import BackupPlan, ConfigError, MigrationPlan, RestorePlan, load_plans
-    from ys1000.config.loader import display_path
+    from ys1000.config import load_plans
 
+    global _CALLBACKS
     cdir = _resolve_dir(config_dir).resolve()
     config, results = load_plans(cdir)
     out = Loaded(cdir)
+    _CALLBACKS = {}
+    try:
+        _build(out, config, results, cdir, only_dag_id)
+    finally:
+        _CALLBACKS = None
+    return out
+
+
+def _build(out: Loaded, config: "Config", results: dict, cdir: Path, only_dag_id: str | None) -> None:
+    from ys1000.config import BackupPlan, ConfigError, MigrationPlan, RestorePlan
+    from ys1000.config.loader import display_path
+
     for path, result in results.items():
-        shown = display_path(path, cdir)
         if isinstance(result, ConfigError):
-            out.errors[shown] = str(result)
+            out.errors[display_path(path, cdir)] = str(result)
             continue
         plan = result
         if only_dag_id and only_dag_id not in (plan.dag_id, drill_dag_id(plan)):
@@ -126,10 +167,10 @@ def load(config_dir: str | Path | None = None, *, only_dag_id: str | None = None
 
                 out.dags[plan.dag_id] = migration_dag(plan, config, path)
         except Exception as exc:  # a plan that validates but cannot become a DAG: that file only
+            shown = display_path(path, cdir)
             out.errors[shown] = f"{shown}: cannot build DAG {plan.dag_id}: {type(exc).__name__}: {exc}"
     if (not only_dag_id or only_dag_id == GENERIC_RESTORE_DAG_ID) and config.repositories and config.clusters:
         out.dags[GENERIC_RESTORE_DAG_ID] = generic_restore_dag(config)
-    return out
 
 
 def build_dags(config_dir: str | Path | None = None) -> dict[str, "DAG"]:
@@ -227,7 +268,7 @@ def plan_dag(
         default_args=_default_args(
             plan.owner,
             pool,
-            failure_callbacks(config.config_dir, plan=plan),
+            _failure_callbacks(config, plan),
             pool_slots=pool_slots_for(config, clusters[0]),
         ),
         **extra,
@@ -285,7 +326,6 @@ def backup_dag(plan: "BackupPlan", config: "Config", path: Path) -> "DAG":
         VolumeDataOperator,
     )
     from ys1000.airflow.assets import backup_assets
-    from ys1000.config import to_timetable
 
     common: dict[str, Any] = {"plan": plan.name, "config_dir": str(config.config_dir)}
     with plan_dag(
@@ -294,7 +334,7 @@ def backup_dag(plan: "BackupPlan", config: "Config", path: Path) -> "DAG":
         kind="backup",
         clusters=[plan.cluster],
         pool=pool_for(plan.cluster),
-        schedule=to_timetable(config.schedule_for(plan)),
+        schedule=timetable(config.schedule_for(plan)),
         doc=_doc_backup(plan, config, path),
         description=f"Back up {plan.cluster}",
         user_defined_macros={"ys1000_export_time": next_time_at},
@@ -352,7 +392,6 @@ def drill_dag(plan: "BackupPlan", config: "Config", path: Path) -> "DAG":
 
     from ys1000.airflow.assets import backup_assets, drill_assets
     from ys1000.airflow.operators.drill import DrillOperator
-    from ys1000.config import to_timetable
 
     assert plan.drill is not None
     cluster = plan.drill.cluster or plan.cluster
@@ -380,7 +419,7 @@ def drill_dag(plan: "BackupPlan", config: "Config", path: Path) -> "DAG":
         kind="drill",
         clusters=[cluster],
         pool=pool_for(cluster),
-        schedule=to_timetable(plan.drill.schedule) if plan.drill.schedule else AssetAny(*backup_assets(plan)),
+        schedule=timetable(plan.drill.schedule) if plan.drill.schedule else AssetAny(*backup_assets(plan)),
         doc=doc,
         description=f"Prove the backups of {plan.name} restore",
         dag_id=drill_dag_id(plan),
@@ -438,8 +477,6 @@ def _export_at(plan: "BackupPlan", config: "Config", common: dict, volumes: Any)
 
 def restore_plan_dag(plan: "RestorePlan", config: "Config", path: Path) -> "DAG":
     """``ys1000_restore__<plan>``: preflight (resolves ``latest``) → restore."""
-    from ys1000.config import to_timetable
-
     doc = "\n".join(
         [
             f"### Restore plan `{plan.name}`",
@@ -462,7 +499,7 @@ def restore_plan_dag(plan: "RestorePlan", config: "Config", path: Path) -> "DAG"
         kind="restore",
         clusters=[plan.target_cluster],
         pool=pool_for(plan.target_cluster),
-        schedule=to_timetable(config.schedule_for(plan)),
+        schedule=timetable(config.schedule_for(plan)),
         doc=doc,
         description=f"Restore into {plan.target_cluster}",
     ) as dag:
