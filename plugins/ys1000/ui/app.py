@@ -27,8 +27,8 @@ Authorization, through the same auth manager:
 
 URL shapes (prefix ``/ys1000``)::
 
-    /jobs?kind=&state=&cluster=&plan=                     job monitor (HTML)
-    /api/jobs?...                                         the same as JSON
+    /jobs?kind=&state=&cluster=&plan=&page=&per_page=     job monitor (HTML), newest first, 50 a page
+    /api/jobs?...                                         the same as JSON (``next_page``: null on the last)
     /jobs/{dag_id}/{run_id}                               job details (backup: resources; restore: report)
     /protection                                           protection dashboard: RPO/RTO per plan × namespace
     /api/protection                                       the same as JSON (``protection.py`` has the shape)
@@ -353,13 +353,35 @@ def create_app(*, backups: Backups | None = None, prefix: str = DEFAULT_PREFIX) 
         )
 
     # -- job monitor
-    def _jobs(request: Request, user, session: Session, kind: str, state: str, cluster: str, plan: str):
+    def _jobs(
+        request: Request,
+        user,
+        session: Session,
+        kind: str,
+        state: str,
+        cluster: str,
+        plan: str,
+        page: int = 1,
+        per_page: int = jobs_mod.PAGE_SIZE,
+    ):
+        """Config, one page of jobs (one query for the runs, one for their task instances, one for
+        their XComs) and whether a next page exists."""
         b = bk(request)
         cfg = config_or_none(b)
         dag_ids = jobs_mod.job_dag_ids(session, readable_dag_ids(user))
-        return cfg, jobs_mod.list_jobs(
-            session, dag_ids, cfg, kind=kind or None, state=state or None, cluster=cluster or None, plan=plan or None
+        per_page = max(1, min(per_page, jobs_mod.MAX_PAGE_SIZE))
+        jobs, more = jobs_mod.page_jobs(
+            session,
+            dag_ids,
+            cfg,
+            kind=kind or None,
+            state=state or None,
+            cluster=cluster or None,
+            plan=plan or None,
+            limit=per_page,
+            offset=(max(1, page) - 1) * per_page,
         )
+        return cfg, jobs, more
 
     @app.get("/", include_in_schema=False)
     def index(request: Request, user=Depends(current_user)) -> Response:
@@ -372,11 +394,17 @@ def create_app(*, backups: Backups | None = None, prefix: str = DEFAULT_PREFIX) 
         state: str = "",
         cluster: str = "",
         plan: str = "",
+        page: int = 1,
+        per_page: int = jobs_mod.PAGE_SIZE,
         user=Depends(current_user),
         session: Session = Depends(session_dep),
     ) -> Response:
-        cfg, jobs = _jobs(request, user, session, kind, state, cluster, plan)
+        page = max(1, page)
+        cfg, jobs, more = _jobs(request, user, session, kind, state, cluster, plan, page, per_page)
         clusters = sorted(cfg.clusters) if cfg is not None else sorted({j.cluster for j in jobs if j.cluster})
+        f = {"kind": kind, "state": state, "cluster": cluster, "plan": plan}
+        keep = {k: v for k, v in f.items() if v} | ({"per_page": per_page} if per_page != jobs_mod.PAGE_SIZE else {})
+        urls = Urls(request, request.app.state.prefix)
         return render(
             request,
             "jobs.html",
@@ -385,7 +413,10 @@ def create_app(*, backups: Backups | None = None, prefix: str = DEFAULT_PREFIX) 
             kinds=jobs_mod.KINDS,
             states=jobs_mod.RUN_STATES,
             clusters=clusters,
-            f={"kind": kind, "state": state, "cluster": cluster, "plan": plan},
+            f=f,
+            page=page,
+            prev_url=urls.jobs(**keep, **({"page": page - 1} if page > 2 else {})) if page > 1 else None,
+            next_url=urls.jobs(**keep, page=page + 1) if more else None,
             any_running=any(j.running for j in jobs),
         )
 
@@ -396,10 +427,13 @@ def create_app(*, backups: Backups | None = None, prefix: str = DEFAULT_PREFIX) 
         state: str = "",
         cluster: str = "",
         plan: str = "",
+        page: int = 1,
+        per_page: int = jobs_mod.PAGE_SIZE,
         user=Depends(current_user),
         session: Session = Depends(session_dep),
     ) -> Response:
-        _, jobs = _jobs(request, user, session, kind, state, cluster, plan)
+        page = max(1, page)
+        _, jobs, more = _jobs(request, user, session, kind, state, cluster, plan, page, per_page)
         urls = Urls(request, request.app.state.prefix)
         out = []
         for j in jobs:
@@ -435,7 +469,8 @@ def create_app(*, backups: Backups | None = None, prefix: str = DEFAULT_PREFIX) 
                     },
                 }
             )
-        return JSONResponse(json.loads(json.dumps({"jobs": out}, default=str)))
+        body = {"jobs": out, "page": page, "next_page": page + 1 if more else None}
+        return JSONResponse(json.loads(json.dumps(body, default=str)))
 
     # -- job details
     @app.get("/jobs/{dag_id}/{run_id}", response_class=HTMLResponse)

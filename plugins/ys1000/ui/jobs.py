@@ -155,6 +155,10 @@ def job_dag_ids(session: "Session", allowed: Iterable[str] | None = None) -> lis
     return sorted(ids)
 
 
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+
+
 def list_jobs(
     session: "Session",
     dag_ids: Iterable[str],
@@ -165,32 +169,90 @@ def list_jobs(
     cluster: str | None = None,
     plan: str | None = None,
     limit: int = 200,
+    offset: int = 0,
 ) -> list[Job]:
-    """The newest runs of ``dag_ids`` (filtered), newest first."""
-    from sqlalchemy import select
+    """The newest runs of ``dag_ids`` (filtered), newest first: ``limit`` of them after ``offset``."""
+    return page_jobs(
+        session, dag_ids, config, kind=kind, state=state, cluster=cluster, plan=plan, limit=limit, offset=offset
+    )[0]
+
+
+def page_jobs(
+    session: "Session",
+    dag_ids: Iterable[str],
+    config: "Config | None" = None,
+    *,
+    kind: str | None = None,
+    state: str | None = None,
+    cluster: str | None = None,
+    plan: str | None = None,
+    limit: int = PAGE_SIZE,
+    offset: int = 0,
+) -> tuple[list[Job], bool]:
+    """One page of jobs, newest first, and whether more follow.
+
+    One query reads the page's runs (``LIMIT limit + 1 OFFSET offset``: the extra row says
+    whether there is a next page; no count), one their task instances and one their XComs,
+    whatever the number of runs in the database. The filters are all in that query: a DAG's
+    kind, plan and cluster follow from its id and the config, so they become the list of DAG
+    ids; only the generic restore's cluster and plan are in each run's conf: with such a filter,
+    a light query of those runs' ids and confs picks the matching ones first.
+    """
+    from sqlalchemy import or_, select
 
     from airflow.models.dagrun import DagRun
 
-    ids = [
-        d
-        for d in dag_ids
-        if (c := classify(d)) and (not kind or c[0] == kind) and (not plan or c[1] == plan or c[1] is None)
-    ]
-    if not ids:
-        return []
-    stmt = select(DagRun).where(DagRun.dag_id.in_(ids))
+    static: list[str] = []  # DAGs whose runs match by their DAG id alone
+    by_conf: list[str] = []  # DAGs whose runs match by their conf (generic restore, with a filter)
+    for d in dag_ids:
+        c = classify(d)
+        if c is None or (kind and c[0] != kind):
+            continue
+        if c[1] is None and (cluster or plan):
+            by_conf.append(d)
+            continue
+        if plan and c[1] != plan:
+            continue
+        if cluster and not _matches(_probe(d, c, {}, config), cluster, plan):
+            continue
+        static.append(d)
+    matched: list[int] = []
+    if by_conf:
+        conf_q = select(DagRun.id, DagRun.dag_id, DagRun.conf).where(DagRun.dag_id.in_(by_conf))
+        if state:
+            conf_q = conf_q.where(DagRun._state == state)
+        for pk, dag_id, conf in session.execute(conf_q):
+            c = classify(dag_id)
+            if c is not None and _matches(_probe(dag_id, c, dict(conf or {}), config), cluster, plan):
+                matched.append(pk)
+    if not static and not matched:
+        return [], False
+    where = []
+    if static:
+        where.append(DagRun.dag_id.in_(static))
+    if matched:
+        where.append(DagRun.id.in_(matched))
+    stmt = select(DagRun).where(or_(*where))
     if state:
         stmt = stmt.where(DagRun._state == state)
-    # filters on cluster/plan of generic restores need the conf: read more, filter here
-    fetch = limit * 4 if (cluster or plan) else limit
-    stmt = stmt.order_by(DagRun.run_after.desc(), DagRun.id.desc()).limit(fetch)
+    limit = max(1, limit)
+    stmt = stmt.order_by(DagRun.run_after.desc(), DagRun.id.desc()).offset(max(0, offset)).limit(limit + 1)
     runs = list(session.scalars(stmt))
-    jobs = _jobs_for(session, runs, config)
-    if cluster:
-        jobs = [j for j in jobs if j.cluster and cluster in j.cluster.split("→")]
-    if plan:
-        jobs = [j for j in jobs if j.plan == plan]
-    return jobs[:limit]
+    more = len(runs) > limit
+    return _jobs_for(session, runs[:limit], config), more
+
+
+def _probe(dag_id: str, c: tuple[str, str | None], conf: dict[str, Any], config: "Config | None") -> Job:
+    """A job without a run: its cluster and plan as ``_describe`` finds them for ``conf``."""
+    job = Job(dag_id, "", c[0], c[1], "", "", None, None, None, conf)
+    _describe(job, config)
+    return job
+
+
+def _matches(job: Job, cluster: str | None, plan: str | None) -> bool:
+    if cluster and not (job.cluster and cluster in job.cluster.split("→")):
+        return False
+    return not plan or job.plan == plan
 
 
 def get_job(session: "Session", dag_id: str, run_id: str, config: "Config | None" = None) -> Job | None:
