@@ -107,3 +107,36 @@ def test_restore_only_selected_kinds_and_named_resources(world, target):
     assert "other" not in {c.metadata.name for c in target.core.list_namespaced_config_map(src + "-one").items}
     for n in (src + "-one", src + "-sec"):
         target.core.delete_namespace(n)
+
+
+def test_own_mover_objects_are_never_captured_and_are_named(world, source):
+    """A mover of another backup (or one left behind) in the namespace: its Job and its per-run
+    Secret (the repository's credentials) stay out of the backup — restored, that Job would start
+    a backup's mover in the target — and the warnings name each one."""
+    kube, tag, repo = world["kube"], world["tag"], world["repo"]
+    ns = f"shop-{tag}-b"
+    own = {"ys1000.io/component": "mover"}
+    source.core.create_namespaced_secret(
+        ns, {"metadata": {"name": "ys1000-mover-x", "labels": own}, "stringData": {"AWS_SECRET_ACCESS_KEY": "k"}}
+    )
+    source.batch.create_namespaced_job(
+        ns,
+        {
+            "metadata": {"name": "ys1000-mover-x", "labels": own},
+            "spec": {
+                "suspend": True,
+                "template": {
+                    "metadata": {"labels": own},
+                    "spec": {"restartPolicy": "Never", "containers": [{"name": "m", "image": "ys1000/mover:0.1.0"}]},
+                },
+            },
+        },
+    )
+    m = run_backup(kube, repo, BackupSpec(backup_id="own", plan="sel", namespaces=[ns])).manifest
+    got = _objects(repo, "own")
+    assert ("Secret", ns, "s") in got and ("ConfigMap", ns, "keep") in got  # the application's
+    assert not [o for o in got if o[2] == "ys1000-mover-x"], sorted(got)
+    assert (
+        f"skipped 2 object(s) of ys1000's own movers and hooks: Job {ns}/ys1000-mover-x (mover), "
+        f"Secret {ns}/ys1000-mover-x (mover)"
+    ) in m.warnings

@@ -48,6 +48,10 @@ BOOTSTRAP_LABEL = ("kubernetes.io/bootstrapping", "rbac-defaults")
 
 # Never backed up: history, not state (events), or virtual kinds.
 SKIPPED_TYPES = {("", "events"), ("events.k8s.io", "events")}
+# ys1000's own working objects in an application namespace (mover and hook Jobs, their pods and
+# per-run Secrets with the repository's credentials, export PVCs): never captured, or a restore
+# would start another backup's mover; each one skipped is named in the warnings
+OWN_COMPONENT_LABEL = "ys1000.io/component"
 VOLUME_KINDS = {"PersistentVolumeClaim", "PersistentVolume"}
 LIST_WORKERS = 8
 PAGE_SIZE = 500
@@ -192,6 +196,7 @@ def capture_resources(
     cluster_role_refs: set[str] = set()  # ClusterRoles the captured RoleBindings refer to
     builtin_groups = _builtin_groups(kube)
     pages: queue.Queue = queue.Queue(maxsize=16)
+    own: list[str] = []  # ys1000's own working objects met in the namespaces
 
     stop_listing = threading.Event()
     with repo.begin_backup(spec.backup_id, spec.plan, retention=retention) as writer:
@@ -213,6 +218,10 @@ def capture_resources(
                 if rt.group not in builtin_groups:
                     crd_types.add((rt.group, rt.resource))
                 for obj in page:
+                    md = obj["metadata"]
+                    if component := (md.get("labels") or {}).get(OWN_COMPONENT_LABEL):
+                        own.append(f"{rt.kind} {md.get('namespace')}/{md['name']} ({component})")
+                        continue
                     reason = not_restored_reason(obj, rt.kind, services_with_selector)
                     if rt.kind == "RoleBinding" and (obj.get("roleRef") or {}).get("kind") == "ClusterRole":
                         cluster_role_refs.add(obj["roleRef"]["name"])
@@ -234,6 +243,8 @@ def capture_resources(
                     pages.get(timeout=0.1)
                 except queue.Empty:
                     pass
+        if own:
+            warnings.append(f"skipped {len(own)} object(s) of ys1000's own movers and hooks: {', '.join(sorted(own))}")
         for rt, obj in _cluster_dependencies(kube, spec, inventory, crd_types, cluster_role_refs):
             writer.add(_strip_noise(obj), group=rt.group, version=rt.version, resource=rt.resource, kind=rt.kind)
         manifest = writer.commit(
