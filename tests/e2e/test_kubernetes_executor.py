@@ -10,9 +10,11 @@ Kubernetes Secret through ``envFrom``, as in ``deploy/helm``.
   backup is Completed with the PVC's volume record and its restic data restores to the same bytes.
 - A worker pod deleted while its task runs (the volume task resuming after its mover finished:
   the workers' path to the API server is cut while the task waits deferred, so the resumed try
-  hangs on its first call and is certainly running when the pod is deleted) gives a retry that
-  succeeds: try 1 failed, try 2 success; the finished mover Job and its Secret the killed try left
-  behind are removed by the retry; no mover Job or Secret is left; the data restores byte for byte.
+  cannot get past its first call and is certainly running when the pod is deleted) gives a retry
+  that succeeds: the node agent stops the pod's processes, the scheduler fails try 1 when its
+  heartbeats stop (up for retry), try 2 succeeds; the finished mover Job and its Secret the killed
+  try left behind are removed by the retry; no mover Job or Secret is left; the data restores byte
+  for byte.
 - The Helm values (``deploy/helm/values.yaml``) validate against the official chart's
   ``values.schema.json`` (vendored excerpt, ``fixtures/``), and the RBAC manifests apply to the
   sandbox with a server-side dry run (``kubectl apply --dry-run=server``).
@@ -210,6 +212,10 @@ def k8s_env(sandbox, sandbox_s3, source, tmp_path_factory):
                 "AIRFLOW__KUBERNETES_EXECUTOR__DELETE_WORKER_PODS": "False",
                 # a loaded test machine answers late (the default, 5 s, fails a worker there)
                 "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
+                # a worker pod deleted mid-task may end "Succeeded" (its supervisor exits 0 once
+                # the task process is gone) without reporting the task: the scheduler fails the
+                # try when its heartbeats stop, after this long (default 300 s)
+                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "120",
             },
         )
     finally:
