@@ -12,8 +12,10 @@ from pathlib import Path
 from ys1000_dev.sandbox import supervisor
 
 from benchmarks import dagparse, resources, scale, volumes
+from benchmarks import volume_scale
 
 BENCHMARKS = {"dagparse": dagparse.run, "resources": resources.run, "volumes": volumes.run, "scale": scale.run}
+BENCHMARKS["volume-scale"] = volume_scale.run
 
 
 def bench_dir() -> str | None:

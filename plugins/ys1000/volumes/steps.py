@@ -73,17 +73,8 @@ def check(kube: Kube, what: dict) -> dict | None:
     """One look at what a step waits for: ``None`` while waiting, else the event
     ``{"status": "success" | "failed", "reason": …, "result": …}``."""
     kind, ns, name = what["kind"], what["namespace"], what["name"]
-    if kind == "job":
-        st = jobs.state(kube, ns, name)
-        if not st.done:
-            return None
-        result = st.line("result")
-        if st.succeeded and result and result.get("ok"):
-            return {"status": "success", "result": result}
-        return {"status": "failed", "reason": jobs.describe(st, what.get("label") or f"Job {ns}/{name}")}
-    if kind == "hook":  # a custom hook's Job: its end only; the hook runner reads exit code and log
-        st = jobs.state(kube, ns, name, read_log=False)
-        return {"status": "success" if st.succeeded else "failed", "reason": st.reason} if st.done else None
+    if kind in ("job", "hook"):
+        return job_event(jobs.state(kube, ns, name, read_log=kind == "job"), what)
     if kind == "snapshot":
         from ys1000.volumes.snapshots import SNAPSHOTS
 
@@ -100,6 +91,22 @@ def check(kube: Kube, what: dict) -> dict | None:
             return {"status": "failed", "reason": f"PVC {ns}/{name} is gone"}
         return {"status": "success"} if (pvc.get("status") or {}).get("phase") == "Bound" else None
     raise ValueError(f"unknown wait kind {kind!r}")
+
+
+def job_event(st: jobs.JobState, what: dict) -> dict | None:
+    """The event of a mover (``kind: job``: its result line) or hook Job (its end only; the hook
+    runner reads exit code and log), or ``None`` while it runs."""
+    if not st.done:
+        return None
+    if what["kind"] == "hook":
+        return {"status": "success" if st.succeeded else "failed", "reason": st.reason}
+    result = st.line("result")
+    if st.succeeded and result and result.get("ok"):
+        return {"status": "success", "result": result}
+    return {
+        "status": "failed",
+        "reason": jobs.describe(st, what.get("label") or f"Job {what['namespace']}/{what['name']}"),
+    }
 
 
 def progress_of(kube: Kube, what: dict) -> dict | None:
@@ -125,12 +132,13 @@ def wait_in_place(
     """Wait here for ``what`` (a mover or hook Job by watching its pod, the rest by polling)."""
     if what["kind"] in ("job", "hook"):
         try:
-            jobs.wait(
+            st = jobs.wait(
                 kube, what["namespace"], what["name"], timeout=what["timeout"], cancel=cancel, on_progress=on_progress
             )
         except jobs.JobError:
             return timed_out(what)
-        return check(kube, what) or timed_out(what)
+        # the state the wait ended on (its pod and log already read): not a second list and log read
+        return job_event(st, what) or timed_out(what)
     deadline = time.monotonic() + what["timeout"]
     pause = 0.02
     while True:
