@@ -12,9 +12,11 @@ from pathlib import Path
 from ys1000_dev.sandbox import supervisor
 
 from benchmarks import dagparse, resources, scale, volumes
+from benchmarks import airflow_scale
 from benchmarks import volume_scale
 
 BENCHMARKS = {"dagparse": dagparse.run, "resources": resources.run, "volumes": volumes.run, "scale": scale.run}
+BENCHMARKS["airflow"] = airflow_scale.run
 BENCHMARKS["volume-scale"] = volume_scale.run
 
 
