@@ -837,7 +837,7 @@ class ApiClient:
 
         self.url = url.rstrip("/")
         self.username, self.password = username, password
-        self.http = httpx.Client(base_url=self.url, timeout=30)
+        self.http = httpx.Client(base_url=self.url, timeout=60)
         self._token: str | None = None
 
     def token(self) -> str:
@@ -849,16 +849,26 @@ class ApiClient:
         return self._token
 
     def request(self, method: str, path: str, **kw: Any) -> Any:
+        import httpx
+
         extra = kw.pop("headers", {})
-        for attempt in (1, 2):
-            r = self.http.request(method, path, headers={**extra, "Authorization": f"Bearer {self.token()}"}, **kw)
-            if r.status_code == 401 and attempt == 1:
-                self._token = None
+        timeouts, renewed = 0, False
+        while True:
+            try:
+                r = self.http.request(method, path, headers={**extra, "Authorization": f"Bearer {self.token()}"}, **kw)
+            except httpx.TimeoutException:
+                # the api-server (one worker) can take longer than the timeout on a loaded 2-core
+                # machine; a GET has no effect, so asking again is safe (anything else is not)
+                timeouts += 1
+                if method != "GET" or timeouts > 2:
+                    raise
+                continue
+            if r.status_code == 401 and not renewed:
+                self._token, renewed = None, True
                 continue
             if r.status_code >= 400:
                 raise ApiError(f"{method} {path}: HTTP {r.status_code}: {r.text[:500]}")
             return r.json() if r.content else None
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def get(self, path: str, **kw: Any) -> Any:
         return self.request("GET", path, **kw)
