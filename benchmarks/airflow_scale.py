@@ -14,9 +14,9 @@ printed).
 Every task of a plan but the per-PVC ``volumes`` takes all of the pool's slots (a second job on
 the cluster waits for the first one's steps, ``dagfactory.pool_slots_for``), so a cluster runs one
 job step at a time: the rate is that of LocalExecutor task starts on this machine (each task
-process imports Airflow and parses the factory file: 5 tasks a run). That takes long: 5 runs took
-451 s with the machine's load average at 18 (0.7 runs/min); ``YS1000_BENCH_SCALE=0.05`` gives 10
-runs, 1 gives the issue's 200 (hours on 2 shared cores).
+process imports Airflow and parses the factory file: 5 tasks a run). That takes long: 10 runs
+took 416 s with the machine's load average at 8-12 (1.4 runs/min; 5 runs at load 18: 0.7/min);
+``YS1000_BENCH_SCALE=0.05`` gives 10 runs, 1 the issue's 200 (about 2.5 h on 2 shared cores).
 
 **Job monitor.** The finished runs are then cloned in the metadata DB (runs, task instances and
 XComs, as the UI reads them) to ``RUNS`` = 10,000 runs, and the job monitor page
