@@ -8,7 +8,6 @@ from __future__ import annotations
 import socket
 from datetime import timedelta
 
-import pytest
 from dag_helpers import chain_order
 from af_helpers import copy_config, write_plan
 
@@ -265,22 +264,20 @@ def test_parsing_context_builds_only_the_running_dag(tmp_path, monkeypatch):
     assert list(dagfactory.register({}, cdir)) == ["ys1000_restore"]
 
 
-@pytest.mark.parametrize("n", [200])
-def test_parse_time_many_plans(tmp_path, n):
-    """Building DAGs for many plans stays cheap (the 500-plan benchmark lives in benchmarks/)."""
-    import time
-
+def test_many_plans_build_one_dag_each(tmp_path):
+    """200 plans: one DAG each, every one scheduled by its plan's cron. How fast is a benchmark
+    (``make bench``: 1,000 plans against their floors), not a timed assertion here."""
     from ys1000.airflow.dagfactory import build_dags
 
+    n = 200
     cdir = copy_config(tmp_path / "config", plans=False)
     for i in range(n):
         write_plan(cdir, f"p{i:04d}.yaml", GOOD_PLAN.replace("shop-backup", f"plan-{i:04d}"))
-    start = time.perf_counter()
     dags = build_dags(cdir)
-    elapsed = time.perf_counter() - start
-    print(f"\n{n} plans → {len(dags)} DAGs in {elapsed:.2f} s")
-    assert len(dags) == n + 1
-    assert elapsed < 10
+    backups = {d for d in dags if d.startswith("ys1000_backup__plan-")}
+    assert backups == {f"ys1000_backup__plan-{i:04d}" for i in range(n)}
+    assert len(dags) == n + 1  # and the generic restore
+    assert len({str(dags[d].timetable.summary) for d in backups}) == 1  # all the same cron
 
 
 def test_migration_plan_with_hooks_runs_them_around_the_cutover(tmp_path):
