@@ -86,8 +86,9 @@ test: setup lint
 test-fast: venv
 	$(VENV)/bin/pytest -m 'not cluster and not slow' $(PYTEST_ARGS)
 
+# BENCH="dagparse resources volumes" runs only those (default: all, see benchmarks/__main__.py)
 bench: setup
-	PATH=$(CURDIR)/bin:$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m benchmarks
+	PATH=$(CURDIR)/bin:$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m benchmarks $(BENCH)
 
 sandbox-up: setup
 	$(VENV)/bin/ys1000-dev sandbox up --dir $(SANDBOX_DIR)
