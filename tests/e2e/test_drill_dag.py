@@ -7,7 +7,10 @@
 - a backup of an application whose image no longer pulls: its drill fails naming the pod and
   ErrImagePull, the scratch namespace is gone, and the failure alert reaches a real SMTP server;
 - a plan with ``rpo: 2m`` and no backup (its schedule never ran): once the objectives DAG runs,
-  the RPO alert arrives within a minute."""
+  the RPO alert arrives within a minute;
+- a Secret of the drilled namespace (backed up, restored by the drill into its scratch namespace)
+  leaves its value in none of the Airflow home (SQLite, task and trigger logs), the bucket (drill
+  evidence included) or the alert mails."""
 
 from __future__ import annotations
 
@@ -72,6 +75,9 @@ def drill_env(sandbox, sandbox_s3, source, tmp_path_factory, http_port, mailbox)
     sampleapp.deploy(kube, ns)
     plant_data(pv_dir(kube, ns, "wp-content"), 2)
     (pv_dir(kube, ns, "data-mysql-0") / "ibdata1").write_bytes(b"\1" * 65536)
+    # a Secret value the drill restores into its scratch namespace: found nowhere afterwards (last test)
+    planted = f"planted-{uuid.uuid4().hex}"
+    source.core.create_namespaced_secret(ns, {"metadata": {"name": "planted"}, "stringData": {"token": planted}})
     write_plan(
         cdir,
         "shop.yaml",
@@ -145,7 +151,9 @@ def drill_env(sandbox, sandbox_s3, source, tmp_path_factory, http_port, mailbox)
         "YS1000_CONFIG_DIR": str(cdir),
         "AIRFLOW_CONN_YS1000_SMTP": json.dumps(smtp),
     }
-    yield SimpleNamespace(config_dir=cdir, bucket=bucket, namespace=ns, broken=broken, env=env, base=base, kube=kube)
+    yield SimpleNamespace(
+        config_dir=cdir, bucket=bucket, namespace=ns, broken=broken, env=env, base=base, kube=kube, planted=planted
+    )
     source.core.delete_namespace(ns)
     source.core.delete_namespace(broken)
 
@@ -255,3 +263,25 @@ def test_a_plan_without_a_backup_within_its_rpo_alerts(airflow, mailbox):
     assert time.monotonic() - t0 < 90
     assert alert["Subject"] == "[YS1000] RPO breached: plan stale-backup has no backup within 2m00s"
     assert "Last backup:  none" in mailbox.body(alert)
+
+
+def test_the_drilled_secret_is_nowhere_but_in_the_cluster_and_encrypted_repository(
+    airflow, drill_env, sandbox_s3, mailbox
+):
+    from security.secret_scan import Blob, Bucket, Files, Sqlite, find
+
+    value = drill_env.planted.encode()
+    repo = open_repo(sandbox_s3, drill_env.bucket)
+    [entry] = repo.list_backups(PLAN)
+    # the Secret was backed up (and so restored by the drill into its scratch namespace)
+    assert ("Secret", "planted") in {(e.kind, e.name) for e in repo.read_index(entry.backup_id)}
+    [ev] = repo.drills(entry.backup_id)
+    assert ev["status"] == "verified"
+    home = airflow.home
+    assert list((home / "logs").glob(f"dag_id={DRILL}/**/*.log")), "no drill task logs to scan"
+    mails = [Blob(f"mail {m['Subject']}", m.as_bytes()) for _, m in mailbox.messages]
+    assert mails  # the alerts of the tests above
+    places = [Files(drill_env.base), Sqlite(home / "airflow.db"), Bucket(sandbox_s3.client(), drill_env.bucket), *mails]
+    assert find(value, places) == []
+    # the scan finds the value where it is (proven on the same material)
+    assert find(value, [Blob("a log line", b"token " + value)]) == ["a log line"]
