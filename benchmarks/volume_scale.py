@@ -47,7 +47,7 @@ from ys1000.config.clusters import ClusterSpec
 from ys1000.config.specs import cluster_volume_options, restore_volume_options_for
 from ys1000.kube import Kube, jobs
 from ys1000.kube.discovery import NAMESPACES, PODS, PVCS
-from ys1000.repository import RepositoryConfig, open_repository
+from ys1000.repository import open_repository
 from ys1000.restore import RestoreOptions, RestoreSpec, run_restore
 from ys1000.volumes import restic
 from ys1000.volumes.backup import ensure_restic_repository
@@ -287,15 +287,7 @@ def run(sandbox: dict, workdir: Path) -> dict:
             list(pool.map(one, names))
 
     def ys_repo(i: int):
-        cfg = RepositoryConfig(
-            type="s3",
-            bucket=bucket,
-            prefix=f"ys1000-{i}",
-            endpoint_url=s3.endpoint_url,
-            access_key=s3.access_key,
-            secret_key=s3.secret_key,
-            region=s3.region,
-        )
+        cfg = s3.repository_config(bucket, f"ys1000-{i}")
         return cfg, open_repository(cfg, "bench", create=True)
 
     def timed(fn):

@@ -26,7 +26,7 @@ from pathlib import Path
 from ys1000.backup import BackupSpec
 from ys1000.kube import Kube
 from ys1000.kube.discovery import NAMESPACES, PVCS
-from ys1000.repository import RepositoryConfig, open_repository
+from ys1000.repository import open_repository
 from ys1000.restore import RestoreOptions, RestoreSpec
 from ys1000_dev.sandbox.s3 import S3Endpoint
 from ys1000.volumes import VolumeOptions, restic
@@ -104,15 +104,7 @@ def run(sandbox: dict, workdir: Path) -> dict:
         }
 
     def ys_repo(i: int):
-        cfg = RepositoryConfig(
-            type="s3",
-            bucket=bucket,
-            prefix=f"ys1000-{i}",
-            endpoint_url=s3.endpoint_url,
-            access_key=s3.access_key,
-            secret_key=s3.secret_key,
-            region=s3.region,
-        )
+        cfg = s3.repository_config(bucket, f"ys1000-{i}")
         return cfg, open_repository(cfg, "bench", create=True)
 
     def spec(bid: str) -> BackupSpec:

@@ -159,24 +159,6 @@ PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 
 
-def list_jobs(
-    session: "Session",
-    dag_ids: Iterable[str],
-    config: "Config | None" = None,
-    *,
-    kind: str | None = None,
-    state: str | None = None,
-    cluster: str | None = None,
-    plan: str | None = None,
-    limit: int = 200,
-    offset: int = 0,
-) -> list[Job]:
-    """The newest runs of ``dag_ids`` (filtered), newest first: ``limit`` of them after ``offset``."""
-    return page_jobs(
-        session, dag_ids, config, kind=kind, state=state, cluster=cluster, plan=plan, limit=limit, offset=offset
-    )[0]
-
-
 def page_jobs(
     session: "Session",
     dag_ids: Iterable[str],
