@@ -98,6 +98,29 @@ def xcom(client, dag_id: str, run_id: str, task_id: str, key: str = "return_valu
     return entry["value"]
 
 
+def xcom_or_none(client, dag_id: str, run_id: str, task_id: str, key: str = "return_value"):
+    """The XCom value, or None while the task has not pushed it."""
+    from ys1000_dev.processes import ApiError
+
+    try:
+        return xcom(client, dag_id, run_id, task_id, key)
+    except ApiError:
+        return None
+
+
+def task_log(client, dag_id: str, run_id: str, task_id: str, try_number: int = 1, map_index: int = -1) -> str:
+    """One try's log (a deferred task's trigger lines included) as text."""
+    import json
+
+    data = client.request(
+        "GET",
+        f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
+        params={"full_content": "true", "map_index": map_index},
+        headers={"Accept": "application/json"},
+    )
+    return json.dumps(data.get("content") if isinstance(data, dict) else data)
+
+
 def dump_logs(stack) -> None:
     """Print the components' log tails (pytest shows them for a failed test)."""
     for name in list(stack.procs.procs):

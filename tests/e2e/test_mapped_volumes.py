@@ -38,7 +38,9 @@ from e2e_helpers import (
     movers_in,
     open_repo,
     pv_dir,
+    task_log,
     xcom,
+    xcom_or_none,
 )
 
 from ys1000.waiting import WaitTimeout, wait_until
@@ -390,7 +392,7 @@ def test_marking_a_deferred_volume_failed_deletes_its_job_and_secret(stack, e2e_
     summary = xcom(c, DAG, run, "commit")
     assert summary["status"] == "PartiallyFailed", summary
     assert not movers_in(source, (ns,))
-    log = volume_log(c, DAG, run, index)
+    log = task_log(c, DAG, run, "volumes", 1, index)
     assert f"cancelled: deleted Job {ns}/{job}" in log, log[-3000:]  # the trigger's on_kill
 
 
@@ -446,7 +448,8 @@ def test_cancelling_an_export_in_flight_deletes_its_job_secret_and_export_pvc(st
     final = {ti["rendered_map_index"]: (ti["state"], ti["try_number"]) for ti in mapped(c, EXPORT_DAG, run)}
     assert final == {f"{ens}/exp-0": ("failed", 1), f"{ens}/exp-1": ("success", 1)}, final
     assert not leftovers() and not movers_in(source, (ens,))
-    assert f"PVC {ens}/{tmp.metadata.name}" in volume_log(c, EXPORT_DAG, run, index)  # the trigger's on_kill
+    # the trigger's on_kill
+    assert f"PVC {ens}/{tmp.metadata.name}" in task_log(c, EXPORT_DAG, run, "volumes", 1, index)
     # the source PVCs are untouched
     assert sorted(p.metadata.name for p in source.core.list_namespaced_persistent_volume_claim(ens).items) == [
         "exp-0",
@@ -465,25 +468,3 @@ def snapshot_of(cluster, ns: str, tmp) -> str | None:
     except ApiException:
         return None
     return (vs.get("spec") or {}).get("source", {}).get("persistentVolumeClaimName")
-
-
-def xcom_or_none(c, dag_id: str, run_id: str, task_id: str):
-    from ys1000_dev.processes import ApiError
-
-    try:
-        return xcom(c, dag_id, run_id, task_id)
-    except ApiError:
-        return None
-
-
-def volume_log(c, dag_id: str, run_id: str, map_index: int, try_number: int = 1) -> str:
-    """One mapped volume instance's log (its trigger's lines included) as text."""
-    import json
-
-    data = c.request(
-        "GET",
-        f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/volumes/logs/{try_number}",
-        params={"full_content": "true", "map_index": map_index},
-        headers={"Accept": "application/json"},
-    )
-    return json.dumps(data.get("content") if isinstance(data, dict) else data)

@@ -28,13 +28,25 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import psutil
 import pytest
 import yaml
-from e2e_helpers import MOVERS, all_tis, create_pools, dump_logs, movers_in, open_repo, pv_dir, xcom
+from e2e_helpers import (
+    MOVERS,
+    all_tis,
+    create_pools,
+    dump_logs,
+    movers_in,
+    open_repo,
+    pv_dir,
+    task_log,
+    xcom,
+    xcom_or_none,
+)
 
 from ys1000.airflow.bootstrap import connection_env, kubernetes_connection
 from ys1000.waiting import wait_until
@@ -95,16 +107,26 @@ def clean_run(faults, e2e_env, sandbox_s3):
     return shape(open_repo(sandbox_s3, e2e_env.bucket), xcom(c, DAG, run, "commit")["backup_id"])
 
 
+CRON_SPAWN = "wp-cron-"  # the sample app's CronJob (*/30): its Jobs and Pods come and go between runs
+
+
 def shape(repo, backup_id: str) -> dict:
     """What must not differ between two backups of the same namespace: the objects (identity and
-    how many), the volumes and their data size, the status."""
+    how many), the volumes and their data size, the status. The CronJob's runs are left out: a
+    Job and its Pod started by the schedule between two runs are the namespace changing, not a
+    duplicate."""
     m = repo.manifest(backup_id)
-    objects = [(e.group, e.kind, e.namespace, e.name) for e in repo.read_index(backup_id)]
+    objects, spawned = [], Counter()
+    for e in repo.read_index(backup_id):
+        if e.kind in ("Job", "Pod") and e.name.startswith(CRON_SPAWN):
+            spawned[e.kind] += 1
+        else:
+            objects.append((e.group, e.kind, e.namespace, e.name))
     return {
         "status": m.status,
         "objects": sorted(objects),
         "distinct": len(set(objects)),
-        "counts": m.counts,
+        "counts": {k: n - spawned[k] for k, n in m.counts.items() if n - spawned[k]},
         "volumes": sorted(
             (v["namespace"], v["pvc"], bool(v.get("restic", {}).get("snapshot_id")), v.get("error")) for v in m.volumes
         ),
@@ -195,7 +217,7 @@ def test_worker_killed_mid_capture(faults, clean_run, e2e_env, source, sandbox_s
         ti = wait_until(
             lambda: (
                 (t := ti_of(c, run, "capture"))["state"] == "running"
-                and _xcom_or_none(c, run, "capture", "backup_id")
+                and xcom_or_none(c, DAG, run, "capture", "backup_id")
                 and t
             ),
             timeout=300,
@@ -212,7 +234,7 @@ def test_worker_killed_mid_capture(faults, clean_run, e2e_env, source, sandbox_s
     state, movers = watch_run(c, source, run, e2e_env.namespace)
     assert state["state"] == "success", all_tis(c, DAG, run)
     assert tries(c, run, "capture") == [(1, "failed"), (2, "success")]
-    first = _log(c, run, "capture", 1)
+    first = task_log(c, DAG, run, "capture", 1)
     assert "captured backup" not in first, first[-2000:]  # killed before the capture ended
     assert {pvc: len(u) for pvc, u in movers.items()} == {"wp-content": 1, "data-mysql-0": 1}
     check_clean_result(c, run, open_repo(sandbox_s3, e2e_env.bucket), clean_run, e2e_env, source)
@@ -252,22 +274,30 @@ def test_worker_killed_mid_volume_copy(faults, clean_run, e2e_env, source, sandb
     assert tries(c, run, "volumes", index) == [(1, "failed"), (2, "success")]
     # the retry followed the running mover: one pod for that PVC from start to end
     assert {pvc: len(u) for pvc, u in movers.items()} == {"wp-content": 1, "data-mysql-0": 1}, movers
-    assert "still running (an earlier try): following it" in _log(c, run, "volumes", 2, index)
+    assert "still running (an earlier try): following it" in task_log(c, DAG, run, "volumes", 2, index)
     check_clean_result(c, run, open_repo(sandbox_s3, e2e_env.bucket), clean_run, e2e_env, source)
 
 
-def _deferred_with_mover_running(c, source, run: str, ns: str) -> None:
+def _deferred_with_mover_running(c, source, run: str, ns: str, seen: dict[str, set[str]]) -> None:
+    """The wp-content wait is deferred while its mover copies, and no other volume task is in a
+    worker: a task running when the scheduler (and its LocalExecutor workers) dies is a lost try,
+    not what this case is about — so the other PVC's copy must have ended first. Every mover pod
+    seen meanwhile is added to ``seen``."""
+
     def check():
         vols = [ti for ti in all_tis(c, DAG, run) if ti["task_id"] == "volumes"]
-        pods = {
-            p.metadata.labels.get("ys1000.io/pvc"): p.status.phase
-            for p in source.core.list_namespaced_pod(ns, label_selector=MOVERS).items
-        }
-        deferred = [ti for ti in vols if ti["state"] == "deferred"]
+        items = source.core.list_namespaced_pod(ns, label_selector=MOVERS).items
+        pods = {p.metadata.labels.get("ys1000.io/pvc"): p.status.phase for p in items}
+        for p in items:
+            seen.setdefault(p.metadata.labels.get("ys1000.io/pvc"), set()).add(p.metadata.uid)
+        wp = [ti for ti in vols if ti["rendered_map_index"] == f"{ns}/wp-content"]
+        others = [ti for ti in vols if ti not in wp]
         return (
-            deferred
+            wp
+            and wp[0]["state"] == "deferred"
             and pods.get("wp-content") == "Running"
-            and any(ti["rendered_map_index"] == f"{ns}/wp-content" for ti in deferred)
+            and others
+            and all(ti["state"] == "success" for ti in others)
         )
 
     wait_until(check, timeout=300, interval=0.5, what="the wp-content volume task deferred while its mover copies")
@@ -277,20 +307,18 @@ def test_scheduler_then_triggerer_restarted_while_waits_are_deferred(faults, cle
     """One run, two faults: the scheduler killed (its LocalExecutor workers with it) and started
     again while the wp-content wait is deferred; then, the wait still deferred, the triggerer
     killed and started again — the new one takes the wait over once the old one's heartbeat is
-    stale (30 s). The mover copies 16 MiB at 256 KiB/s (≈ 64 s) meanwhile."""
+    stale (30 s). The mover copies 24 MiB at 256 KiB/s (≈ 96 s) meanwhile."""
     stack, _ = faults
     c, ns = stack.client(), e2e_env.namespace
-    fresh_bytes(e2e_env, "wp-content", 16)
+    fresh_bytes(e2e_env, "wp-content", 24)
     run = c.trigger(DAG)["dag_run_id"]
-    _deferred_with_mover_running(c, source, run, ns)
-    movers = mover_pod_uids(source, ns)
+    movers: dict[str, set[str]] = {}
+    _deferred_with_mover_running(c, source, run, ns, movers)
     for component in ("scheduler", "triggerer"):
         stack.procs.kill([component])
         stack.procs.start(component, [stack.airflow(), component])
         print(f"{component} killed and started again while the wp-content wait was deferred")
-        _deferred_with_mover_running(c, source, run, ns)  # still waiting, the same mover
-        for pvc, uids in mover_pod_uids(source, ns).items():
-            movers.setdefault(pvc, set()).update(uids)
+        _deferred_with_mover_running(c, source, run, ns, movers)  # still waiting, the same mover
     state, movers = watch_run(c, source, run, ns, movers)
     assert state["state"] == "success", all_tis(c, DAG, run)
     # nothing was redone: every task in one try, one mover per PVC
@@ -300,24 +328,3 @@ def test_scheduler_then_triggerer_restarted_while_waits_are_deferred(faults, cle
     assert {pvc: len(u) for pvc, u in movers.items()} == {"wp-content": 1, "data-mysql-0": 1}, movers
     check_clean_result(c, run, open_repo(sandbox_s3, e2e_env.bucket), clean_run, e2e_env, source)
     stack.wait_healthy(120)  # both restarted components report healthy
-
-
-def _xcom_or_none(c, run: str, task_id: str, key: str = "return_value"):
-    from ys1000_dev.processes import ApiError
-
-    try:
-        return xcom(c, DAG, run, task_id, key)
-    except ApiError:
-        return None
-
-
-def _log(c, run: str, task_id: str, try_number: int, map_index: int = -1) -> str:
-    import json
-
-    data = c.request(
-        "GET",
-        f"/api/v2/dags/{DAG}/dagRuns/{run}/taskInstances/{task_id}/logs/{try_number}",
-        params={"full_content": "true", "map_index": map_index},
-        headers={"Accept": "application/json"},
-    )
-    return json.dumps(data.get("content") if isinstance(data, dict) else data)
