@@ -79,8 +79,13 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
+# Two xdist workers, whole modules each, longest first (tests/conftest.py orders them): the
+# end-to-end modules mostly wait on Airflow and throttled movers, so two of them overlap on two
+# cores. Each worker has its own sandbox, S3 and session directory. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 test: setup lint
-	YS1000_REQUIRE_SANDBOX=1 PATH=$(CURDIR)/bin:$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest $(PYTEST_ARGS)
+	YS1000_REQUIRE_SANDBOX=1 PATH=$(CURDIR)/bin:$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest \
+		$(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder) $(PYTEST_ARGS)
 
 # Unit tests only (no control plane needed).
 test-fast: venv

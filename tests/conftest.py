@@ -158,7 +158,20 @@ def namespace(source: Cluster, make_namespace) -> str:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests that use the sandbox carry the ``cluster`` marker (``make test-fast`` skips them)."""
+    """Tests that use the sandbox carry the ``cluster`` marker (``make test-fast`` skips them).
+
+    Modules run longest-first: those with a ``slow`` test (the demo first), then the cluster
+    ones, then the rest, each module's tests in file order. ``make test`` hands whole modules to
+    two xdist workers in this order (``--dist loadfile --no-loadscope-reorder``), so the long
+    end-to-end modules — mostly waiting on Airflow and throttled movers — start early and
+    overlap, and the short ones fill in at the end."""
     for item in items:
         if "sandbox" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.cluster)
+    rank: dict[str, int] = {}
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        r = 0 if module.endswith("test_demo.py") else 1 if item.get_closest_marker("slow") else 2
+        r = r if item.get_closest_marker("cluster") or r < 2 else 3
+        rank[module] = min(rank.get(module, r), r)
+    items.sort(key=lambda item: rank[item.nodeid.split("::", 1)[0]])  # stable: file order kept
