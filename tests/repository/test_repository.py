@@ -171,6 +171,8 @@ def test_flipped_byte_fails_verify_and_restore_before_anything_is_yielded(repo):
         for item in repo.iter_resources("bk-flip"):
             yielded.append(item)
     assert yielded == []
+    # a small backup is one gzip member: one object is read with the whole, checked archive
+    # (partial reads of large ones: test_partial_read.py)
     with pytest.raises(ChecksumError):
         repo.get_resource("bk-flip", "secrets", "demo", "db")
 

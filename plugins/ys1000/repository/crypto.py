@@ -163,6 +163,7 @@ class EncryptingWriter(io.RawIOBase):
         self._buf = bytearray()
         self._counter = 0
         self._finished = False
+        self.plain_size = 0  # plaintext bytes written so far: offsets an index can point at
         raw.write(self._header)
 
     def writable(self) -> bool:
@@ -172,6 +173,7 @@ class EncryptingWriter(io.RawIOBase):
         if self._finished:
             raise ValueError("write after finish()")
         self._buf += b
+        self.plain_size += len(b)
         size = self._size
         # strictly more than one segment buffered: the first one cannot be the last
         while len(self._buf) > size:
@@ -263,6 +265,41 @@ class DecryptingReader(io.RawIOBase):
         b[:n] = self._out[self._pos : self._pos + n]
         self._pos += n
         return n
+
+
+def segment_span(start: int, end: int, segment_size: int) -> tuple[int, int, int, int]:
+    """For plaintext bytes ``[start, end)``: the first and one-past-last segment numbers and the
+    ciphertext byte range ``[from, to)`` (header excluded from the numbering, included in offsets)."""
+    first, last = start // segment_size, (max(end, start + 1) - 1) // segment_size + 1
+    sealed = segment_size + TAG_SIZE
+    return first, last, HEADER_SIZE + first * sealed, HEADER_SIZE + last * sealed
+
+
+def decrypt_segments(
+    header: bytes, key: bytes, associated_data: bytes, first: int, sealed: bytes, total: int, *, name: str = "stream"
+) -> bytes:
+    """Plaintext of consecutive segments ``first, first+1, …`` cut out of a sealed stream (a range
+    read), each authenticated with its own number (and, for segment ``total - 1``, as the last):
+    a segment moved, swapped or altered fails like in a full read."""
+    magic, version, size, salt, prefix = _HEADER.unpack(header[:HEADER_SIZE])
+    if magic != MAGIC or version != STREAM_VERSION:
+        raise DecryptionError(f"{name}: not a ys1000 encrypted stream of version {STREAM_VERSION}")
+    aead, aad, step = AESGCM(hkdf(key, INFO_STREAM, salt=salt)), header[:HEADER_SIZE] + associated_data, size + TAG_SIZE
+    out = []
+    for i in range(0, len(sealed), step):
+        n = first + i // step
+        try:
+            out.append(aead.decrypt(_nonce(prefix, n, n == total - 1), sealed[i : i + step], aad))
+        except InvalidTag:
+            raise DecryptionError(
+                f"{name}: segment {n} failed authentication — wrong key, or the data was modified"
+            ) from None
+    return b"".join(out)
+
+
+def segment_count(sealed_size: int, segment_size: int) -> int:
+    """How many segments a sealed stream of ``sealed_size`` bytes has (the last may be short)."""
+    return max(1, -(-(sealed_size - HEADER_SIZE) // (segment_size + TAG_SIZE)))
 
 
 def _read_exact(f: BinaryIO, n: int) -> bytes:

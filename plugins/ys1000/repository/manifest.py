@@ -134,6 +134,7 @@ class IndexEntry:
     path: str
     restore: bool = True
     reason: str | None = None
+    member: int | None = None  # plaintext offset of the archive's gzip member holding it (None: older backups)
 
     @property
     def group_resource(self) -> str:
@@ -157,6 +158,8 @@ class IndexEntry:
         }
         if self.reason is not None:
             d["reason"] = self.reason
+        if self.member is not None:
+            d["member"] = self.member
         return d
 
     @classmethod
@@ -172,4 +175,5 @@ class IndexEntry:
             path=d["path"],
             restore=bool(d.get("restore", True)),
             reason=d.get("reason"),
+            member=d.get("member"),
         )

@@ -6,14 +6,26 @@ temporary file; the index line goes to a second gzip stream. Nothing per object 
 so a 300k-object backup costs the same RAM as a 30-object one. ``commit`` uploads archive, index,
 then the manifest (the "complete" marker), then the catalog entry.
 
-Read path: the archive is downloaded once into a spooled temporary file while its sha256 is
+The archive is a concatenation of gzip members, each ending where a run of objects of one type
+in one namespace ends (capture lists type by type, each type's objects in namespace order) once
+it holds 256 KiB of tar; every index line names the plaintext offset of its member, and the
+archive is sealed in 64 KiB segments. So the objects of a few namespaces can be read with ranged
+GETs of just their members' segments: a restore of one namespace out of a 1,000-namespace backup
+fetches, per type, at most one member and two segments — not the archive. (A member per run
+would bound that further but loses gzip's context: 2.5 times the size on a 1,000-namespace
+backup.) Decompressed whole, it is still one tar.gz stream.
+
+Read path: a whole archive is downloaded once into a spooled temporary file while its sha256 is
 computed and compared with the manifest *before* anything is decrypted or yielded, so a restore
-from a corrupted archive writes nothing. Decryption then authenticates every segment.
+from a corrupted archive writes nothing. Decryption then authenticates every segment. A partial
+read (``iter_documents(select=…)``) relies on the segments' authentication instead: each is bound
+to its number, the backup and the repository, so a moved or altered segment fails.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import tarfile
 import tempfile
@@ -24,17 +36,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from hashlib import sha256
-from typing import Any, BinaryIO, Generator, Iterator, cast
+from typing import Any, BinaryIO, Callable, Generator, Iterator, cast
 
 from . import layout
 from .connection import ConnectionReport, check_connection
 from .crypto import (
-    DEFAULT_SEGMENT_SIZE,
+    HEADER_SIZE,
+    TAG_SIZE,
     EncryptingWriter,
     HashingWriter,
     RepositoryKey,
+    decrypt_segments,
     new_kdf_params,
     open_decrypting,
+    segment_count,
+    segment_span,
 )
 from .errors import (
     BackupExists,
@@ -56,6 +72,8 @@ from .storage import ObjectStore
 REPO_FORMAT = "ys1000-repository"
 ENCRYPTION_SCHEME = "ys1000-stream-aes256gcm-v1"
 SPOOL_MEMORY = 8 << 20  # bytes kept in RAM before a spool rolls over to a temp file
+ARCHIVE_SEGMENT_SIZE = 64 << 10  # small: a ranged read of one run pays at most two segments extra
+MEMBER_SIZE = 256 << 10  # tar bytes after which the next run starts a new gzip member
 _BLOCK = tarfile.BLOCKSIZE
 _RECORD = tarfile.RECORDSIZE
 
@@ -143,12 +161,17 @@ class BackupWriter:
         self._uploaded: list[str] = []
         self._state = "open"
         self._mtime = int(created.timestamp())
-        # archive: tar → gzip → encrypt → sha256 → spool
+        # archive: tar → gzip (one member per run of one type in one namespace) → encrypt →
+        # sha256 → spool
         self._archive_spool = _spool()
         self._archive_hash = HashingWriter(self._archive_spool)
         self._enc = EncryptingWriter(
-            cast(BinaryIO, self._archive_hash), repo.key.archive_key, repo.archive_aad(backup_id), DEFAULT_SEGMENT_SIZE
+            cast(BinaryIO, self._archive_hash), repo.key.archive_key, repo.archive_aad(backup_id), ARCHIVE_SEGMENT_SIZE
         )
+        self._level = compresslevel
+        self._run: tuple[str, str, str | None] | None = None
+        self._member = 0  # plaintext offset where the current gzip member starts
+        self._member_tar = 0  # tar bytes in the current member
         self._tar_gz = gzip.GzipFile(fileobj=self._enc, mode="wb", compresslevel=compresslevel, mtime=0)
         self._tar_bytes = 0
         # index: jsonl → gzip → sha256 → spool
@@ -182,6 +205,12 @@ class BackupWriter:
         if not name:
             raise ValueError(f"object of kind {kind} has no metadata.name")
         namespace = meta.get("namespace") or None
+        if (run := (group, resource, namespace)) != self._run:
+            if self._member_tar >= MEMBER_SIZE:  # end the member (the next one starts at this offset)
+                self._tar_gz.close()
+                self._member, self._member_tar = self._enc.plain_size, 0
+                self._tar_gz = gzip.GzipFile(fileobj=self._enc, mode="wb", compresslevel=self._level, mtime=0)
+            self._run = run
         path = layout.member_path(layout.group_resource(resource, group), version, namespace, name)
         data = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         info = tarfile.TarInfo(path)
@@ -192,6 +221,7 @@ class BackupWriter:
         pad = -len(data) % _BLOCK
         self._tar_gz.write(header + data + b"\0" * pad)
         self._tar_bytes += len(header) + len(data) + pad
+        self._member_tar += len(header) + len(data) + pad
         entry = IndexEntry(
             group=group or "",
             version=version,
@@ -203,6 +233,7 @@ class BackupWriter:
             path=path,
             restore=restore,
             reason=None if restore else reason,
+            member=self._member,
         )
         self._index_gz.write(json.dumps(entry.to_json(), separators=(",", ":")).encode() + b"\n")
         self.counts[kind] += 1
@@ -273,7 +304,7 @@ class BackupWriter:
                 uncompressed_size=self.uncompressed_size,
                 archive=archive,
                 index=index,
-                encryption={"scheme": ENCRYPTION_SCHEME, "segment_size": DEFAULT_SEGMENT_SIZE},
+                encryption={"scheme": ENCRYPTION_SCHEME, "segment_size": ARCHIVE_SEGMENT_SIZE},
                 volumes=list(volumes or []),
                 retain_until=self.retain_until,
                 status=status,
@@ -644,22 +675,85 @@ class Repository:
         finally:
             entries.close()
 
-    def iter_documents(self, backup_id: str, *, restorable_only: bool = False) -> Iterator[tuple[IndexEntry, bytes]]:
+    def iter_documents(
+        self,
+        backup_id: str,
+        *,
+        restorable_only: bool = False,
+        select: Callable[[IndexEntry], bool] | None = None,
+    ) -> Iterator[tuple[IndexEntry, bytes]]:
         """Like ``iter_resources`` but yields each document's JSON bytes unparsed.
 
         A restore keeps documents as bytes until it applies them: far less memory than dicts.
+        With ``select``, only the entries it accepts; when they lie in less than half of the
+        archive, only their gzip members are fetched (ranged GETs, see the module docstring).
         """
+        if select is not None and (partial := self._partial_documents(backup_id, select, restorable_only)):
+            return partial
         pairs = self._paired(backup_id)
 
         def gen() -> Iterator[tuple[IndexEntry, bytes]]:
             try:
                 for entry, data in pairs:
-                    if not restorable_only or entry.restore:
+                    if (not restorable_only or entry.restore) and (select is None or select(entry)):
                         yield entry, data
             finally:
                 pairs.close()
 
         return gen()
+
+    def _partial_documents(
+        self, backup_id: str, select: Callable[[IndexEntry], bool], restorable_only: bool
+    ) -> Iterator[tuple[IndexEntry, bytes]] | None:
+        """The selected documents read member by member, or None when a whole read is as good
+        (older backups without member offsets, or the selection covers half the archive)."""
+        m = self.manifest(backup_id)
+        starts: list[int] = []
+        wanted: dict[int, list[IndexEntry]] = {}
+        for entry in self.read_index(backup_id):
+            if entry.member is None:
+                return None
+            if not starts or starts[-1] != entry.member:
+                starts.append(entry.member)
+            if (not restorable_only or entry.restore) and select(entry):
+                wanted.setdefault(entry.member, []).append(entry)
+        size = int(m.encryption.get("segment_size") or 0)
+        if not size or not starts:
+            return None
+        plain = m.archive.size - HEADER_SIZE - segment_count(m.archive.size, size) * TAG_SIZE
+        ends = dict(zip(starts, [*starts[1:], plain], strict=True))
+        if sum(ends[s] - s for s in wanted) * 2 > plain:
+            return None
+        # consecutive wanted members within a segment of each other: one GET (at most 8 MiB)
+        ranges: list[list[int]] = []
+        for start in sorted(wanted):
+            if ranges and start - ends[ranges[-1][-1]] < size and ends[start] - ranges[-1][0] <= 8 << 20:
+                ranges[-1].append(start)
+            else:
+                ranges.append([start])
+        return self._read_members(m, size, ranges, ends, wanted)
+
+    def _read_members(
+        self, m: Manifest, size: int, ranges: list[list[int]], ends: dict[int, int], wanted: dict[int, list[IndexEntry]]
+    ) -> Iterator[tuple[IndexEntry, bytes]]:
+        key, name = m.archive.key, m.archive.key
+        total = segment_count(m.archive.size, size)
+        header = self.store.get_range(key, 0, HEADER_SIZE)
+        aad = self.archive_aad(m.backup_id)
+        for members in ranges:
+            first, _, lo, hi = segment_span(members[0], ends[members[-1]], size)
+            plain = decrypt_segments(
+                header,
+                self.key.archive_key,
+                aad,
+                first,
+                self.store.get_range(key, lo, min(hi, m.archive.size)),
+                total,
+                name=name,
+            )
+            base = first * size
+            for start in members:
+                yield from _member_documents(plain[start - base : ends[start] - base], wanted[start], name)
 
     def iter_resources(self, backup_id: str, *, restorable_only: bool = False) -> Iterator[tuple[IndexEntry, dict]]:
         """Every stored object as ``(index entry, document)`` in backup order.
@@ -681,23 +775,20 @@ class Repository:
         return gen()
 
     def get_resource(self, backup_id: str, group_resource: str, namespace: str | None, name: str) -> dict:
-        """One document by group-resource (``deployments.apps``, ``configmaps``), namespace, name."""
-        for entry in self.read_index(backup_id):
-            if entry.group_resource == group_resource and entry.namespace == (namespace or None) and entry.name == name:
-                wanted = entry
-                break
-        else:
-            where = f"namespace {namespace!r}" if namespace else "cluster scope"
-            raise KeyError(f"{group_resource} {name!r} ({where}) is not in backup {backup_id!r}")
-        m = self.manifest(backup_id)
-        members = self._archive_members(m, self._fetch_verified(m.archive))
+        """One document by group-resource (``deployments.apps``, ``configmaps``), namespace, name
+        (only its gzip member is fetched, for backups that have member offsets)."""
+
+        def wanted(e: IndexEntry) -> bool:
+            return e.group_resource == group_resource and e.namespace == (namespace or None) and e.name == name
+
+        docs = self.iter_documents(backup_id, select=wanted)
         try:
-            for path, data in members:
-                if path == wanted.path:
-                    return _parse(wanted, data)
+            for entry, data in docs:
+                return _parse(entry, data)
         finally:
-            members.close()
-        raise IntegrityError(f"backup {backup_id!r}: {wanted.path!r} is in the index but not in the archive")
+            docs.close()  # type: ignore[attr-defined]
+        where = f"namespace {namespace!r}" if namespace else "cluster scope"
+        raise KeyError(f"{group_resource} {name!r} ({where}) is not in backup {backup_id!r}")
 
     def verify(self, backup_id: str, *, pending: bool = False) -> VerifyResult:
         """Check every checksum, decrypt and parse every document, and match index to archive.
@@ -884,6 +975,29 @@ class Repository:
             except RepositoryError as exc:
                 report.errors[bid] = str(exc)
         return report
+
+
+def _member_documents(compressed: bytes, entries: list[IndexEntry], name: str) -> Iterator[tuple[IndexEntry, bytes]]:
+    """The documents of ``entries`` out of one gzip member's bytes, checked against the index."""
+    try:
+        z = zlib.decompressobj(wbits=31)
+        raw = z.decompress(compressed) + z.flush()
+        if not z.eof or z.unused_data:
+            raise IntegrityError(f"{name!r}: a gzip member does not end where the index says")
+        found: dict[str, bytes] = {}
+        paths = {e.path for e in entries}
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:", encoding="utf-8") as tar:
+            for info in tar:
+                if info.name in paths and (f := tar.extractfile(info)) is not None:
+                    found[info.name] = f.read()
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise IntegrityError(f"{name!r}: a gzip member is not valid after decryption: {exc}") from None
+    for e in entries:
+        data = found.get(e.path)
+        if data is None or len(data) != e.size:
+            got = "missing" if data is None else f"{len(data)} bytes"
+            raise IntegrityError(f"{name!r}: index entry {e.path!r} ({e.size} bytes) is {got} in its member")
+        yield e, data
 
 
 def _parse(entry: IndexEntry, data: bytes) -> dict:

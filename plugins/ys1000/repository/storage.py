@@ -49,6 +49,9 @@ class ObjectStore(Protocol):
     def open(self, key: str) -> BinaryIO:
         """A readable binary stream of the object (caller closes it); raises ``ObjectNotFound``."""
 
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        """Bytes ``[start, end)`` of the object (a ranged GET); raises ``ObjectNotFound``."""
+
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Objects whose key starts with ``prefix``, in key order."""
 
@@ -217,6 +220,14 @@ class S3Store:
             raise self._error("read", exc, key) from exc
         return cast(BinaryIO, _BodyStream(resp["Body"]))
 
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        try:
+            resp = self.client.get_object(Bucket=self.bucket, Key=self._full(key), Range=f"bytes={start}-{end - 1}")
+            with _BodyStream(resp["Body"]) as body:
+                return body.read()
+        except Exception as exc:  # noqa: BLE001
+            raise self._error("read", exc, key) from exc
+
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         full = f"{self.prefix}/{prefix}" if self.prefix else prefix
         try:
@@ -361,6 +372,11 @@ class LocalStore:
             raise ObjectNotFound(key) from exc
         except OSError as exc:
             raise StorageError("read", f"{exc.strerror or exc}", key=key) from exc
+
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        with self.open(key) as f:
+            f.seek(start)
+            return f.read(end - start)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         if not self.root.is_dir():

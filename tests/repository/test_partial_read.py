@@ -1,0 +1,215 @@
+"""Reading a few namespaces out of a large backup fetches their gzip members only (issue 17:
+"restore of one namespace in time proportional to that namespace, not to the backup").
+
+The archive's gzip members end at run boundaries (a run: one type's objects in one namespace)
+once they hold 256 KiB of tar, sealed in 64 KiB segments; every index line has its member's
+offset. A selection that covers less than half of the archive is read with ranged GETs of its
+members' segments; the rest is never downloaded.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import tarfile
+
+import pytest
+
+from ys1000.repository import DecryptionError, ChecksumError, Repository, layout
+from ys1000.repository.crypto import HEADER_SIZE, TAG_SIZE, open_decrypting
+
+NAMESPACES_200 = [f"team-{i:03d}" for i in range(200)]
+NAMESPACES = NAMESPACES_200[:100]
+KINDS = [
+    ("", "v1", "configmaps", "ConfigMap"),
+    ("", "v1", "secrets", "Secret"),
+    ("apps", "v1", "deployments", "Deployment"),
+]
+PER_KIND = 8
+
+
+class CountingStore:
+    """The repository's store, counting what is read (whole objects and ranges)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.opened: list[str] = []
+        self.ranged = 0
+
+    def open(self, key):
+        self.opened.append(key)
+        return self.inner.open(key)
+
+    def get(self, key):
+        self.opened.append(key)
+        return self.inner.get(key)
+
+    def get_range(self, key, start, end):
+        data = self.inner.get_range(key, start, end)
+        self.ranged += len(data)
+        return data
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def _doc(kind: str, group: str, ns: str, name: str) -> dict:
+    # incompressible filler (≈ 2 KiB compressed): the archive spans many segments, like a real one
+    filler = "".join(hashlib.sha256(f"{ns}/{kind}/{name}/{k}".encode()).hexdigest() for k in range(64))
+    return {
+        "apiVersion": f"{group}/v1" if group else "v1",
+        "kind": kind,
+        "metadata": {"name": name, "namespace": ns, "labels": {"app": name}},
+        "data": {"blob": filler},
+    }
+
+
+def _backup(repo: Repository, bid: str, namespaces: list[str] = NAMESPACES) -> None:
+    """Type by type, each type's objects in namespace order — the order capture writes."""
+    with repo.begin_backup(bid, "plan-a") as w:
+        for group, version, resource, kind in KINDS:
+            for ns in namespaces:
+                for i in range(PER_KIND):
+                    w.add(
+                        _doc(kind, group, ns, f"{resource}-{i}"),
+                        group=group,
+                        version=version,
+                        resource=resource,
+                        kind=kind,
+                    )
+        w.add(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-007"}},
+            group="",
+            version="v1",
+            resource="namespaces",
+            kind="Namespace",
+        )
+        w.commit(cluster_name="source", namespaces=namespaces)
+
+
+@pytest.fixture
+def counted(repo):
+    _backup(repo, "bk-many")
+    store = CountingStore(repo.store)
+    return Repository(store, repo.key, repo.config), store
+
+
+def _in_team_07(e) -> bool:
+    return e.namespace == "team-007" or (e.kind == "Namespace" and e.name == "team-007")
+
+
+def test_one_namespace_is_read_from_its_members_only(counted, repo):
+    reader, store = counted
+    archive = reader.manifest("bk-many").archive
+    want = [(e, d) for e, d in repo.iter_documents("bk-many") if _in_team_07(e)]
+    got = list(reader.iter_documents("bk-many", select=_in_team_07))
+    # the same entries and the same bytes, in archive order
+    assert [(e.path, d) for e, d in got] == [(e.path, d) for e, d in want]
+    assert len(got) == len(KINDS) * PER_KIND + 1
+    # the archive was never downloaded whole: per run of that namespace (4), its member and at
+    # most two segments more
+    assert layout.archive_key("bk-many") not in store.opened
+    entries = list(repo.read_index("bk-many"))
+    starts = sorted({e.member for e in entries})
+    ends = dict(zip(starts, [*starts[1:], archive.size], strict=True))
+    needed = {e.member for e, _ in got}
+    assert store.ranged <= sum(ends[m] - m for m in needed) + len(needed) * 2 * ((64 << 10) + TAG_SIZE) + HEADER_SIZE
+    assert store.ranged < archive.size / 2, (store.ranged, archive.size)
+
+
+def test_what_one_namespace_costs_does_not_grow_with_the_backup(repo):
+    """The same namespace out of a backup of 25 and of 200 namespaces: 8 times the archive,
+    about the same bytes fetched."""
+    fetched, sizes = [], []
+    for bid, count in (("bk-25", 25), ("bk-200", 200)):
+        _backup(repo, bid, NAMESPACES_200[:count])
+        store = CountingStore(repo.store)
+        docs = list(Repository(store, repo.key, repo.config).iter_documents(bid, select=_in_team_07))
+        assert len(docs) == len(KINDS) * PER_KIND + 1
+        fetched.append(store.ranged)
+        sizes.append(repo.manifest(bid).archive.size)
+    assert sizes[1] > 7 * sizes[0]
+    assert fetched[1] < 1.5 * fetched[0], (fetched, sizes)
+
+
+def test_the_archive_is_still_one_tar_gz_with_every_object(repo):
+    _backup(repo, "bk-whole")
+    m = repo.manifest("bk-whole")
+    plain = open_decrypting(
+        io.BytesIO(repo.store.get(m.archive.key)), repo.key.archive_key, repo.archive_aad("bk-whole")
+    )
+    with tarfile.open(fileobj=gzip.GzipFile(fileobj=plain), mode="r|") as tar:
+        names = [i.name for i in tar]
+    assert names == [e.path for e in repo.read_index("bk-whole")]
+    # members end at run boundaries: a run (one type in one namespace) lies in one member
+    runs: dict[tuple, set[int]] = {}
+    for e in repo.read_index("bk-whole"):
+        runs.setdefault((e.group, e.resource, e.namespace), set()).add(e.member)
+    assert all(len(m) == 1 for m in runs.values())
+    assert len({m for ms in runs.values() for m in ms}) > 10
+    assert repo.verify("bk-whole").objects == len(names)
+
+
+def test_a_damaged_segment_fails_the_read_that_needs_it_and_verify(counted, repo):
+    reader, _ = counted
+    entries = list(repo.read_index("bk-many"))
+    m = repo.manifest("bk-many")
+    key = m.archive.key
+    original = repo.store.get(key)
+    seg = (64 << 10) + TAG_SIZE
+    team07 = min(e.member for e in entries if e.namespace == "team-007")
+    inside = HEADER_SIZE + (team07 // (64 << 10)) * seg + 10
+    outside = len(original) - 10  # the last segment: the final member (cluster-scoped Namespace)
+    for offset in (inside, outside):
+        data = bytearray(original)
+        data[offset] ^= 1
+        repo.store.put(key, bytes(data))
+        with pytest.raises(ChecksumError):
+            repo.verify("bk-many")
+        team07_docs = lambda: list(reader.iter_documents("bk-many", select=lambda e: e.namespace == "team-007"))  # noqa: E731
+        if offset == inside:
+            with pytest.raises(DecryptionError, match=r"segment \d+ failed authentication"):
+                team07_docs()
+        else:  # not in what is read: the namespace's documents are whole and authenticated
+            assert len(team07_docs()) == len(KINDS) * PER_KIND
+    repo.store.put(key, original)
+
+
+def test_a_selection_of_most_of_the_backup_reads_the_whole_verified_archive(counted):
+    reader, store = counted
+    got = list(reader.iter_documents("bk-many", select=lambda e: e.namespace != "team-000"))
+    assert len(got) == len(KINDS) * PER_KIND * (len(NAMESPACES) - 1) + 1
+    assert layout.archive_key("bk-many") in store.opened and store.ranged == 0
+
+
+def test_a_backup_without_member_offsets_is_read_whole(repo):
+    """Backups written before the offsets existed: same documents, through the full read."""
+    _backup(repo, "bk-old")
+    m = repo.manifest("bk-old")
+    lines = [json.loads(x) for x in gzip.decompress(repo.store.get(m.index.key)).splitlines()]
+    for line in lines:
+        del line["member"]
+    body = gzip.compress(b"".join(json.dumps(x).encode() + b"\n" for x in lines))
+    repo.store.put(m.index.key, body)
+    old = m.model_copy(
+        update={"index": m.index.model_copy(update={"sha256": hashlib.sha256(body).hexdigest(), "size": len(body)})}
+    )
+    repo.store.put(layout.manifest_key("bk-old"), old.model_dump_json().encode())
+    store = CountingStore(repo.store)
+    got = list(Repository(store, repo.key, repo.config).iter_documents("bk-old", select=_in_team_07))
+    assert len(got) == len(KINDS) * PER_KIND + 1 and all(e.member is None for e, _ in got)
+    assert m.archive.key in store.opened and store.ranged == 0
+
+
+def test_get_resource_fetches_one_member(counted):
+    reader, store = counted
+    doc = reader.get_resource("bk-many", "deployments.apps", "team-031", "deployments-3")
+    assert doc["metadata"] == {"name": "deployments-3", "namespace": "team-031", "labels": {"app": "deployments-3"}}
+    assert layout.archive_key("bk-many") not in store.opened
+    # its member (≤ 256 KiB of tar, compressed) and at most two segments more
+    assert 0 < store.ranged <= (256 << 10) + 2 * ((64 << 10) + TAG_SIZE) + HEADER_SIZE
+    assert store.ranged < reader.manifest("bk-many").archive.size / 10
+    with pytest.raises(KeyError, match="not in backup"):
+        reader.get_resource("bk-many", "deployments.apps", "team-031", "nope")
