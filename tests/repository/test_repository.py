@@ -336,3 +336,29 @@ def test_index_entry_json_round_trip():
         reason="why",
     )
     assert IndexEntry.from_json(json.loads(json.dumps(e.to_json()))) == e
+
+
+@pytest.mark.parametrize(
+    "path,size",
+    [
+        ("resources/configmaps/v1/namespaces/demo/cm-1.json", 120),
+        ("resources/deployments.apps/v1/namespaces/team-a/" + "w" * 40 + ".json", 0),
+        ("resources/storageclasses.storage.k8s.io/v1/cluster/x.json", 8**11 - 1),
+        ("r/" + "n" * 98, 7),  # exactly the 100 bytes of the ustar name field
+    ],
+)
+def test_archive_headers_are_the_ones_tarfile_writes(path, size):
+    import tarfile
+
+    from ys1000.repository.repository import _ustar_header
+
+    info = tarfile.TarInfo(path)
+    info.size, info.mtime, info.mode = size, 1764547200, 0o600
+    assert _ustar_header(path, size, 1764547200) == info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+@pytest.mark.parametrize("path", ["r/" + "n" * 99, "resources/configmaps/v1/namespaces/demo/ünï.json"])
+def test_long_or_non_ascii_paths_are_left_to_tarfile(path):
+    from ys1000.repository.repository import _ustar_header
+
+    assert _ustar_header(path, 1, 0) is None

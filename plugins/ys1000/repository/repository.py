@@ -213,11 +213,11 @@ class BackupWriter:
             self._run = run
         path = layout.member_path(layout.group_resource(resource, group), version, namespace, name)
         data = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        info = tarfile.TarInfo(path)
-        info.size = len(data)
-        info.mtime = self._mtime
-        info.mode = 0o600
-        header = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+        header = _ustar_header(path, len(data), self._mtime)
+        if header is None:  # a long or non-ASCII path: tarfile writes it a PAX header
+            info = tarfile.TarInfo(path)
+            info.size, info.mtime, info.mode = len(data), self._mtime, 0o600
+            header = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
         pad = -len(data) % _BLOCK
         self._tar_gz.write(header + data + b"\0" * pad)
         self._tar_bytes += len(header) + len(data) + pad
@@ -349,6 +349,23 @@ class BackupWriter:
             except (ObjectLocked, StorageError):
                 left.append(key)
         return left
+
+
+def _ustar_header(path: str, size: int, mtime: int) -> bytes | None:
+    """The 512-byte header ``tarfile`` writes (``PAX_FORMAT``) for a regular file of mode 0600,
+    owner 0:0, when the path is ASCII and fits the ustar name field (None otherwise) — built
+    directly: ``TarInfo.tobuf`` was 40 % of adding an object to a backup."""
+    name = path.encode("ascii", "strict") if path.isascii() else b""
+    if not name or len(name) > 100 or size >= 8**11 or not 0 <= mtime < 8**11:
+        return None
+    buf = bytearray(512)
+    buf[0 : len(name)] = name
+    buf[100:148] = b"0000600\x000000000\x000000000\x00%011o\x00%011o\x00" % (size, mtime)
+    buf[148:156] = b"        "  # the checksum counts its own field as spaces
+    buf[156] = ord("0")  # REGTYPE
+    buf[257:265] = b"ustar\x0000"
+    buf[148:156] = b"%06o\x00 " % sum(buf)
+    return bytes(buf)
 
 
 def _delete_order(key: str) -> int:
