@@ -24,9 +24,8 @@ Figures, each a ratio to a floor measured in the same run:
 * **restore of one namespace** out of the whole backup against the same namespace restored from
   a backup of that namespace alone (made like the one-namespace plans'), alternating. "Proportional
   to the namespace" means a ratio near 1; the time to read through the whole archive is printed
-  beside it. The archive is one encrypted tar.gz stream and the index has no offsets, so a
-  one-namespace restore still decrypts, gunzips and walks the whole archive: today this ratio
-  grows with the backup (issue 17).
+  beside it. The restore reads only the gzip members holding that namespace (ranged GETs, see
+  ``ys1000.repository.repository``); what still grows with the backup is reading its index.
 
 Run it alone with ``python -m benchmarks scale``; ``YS1000_BENCH_REPEAT`` (default 2) sets the
 alternating rounds.
