@@ -213,3 +213,16 @@ def test_get_resource_fetches_one_member(counted):
     assert store.ranged < reader.manifest("bk-many").archive.size / 10
     with pytest.raises(KeyError, match="not in backup"):
         reader.get_resource("bk-many", "deployments.apps", "team-031", "nope")
+
+
+def test_a_member_too_large_to_hold_is_read_by_streaming_the_archive(repo, monkeypatch):
+    """A partial read holds each member in memory; one larger than the limit (a huge run of one
+    type in one namespace) sends the read through the streaming whole-archive path."""
+    import ys1000.repository.repository as R
+
+    _backup(repo, "bk-huge")
+    monkeypatch.setattr(R, "MAX_MEMBER_READ", 1024)
+    store = CountingStore(repo.store)
+    got = list(Repository(store, repo.key, repo.config).iter_documents("bk-huge", select=_in_team_07))
+    assert len(got) == len(KINDS) * PER_KIND + 1
+    assert layout.archive_key("bk-huge") in store.opened and store.ranged == 0

@@ -74,6 +74,7 @@ ENCRYPTION_SCHEME = "ys1000-stream-aes256gcm-v1"
 SPOOL_MEMORY = 8 << 20  # bytes kept in RAM before a spool rolls over to a temp file
 ARCHIVE_SEGMENT_SIZE = 64 << 10  # small: a ranged read of one run pays at most two segments extra
 MEMBER_SIZE = 256 << 10  # tar bytes after which the next run starts a new gzip member
+MAX_MEMBER_READ = 4 << 20  # a partial read holds a member in memory: larger ones are streamed whole
 _BLOCK = tarfile.BLOCKSIZE
 _RECORD = tarfile.RECORDSIZE
 
@@ -755,6 +756,8 @@ class Repository:
         plain = m.archive.size - HEADER_SIZE - segment_count(m.archive.size, size) * TAG_SIZE
         ends = dict(zip(starts, [*starts[1:], plain], strict=True))
         if sum(ends[s] - s for s in wanted) * 2 > plain:
+            return None
+        if any(ends[s] - s > MAX_MEMBER_READ for s in wanted):  # one huge run: stream it, as a whole read does
             return None
         # consecutive wanted members within a segment of each other: one GET (at most 8 MiB)
         ranges: list[list[int]] = []
