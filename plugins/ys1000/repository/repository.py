@@ -162,8 +162,8 @@ class BackupWriter:
         self._uploaded: list[str] = []
         self._state = "open"
         self._mtime = int(created.timestamp())
-        # archive: tar → gzip (one member per run of one type in one namespace) → encrypt →
-        # sha256 → spool
+        # archive: tar → gzip (members ending at run boundaries, see the module docstring) →
+        # encrypt → sha256 → spool
         self._archive_spool = _spool()
         self._archive_hash = HashingWriter(self._archive_spool)
         self._enc = EncryptingWriter(
@@ -638,7 +638,6 @@ class Repository:
                 while (chunk := gz.read(1 << 18)) or tail:
                     lines = (tail + chunk).split(b"\n")
                     tail = lines.pop() if chunk else b""
-                    lines = [line for line in lines if line]
                     if not lines:
                         continue
                     try:
