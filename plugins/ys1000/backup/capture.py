@@ -2,8 +2,8 @@
 
 Every namespaced, listable resource type the cluster serves is listed per selected namespace
 (or once cluster-wide, keeping the selected namespaces' objects, when they are many and most of
-the cluster's: ``CLUSTER_WIDE_MIN``), page by page, by a small pool of workers; pages are handed to the single writer through a
-bounded queue, so memory stays at a few pages however big the namespaces are. Cluster-scoped
+the cluster's: ``ys1000.backup.listing``), page by page, by a small pool of workers; pages are
+handed to the single writer through a bounded queue, so memory stays at a few pages however big the namespaces are. Cluster-scoped
 objects the namespaces depend on follow: their Namespace objects, the PVs bound to their PVCs,
 the StorageClasses those PVCs use, the CRDs of their custom resources, the ClusterRoleBindings
 that bind their ServiceAccounts with the ClusterRoles those and the namespaces' RoleBindings refer
@@ -19,8 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from collections.abc import Set as AbstractSet
-from typing import Callable, Iterable, Iterator, cast
+from typing import Callable, Iterable, cast
 
+from ys1000.backup.listing import PAGE_SIZE, objects_in, scopes
 from ys1000.backup.ownership import not_restored_reason
 from ys1000.backup.preflight import Inventory, preflight
 from ys1000.backup.selection import BackupSpec, kind_selected
@@ -54,11 +55,6 @@ SKIPPED_TYPES = {("", "events"), ("events.k8s.io", "events")}
 OWN_COMPONENT_LABEL = "ys1000.io/component"
 VOLUME_KINDS = {"PersistentVolumeClaim", "PersistentVolume"}
 LIST_WORKERS = 8
-PAGE_SIZE = 500
-# From this many selected namespaces on, when they are at least half of the cluster's, each type is
-# listed once cluster-wide (paginated) and the objects of other namespaces dropped: 1,000
-# namespaces × 30 types would otherwise be 30,000 LISTs, mostly of a page with a few objects.
-CLUSTER_WIDE_MIN = 8
 
 Progress = Callable[[dict], None]
 
@@ -91,39 +87,6 @@ def _strip_noise(obj: dict) -> dict:
     return obj
 
 
-def cluster_wide(kube: Kube, namespaces: list[str]) -> frozenset[str] | None:
-    """The selected namespaces when listing cluster-wide is cheaper than listing each (see
-    ``CLUSTER_WIDE_MIN``), else None."""
-    if len(namespaces) < CLUSTER_WIDE_MIN:
-        return None
-    total = sum(1 for _ in kube.list(NAMESPACES, page_size=PAGE_SIZE))
-    return frozenset(namespaces) if 2 * len(namespaces) >= total else None
-
-
-def _objects(
-    kube: Kube,
-    rt: ResourceType,
-    ns: str | None,
-    label_selector: str | None,
-    only: AbstractSet[str] = frozenset(),
-) -> Iterator[dict]:
-    """One type's objects in namespace ``ns``, or (``ns`` None) cluster-wide keeping those of the
-    namespaces ``only``; where the cluster-wide LIST is forbidden, namespace by namespace."""
-    if ns is not None:
-        yield from kube.list(rt, ns, label_selector=label_selector, page_size=PAGE_SIZE)
-        return
-    try:
-        for obj in kube.list(rt, label_selector=label_selector, page_size=PAGE_SIZE):
-            if obj["metadata"].get("namespace") in only:
-                yield obj
-        return
-    except KubeError as exc:
-        if exc.status != 403:
-            raise
-    for one in sorted(only):  # forbidden before the first page: nothing was yielded yet
-        yield from kube.list(rt, one, label_selector=label_selector, page_size=PAGE_SIZE)
-
-
 def _list_pages(
     kube: Kube,
     work: Iterable[tuple[ResourceType, str | None]],
@@ -138,7 +101,7 @@ def _list_pages(
     def one(item):
         rt, ns = item
         page: list[dict] = []
-        for obj in _objects(kube, rt, ns, label_selector, only):
+        for obj in objects_in(kube, rt, ns, label_selector, only):
             if stop.is_set():
                 return
             page.append(obj)
@@ -172,12 +135,12 @@ def capture_resources(
     discovery = Discovery.load(kube)
     cancel = cancel or threading.Event()
     report = progress or (lambda _: None)
-    wide = cluster_wide(kube, inventory.namespaces)
-    scopes: list[str | None] = [None] if wide is not None else list(inventory.namespaces)
+    wide = inventory.wide
+    where = scopes(wide, inventory.namespaces)
     services_with_selector = {
         (s["metadata"]["namespace"], s["metadata"]["name"])
-        for ns in scopes
-        for s in _objects(kube, SERVICES, ns, None, wide or frozenset())
+        for ns in where
+        for s in objects_in(kube, SERVICES, ns, None, wide or frozenset())
         if (s.get("spec") or {}).get("selector")
     }
     types = [
@@ -188,7 +151,7 @@ def capture_resources(
         and kind_selected(rt.kind, rt.resource, spec)
         and (spec.scope != "volumes" or rt.kind in VOLUME_KINDS)
     ]
-    work = [(rt, ns) for rt in types for ns in scopes]
+    work = [(rt, ns) for rt in types for ns in where]
     retention = timedelta(days=spec.retention_days) if spec.retention_days else None
     warnings = list(f"skipped {s}" for s in inventory.skipped)
     warnings += discovery.warnings()  # an aggregated API that is down: the backup goes on without it
@@ -287,12 +250,14 @@ def _cluster_dependencies(
 
     ``cluster_role_refs`` are the ClusterRoles the captured RoleBindings refer to.
     """
-    for ns in inv.namespaces:
-        obj = kube.get_or_none(NAMESPACES.path(name=ns))
-        if obj:
-            obj.setdefault("apiVersion", "v1")
-            obj.setdefault("kind", "Namespace")
-            yield NAMESPACES, obj
+    found: Iterable[dict | None]
+    if inv.wide is not None:  # many: one paginated LIST (the preflight's listing was allowed)
+        found = (n for n in kube.list(NAMESPACES, page_size=PAGE_SIZE) if n["metadata"]["name"] in inv.wide)
+    else:
+        found = (kube.get_or_none(NAMESPACES.path(name=ns)) for ns in inv.namespaces)
+    for obj in found:
+        if obj:  # a LIST's items have no kind and apiVersion: put them where a GET has them
+            yield NAMESPACES, {"kind": "Namespace", "apiVersion": "v1", **obj}
     if not spec.include_cluster_resources:
         return
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ys1000.backup.listing import cluster_wide, objects_in, scopes
 from ys1000.backup.selection import BackupSpec, resolve_namespaces
 from ys1000.kube import Kube
 from ys1000.kube.discovery import PODS, PVCS, PVS
@@ -28,6 +29,8 @@ class Inventory:
     pvcs: list[dict]  # the PVC objects, for the volume-data part
     volumes: dict[str, VolumeUse]  # "<ns>/<pvc>" -> pods using it
     skipped: list[str] = field(default_factory=list)  # emptyDir and inline hostPath volumes, for the report
+    # the namespaces when they are listed cluster-wide (``ys1000.backup.listing``), else None
+    wide: frozenset[str] | None = None
 
     def summary(self) -> dict:
         return {
@@ -49,9 +52,14 @@ def preflight(kube: Kube, spec: BackupSpec) -> Inventory:
         )
     pods: list[dict] = []
     pvcs: list[dict] = []
-    for ns in namespaces:
-        pods += [p for p in kube.list(PODS, ns) if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
-        pvcs += list(kube.list(PVCS, ns))
+    wide = cluster_wide(kube, namespaces)
+    for ns in scopes(wide, namespaces):
+        pods += [
+            p
+            for p in objects_in(kube, PODS, ns, only=wide or frozenset())
+            if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+        ]
+        pvcs += list(objects_in(kube, PVCS, ns, only=wide or frozenset()))
     if len(pods) > lim.max_pods:
         raise LimitExceeded(
             f"backup selects {len(pods)} pods, more than the limit of {lim.max_pods}; "
@@ -93,7 +101,7 @@ def preflight(kube: Kube, spec: BackupSpec) -> Inventory:
                 + "; ".join(refused)
                 + ". Use scope 'resources' or move the data to a PVC of a CSI StorageClass."
             )
-    return Inventory(namespaces, len(pods), pvcs, volumes, skipped)
+    return Inventory(namespaces, len(pods), pvcs, volumes, skipped, wide)
 
 
 def _node_local_claims(kube: Kube, pvcs: list[dict]) -> list[str]:
