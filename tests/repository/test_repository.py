@@ -362,3 +362,58 @@ def test_long_or_non_ascii_paths_are_left_to_tarfile(path):
     from ys1000.repository.repository import _ustar_header
 
     assert _ustar_header(path, 1, 0) is None
+
+
+def _tar_of(files: list[tuple[str, bytes]], fmt: int) -> bytes:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt, encoding="utf-8") as tar:
+        for path, data in files:
+            info = tarfile.TarInfo(path)
+            info.size, info.mtime, info.mode = len(data), 1764547200, 0o600
+            tar.addfile(info, io.BytesIO(data))
+        d = tarfile.TarInfo("resources/a-directory")
+        d.type = tarfile.DIRTYPE
+        tar.addfile(d)  # not a file: skipped, as tarfile's isfile() skipped it
+    return buf.getvalue()
+
+
+FILES = [
+    ("resources/configmaps/v1/namespaces/demo/cm-1.json", b'{"a":1}'),
+    ("resources/secrets/v1/namespaces/demo/" + "s" * 120 + ".json", b""),  # long: a PAX path
+    ("resources/configmaps/v1/namespaces/démo/ünï.json", "é".encode() * 700),  # non-ASCII, > 1 block
+    ("r/" + "n" * 98, b"x" * 512),  # the full ustar name field, an exact block of data
+]
+
+
+@pytest.mark.parametrize("fmt", ["PAX", "USTAR", "GNU"])
+def test_archive_reader_reads_what_tarfile_writes(fmt):
+    import io
+    import tarfile
+
+    from ys1000.repository.repository import _tar_files
+
+    files = FILES if fmt != "USTAR" else FILES[:1] + FILES[3:]  # ustar has no non-ASCII or long names
+    raw = _tar_of(files, getattr(tarfile, f"{fmt}_FORMAT"))
+    assert list(_tar_files(io.BytesIO(raw).read, "t")) == files
+    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:", encoding="utf-8") as tar:
+        want = [(i.name, tar.extractfile(i).read()) for i in tar if i.isfile()]  # type: ignore[union-attr]
+    assert want == files
+
+
+def test_archive_reader_refuses_damaged_tar_headers():
+    import io
+    import tarfile
+
+    from ys1000.repository.repository import IntegrityError, _tar_files
+
+    raw = bytearray(_tar_of(FILES[:1], tarfile.PAX_FORMAT))
+    bad = bytes(raw[:1] + b"X" + raw[2:])  # a byte of the name changed: the checksum no longer matches
+    with pytest.raises(IntegrityError, match="checksum does not match"):
+        list(_tar_files(io.BytesIO(bad).read, "archive.tar"))
+    with pytest.raises(IntegrityError, match="ends inside an entry"):
+        list(_tar_files(io.BytesIO(bytes(raw[:515])).read, "archive.tar"))
+    with pytest.raises(IntegrityError, match="ends inside a tar header"):
+        list(_tar_files(io.BytesIO(bytes(raw[:100])).read, "archive.tar"))
