@@ -49,8 +49,11 @@ def test_namespaces_by_glob_and_selector(world):
         kube, repo, BackupSpec(backup_id="l", plan="sel", namespace_selector=f"team=blog,sel={tag}")
     ).manifest
     assert m.namespaces == [f"blog-{tag}"]
-    with pytest.raises(SelectionError, match="not found"):
+    with pytest.raises(SelectionError, match="not found in cluster source: no-such-namespace$"):
         run_backup(kube, repo, BackupSpec(backup_id="x", plan="sel", namespaces=["no-such-namespace"]))
+    many = [*world["names"], "no-such-1", "no-such-2"]  # more than a few names: checked against one LIST
+    with pytest.raises(SelectionError, match="not found in cluster source: no-such-1, no-such-2$"):
+        run_backup(kube, repo, BackupSpec(backup_id="x", plan="sel", namespaces=many))
     with pytest.raises(SelectionError, match="match no namespace"):
         run_backup(kube, repo, BackupSpec(backup_id="y", plan="sel", namespace_globs=["nothing-like-this-*"]))
 

@@ -417,3 +417,31 @@ def test_archive_reader_refuses_damaged_tar_headers():
         list(_tar_files(io.BytesIO(bytes(raw[:515])).read, "archive.tar"))
     with pytest.raises(IntegrityError, match="ends inside a tar header"):
         list(_tar_files(io.BytesIO(bytes(raw[:100])).read, "archive.tar"))
+
+
+@pytest.mark.parametrize("bad", [b'{"a":1},{"b":2}', b'{"a":', b""], ids=["two-documents", "truncated", "empty"])
+def test_verify_names_a_document_that_is_not_one_json_document(repo, monkeypatch, bad):
+    """Verify parses the documents a batch at a time; a bad one among 1,200 is still found and
+    named (a stand-in encoder writes it, as a bug in the writer would)."""
+    import ys1000.repository.repository as impl
+    from ys1000.repository import IntegrityError
+
+    real = impl._DOCUMENT_JSON
+    monkeypatch.setattr(
+        impl, "_DOCUMENT_JSON", lambda obj: bad.decode() if obj["metadata"]["name"] == "cm-0777" else real(obj)
+    )
+    with repo.begin_backup("b", "plan-a") as w:
+        for i in range(1200):
+            w.add(
+                configmap("demo", f"cm-{i:04d}", k=str(i)),
+                group="",
+                version="v1",
+                resource="configmaps",
+                kind="ConfigMap",
+            )
+        w.commit(namespaces=["demo"])
+    with pytest.raises(IntegrityError, match=r"namespaces/demo/cm-0777\.json' is not valid JSON"):
+        repo.verify("b")
+    monkeypatch.setattr(impl, "_DOCUMENT_JSON", real)
+    write_backup(repo, "good", n=1200)
+    assert repo.verify("good").objects == 1200

@@ -64,7 +64,11 @@ def resolve_namespaces(kube: Kube, spec: BackupSpec) -> list[str]:
     """Names, globs and a label selector, united; a named namespace that is absent is an error."""
     if not (spec.namespaces or spec.namespace_globs or spec.namespace_selector):
         raise SelectionError("no namespaces selected: give names, globs or a label selector")
-    existing = {ns["metadata"]["name"] for ns in kube.list(NAMESPACES)}
+    if not spec.namespace_globs and len(spec.namespaces) <= 4:
+        # a few names: a GET each, not a LIST of every namespace (a cluster may have thousands)
+        existing = {n for n in spec.namespaces if kube.get_or_none(NAMESPACES.path(name=n)) is not None}
+    else:
+        existing = {ns["metadata"]["name"] for ns in kube.list(NAMESPACES, page_size=500)}
     missing = [n for n in spec.namespaces if n not in existing]
     if missing:
         raise SelectionError(f"namespaces not found in cluster {kube.name or '(current)'}: {', '.join(missing)}")
