@@ -122,9 +122,10 @@ def objects(kind: str, i: int) -> dict:
 class ControlPlaneIdle:
     """Waits until the sandbox's control plane processes are (nearly) idle: controllers done."""
 
-    def __init__(self, sandbox_dir: str):
+    def __init__(self, sandbox_dir: str, threshold: float = 0.1):
         out = subprocess.run(["pgrep", "-f", f"controlplane --data-dir {sandbox_dir}"], capture_output=True, text=True)
         self.pids = [int(p) for p in out.stdout.split()]
+        self.threshold = threshold  # CPU seconds per second
 
     def _cpu(self) -> float:
         total = 0.0
@@ -133,12 +134,12 @@ class ControlPlaneIdle:
             total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         return total
 
-    def wait(self, timeout: float = 120, threshold: float = 0.1) -> None:
+    def wait(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             before = self._cpu()
             time.sleep(1.0)
-            if self._cpu() - before < threshold:
+            if self._cpu() - before < self.threshold:
                 return
 
 
