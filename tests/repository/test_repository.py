@@ -334,8 +334,14 @@ def test_index_entry_json_round_trip():
         path="p",
         restore=False,
         reason="why",
+        member=4096,
     )
-    assert IndexEntry.from_json(json.loads(json.dumps(e.to_json()))) == e
+    back = IndexEntry.from_json(json.loads(json.dumps(e.to_json())))
+    assert back == e and hash(back) == hash(e)  # every field set (from_json bypasses __init__)
+    with pytest.raises(AttributeError, match="cannot assign to field 'name'"):
+        back.name = "other"  # type: ignore[misc]  # still frozen
+    minimal = {"version": "v1", "kind": "ConfigMap", "resource": "configmaps", "name": "c", "size": 1, "path": "q"}
+    assert IndexEntry.from_json(minimal) == IndexEntry("", "v1", "ConfigMap", "configmaps", None, "c", 1, "q")
 
 
 @pytest.mark.parametrize(
