@@ -230,7 +230,7 @@ def test_flipped_byte_fails_verify_and_restore_and_writes_nothing(app, sandbox_s
     data = bytearray(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     copy_id = app["backup"] + "-flip"
     # a separate copy of the backup, so the other tests keep a good one
-    for suffix in ("manifest.json", "index.jsonl.gz", "resources.tar.gz.enc"):
+    for suffix in ("manifest.json", "index.jsonl.gz", "index-map.json", "resources.tar.gz.enc"):
         body = s3.get_object(Bucket=bucket, Key=f"t/backups/{app['backup']}/{suffix}")["Body"].read()
         if suffix == "manifest.json":
             body = body.replace(app["backup"].encode(), copy_id.encode())

@@ -157,7 +157,8 @@ def test_s3_down_after_capture_keeps_no_manifest_and_the_pending_backup_is_clean
     (note,) = error.__notes__
     assert "incomplete backup a2-1 could not be removed now" in note and "removes it later" in note, note
     kept = keys(sandbox_s3, bucket, "r/backups/a2-1/")
-    assert kept == [f"r/backups/a2-1/{n}" for n in ("index.jsonl.gz", "pending.json", "resources.tar.gz.enc")]
+    names = ("index-map.json", "index.jsonl.gz", "pending.json", "resources.tar.gz.enc")
+    assert kept == [f"r/backups/a2-1/{n}" for n in names]
     assert keys(sandbox_s3, bucket, "r/catalog/") == []
 
     s3_proxy.up()

@@ -273,7 +273,11 @@ def test_abort_and_exception_remove_uploaded_objects(repo):
             w.commit()
     finally:
         del store.put
-    assert {o.key for o in store.list("backups/")} == {layout.archive_key("bk-abort2"), layout.index_key("bk-abort2")}
+    assert {o.key for o in store.list("backups/")} == {
+        layout.archive_key("bk-abort2"),
+        layout.index_key("bk-abort2"),
+        layout.index_map_key("bk-abort2"),
+    }
     assert w.abort() == []
     assert list(store.list("backups/")) == []
 
@@ -289,7 +293,11 @@ def test_delete_backup_removes_catalog_then_manifest_first(repo):
     finally:
         del repo.store.delete
     assert deleted[:2] == [layout.catalog_key("plan-a", "bk-del"), layout.manifest_key("bk-del")]
-    assert set(deleted[2:]) == {layout.archive_key("bk-del"), layout.index_key("bk-del")}
+    assert set(deleted[2:]) == {
+        layout.archive_key("bk-del"),
+        layout.index_key("bk-del"),
+        layout.index_map_key("bk-del"),
+    }
     assert [e.backup_id for e in repo.list_backups()] == ["bk-keep"]
     assert list(repo.store.list("backups/bk-del/")) == []
     repo.verify("bk-keep")

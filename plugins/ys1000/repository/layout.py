@@ -33,6 +33,7 @@ APPROVALS = "approvals/"  # approvals/<approval id>.json: who decided what, when
 
 ARCHIVE_NAME = "resources.tar.gz.enc"
 INDEX_NAME = "index.jsonl.gz"
+INDEX_MAP_NAME = "index-map.json"  # which index member holds which namespaces (partial reads)
 MANIFEST_NAME = "manifest.json"
 PENDING_NAME = "pending.json"  # the manifest-to-be while volume data is still being copied
 
@@ -59,6 +60,10 @@ def archive_key(backup_id: str) -> str:
 
 def index_key(backup_id: str) -> str:
     return backup_prefix(backup_id) + INDEX_NAME
+
+
+def index_map_key(backup_id: str) -> str:
+    return backup_prefix(backup_id) + INDEX_MAP_NAME
 
 
 def pending_key(backup_id: str) -> str:

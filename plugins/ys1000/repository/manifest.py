@@ -53,6 +53,8 @@ class Manifest(BaseModel):
     uncompressed_size: int = Field(0, description="sum of the JSON documents' sizes")
     archive: ObjectRef
     index: ObjectRef
+    # backups written since the index map (None before): see ys1000.repository.repository
+    index_map: ObjectRef | None = None
     encryption: dict[str, Any] = Field(default_factory=dict)
     volumes: list[dict[str, Any]] = Field(default_factory=list)
     retain_until: datetime | None = Field(None, description="S3 Object Lock retention date")

@@ -4,7 +4,7 @@ Write path (``BackupWriter``): each resource document is serialised, appended as
 a gzip stream that feeds the streaming encryptor, whose output is hashed on its way to a spooled
 temporary file; the index line goes to a second gzip stream. Nothing per object stays in memory,
 so a 300k-object backup costs the same RAM as a 30-object one. ``commit`` uploads archive, index,
-then the manifest (the "complete" marker), then the catalog entry.
+index map, then the manifest (the "complete" marker), then the catalog entry.
 
 The archive is a concatenation of gzip members, each ending where a run of objects of one type
 in one namespace ends (capture lists type by type, each type's objects in namespace order) once
@@ -13,7 +13,11 @@ archive is sealed in 64 KiB segments. So the objects of a few namespaces can be 
 GETs of just their members' segments: a restore of one namespace out of a 1,000-namespace backup
 fetches, per type, at most one member and two segments — not the archive. (A member per run
 would bound that further but loses gzip's context: 2.5 times the size on a 1,000-namespace
-backup.) Decompressed whole, it is still one tar.gz stream.
+backup.) Decompressed whole, it is still one tar.gz stream. The index's gzip members end with
+the archive's; ``index-map.json`` (checksummed in the manifest) lists, per member, the archive
+offset, the index bytes with their sha256, and the namespaces in it — so a read that names its
+namespaces fetches only their index members too, and its time no longer grows with the backup.
+``verify`` proves the map against the whole index.
 
 Read path: a whole archive is downloaded once into a spooled temporary file while its sha256 is
 computed and compared with the manifest *before* anything is decrypted or yielded, so a restore
@@ -36,7 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from hashlib import sha256
-from typing import Any, BinaryIO, Callable, Generator, Iterator, cast
+from typing import Any, BinaryIO, Callable, Collection, Generator, Iterable, Iterator, cast
 
 from . import layout
 from .connection import ConnectionReport, check_connection
@@ -183,7 +187,11 @@ class BackupWriter:
         # index: jsonl → gzip → sha256 → spool
         self._index_spool = _spool()
         self._index_hash = HashingWriter(self._index_spool)
-        self._index_gz = gzip.GzipFile(fileobj=self._index_hash, mode="wb", compresslevel=6, mtime=0)
+        # the index's gzip members end with the archive's: each hashed on its own for the map
+        self._index_part = HashingWriter(cast(BinaryIO, self._index_hash))
+        self._index_gz = gzip.GzipFile(fileobj=self._index_part, mode="wb", compresslevel=6, mtime=0)
+        self._index_map: list[list[Any]] = []  # [archive member offset, index offset, size, sha256, namespaces]
+        self._member_namespaces: set[str] = set()  # "" for cluster-scoped objects
         # both written to their gzip streams 64 KiB at a time: GzipFile.write per object cost
         # as much again as compressing
         self._tar_buf: list[bytes] = []
@@ -221,9 +229,11 @@ class BackupWriter:
             if self._member_tar >= MEMBER_SIZE:  # end the member (the next one starts at this offset)
                 self._flush_tar()
                 self._tar_gz.close()
+                self._end_index_member(reopen=True)
                 self._member, self._member_tar = self._enc.plain_size, 0
                 self._tar_gz = gzip.GzipFile(fileobj=self._enc, mode="wb", compresslevel=self._level, mtime=0)
             self._run = run
+        self._member_namespaces.add(namespace or "")
         path = layout.member_path(layout.group_resource(resource, group), version, namespace, name)
         data = _DOCUMENT_JSON(obj).encode("utf-8")
         header = _ustar_header(path, len(data), self._mtime)
@@ -277,8 +287,27 @@ class BackupWriter:
         self._tar_gz.write(end + b"\0" * (-total % _RECORD))
         self._tar_gz.close()
         self._enc.finish()
+        self._end_index_member(reopen=False)
+
+    def _end_index_member(self, *, reopen: bool) -> None:
+        """Close the index's gzip member (it holds the entries of the archive member just ended)
+        and note where it lies, its sha256 and its namespaces in the index map."""
         self._flush_index()
         self._index_gz.close()
+        part = self._index_part
+        self._index_map.append(
+            [
+                self._member,
+                self._index_hash.size - part.size,
+                part.size,
+                part.hexdigest(),
+                sorted(self._member_namespaces),
+            ]
+        )
+        self._member_namespaces = set()
+        if reopen:
+            self._index_part = HashingWriter(cast(BinaryIO, self._index_hash))
+            self._index_gz = gzip.GzipFile(fileobj=self._index_part, mode="wb", compresslevel=6, mtime=0)
 
     def _put(self, key: str, data: bytes | BinaryIO) -> None:
         self._uploaded.append(key)  # before the call: a failed multipart may leave parts
@@ -317,6 +346,10 @@ class BackupWriter:
             index = ObjectRef(
                 key=layout.index_key(bid), sha256=self._index_hash.hexdigest(), size=self._index_hash.size
             )
+            index_map = json.dumps({"members": self._index_map}, separators=(",", ":")).encode()
+            map_ref = ObjectRef(
+                key=layout.index_map_key(bid), sha256=sha256(index_map).hexdigest(), size=len(index_map)
+            )
             manifest = Manifest(
                 format_version=FORMAT_VERSION,
                 backup_id=bid,
@@ -334,6 +367,7 @@ class BackupWriter:
                 uncompressed_size=self.uncompressed_size,
                 archive=archive,
                 index=index,
+                index_map=map_ref,
                 encryption={"scheme": ENCRYPTION_SCHEME, "segment_size": ARCHIVE_SEGMENT_SIZE},
                 volumes=list(volumes or []),
                 retain_until=self.retain_until,
@@ -345,6 +379,7 @@ class BackupWriter:
             self._put(archive.key, self._archive_spool)
             self._index_spool.seek(0)
             self._put(index.key, self._index_spool)
+            self._put(map_ref.key, index_map)
             if not final:
                 # unlocked: it is replaced by the manifest at finalize time
                 self._uploaded.append(layout.pending_key(bid))
@@ -736,14 +771,17 @@ class Repository:
         *,
         restorable_only: bool = False,
         select: Callable[[IndexEntry], bool] | None = None,
+        namespaces: Collection[str] | None = None,
     ) -> Iterator[tuple[IndexEntry, bytes]]:
         """Like ``iter_resources`` but yields each document's JSON bytes unparsed.
 
         A restore keeps documents as bytes until it applies them: far less memory than dicts.
         With ``select``, only the entries it accepts; when they lie in less than half of the
         archive, only their gzip members are fetched (ranged GETs, see the module docstring).
+        ``namespaces`` promises that ``select`` accepts no namespaced entry outside them: then
+        only the index members holding them (and cluster-scoped entries) are read, too.
         """
-        if select is not None and (partial := self._partial_documents(backup_id, select, restorable_only)):
+        if select is not None and (partial := self._partial_documents(backup_id, select, restorable_only, namespaces)):
             return partial
         pairs = self._paired(backup_id)
 
@@ -758,18 +796,31 @@ class Repository:
         return gen()
 
     def _partial_documents(
-        self, backup_id: str, select: Callable[[IndexEntry], bool], restorable_only: bool
+        self,
+        backup_id: str,
+        select: Callable[[IndexEntry], bool],
+        restorable_only: bool,
+        namespaces: Collection[str] | None = None,
     ) -> Iterator[tuple[IndexEntry, bytes]] | None:
         """The selected documents read member by member, or None when a whole read is as good
         (older backups without member offsets, or the selection covers half the archive)."""
         m = self.manifest(backup_id)
         starts: list[int] = []
         wanted: dict[int, list[IndexEntry]] = {}
-        for entry in self.read_index(backup_id):
+        entries: Iterable[IndexEntry]
+        if namespaces is not None and m.index_map is not None:
+            members = self._read_index_map(m)
+            starts = [row[0] for row in members]
+            keep = {*namespaces, ""}  # cluster-scoped entries may be selected with any namespace
+            entries = self._index_members(m, [row for row in members if keep.intersection(row[4])])
+        else:
+            entries = self.read_index(backup_id)
+        for entry in entries:
             if entry.member is None:
                 return None
-            if not starts or starts[-1] != entry.member:
-                starts.append(entry.member)
+            if m.index_map is None or namespaces is None:
+                if not starts or starts[-1] != entry.member:
+                    starts.append(entry.member)
             if (not restorable_only or entry.restore) and select(entry):
                 wanted.setdefault(entry.member, []).append(entry)
         size = int(m.encryption.get("segment_size") or 0)
@@ -777,6 +828,8 @@ class Repository:
             return None
         plain = m.archive.size - HEADER_SIZE - segment_count(m.archive.size, size) * TAG_SIZE
         ends = dict(zip(starts, [*starts[1:], plain], strict=True))
+        if stray := sorted(set(wanted) - set(ends)):
+            raise IntegrityError(f"backup {backup_id!r}: index entries name archive members {stray} it does not have")
         if sum(ends[s] - s for s in wanted) * 2 > plain:
             return None
         if any(ends[s] - s > MAX_MEMBER_READ for s in wanted):  # one huge run: stream it, as a whole read does
@@ -789,6 +842,61 @@ class Repository:
             else:
                 ranges.append([start])
         return self._read_members(m, size, ranges, ends, wanted)
+
+    def _read_index_map(self, m: Manifest) -> list[list[Any]]:
+        """The index map's rows (archive member offset, index offset, size, sha256, namespaces),
+        its checksum checked against the manifest."""
+        ref = cast(ObjectRef, m.index_map)
+        try:
+            raw = self.store.get(ref.key)
+        except ObjectNotFound:
+            raise IntegrityError(f"{ref.key!r} is listed in the manifest but missing from the store") from None
+        if len(raw) != ref.size or sha256(raw).hexdigest() != ref.sha256:
+            raise ChecksumError(ref.key, ref.sha256, sha256(raw).hexdigest())
+        try:
+            rows = json.loads(raw)["members"]
+            for row in rows:
+                if not (len(row) == 5 and all(isinstance(v, int) for v in row[:3]) and isinstance(row[4], list)):
+                    raise ValueError(f"bad row {row!r}")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise IntegrityError(f"{ref.key!r} is not a valid index map: {exc}") from None
+        return rows
+
+    @staticmethod
+    def _check_index_parts(m: Manifest, rows: list[list[Any]], index: BinaryIO) -> None:
+        """The map's index members tile the (downloaded) index, each with its sha256."""
+        at = 0
+        for _, offset, size, digest, _ in rows:
+            index.seek(offset)
+            part = index.read(size)
+            if offset != at or len(part) != size or sha256(part).hexdigest() != digest:
+                raise IntegrityError(
+                    f"backup {m.backup_id!r}: the index map's member at bytes {offset}-{offset + size} of "
+                    f"{m.index.key!r} does not match the index"
+                )
+            at = offset + size
+        if at != m.index.size:
+            raise IntegrityError(f"backup {m.backup_id!r}: the index map covers {at} of {m.index.size} index bytes")
+        index.seek(0)
+
+    def _index_members(self, m: Manifest, rows: list[list[Any]]) -> Iterator[IndexEntry]:
+        """The entries of the index members ``rows`` name: adjacent ones in one ranged GET, each
+        member's sha256 checked against the map before it is parsed."""
+        key = m.index.key
+        runs: list[list[list[Any]]] = []
+        for row in rows:
+            if runs and runs[-1][-1][1] + runs[-1][-1][2] == row[1] and row[1] + row[2] - runs[-1][0][1] <= 8 << 20:
+                runs[-1].append(row)
+            else:
+                runs.append([row])
+        for run in runs:
+            lo = run[0][1]
+            blob = self.store.get_range(key, lo, run[-1][1] + run[-1][2])
+            for _, offset, size, digest, _ in run:
+                part = blob[offset - lo : offset - lo + size]
+                if len(part) != size or sha256(part).hexdigest() != digest:
+                    raise ChecksumError(f"{key} bytes {offset}-{offset + size}", digest, sha256(part).hexdigest())
+                yield from self._index_entries(io.BytesIO(part), f"{key} bytes {offset}-{offset + size}")
 
     def _read_members(
         self, m: Manifest, size: int, ranges: list[list[int]], ends: dict[int, int], wanted: dict[int, list[IndexEntry]]
@@ -838,7 +946,7 @@ class Repository:
         def wanted(e: IndexEntry) -> bool:
             return e.group_resource == group_resource and e.namespace == (namespace or None) and e.name == name
 
-        docs = self.iter_documents(backup_id, select=wanted)
+        docs = self.iter_documents(backup_id, select=wanted, namespaces=[namespace] if namespace else [])
         try:
             for entry, data in docs:
                 return _parse(entry, data)
@@ -865,8 +973,13 @@ class Repository:
         except BaseException:
             archive.close()
             raise
+        rows = self._read_index_map(m) if m.index_map is not None else None
+        if rows is not None:
+            self._check_index_parts(m, rows, index)
+        in_members: dict[int | None, set[str]] = {}
         batch: list[tuple[IndexEntry, bytes]] = []
         for entry, data in self._pair(m, archive, index):
+            in_members.setdefault(entry.member, set()).add(entry.namespace or "")
             batch.append((entry, data))
             if len(batch) >= 500:
                 _check_documents(batch)
@@ -887,6 +1000,14 @@ class Repository:
                 f"archive ({count} objects, {dict(counts)})"
             )
         checks.append("manifest counts match the archive")
+        if rows is not None:
+            mapped = {row[0]: set(row[4]) for row in rows if row[4]}
+            if mapped != in_members:
+                raise IntegrityError(
+                    f"backup {backup_id!r}: the index map's members and namespaces differ from the index's "
+                    f"({len(mapped)} members mapped, {len(in_members)} in the index)"
+                )
+            checks.append(f"index map matches the index ({len(rows)} members, each checksum)")
         return VerifyResult(backup_id, count, m.archive.size, size, checks)
 
     # -- restore reports

@@ -205,7 +205,11 @@ class Restorer:
         # only the selected objects' gzip members are fetched when they are a small part (one
         # namespace out of many): the time follows the selection, not the backup
         docs = self.repo.iter_documents(
-            self.spec.backup_id, restorable_only=True, select=lambda e: _selected(e, self.spec)
+            self.spec.backup_id,
+            restorable_only=True,
+            select=lambda e: _selected(e, self.spec),
+            # _selected refuses namespaced objects outside spec.namespaces: their index need not be read
+            namespaces=self.spec.namespaces or None,
         )
         pending: list[tuple[IndexEntry, bytes]] = []
         for entry, data in docs:
