@@ -51,6 +51,9 @@ def test_namespaces_by_glob_and_selector(world):
     assert m.namespaces == [f"blog-{tag}"]
     with pytest.raises(SelectionError, match="not found in cluster source: no-such-namespace$"):
         run_backup(kube, repo, BackupSpec(backup_id="x", plan="sel", namespaces=["no-such-namespace"]))
+    ns = world["names"][0]  # a GET of "<ns>/configmaps" answers with the namespace's ConfigMap list
+    with pytest.raises(SelectionError, match=rf"not found in cluster source: {ns}/configmaps$"):
+        run_backup(kube, repo, BackupSpec(backup_id="x", plan="sel", namespaces=[f"{ns}/configmaps"]))
     many = [*world["names"], "no-such-1", "no-such-2"]  # more than a few names: checked against one LIST
     with pytest.raises(SelectionError, match="not found in cluster source: no-such-1, no-such-2$"):
         run_backup(kube, repo, BackupSpec(backup_id="x", plan="sel", namespaces=many))
@@ -143,3 +146,15 @@ def test_own_mover_objects_are_never_captured_and_are_named(world, source):
         f"skipped 2 object(s) of ys1000's own movers and hooks: Job {ns}/ys1000-mover-x (mover), "
         f"Secret {ns}/ys1000-mover-x (mover)"
     ) in m.warnings
+
+
+def test_a_namespaced_kind_called_namespace_follows_its_own_namespace():
+    """A restore of namespace "app" takes the core Namespace "app", not a custom resource of kind
+    Namespace named "app" in another namespace (its reads skip that namespace's index members)."""
+    from ys1000.repository.manifest import IndexEntry
+    from ys1000.restore.apply import _selected
+
+    spec = RestoreSpec(backup_id="b", namespaces=["app"])
+    assert _selected(IndexEntry("", "v1", "Namespace", "namespaces", None, "app", 2, "a"), spec)
+    assert not _selected(IndexEntry("example.com", "v1", "Namespace", "namespaces", "other", "app", 2, "b"), spec)
+    assert _selected(IndexEntry("example.com", "v1", "Namespace", "namespaces", "app", "x", 2, "c"), spec)

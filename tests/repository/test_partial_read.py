@@ -297,8 +297,49 @@ def test_verify_proves_the_index_map(repo):
         }
     )
     repo.store.put(layout.manifest_key("bk-lie"), lie.model_dump_json().encode())
-    with pytest.raises(IntegrityError, match="index map's members and namespaces differ"):
+    with pytest.raises(IntegrityError, match=r"the index map names namespaces \[.*\], the entries \[.*'team-007'"):
         repo.verify("bk-lie")
+
+
+def _rewrite_map(repo: Repository, bid: str, doc: dict) -> None:
+    """Store a changed index map with its checksum in the manifest made to match."""
+    m = repo.manifest(bid)
+    assert m.index_map is not None
+    body = json.dumps(doc).encode()
+    repo.store.put(m.index_map.key, body)
+    ref = m.index_map.model_copy(update={"sha256": hashlib.sha256(body).hexdigest(), "size": len(body)})
+    repo.store.put(layout.manifest_key(bid), m.model_copy(update={"index_map": ref}).model_dump_json().encode())
+
+
+def test_a_map_pointing_a_namespace_at_another_member_fails_reads_and_verify(repo):
+    """Rows whose archive offsets are swapped (each index member's checksum still right): a
+    read of the namespace would get the other member's entries and restore nothing — instead
+    it fails, and so does verify."""
+    _backup(repo, "bk-swap", NAMESPACES_200[:40])
+    m = repo.manifest("bk-swap")
+    assert m.index_map is not None
+    doc = json.loads(repo.store.get(m.index_map.key))
+    rows = doc["members"]
+    i = next(i for i, r in enumerate(rows) if "team-007" in r[4])
+    j = i + 1
+    rows[i][0], rows[j][0] = rows[j][0], rows[i][0]
+    rows[i][4], rows[j][4] = rows[j][4], rows[i][4]
+    _rewrite_map(repo, "bk-swap", doc)
+    for read in (lambda: repo.verify("bk-swap"), lambda: _one_namespace(repo, "bk-swap")):
+        with pytest.raises(IntegrityError, match=r"\(archive offset \d+\) does not follow the one before"):
+            read()
+    # in order, but one row claims its neighbour's index bytes too (and the other row none):
+    # the entries it yields say which archive member they are in
+    rows[i][0], rows[j][0] = rows[j][0], rows[i][0]
+    rows[i][4], rows[j][4] = sorted({*rows[i][4], *rows[j][4]}), []
+    index = repo.store.get(m.index.key)
+    rows[i][2] += rows[j][2]
+    rows[i][3] = hashlib.sha256(index[rows[i][1] : rows[i][1] + rows[i][2]]).hexdigest()
+    rows[j][1], rows[j][2], rows[j][3] = rows[i][1] + rows[i][2], 0, hashlib.sha256(b"").hexdigest()
+    _rewrite_map(repo, "bk-swap", doc)
+    for read in (lambda: repo.verify("bk-swap"), lambda: _one_namespace(repo, "bk-swap")):
+        with pytest.raises(IntegrityError, match=r"is in archive member \d+, not \d+"):
+            read()
 
 
 def test_a_backup_without_an_index_map_reads_its_whole_index(repo):

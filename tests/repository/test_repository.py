@@ -459,3 +459,50 @@ def test_verify_names_a_document_that_is_not_one_json_document(repo, monkeypatch
     monkeypatch.setattr(impl, "_DOCUMENT_JSON", real)
     write_backup(repo, "good", n=1200)
     assert repo.verify("good").objects == 1200
+
+
+@pytest.mark.parametrize(
+    "docs",
+    [
+        [b"[1", b"2]", b"3,4"],  # joined: [[1,2],3,4] — three elements for three documents
+        [b'{"a":"}', b'{"}', b'{"a":1},{"b":2}'],  # each starts with { and ends with }
+        [b'{"a":1}', b"\xff\xfe", b'{"b":2}'],  # not UTF-8
+    ],
+    ids=["split-arrays", "split-objects", "not-utf8"],
+)
+def test_documents_that_are_json_only_when_joined_are_refused(docs):
+    """The batched check scans each document in place: it must end exactly where it ends."""
+    from ys1000.repository import IntegrityError
+    from ys1000.repository.manifest import IndexEntry
+    from ys1000.repository.repository import _check_documents
+
+    batch = [
+        (IndexEntry("", "v1", "ConfigMap", "configmaps", "ns", f"d{i}", len(d), f"p/d{i}.json"), d)
+        for i, d in enumerate(docs)
+    ]
+    with pytest.raises(IntegrityError, match=r"'p/d\d\.json' is not valid JSON"):
+        _check_documents(batch)
+    good = [(e, b' {"a": [1, 2]} ') for e, _ in batch]  # whitespace around a document is still JSON
+    _check_documents(good)
+
+
+@pytest.mark.parametrize(
+    "record,message",
+    [(b"0 path=x\n", "PAX header is malformed"), (b"13 size=-1\n", "invalid size"), (b"11 size=z\n", "invalid size")],
+)
+def test_archive_reader_refuses_malformed_pax_headers(record, message):
+    """A zero-length record would never advance the parser; a negative size would read the rest."""
+    import io
+    import tarfile
+
+    from ys1000.repository.repository import IntegrityError, _tar_files
+
+    def block(kind: bytes, size: int, name: bytes = b"x") -> bytes:
+        info = tarfile.TarInfo(name.decode())
+        info.size, info.type = size, kind
+        return info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict")
+
+    pax = record + b"\0" * (-len(record) % 512)
+    raw = block(tarfile.XHDTYPE, len(record), b"pax") + pax + block(tarfile.REGTYPE, 1) + b"a" + b"\0" * 511
+    with pytest.raises(IntegrityError, match=message):
+        list(_tar_files(io.BytesIO(raw + bytes(1024)).read, "archive.tar"))

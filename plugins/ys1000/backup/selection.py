@@ -66,7 +66,7 @@ def resolve_namespaces(kube: Kube, spec: BackupSpec) -> list[str]:
         raise SelectionError("no namespaces selected: give names, globs or a label selector")
     if not spec.namespace_globs and len(spec.namespaces) <= 4:
         # a few names: a GET each, not a LIST of every namespace (a cluster may have thousands)
-        existing = {n for n in spec.namespaces if kube.get_or_none(NAMESPACES.path(name=n)) is not None}
+        existing = {n for n in spec.namespaces if _namespace_named(kube, n)}
     else:
         existing = {ns["metadata"]["name"] for ns in kube.list(NAMESPACES, page_size=500)}
     missing = [n for n in spec.namespaces if n not in existing]
@@ -80,6 +80,12 @@ def resolve_namespaces(kube: Kube, spec: BackupSpec) -> list[str]:
     if not chosen:
         raise SelectionError("the namespace globs and selector match no namespace")
     return sorted(chosen)
+
+
+def _namespace_named(kube: Kube, name: str) -> bool:
+    # the answer must be that Namespace: "a/pods" would GET a namespace's pod list
+    obj = kube.get_or_none(NAMESPACES.path(name=name))
+    return obj is not None and obj.get("kind") == "Namespace" and (obj.get("metadata") or {}).get("name") == name
 
 
 def kind_selected(kind: str, resource: str, spec: BackupSpec) -> bool:

@@ -160,7 +160,7 @@ def _selected(entry: IndexEntry, spec: RestoreSpec) -> bool:
     if names & {k.lower() for k in spec.exclude_kinds}:
         return False
     if spec.namespaces:
-        ns = entry.name if entry.kind == "Namespace" else entry.namespace
+        ns = entry.name if entry.kind == "Namespace" and entry.namespace is None else entry.namespace
         if ns is not None and ns not in spec.namespaces:
             return False
     if spec.resources:
