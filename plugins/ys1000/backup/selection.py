@@ -6,6 +6,7 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from ys1000.backup.listing import PAGE_SIZE
 from ys1000.kube import Kube
 from ys1000.kube.discovery import NAMESPACES
 
@@ -68,7 +69,7 @@ def resolve_namespaces(kube: Kube, spec: BackupSpec) -> list[str]:
         # a few names: a GET each, not a LIST of every namespace (a cluster may have thousands)
         existing = {n for n in spec.namespaces if _namespace_named(kube, n)}
     else:
-        existing = {ns["metadata"]["name"] for ns in kube.list(NAMESPACES, page_size=500)}
+        existing = {ns["metadata"]["name"] for ns in kube.list(NAMESPACES, page_size=PAGE_SIZE)}
     missing = [n for n in spec.namespaces if n not in existing]
     if missing:
         raise SelectionError(f"namespaces not found in cluster {kube.name or '(current)'}: {', '.join(missing)}")

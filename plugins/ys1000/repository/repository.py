@@ -772,6 +772,7 @@ class Repository:
                 raise IntegrityError(f"backup {m.backup_id!r}: index entry {extra.path!r} has no archive member")
         finally:
             entries.close()
+            index.close()  # read part by part (verify with a map), it is not closed by the entries
 
     def iter_documents(
         self,
@@ -816,19 +817,18 @@ class Repository:
         starts: list[int] = []
         wanted: dict[int, list[IndexEntry]] = {}
         entries: Iterable[IndexEntry]
-        if namespaces is not None and m.index_map is not None:
+        if from_map := namespaces is not None and m.index_map is not None:
             members = self._read_index_map(m)
             starts = [row[0] for row in members]
-            keep = {*namespaces, ""}  # cluster-scoped entries may be selected with any namespace
+            keep = {*cast(Collection[str], namespaces), ""}  # cluster-scoped entries may be selected with any namespace
             entries = self._index_members(m, [row for row in members if keep.intersection(row[4])])
         else:
             entries = self.read_index(backup_id)
         for entry in entries:
             if entry.member is None:
                 return None
-            if m.index_map is None or namespaces is None:
-                if not starts or starts[-1] != entry.member:
-                    starts.append(entry.member)
+            if not from_map and (not starts or starts[-1] != entry.member):  # the map lists them all
+                starts.append(entry.member)
             if (not restorable_only or entry.restore) and select(entry):
                 wanted.setdefault(entry.member, []).append(entry)
         size = int(m.encryption.get("segment_size") or 0)
@@ -855,12 +855,8 @@ class Repository:
         """The index map's rows (archive member offset, index offset, size, sha256, namespaces),
         its checksum checked against the manifest."""
         ref = cast(ObjectRef, m.index_map)
-        try:
-            raw = self.store.get(ref.key)
-        except ObjectNotFound:
-            raise IntegrityError(f"{ref.key!r} is listed in the manifest but missing from the store") from None
-        if len(raw) != ref.size or sha256(raw).hexdigest() != ref.sha256:
-            raise ChecksumError(ref.key, ref.sha256, sha256(raw).hexdigest())
+        with self._fetch_verified(ref) as spool:
+            raw = spool.read()
         try:
             rows = json.loads(raw)["members"]
             for row in rows:
