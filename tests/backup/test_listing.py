@@ -13,7 +13,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-import yaml
 
 from ys1000.backup import BackupSpec, run_backup
 from ys1000.backup.listing import objects_in
@@ -21,6 +20,8 @@ from ys1000.kube import Kube, KubeError
 from ys1000.kube.discovery import NAMESPACES, core
 from ys1000.repository import LocalStore, Repository
 from ys1000.waiting import wait_until
+
+from kube_helpers import token_kubeconfig
 
 CONFIGMAPS = core("configmaps", "ConfigMap")
 preflight_module = importlib.import_module("ys1000.backup.preflight")  # the package re-exports the function
@@ -85,17 +86,9 @@ def _namespace_bound(admin: Kube, source, namespaces: list[str], tmp: Path) -> K
                 "subjects": [{"kind": "ServiceAccount", "name": "lister", "namespace": home}],
             },
         )
-    token = admin.request(
-        "POST",
-        f"/api/v1/namespaces/{home}/serviceaccounts/lister/token",
-        body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 600}},
-    )["status"]["token"]
-    kubeconfig = yaml.safe_load(Path(source.kubeconfig).read_text())
-    for user in kubeconfig["users"]:
-        user["user"] = {"token": token}
-    path = tmp / "lister.kubeconfig"
-    path.write_text(yaml.safe_dump(kubeconfig))
-    return Kube.from_kubeconfig(str(path), name="source")
+    return Kube.from_kubeconfig(
+        token_kubeconfig(admin, source.kubeconfig, home, "lister", tmp / "lister.kubeconfig", 600), name="source"
+    )
 
 
 def test_cluster_wide_listing_keeps_the_selected_namespaces_and_falls_back_when_forbidden(world, source, tmp_path):

@@ -10,10 +10,8 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import pytest
-import yaml
 
 from ys1000.backup import BackupSpec, run_backup
 from ys1000.kube import Discovery, Kube, KubeError
@@ -21,6 +19,8 @@ from ys1000.kube.discovery import NAMESPACES
 from ys1000.repository import layout
 from ys1000.restore import RestoreOptions, RestoreSpec, run_restore
 from ys1000.waiting import wait_until
+
+from kube_helpers import token_kubeconfig
 
 from engine_helpers import normalize, repo_for
 
@@ -161,17 +161,10 @@ def throttled(source, sandbox_s3, tmp_path_factory):
     level, schema = _apf_objects(name, sa_ns)
     admin.request("POST", f"{FLOWCONTROL}/prioritylevelconfigurations", body=level)
     schema_uid = admin.request("POST", f"{FLOWCONTROL}/flowschemas", body=schema)["metadata"]["uid"]
-    token = admin.request(
-        "POST",
-        f"/api/v1/namespaces/{sa_ns}/serviceaccounts/product/token",
-        body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 3600}},
-    )["status"]["token"]
-    kubeconfig = yaml.safe_load(Path(source.kubeconfig).read_text())
-    for user in kubeconfig["users"]:
-        user["user"] = {"token": token}
-    path = tmp_path_factory.mktemp("apf") / "kubeconfig"
-    path.write_text(yaml.safe_dump(kubeconfig))
-    probe = Kube.from_kubeconfig(str(path), name="source")
+    path = token_kubeconfig(
+        admin, source.kubeconfig, sa_ns, "product", tmp_path_factory.mktemp("apf") / "kubeconfig", 3600
+    )
+    probe = Kube.from_kubeconfig(path, name="source")
     wait_until(lambda: _flow_schema_of(probe) == schema_uid, timeout=60, what="the FlowSchema in effect")
     seats = wait_until(lambda: _seats(admin, name), timeout=60, what=f"the seats of priority level {name}")
 
