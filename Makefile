@@ -88,7 +88,7 @@ test: setup lint
 		$(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder) $(PYTEST_ARGS)
 
 # Unit tests only (no control plane needed).
-test-fast: venv
+test-fast: venv restic minio  # the repository and volume tests use MinIO and restic, not a cluster
 	$(VENV)/bin/pytest -m 'not cluster and not slow' $(PYTEST_ARGS)
 
 # BENCH="dagparse resources volumes" runs only those (default: all, see benchmarks/__main__.py)
