@@ -89,7 +89,7 @@ test: setup lint
 
 # Unit tests only (no control plane needed).
 test-fast: venv restic minio  # the repository and volume tests use MinIO and restic, not a cluster
-	$(VENV)/bin/pytest -m 'not cluster and not slow' $(PYTEST_ARGS)
+	PATH=$(CURDIR)/bin:$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest -m 'not cluster and not slow' $(PYTEST_ARGS)
 
 # BENCH="dagparse resources volumes" runs only those (default: all, see benchmarks/__main__.py)
 bench: setup
