@@ -1,22 +1,23 @@
 """Airflow at scale (issue 17), with a real Airflow (api-server, scheduler, dag-processor,
 triggerer; LocalExecutor, PostgreSQL) against the sandbox, driven through REST API v2.
 
-**Burst.** ``PLANS`` resources-only backup plans on cluster ``source`` (each its own small
-namespace: a few ConfigMaps and a Secret), the cluster's pool sized by ``max_concurrent_movers``
-(``SLOTS``). ``200 × YS1000_BENCH_SCALE`` runs are triggered at once through the REST API
-(round robin over the plans; a plan runs one at a time, the others queue), then waited for.
-Reported: every run succeeded, as many Completed backups in the repository, the pool never held
-more than its slots (sampled from ``/api/v2/pools`` every second: running + deferred + queued
-slots), total time and runs per minute. A figure, not a test: ``none_lost`` says whether every
+**Burst.** ``PLANS`` resources-only backup plans, alternately on the sandbox's two clusters
+``source`` and ``target`` (two API servers; each plan its own small namespace: a few ConfigMaps
+and a Secret), each cluster's pool sized by ``max_concurrent_movers`` (``SLOTS``).
+``200 × YS1000_BENCH_SCALE`` runs are triggered at once through the REST API (round robin over
+the plans; a plan runs one at a time, the others queue), then waited for. Reported: every run
+succeeded, as many Completed backups in the repository, neither pool ever held more than its
+slots (each sampled from ``/api/v2/pools`` every second: running + deferred + queued slots),
+total time and runs per minute. A figure, not a test: ``none_lost`` says whether every
 run succeeded with its backup Completed and the pool held (when not, the scheduler's log tail is
 printed).
 
 Every task of a plan but the per-PVC ``volumes`` takes all of the pool's slots (a second job on
 the cluster waits for the first one's steps, ``dagfactory.pool_slots_for``), so a cluster runs one
-job step at a time: the rate is that of LocalExecutor task starts on this machine (each task
-process imports Airflow and parses the factory file: 5 tasks a run). That takes long: 10 runs
-took 416 s with the machine's load average at 8-12 (1.4 runs/min; 5 runs at load 18: 0.7/min);
-``YS1000_BENCH_SCALE=0.05`` gives 10 runs, 1 the issue's 200 (about 2.5 h on 2 shared cores).
+job step at a time (two clusters: two at once): the rate is that of LocalExecutor task starts on
+this machine (each task process parses the factory file: 5 tasks a run). One cluster ran 10 runs
+at 3.8 runs/min on a quiet machine (1.4/min at load 8-12); ``YS1000_BENCH_SCALE=0.05`` gives 10
+runs, 1 the issue's 200.
 
 **Job monitor.** The finished runs are then cloned in the metadata DB (runs, task instances and
 XComs, as the UI reads them) to ``RUNS`` = 10,000 runs, and the job monitor page
@@ -48,11 +49,12 @@ PLANS = 20
 SLOTS = 4
 RUNS = 10_000  # in the DB for the job monitor page
 PAGE_TARGET = 1.0
-POOL = "ys1000_cluster_source"
+CLUSTERS = ("source", "target")
+POOL_PREFIX = "ys1000_cluster_"
 PREFIX = "ys1000_backup__scale-"
 
 
-def _config(cdir: Path, bucket: str, namespaces: list[str]) -> None:
+def _config(cdir: Path, bucket: str, namespaces: list[tuple[str, str]]) -> None:
     shutil.copytree(REPO / "config", cdir)
     shutil.rmtree(cdir / "plans")
     (cdir / "plans").mkdir()
@@ -60,11 +62,12 @@ def _config(cdir: Path, bucket: str, namespaces: list[str]) -> None:
     repos["sandbox-s3"]["bucket"] = bucket
     (cdir / "repositories.yaml").write_text(yaml.safe_dump(repos, sort_keys=False))
     clusters = yaml.safe_load((cdir / "clusters.yaml").read_text())
-    clusters["source"]["max_concurrent_movers"] = SLOTS
+    for name in CLUSTERS:
+        clusters[name]["max_concurrent_movers"] = SLOTS
     (cdir / "clusters.yaml").write_text(yaml.safe_dump(clusters, sort_keys=False))
-    for i, ns in enumerate(namespaces):
+    for i, (cluster, ns) in enumerate(namespaces):
         (cdir / "plans" / f"scale-{i:03d}.yaml").write_text(
-            f"kind: BackupPlan\nname: scale-{i:03d}\ncluster: source\nrepository: sandbox-s3\n"
+            f"kind: BackupPlan\nname: scale-{i:03d}\ncluster: {cluster}\nrepository: sandbox-s3\n"
             f"namespaces: {{names: [{ns}]}}\n"
             "policy: {scope: resources, method: filecopy, schedule: {type: on_demand}, retention: 30d}\n"
         )
@@ -103,12 +106,13 @@ def _env(sandbox: dict, cdir: Path) -> dict[str, str]:
 
 
 class PoolSampler(threading.Thread):
-    """Samples the cluster pool every second: the most slots it ever held (running, deferred and
-    queued task instances' slots) and the most task instances running at once."""
+    """Samples one cluster's pool every second: the most slots it ever held (running, deferred
+    and queued task instances' slots) and the most task instances running at once."""
 
-    def __init__(self, client) -> None:
+    def __init__(self, client, pool: str) -> None:
         super().__init__(daemon=True)
         self.client = client
+        self.pool = pool
         self.stopped = threading.Event()
         self.samples = 0
         self.slots = 0
@@ -120,9 +124,10 @@ class PoolSampler(threading.Thread):
     def run(self) -> None:
         while not self.stopped.wait(1.0):
             try:
-                p = self.client.pool(POOL)
+                p = self.client.pool(self.pool)
                 tis = self.client.get(
-                    "/api/v2/dags/~/dagRuns/~/taskInstances", params={"state": "running", "pool": POOL, "limit": 1}
+                    "/api/v2/dags/~/dagRuns/~/taskInstances",
+                    params={"state": "running", "pool": self.pool, "limit": 1},
                 )
             except Exception:
                 self.errors += 1
@@ -171,8 +176,9 @@ def burst(stack, dag_ids: list[str], count: int) -> dict:
     client = stack.client()
     for dag_id in dag_ids:
         client.unpause(dag_id)
-    sampler = PoolSampler(client)
-    sampler.start()
+    samplers = {c: PoolSampler(client, POOL_PREFIX + c) for c in CLUSTERS}
+    for sampler in samplers.values():
+        sampler.start()
     t0 = time.perf_counter()
     triggered = []
     for i in range(count):
@@ -192,25 +198,32 @@ def burst(stack, dag_ids: list[str], count: int) -> dict:
 
     wait_until(done, timeout=max(1800, count * 300), what=f"{count} runs to finish", interval=2.0)
     total = time.perf_counter() - t0
-    sampler.stopped.set()
-    sampler.join()
+    for sampler in samplers.values():
+        sampler.stopped.set()
+        sampler.join()
     states = _run_states(client, dag_ids)
     ours = [states.get(k) for k in triggered]
     return {
         "runs": count,
         "plans": len(dag_ids),
-        "pool_slots": sampler.slots,
         "succeeded": sum(s == "success" for s in ours),
         "failed": sum(s == "failed" for s in ours),
         "lost": sum(s is None for s in ours),
         "seconds": round(total, 1),
         "trigger_seconds": round(trigger_s, 1),
         "runs_per_minute": round(count / total * 60, 1),
-        "pool_max_slots_held": sampler.max_held,
-        "pool_max_running_slots": sampler.max_running_slots,
-        "pool_max_running_task_instances": sampler.max_running_tis,
-        "pool_samples": sampler.samples,
-        "pool_within_slots": sampler.max_held <= sampler.slots,
+        "pools": {
+            p.pool: {
+                "slots": p.slots,
+                "max_slots_held": p.max_held,
+                "max_running_slots": p.max_running_slots,
+                "max_running_task_instances": p.max_running_tis,
+                "samples": p.samples,
+                "sample_errors": p.errors,
+            }
+            for p in samplers.values()
+        },
+        "pool_within_slots": all(0 < p.slots and p.max_held <= p.slots for p in samplers.values()),
     }
 
 
@@ -361,10 +374,11 @@ def run(sandbox: dict, workdir: Path) -> dict:
     plans = min(PLANS, count)
     s3 = S3Endpoint.from_env_file(Path(sandbox["s3"]["env_file"]))
     bucket = s3.new_bucket(f"bench-af-{uuid.uuid4().hex[:8]}")
-    kube = Kube.from_kubeconfig(sandbox["clusters"]["source"]["kubeconfig"], name="source")
+    kubes = {c: Kube.from_kubeconfig(sandbox["clusters"][c]["kubeconfig"], name=c) for c in CLUSTERS}
     tag = uuid.uuid4().hex[:5]
-    namespaces = [f"scale-{tag}-{i:03d}" for i in range(plans)]
-    _namespaces(kube, namespaces)
+    namespaces = [(CLUSTERS[i % len(CLUSTERS)], f"scale-{tag}-{i:03d}") for i in range(plans)]
+    for cluster, kube in kubes.items():
+        _namespaces(kube, [ns for c, ns in namespaces if c == cluster])
     cdir = workdir / "config"
     _config(cdir, bucket, namespaces)
     # PostgreSQL: with SQLite, the scheduler dies of "database is locked" under a burst
@@ -399,9 +413,9 @@ def run(sandbox: dict, workdir: Path) -> dict:
         out["load_after"] = os.getloadavg()[0]
     finally:
         stack.stop()
-        for ns in namespaces:
+        for cluster, ns in namespaces:
             try:
-                kube.delete(NAMESPACES, ns)
+                kubes[cluster].delete(NAMESPACES, ns)
             except Exception:  # pragma: no cover - cleanup only
                 pass
     if not out["burst"]["none_lost"]:
