@@ -102,12 +102,13 @@ class FakeTI:
         return None  # no upstream task ran: a backup without PVCs, as the tests' plans select none
 
 
-def context(when: datetime | None = None) -> dict:
+def context(when: datetime | None = None, run_type: str = "scheduled", run_id: str | None = None) -> dict:
     when = when or datetime.now(timezone.utc).replace(microsecond=0)
+    run_id = run_id or f"{run_type}__{when.isoformat()}"
     return {
         "logical_date": when,
         "ti": FakeTI(),
-        "dag_run": SimpleNamespace(run_id=f"manual__{when.isoformat()}", dag_id="test", run_after=when),
+        "dag_run": SimpleNamespace(run_id=run_id, dag_id="test", run_after=when, run_type=run_type),
     }
 
 
@@ -260,6 +261,41 @@ def test_capture_retry_after_commit_is_a_no_op(env, sandbox_s3):
     repo = open_repo(env, sandbox_s3)
     assert [b.backup_id for b in repo.list_backups(PLAN)].count(first["backup_id"]) == 1
     repo.delete_backup(first["backup_id"])
+
+
+def test_two_runs_in_one_second_make_two_backups(env, sandbox_s3):
+    """Two API-triggered runs of one plan within one second (a burst of 200 triggers had such a
+    pair) each make their own backup; a run whose id is taken by another run's committed backup
+    fails instead of reporting that backup as its own."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from ys1000.airflow.operators import CaptureResourcesOperator, CommitBackupOperator
+
+    kw = {"plan": PLAN, "config_dir": str(env.config_dir)}
+    repo = open_repo(env, sandbox_s3)
+
+    def backup(ctx: dict) -> str:
+        bid = CaptureResourcesOperator(task_id="capture", **kw).execute(ctx)["backup_id"]
+        CommitBackupOperator(task_id="commit", volumes_tasks=[], backup_id=bid, **kw).execute(ctx)
+        return bid
+
+    when = datetime(2030, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
+    first = backup(context(when, "manual", "manual__a"))
+    second = backup(context(when, "manual", "manual__b"))
+    assert first != second and first.startswith(f"{PLAN}-20300304050607-")
+    assert repo.manifest(first).made_by == "test/manual__a"
+    assert repo.manifest(second).made_by == "test/manual__b"
+    listed = [b.backup_id for b in repo.list_backups(PLAN)]
+    assert first in listed and second in listed
+
+    # ids that do collide (two runs with one logical date: never made by Airflow itself)
+    taken = backup(context(when, "scheduled", "scheduled__x"))
+    assert taken == f"{PLAN}-20300304050607"
+    with pytest.raises(AirflowFailException, match=r"made by run test/scheduled__x; this run \(test/scheduled__y\)"):
+        CaptureResourcesOperator(task_id="capture", **kw).execute(context(when, "scheduled", "scheduled__y"))
+    assert repo.manifest(taken).made_by == "test/scheduled__x"  # untouched
+    for bid in (first, second, taken):
+        repo.delete_backup(bid)
 
 
 def test_restore_plan_dag_dry_run(env, sandbox_s3, target):

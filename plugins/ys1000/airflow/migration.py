@@ -31,7 +31,7 @@ from airflow.sdk import Param
 from airflow.sdk.exceptions import AirflowSkipException
 
 from ys1000.airflow.errors import engine_errors
-from ys1000.airflow.operators import Ys1000Operator, run_time
+from ys1000.airflow.operators import Ys1000Operator, run_stamp
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
@@ -81,7 +81,7 @@ class _MigrationOperator(Ys1000Operator):
         return migration_spec_for(self.config, self.plan_obj)
 
     def ids(self, context: Any) -> tuple[str, str]:
-        stamp = f"{run_time(context):%Y%m%d%H%M%S}"
+        stamp = run_stamp(context)
         sync = self.mode if self.sync_task == "sync" else self.sync_task
         return f"{self.plan}-{sync}-{stamp}", f"{self.plan}-cutover-{stamp}"
 

@@ -225,6 +225,7 @@ def capture_resources(
             },
             # the plan's anomaly guard settings: the commit step judges the backup with them
             anomaly_guard=spec.anomaly.model_dump() if spec.anomaly is not None else None,
+            made_by=spec.made_by or None,
             api_retries=kube.retries - retries_before,
             final=False,
         )

@@ -48,6 +48,7 @@ class BackupSpec:
     cluster_name: str = ""
     # the plan's anomaly guard (recorded with the pending backup, applied at commit); None: defaults
     anomaly: "AnomalyGuard | None" = None
+    made_by: str = ""  # the Airflow run making it (<dag id>/<run id>), recorded in the manifest
 
     def selection_summary(self) -> dict:
         return {

@@ -61,6 +61,7 @@ class Manifest(BaseModel):
     status: Status = "Completed"
     warnings: list[str] = Field(default_factory=list)
     api_retries: int = Field(0, description="API requests sent again after throttling (429) while capturing")
+    made_by: str | None = Field(None, description="the Airflow run that made it: <dag id>/<run id>")
     # the anomaly guard's verdict (ys1000.backup.anomaly), written once at commit:
     # {"suspicious": bool, "reasons": [str], "profile": {...}}; a human's later confirmation is an
     # approvals/ record (manifests are write-once), merged by Repository.list_backups

@@ -15,6 +15,8 @@ from ys1000.airflow.operators.base import (
     Ys1000Operator,
     backup_id_for,
     restore_id_for,
+    run_ref,
+    run_stamp,
     run_time,
 )
 from ys1000.airflow.operators.restore import (
@@ -36,6 +38,8 @@ __all__ = [
     "Ys1000Operator",
     "backup_id_for",
     "restore_id_for",
+    "run_ref",
+    "run_stamp",
     "run_time",
     "RestoreOperator",
     "RestorePreflightOperator",

@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from ys1000.airflow.errors import Cancelled, engine_errors
-from ys1000.airflow.operators.base import CLEANUP_GRACE, Ys1000Operator, _counts, _size, backup_id_for
+from ys1000.airflow.operators.base import (
+    CLEANUP_GRACE,
+    Ys1000Operator,
+    _counts,
+    _size,
+    backup_id_for,
+    run_ref,
+)
 
 if TYPE_CHECKING:
     from ys1000.config import BackupPlan
@@ -124,9 +131,15 @@ class CaptureResourcesOperator(_BackupPlanOperator):
         kube = self.kube(p.cluster)
         repo = self.repository(p.repository, create=True)
         spec = self.backup_spec(bid)
+        spec.made_by = run_ref(context)
         if repo.store.exists(layout.manifest_key(bid)):
             # an earlier attempt of this run got as far as commit: nothing to redo
             m = repo.manifest(bid)
+            if m.made_by and m.made_by != spec.made_by:  # never report another run's backup as ours
+                raise AirflowFailException(
+                    f"backup {bid} already exists, made by run {m.made_by}; this run ({spec.made_by}) "
+                    "made no backup: trigger it again"
+                )
             self.log.info("backup %s is already complete (an earlier attempt of this run committed it)", bid)
             return {
                 "backup_id": bid,

@@ -13,8 +13,12 @@ Each operator
   calls ``cleanup``, which removes what the run created (idempotent; a deferred wait is cleaned
   by its trigger's ``on_kill`` instead, ``ys1000.airflow.triggers``).
 
-Backup ids are derived from the run (``<plan>-<logical date or run_after, YYYYmmddHHMMSS>``), so
-a retried task reuses its id and overwrites its own partial upload instead of adding another.
+Backup ids are derived from the run (``<plan>-<logical date or run_after, YYYYmmddHHMMSS>``,
+``run_stamp``), so a retried task reuses its id and overwrites its own partial upload instead of
+adding another. Runs the scheduler makes have one logical date each; any other run (manual, API,
+asset-triggered) gets 4 hex digits of its run id appended, as two of those can start within one
+second (a burst of 200 API triggers did: two runs shared an id and the second reported the
+first's backup as its own).
 """
 
 from __future__ import annotations
@@ -57,17 +61,38 @@ def run_time(context: Any) -> datetime:
     return when.astimezone(timezone.utc)
 
 
+# one logical date per run and DAG, on the schedule's grid: the time alone names the run
+_SCHEDULED_RUN_TYPES = frozenset({"scheduled", "backfill"})
+
+
+def run_ref(context: Any) -> str:
+    """``<dag id>/<run id>``: which Airflow run made something (recorded in its manifest)."""
+    dag_run = context.get("dag_run")
+    return f"{getattr(dag_run, 'dag_id', '')}/{getattr(dag_run, 'run_id', '') or ''}"
+
+
+def _run_digest(context: Any) -> str:
+    return hashlib.sha256(run_ref(context).encode()).hexdigest()[:4]
+
+
+def run_stamp(context: Any) -> str:
+    """``YYYYmmddHHMMSS`` of a scheduled or backfill run, ``YYYYmmddHHMMSS-<4 hex of the run id>``
+    of any other: the same for every try of one run, different for two runs of one DAG."""
+    stamp = f"{run_time(context):%Y%m%d%H%M%S}"
+    run_type = getattr(context.get("dag_run"), "run_type", None)
+    if str(getattr(run_type, "value", run_type)) in _SCHEDULED_RUN_TYPES:
+        return stamp
+    return f"{stamp}-{_run_digest(context)}"
+
+
 def backup_id_for(plan: str, context: Any) -> str:
-    """``<plan>-<YYYYmmddHHMMSS>`` of the run: stable across retries of the same run."""
-    return f"{plan}-{run_time(context):%Y%m%d%H%M%S}"
+    """``<plan>-<run_stamp>``: stable across retries of the same run, one per run."""
+    return f"{plan}-{run_stamp(context)}"
 
 
 def restore_id_for(context: Any) -> str:
     """``restore-<YYYYmmddHHMMSS>-<4 hex of the run id>``: stable across retries of the same run."""
-    dag_run = context.get("dag_run")
-    run_id = getattr(dag_run, "run_id", "") or ""
-    digest = hashlib.sha256(f"{getattr(dag_run, 'dag_id', '')}/{run_id}".encode()).hexdigest()[:4]
-    return f"restore-{run_time(context):%Y%m%d%H%M%S}-{digest}"
+    return f"restore-{run_time(context):%Y%m%d%H%M%S}-{_run_digest(context)}"
 
 
 def _size(n) -> str:
