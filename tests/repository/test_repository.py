@@ -6,6 +6,8 @@ import gzip
 import json
 from datetime import datetime, timedelta, timezone
 
+import re
+
 import pytest
 
 from repo_helpers import PASSPHRASE, configmap, write_backup
@@ -371,6 +373,18 @@ def test_archive_headers_are_the_ones_tarfile_writes(path, size):
     assert _ustar_header(path, size, 1764547200) == info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
 
+def test_tar_checksums_sum_bytes_exactly():
+    """The checksum's byte sum goes through adler32 in halves: exact up to 512 bytes of 0xff."""
+    import random
+
+    from ys1000.repository.repository import _byte_sum
+
+    rnd = random.Random(7)
+    cases = [b"", b"\xff" * 256, b"\xff" * 257, b"\xff" * 512, bytes(512)]
+    cases += [rnd.randbytes(rnd.randint(0, 512)) for _ in range(300)]
+    assert [_byte_sum(c) for c in cases] == [sum(c) for c in cases]
+
+
 @pytest.mark.parametrize("path", ["r/" + "n" * 99, "resources/configmaps/v1/namespaces/demo/ünï.json"])
 def test_long_or_non_ascii_paths_are_left_to_tarfile(path):
     from ys1000.repository.repository import _ustar_header
@@ -417,6 +431,19 @@ def test_archive_reader_reads_what_tarfile_writes(fmt):
     assert want == files
 
 
+def test_archive_reader_takes_short_reads_and_entries_larger_than_its_buffer():
+    """The reader buffers its input: a source that returns a few bytes per call, and a document
+    larger than the buffer, read the same."""
+    import io
+    import tarfile
+
+    from ys1000.repository.repository import _tar_files
+
+    files = [*FILES, ("resources/configmaps/v1/namespaces/demo/big.json", bytes(range(256)) * 3000)]
+    raw = io.BytesIO(_tar_of(files, tarfile.PAX_FORMAT))
+    assert list(_tar_files(lambda n: raw.read(min(n, 700)), "t")) == files
+
+
 def test_archive_reader_refuses_damaged_tar_headers():
     import io
     import tarfile
@@ -435,14 +462,14 @@ def test_archive_reader_refuses_damaged_tar_headers():
 
 @pytest.mark.parametrize("bad", [b'{"a":1},{"b":2}', b'{"a":', b""], ids=["two-documents", "truncated", "empty"])
 def test_verify_names_a_document_that_is_not_one_json_document(repo, monkeypatch, bad):
-    """Verify parses the documents a batch at a time; a bad one among 1,200 is still found and
-    named (a stand-in encoder writes it, as a bug in the writer would)."""
+    """A bad document among 1,200 is found and named (a stand-in encoder writes it, as a bug in
+    the writer would)."""
     import ys1000.repository.repository as impl
     from ys1000.repository import IntegrityError
 
-    real = impl._DOCUMENT_JSON
+    real = impl._ENCODE
     monkeypatch.setattr(
-        impl, "_DOCUMENT_JSON", lambda obj: bad.decode() if obj["metadata"]["name"] == "cm-0777" else real(obj)
+        impl, "_ENCODE", lambda obj: bad if (obj.get("metadata") or {}).get("name") == "cm-0777" else real(obj)
     )
     with repo.begin_backup("b", "plan-a") as w:
         for i in range(1200):
@@ -454,36 +481,37 @@ def test_verify_names_a_document_that_is_not_one_json_document(repo, monkeypatch
                 kind="ConfigMap",
             )
         w.commit(namespaces=["demo"])
-    with pytest.raises(IntegrityError, match=r"namespaces/demo/cm-0777\.json' is not valid JSON"):
+    with pytest.raises(IntegrityError, match=r"namespaces/demo/cm-0777\.json' is not a valid JSON object"):
         repo.verify("b")
-    monkeypatch.setattr(impl, "_DOCUMENT_JSON", real)
+    monkeypatch.setattr(impl, "_ENCODE", real)
     write_backup(repo, "good", n=1200)
     assert repo.verify("good").objects == 1200
 
 
 @pytest.mark.parametrize(
-    "docs",
+    "doc,why",
     [
-        [b"[1", b"2]", b"3,4"],  # joined: [[1,2],3,4] — three elements for three documents
-        [b'{"a":"}', b'{"}', b'{"a":1},{"b":2}'],  # each starts with { and ends with }
-        [b'{"a":1}', b"\xff\xfe", b'{"b":2}'],  # not UTF-8
+        (b'{"a":1},{"b":2}', "trailing characters"),
+        (b'{"a":[1,2,,3]}', "malformed"),
+        (b'{"a":tru}', "malformed"),
+        (b"[1,2]", "Expected `object`"),  # a restore needs an object
+        (b"\xff\xfe", "malformed"),
+        (b'{"a":"\xff"}', "can't decode byte 0xff"),  # not UTF-8 inside a string: skipping misses it
+        (b"", "truncated"),
     ],
-    ids=["split-arrays", "split-objects", "not-utf8"],
+    ids=["two-objects", "bad-array", "bad-literal", "array", "not-utf8", "not-utf8-in-string", "empty"],
 )
-def test_documents_that_are_json_only_when_joined_are_refused(docs):
-    """The batched check scans each document in place: it must end exactly where it ends."""
+def test_verify_refuses_documents_that_are_not_one_json_object(doc, why):
+    """Verify checks each document's syntax without building it: what a restore could not parse,
+    it refuses, naming the document."""
     from ys1000.repository import IntegrityError
     from ys1000.repository.manifest import IndexEntry
-    from ys1000.repository.repository import _check_documents
+    from ys1000.repository.repository import _check_document
 
-    batch = [
-        (IndexEntry("", "v1", "ConfigMap", "configmaps", "ns", f"d{i}", len(d), f"p/d{i}.json"), d)
-        for i, d in enumerate(docs)
-    ]
-    with pytest.raises(IntegrityError, match=r"'p/d\d\.json' is not valid JSON"):
-        _check_documents(batch)
-    good = [(e, b' {"a": [1, 2]} ') for e, _ in batch]  # whitespace around a document is still JSON
-    _check_documents(good)
+    entry = IndexEntry("", "v1", "ConfigMap", "configmaps", "ns", "d", len(doc), "p/d.json")
+    with pytest.raises(IntegrityError, match=rf"'p/d\.json' is not a valid JSON object: .*{re.escape(why)}"):
+        _check_document(entry, doc)
+    _check_document(entry, b' {"a": [1, 2], "b": {"c": "\xc3\xa9"}} ')  # whitespace around one object is fine
 
 
 @pytest.mark.parametrize(
@@ -506,3 +534,30 @@ def test_archive_reader_refuses_malformed_pax_headers(record, message):
     raw = block(tarfile.XHDTYPE, len(record), b"pax") + pax + block(tarfile.REGTYPE, 1) + b"a" + b"\0" * 511
     with pytest.raises(IntegrityError, match=message):
         list(_tar_files(io.BytesIO(raw + bytes(1024)).read, "archive.tar"))
+
+
+def test_index_lines_read_fast_and_tolerant_alike():
+    """An index chunk is decoded straight into entries; a line that path refuses (a null group,
+    a size as text: tolerated before) goes through the tolerant one, and a bad line is named."""
+    import io
+
+    from ys1000.repository import IntegrityError
+    from ys1000.repository.manifest import IndexEntry
+    from ys1000.repository.repository import Repository
+
+    entries = [
+        IndexEntry("", "v1", "ConfigMap", "configmaps", "demo", f"cm-{i}", i, f"p/cm-{i}.json", member=0)
+        for i in range(5)
+    ] + [IndexEntry("apps", "v1", "Deployment", "deployments", None, "d", 3, "p/d.json", False, "why", 512)]
+    lines = [json.dumps(e.to_json()).encode() for e in entries]
+
+    def read(raw: list[bytes]) -> list[IndexEntry]:
+        return list(Repository._index_entries(io.BytesIO(gzip.compress(b"\n".join(raw) + b"\n")), "index"))
+
+    assert read(lines) == entries
+    tolerated = json.dumps(entries[0].to_json() | {"group": None, "size": "0"}).encode()
+    assert read([tolerated, *lines[1:]]) == entries
+    with pytest.raises(IntegrityError, match="'index' line 3 is not a valid index entry"):
+        read([*lines[:2], lines[2] + b"," + lines[3], *lines[4:]])  # two entries on one line
+    with pytest.raises(IntegrityError, match="'index' line 2 is not a valid index entry"):
+        read([lines[0], b'{"version": "v1"}', *lines[2:]])

@@ -2,8 +2,11 @@
 
 Every namespaced, listable resource type the cluster serves is listed per selected namespace
 (or once cluster-wide, keeping the selected namespaces' objects, when they are many and most of
-the cluster's: ``ys1000.backup.listing``), page by page, by a small pool of workers; pages are
-handed to the single writer through a bounded queue, so memory stays at a few pages however big the namespaces are. Cluster-scoped
+the cluster's: ``ys1000.backup.listing``), page by page, by a small pool of workers in a forked
+child process (``ys1000.backup.forked``), which also prepares each object (its document encoded,
+whether a restore creates it); pages cross to the single writer in the parent through a pipe, so
+memory stays at a few pages however big the namespaces are, and decoding and writing run on two
+cores. Cluster-scoped
 objects the namespaces depend on follow: their Namespace objects, the PVs bound to their PVCs,
 the StorageClasses those PVCs use, the CRDs of their custom resources, the ClusterRoleBindings
 that bind their ServiceAccounts with the ClusterRoles those and the namespaces' RoleBindings refer
@@ -13,8 +16,8 @@ to, and the admission webhook configurations and APIServices whose service lives
 from __future__ import annotations
 
 import logging
-import queue
 import threading
+from contextlib import closing
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -38,7 +41,8 @@ from ys1000.kube.discovery import (
     STORAGE_CLASSES,
     VALIDATING_WEBHOOKS,
 )
-from ys1000.repository import Repository
+from ys1000.backup.forked import forked_items
+from ys1000.repository import Repository, encode_document
 from ys1000.repository.manifest import Manifest
 
 log = logging.getLogger(__name__)
@@ -87,37 +91,52 @@ def _strip_noise(obj: dict) -> dict:
     return obj
 
 
-def _list_pages(
-    kube: Kube,
-    work: Iterable[tuple[ResourceType, str | None]],
-    label_selector: str | None,
-    out: queue.Queue,
-    stop: threading.Event,
-    only: AbstractSet[str] = frozenset(),
-) -> None:
-    """Producer: list each (type, namespace or None: cluster-wide, of the namespaces ``only``)
-    and put pages on ``out``; ``None`` marks the end."""
+# one object as the writer takes it: namespace, name, its document (None: one of ys1000's own,
+# not captured), restore, reason, ys1000's component label, the ClusterRole a RoleBinding names
+Record = tuple[str | None, str, bytes | None, bool, str | None, str | None, str | None]
 
-    def one(item):
-        rt, ns = item
-        page: list[dict] = []
+
+def _record(rt: ResourceType, obj: dict, services_with_selector: AbstractSet[tuple[str, str]]) -> Record:
+    md = obj["metadata"]
+    namespace, name = md.get("namespace") or None, md.get("name") or ""
+    if component := (md.get("labels") or {}).get(OWN_COMPONENT_LABEL):
+        return namespace, name, None, False, None, component, None
+    reason = not_restored_reason(obj, rt.kind, services_with_selector)
+    role_ref = None
+    if rt.kind == "RoleBinding" and (obj.get("roleRef") or {}).get("kind") == "ClusterRole":
+        role_ref = obj["roleRef"]["name"]
+    return namespace, name, encode_document(_strip_noise(obj)), reason is None, reason, None, role_ref
+
+
+def _list_records(
+    kube: Kube,
+    work: list[tuple[ResourceType, str | None]],
+    label_selector: str | None,
+    only: AbstractSet[str],
+    services_with_selector: AbstractSet[tuple[str, str]],
+    emit: Callable[[tuple[int, list[Record]]], None],
+) -> int:
+    """The producer (in the forked child): list each (type, namespace or None: cluster-wide, of
+    the namespaces ``only``) and emit ``(index into work, records)`` a page at a time; returns
+    the requests it sent again (the parent adds them to its count)."""
+    kube.after_fork()
+    retries_before = kube.retries
+
+    def one(i: int) -> None:
+        rt, ns = work[i]
+        page: list[Record] = []
         for obj in objects_in(kube, rt, ns, label_selector, only):
-            if stop.is_set():
-                return
-            page.append(obj)
+            page.append(_record(rt, obj, services_with_selector))
             if len(page) >= PAGE_SIZE:
-                out.put((rt, page))
+                emit((i, page))
                 page = []
         if page:
-            out.put((rt, page))
+            emit((i, page))
 
-    try:
-        with ThreadPoolExecutor(LIST_WORKERS, thread_name_prefix="list") as pool:
-            for f in [pool.submit(one, item) for item in work]:
-                f.result()
-        out.put(None)
-    except BaseException as exc:  # the consumer re-raises it
-        out.put(exc)
+    with ThreadPoolExecutor(LIST_WORKERS, thread_name_prefix="list") as pool:
+        for f in [pool.submit(one, i) for i in range(len(work))]:
+            f.result()
+    return kube.retries - retries_before
 
 
 def capture_resources(
@@ -158,54 +177,51 @@ def capture_resources(
     crd_types: set[tuple[str, str]] = set()
     cluster_role_refs: set[str] = set()  # ClusterRoles the captured RoleBindings refer to
     builtin_groups = _builtin_groups(kube)
-    pages: queue.Queue = queue.Queue(maxsize=16)
     own: list[str] = []  # ys1000's own working objects met in the namespaces
 
-    stop_listing = threading.Event()
     with repo.begin_backup(spec.backup_id, spec.plan, retention=retention) as writer:
-        producer = threading.Thread(
-            target=_list_pages,
-            args=(kube, work, spec.label_selector, pages, stop_listing, wide or frozenset()),
-            name="backup-list",
-            daemon=True,
+        # listed in a forked child (ys1000.backup.forked): its decoding and the writer's
+        # compressing run on two cores
+        listing = forked_items(
+            lambda emit: _list_records(
+                kube, work, spec.label_selector, wide or frozenset(), services_with_selector, emit
+            ),
+            cancel=cancel,
+            what=f"backup {spec.backup_id}: listing",
         )
-        producer.start()
-        try:
+        with closing(listing):
             done = 0
-            while (item := pages.get()) is not None:
-                if isinstance(item, BaseException):
-                    raise item
+            while True:
+                try:
+                    i, page = next(listing)
+                except StopIteration as end:
+                    child_retries = end.value
+                    break
                 if cancel.is_set():
                     raise InterruptedError(f"backup {spec.backup_id} cancelled")
-                rt, page = item
+                rt = work[i][0]
                 if rt.group not in builtin_groups:
                     crd_types.add((rt.group, rt.resource))
-                for obj in page:
-                    md = obj["metadata"]
-                    if component := (md.get("labels") or {}).get(OWN_COMPONENT_LABEL):
-                        own.append(f"{rt.kind} {md.get('namespace')}/{md['name']} ({component})")
+                for namespace, name, data, restore, reason, component, role_ref in page:
+                    if data is None:
+                        own.append(f"{rt.kind} {namespace}/{name} ({component})")
                         continue
-                    reason = not_restored_reason(obj, rt.kind, services_with_selector)
-                    if rt.kind == "RoleBinding" and (obj.get("roleRef") or {}).get("kind") == "ClusterRole":
-                        cluster_role_refs.add(obj["roleRef"]["name"])
-                    writer.add(
-                        _strip_noise(obj),
+                    if role_ref:
+                        cluster_role_refs.add(role_ref)
+                    writer.add_document(
+                        data,
+                        namespace=namespace,
+                        name=name,
                         group=rt.group,
                         version=rt.version,
                         resource=rt.resource,
                         kind=rt.kind,
-                        restore=reason is None,
+                        restore=restore,
                         reason=reason,
                     )
                 done += len(page)
                 report({"phase": "resources", "objects_done": done, "types_total": len(types)})
-        finally:
-            stop_listing.set()
-            while producer.is_alive():  # unblock a producer waiting on a full queue
-                try:
-                    pages.get(timeout=0.1)
-                except queue.Empty:
-                    pass
+        kube.count_retry(child_retries)
         if own:
             warnings.append(f"skipped {len(own)} object(s) of ys1000's own movers and hooks: {', '.join(sorted(own))}")
         for rt, obj in _cluster_dependencies(kube, spec, inventory, crd_types, cluster_role_refs):

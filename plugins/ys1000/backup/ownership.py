@@ -7,12 +7,14 @@ garbage collector would delete them as orphans of owners that now have new UIDs.
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
+
 # Owner kinds whose controllers re-create their dependents from a template.
 RECREATING_OWNERS = {"ReplicaSet", "Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
 ENDPOINTSLICE_MANAGER = "endpointslice-controller.k8s.io"
 
 
-def not_restored_reason(obj: dict, kind: str, services_with_selector: set[tuple[str, str]]) -> str | None:
+def not_restored_reason(obj: dict, kind: str, services_with_selector: AbstractSet[tuple[str, str]]) -> str | None:
     """Why ``obj`` is recorded but not restored, or None when it is restored."""
     md = obj.get("metadata") or {}
     for ref in md.get("ownerReferences") or []:

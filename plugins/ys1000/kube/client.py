@@ -57,6 +57,9 @@ class KubeError(Exception):
         self.method, self.path = method, path
         super().__init__(f"{method} {path}: {status} {reason}: {message}".strip())
 
+    def __reduce__(self):  # pickled whole: a backup's listing raises it in a forked child
+        return type(self), (self.status, self.reason, self.message, self.method, self.path)
+
     @property
     def transient(self) -> bool:
         return self.status in TRANSIENT_STATUS or self.status == 0
@@ -175,10 +178,16 @@ class Kube:
                 self.count_retry()
                 time.sleep(wait)
 
-    def count_retry(self) -> None:
-        """Count one request sent again (the restore and backup reports show the total)."""
+    def count_retry(self, n: int = 1) -> None:
+        """Count requests sent again (the restore and backup reports show the total)."""
         with self._lock:
-            self.retries += 1
+            self.retries += n
+
+    def after_fork(self) -> None:
+        """In a forked child: its own connections (the pooled ones are the parent's, mid-use)
+        and its own lock (another thread of the parent may have held it at the fork)."""
+        self.api.rest_client.pool_manager.clear()
+        self._lock = threading.Lock()
 
     def _send(self, method: str, path: str, query: dict | None, headers: dict, body: Any, timeout: float) -> bytes:
         try:

@@ -28,6 +28,7 @@ from .repository import (
     Repository,
     RetentionReport,
     VerifyResult,
+    encode_document,
 )
 from .storage import LocalStore, ObjectInfo, ObjectStore, S3Store
 
@@ -62,6 +63,7 @@ __all__ = [
     "S3Store",
     "StorageError",
     "VerifyResult",
+    "encode_document",
     "WrongKeyError",
     "check_connection",
     "make_store",
