@@ -112,3 +112,59 @@ def test_cancel_and_early_close_kill_the_child():
     pid = next(gen)
     gen.close()  # the consumer failed: the child must not go on
     assert gone(pid)
+
+
+def test_a_child_lists_even_when_another_parent_thread_held_the_connection_pool_at_the_fork():
+    """The child replaces the inherited pool without touching it: a lock another thread of the
+    parent held at the fork stays held forever in the child (a backup run from a thread pool)."""
+    import http.server
+    import json
+
+    from kubernetes import client
+
+    from ys1000.kube import Kube
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            body = json.dumps({"kind": "NamespaceList", "items": [{"metadata": {"name": "a"}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        cfg = client.Configuration(host=f"http://127.0.0.1:{server.server_address[1]}")
+        kube = Kube(client.ApiClient(cfg), name="t")
+        assert kube.get("/api/v1/namespaces")["items"][0]["metadata"]["name"] == "a"  # a pooled connection
+        held, release = threading.Event(), threading.Event()
+
+        def hold():
+            with kube.api.rest_client.pool_manager.pools.lock:
+                held.set()
+                release.wait()
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        held.wait()
+
+        def produce(emit):
+            kube.after_fork()
+            return [n["metadata"]["name"] for n in kube.get("/api/v1/namespaces")["items"]]
+
+        cancel = threading.Event()
+        timer = threading.Timer(20, cancel.set)  # a child stuck on the held lock: fail, not hang
+        timer.start()
+        try:
+            assert run(forked_items(produce, cancel=cancel))[1] == ["a"]
+        finally:
+            timer.cancel()
+            release.set()
+            holder.join()
+    finally:
+        server.shutdown()

@@ -17,6 +17,7 @@ import builtins
 from typing import Any, Iterator
 
 from kubernetes import client, config
+from kubernetes.client import rest
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 from urllib3.util.retry import Retry
@@ -113,15 +114,18 @@ class Kube:
         self.name = name
         self.throttle_budget = throttle_budget
         self.retries = 0  # requests sent again after a 429 (or by a caller, see count_retry)
+        self._configure_pool()
+        self._lock = threading.Lock()
+        self._version: Obj | None = None
+
+    def _configure_pool(self) -> None:
         # enough pooled connections for the engine's worker threads
-        pool_kw = api_client.rest_client.pool_manager.connection_pool_kw
+        pool_kw = self.api.rest_client.pool_manager.connection_pool_kw
         pool_kw["maxsize"] = 32
         # urllib3 would resend a throttled GET itself (429 + Retry-After), unseen and uncounted:
         # the throttling retries are ours (below); urllib3 keeps retrying failed connections and
         # a 503 that says Retry-After
         pool_kw["retries"] = _NoThrottleRetry(3)
-        self._lock = threading.Lock()
-        self._version: Obj | None = None
 
     @classmethod
     def from_kubeconfig(cls, path: str, context: str | None = None, name: str = "") -> "Kube":
@@ -184,9 +188,12 @@ class Kube:
             self.retries += n
 
     def after_fork(self) -> None:
-        """In a forked child: its own connections (the pooled ones are the parent's, mid-use)
-        and its own lock (another thread of the parent may have held it at the fork)."""
-        self.api.rest_client.pool_manager.clear()
+        """In a forked child: its own connection pool and lock. The inherited pool's connections
+        are the parent's, mid-use, and another thread of the parent may have held the pool's or
+        this lock at the fork: both are replaced, never touched (closing the old pool could wait
+        forever on such a lock)."""
+        self.api.rest_client = rest.RESTClientObject(self.api.configuration)
+        self._configure_pool()
         self._lock = threading.Lock()
 
     def _send(self, method: str, path: str, query: dict | None, headers: dict, body: Any, timeout: float) -> bytes:
