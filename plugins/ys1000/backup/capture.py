@@ -134,8 +134,14 @@ def _list_records(
             emit((i, page))
 
     with ThreadPoolExecutor(LIST_WORKERS, thread_name_prefix="list") as pool:
-        for f in [pool.submit(one, i) for i in range(len(work))]:
-            f.result()
+        futures = [pool.submit(one, i) for i in range(len(work))]
+        try:
+            for f in futures:
+                f.result()
+        except BaseException:
+            for f in futures:  # the error goes to the parent now, not after every other type
+                f.cancel()
+            raise
     return kube.retries - retries_before
 
 
