@@ -42,6 +42,8 @@ from datetime import datetime, timedelta, timezone
 from hashlib import sha256
 from typing import Any, BinaryIO, Callable, Collection, Generator, Iterable, Iterator, cast
 
+import msgspec
+
 from . import layout
 from .connection import ConnectionReport, check_connection
 from .crypto import (
@@ -72,8 +74,6 @@ from .errors import (
 )
 from .manifest import FORMAT_VERSION, CatalogEntry, IndexEntry, Manifest, ObjectRef
 from .storage import ObjectStore
-
-import msgspec
 
 REPO_FORMAT = "ys1000-repository"
 ENCRYPTION_SCHEME = "ys1000-stream-aes256gcm-v1"
