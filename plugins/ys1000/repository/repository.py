@@ -756,7 +756,7 @@ class Repository:
         try:
             with spool, gzip.GzipFile(fileobj=spool, mode="rb") as gz:
                 n, tail = 0, b""
-                # a thousand lines per json.loads: per-call overhead was most of reading an index
+                # a thousand lines per decode: per-call overhead was most of reading an index
                 while (chunk := gz.read(1 << 18)) or tail:
                     lines = (tail + chunk).split(b"\n")
                     tail = lines.pop() if chunk else b""
