@@ -29,6 +29,7 @@ from .repository import (
     RetentionReport,
     VerifyResult,
     encode_document,
+    parse_document,
 )
 from .storage import LocalStore, ObjectInfo, ObjectStore, S3Store
 
@@ -64,6 +65,7 @@ __all__ = [
     "StorageError",
     "VerifyResult",
     "encode_document",
+    "parse_document",
     "WrongKeyError",
     "check_connection",
     "make_store",

@@ -993,7 +993,7 @@ class Repository:
                 for entry, data in pairs:
                     if restorable_only and not entry.restore:
                         continue
-                    yield entry, _parse(entry, data)
+                    yield entry, parse_document(entry, data)
             finally:
                 pairs.close()
 
@@ -1009,7 +1009,7 @@ class Repository:
         docs = self.iter_documents(backup_id, select=wanted, namespaces=[namespace] if namespace else [])
         try:
             for entry, data in docs:
-                return _parse(entry, data)
+                return parse_document(entry, data)
         finally:
             docs.close()  # type: ignore[attr-defined]
         where = f"namespace {namespace!r}" if namespace else "cluster scope"
@@ -1360,7 +1360,9 @@ def _check_document(entry: IndexEntry, data: bytes) -> None:
         raise IntegrityError(f"{entry.path!r} is not a valid JSON object: {exc}") from None
 
 
-def _parse(entry: IndexEntry, data: bytes) -> dict:
+def parse_document(entry: IndexEntry, data: bytes) -> dict:
+    """An archived document as a dict: msgspec (twice as fast as ``json``), or ``json`` for what
+    only it takes; a document neither can read is named."""
     try:
         return _DECODE(data)
     except msgspec.DecodeError:

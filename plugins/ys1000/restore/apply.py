@@ -8,7 +8,6 @@ pool of workers, and the next class starts when the previous one is in.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -22,7 +21,7 @@ from typing import Any, Callable, Literal
 
 from ys1000.kube import Discovery, Kube, KubeError, ResourceType
 from ys1000.kube.discovery import CRDS, NAMESPACES, PVCS
-from ys1000.repository import Repository
+from ys1000.repository import Repository, parse_document
 from ys1000.repository.manifest import IndexEntry
 from ys1000.restore.priorities import rank
 from ys1000.restore.transforms import RestoreOptions, transform
@@ -194,6 +193,10 @@ class Restorer:
         self.report = RestoreReport(spec.restore_id, spec.backup_id, spec.dry_run, _now())
         self._lock = threading.Lock()
         self._discovery: Discovery | None = None
+        # one load at a time: the workers all need it at their first object, and a type missing
+        # from it is looked up again once per discovery, not once per object (see _resource_type)
+        self._discovery_lock = threading.Lock()
+        self._reloaded_for: set[tuple[str, str]] = set()
         self._new_namespaces: set[str] = set()
         self._unreachable_since: float | None = None  # see _call
 
@@ -216,7 +219,7 @@ class Restorer:
             if not _selected(entry, self.spec):
                 continue
             if entry.kind == "CustomResourceDefinition":
-                crd_groups.add(json.loads(data)["spec"]["group"])
+                crd_groups.add(parse_document(entry, data)["spec"]["group"])
             pending.append((entry, data))
         for entry, data in pending:
             key = rank(entry.group_resource, entry.group in crd_groups)
@@ -241,7 +244,11 @@ class Restorer:
             "ys1000.io/restore": self.spec.restore_id[:63],
         }
         split = rank(PVCS.group_resource, False)
-        buckets = self.buckets()
+        # the API's discovery (a request per group), which the first object needs, is fetched
+        # while the archive is read; a failure there is met again, and raised, at first use
+        with ThreadPoolExecutor(1, thread_name_prefix="discovery") as early:
+            early.submit(lambda: self.discovery)
+            buckets = self.buckets()
         if part == "resources":
             buckets = [b for b in buckets if b[0] <= split]
         elif part == "workloads":
@@ -285,9 +292,15 @@ class Restorer:
 
     @property
     def discovery(self) -> Discovery:
-        if self._discovery is None:
-            self._discovery = Discovery.load(self.kube)
-        return self._discovery
+        with self._discovery_lock:
+            if self._discovery is None:
+                self._discovery = Discovery.load(self.kube)
+            return self._discovery
+
+    def _forget_discovery(self) -> None:
+        with self._discovery_lock:
+            self._discovery = None
+            self._reloaded_for.clear()
 
     def _wait_crds_established(self, names: list[str]) -> None:
         def established(name):
@@ -319,18 +332,26 @@ class Restorer:
                         if item.kind == "CustomResourceDefinition" and item.name == name:
                             item.action = "failed"
                             item.reason = f"not Established after {CRD_ESTABLISHED_TIMEOUT} s ({why})"
-        self._discovery = None  # the new types are served now
+        self._forget_discovery()  # the new types are served now
 
     def _resource_type(self, entry: IndexEntry) -> ResourceType | None:
-        rt = self.discovery.by_kind(entry.kind, entry.group)
+        seen = self.discovery
+        rt = seen.by_kind(entry.kind, entry.group)
         if rt is None and entry.group:
-            self._discovery = None  # maybe a type that appeared after our discovery
+            # maybe a type that appeared after our discovery: look again, once per missing type
+            # (a thousand objects of a type the target lacks do not reload it a thousand times)
+            key = (entry.group, entry.kind)
+            with self._discovery_lock:
+                if key not in self._reloaded_for:
+                    self._reloaded_for.add(key)
+                    if self._discovery is seen:
+                        self._discovery = None
             rt = self.discovery.by_kind(entry.kind, entry.group)
         return rt
 
     def _apply_one(self, item: tuple[IndexEntry, bytes]) -> ItemResult:
         entry, data = item
-        obj = json.loads(data)
+        obj = parse_document(entry, data)
         if entry.kind == "PersistentVolume" and (obj["metadata"].get("annotations") or {}).get(
             "pv.kubernetes.io/provisioned-by"
         ):
