@@ -356,3 +356,25 @@ def test_export_at_a_set_time_is_a_deferred_wait(tmp_path):
     assert dag.get_task("commit").volumes_tasks == ["volumes", "export"]
     export = dag.get_task("export")
     assert type(export).__name__ == "MappedOperator" and export.partial_kwargs["export_phase"] is True
+
+
+def test_plan_dags_take_airflow_configured_dag_defaults(tmp_path, monkeypatch):
+    """The factory reads what DAG() would look up in Airflow's configuration once per build and
+    passes it: a plan's DAG still gets what airflow.cfg (here its environment form) says."""
+    from airflow.sdk import DAG
+
+    from ys1000.airflow.dagfactory import build_dags
+
+    monkeypatch.setenv("AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG", "7")
+    monkeypatch.setenv("AIRFLOW__CORE__MAX_CONSECUTIVE_FAILED_DAG_RUNS_PER_DAG", "5")
+    monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DISABLE_BUNDLE_VERSIONING", "True")
+    bare = DAG(dag_id="bare", schedule=None, auto_register=False)
+    assert (bare.max_active_tasks, bare.max_consecutive_failed_dag_runs, bare.disable_bundle_versioning) == (7, 5, True)
+    dags = build_dags(copy_config(tmp_path / "config"))
+    plan_dags = [d for d in dags.values() if "__" in d.dag_id]
+    assert {d.dag_id.split("__")[0] for d in plan_dags} >= {"ys1000_backup", "ys1000_restore", "ys1000_migrate"}
+    for dag in plan_dags:
+        assert dag.max_active_tasks == 7, dag.dag_id
+        assert dag.max_consecutive_failed_dag_runs == 5, dag.dag_id
+        assert dag.disable_bundle_versioning is True, dag.dag_id
+        assert dag.max_active_runs == 1, dag.dag_id  # the factory's own choice still wins

@@ -14,6 +14,7 @@ Missing ``clusters.yaml``/``repositories.yaml``/``policies.yaml`` or ``plans/`` 
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass, field
@@ -95,9 +96,16 @@ _Loader.add_constructor(
 def display_path(path: Path, config_dir: Path) -> str:
     """``config/plans/web.yaml``: relative to the config directory's parent when possible."""
     try:
-        return str(Path(path).resolve().relative_to(Path(config_dir).resolve().parent))
+        return str(Path(path).resolve().relative_to(_resolved_parent(str(config_dir))))
     except ValueError:
         return str(path)
+
+
+@functools.lru_cache(maxsize=8)
+def _resolved_parent(config_dir: str) -> Path:
+    # once per config directory, not once per plan file (resolving walks every path component);
+    # a config directory replaced by a symlink while the process runs keeps its first answer
+    return Path(config_dir).resolve().parent
 
 
 def _display_name(config_dir: Path, filename: str) -> str:
