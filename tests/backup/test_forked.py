@@ -168,3 +168,26 @@ def test_a_child_lists_even_when_another_parent_thread_held_the_connection_pool_
             holder.join()
     finally:
         server.shutdown()
+
+
+def test_a_child_that_answers_and_exits_between_the_poll_and_the_liveness_look(monkeypatch):
+    """Found by the 1,000-plan bench: the liveness look reaped a child whose last message had
+    just arrived; the generator then waited for it again (ECHILD) instead of returning."""
+    real_waitpid = os.waitpid
+    pids = []
+
+    def waitpid(pid, options):
+        if options == os.WNOHANG:
+            pids.append(pid)
+            return real_waitpid(pid, 0)  # as if it ended right between the poll and this look
+        return real_waitpid(pid, options)
+
+    monkeypatch.setattr(os, "waitpid", waitpid)
+
+    def produce(emit):
+        emit("first")
+        time.sleep(0.5)  # longer than the parent's poll: it looks whether the child lives
+        return 42
+
+    assert run(forked_items(produce)) == (["first"], 42)
+    assert pids and gone(pids[0])

@@ -51,9 +51,12 @@ def forked_items(
                 if cancel is not None and cancel.is_set():
                     raise InterruptedError(f"{what} cancelled")
                 done, status = os.waitpid(pid, os.WNOHANG)
-                if done and not conn.poll(0):
+                if done:
+                    # reaped now, even when its last message arrived in the meantime (it sent it,
+                    # then exited, between the poll above and this look): never waited for again
                     reaped = True
-                    raise ChildFailed(f"{what} process exited ({_status(status)}) before it finished")
+                    if not conn.poll(0):
+                        raise ChildFailed(f"{what} process exited ({_status(status)}) before it finished")
             try:
                 tag, payload = conn.recv()
             except EOFError:
