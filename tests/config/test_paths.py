@@ -48,3 +48,18 @@ def test_env_variable_not_a_directory(tmp_path, monkeypatch):
     monkeypatch.setenv("YS1000_HOOKS_DIR", str(tmp_path / "nope"))
     with pytest.raises(HooksDirNotFound, match=r"YS1000_HOOKS_DIR=.*nope is not a directory"):
         hooks_dir()
+
+
+def test_display_path_of_a_relative_config_dir_follows_the_working_directory(tmp_path, monkeypatch):
+    """The resolved config directory is cached only when absolute: a relative one means another
+    directory after a chdir, and each is shown relative to its own parent."""
+    from ys1000.config.loader import display_path
+
+    for d in ("a", "b"):
+        (tmp_path / d / "config" / "plans").mkdir(parents=True)
+        (tmp_path / d / "config" / "plans" / "p.yaml").write_text("")
+    for d in ("a", "b"):
+        monkeypatch.chdir(tmp_path / d)
+        plan = tmp_path / d / "config" / "plans" / "p.yaml"
+        assert display_path(plan, Path("config")) == "config/plans/p.yaml"
+        assert display_path(plan, tmp_path / d / "config") == "config/plans/p.yaml"

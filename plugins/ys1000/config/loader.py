@@ -96,15 +96,18 @@ _Loader.add_constructor(
 def display_path(path: Path, config_dir: Path) -> str:
     """``config/plans/web.yaml``: relative to the config directory's parent when possible."""
     try:
-        return str(Path(path).resolve().relative_to(_resolved_parent(str(config_dir))))
+        cdir = Path(config_dir)
+        # a relative one depends on the working directory at the time: resolved each time
+        parent = _resolved_parent(str(cdir)) if cdir.is_absolute() else cdir.resolve().parent
+        return str(Path(path).resolve().relative_to(parent))
     except ValueError:
         return str(path)
 
 
 @functools.lru_cache(maxsize=8)
 def _resolved_parent(config_dir: str) -> Path:
-    # once per config directory, not once per plan file (resolving walks every path component);
-    # a config directory replaced by a symlink while the process runs keeps its first answer
+    # once per (absolute) config directory, not once per plan file (resolving walks every path
+    # component); a config directory replaced by a symlink while the process runs keeps its first answer
     return Path(config_dir).resolve().parent
 
 
