@@ -113,7 +113,6 @@ def _list_records(
     work: list[tuple[ResourceType, str | None]],
     label_selector: str | None,
     only: AbstractSet[str],
-    services_with_selector: AbstractSet[tuple[str, str]],
     emit: Callable[[tuple[int, list[Record]]], None],
 ) -> int:
     """The producer (in the forked child): list each (type, namespace or None: cluster-wide, of
@@ -121,20 +120,62 @@ def _list_records(
     the requests it sent again (the parent adds them to its count)."""
     kube.after_fork()
     retries_before = kube.retries
+    # Endpoints a Service with a selector has are its controller's, not restored (ownership.py):
+    # they are listed once every Service is, and the Services with a selector are taken from the
+    # backup's own listing of Services — or from one of their own when a label selector (or a
+    # kind filter) leaves some out.
+    endpoints = {i for i, (rt, _) in enumerate(work) if (rt.group, rt.resource) == ("", "endpoints")}
+    services = {i for i, (rt, _) in enumerate(work) if (rt.group, rt.resource) == ("", "services")}
+    if label_selector is not None or not services:
+        services = set()
+    with_selector: set[tuple[str, str]] = set()
+    services_left = len(services) if endpoints and services else int(bool(endpoints))
+    services_listed = threading.Event()
+    if not services_left:
+        services_listed.set()
+    lock = threading.Lock()
+
+    def services_done() -> None:
+        nonlocal services_left
+        with lock:
+            services_left -= 1
+            if not services_left:
+                services_listed.set()
+
+    def own_services_listing() -> None:
+        try:
+            for ns in dict.fromkeys(work[i][1] for i in endpoints):
+                for s in objects_in(kube, SERVICES, ns, None, only):
+                    if (s.get("spec") or {}).get("selector"):
+                        with_selector.add((s["metadata"]["namespace"], s["metadata"]["name"]))
+        finally:
+            services_done()
 
     def one(i: int) -> None:
         rt, ns = work[i]
+        if i in endpoints:
+            services_listed.wait()
         page: list[Record] = []
-        for obj in objects_in(kube, rt, ns, label_selector, only):
-            page.append(_record(rt, obj, services_with_selector))
-            if len(page) >= PAGE_SIZE:
-                emit((i, page))
-                page = []
+        try:
+            for obj in objects_in(kube, rt, ns, label_selector, only):
+                if i in services and (obj.get("spec") or {}).get("selector"):
+                    with_selector.add((obj["metadata"]["namespace"], obj["metadata"]["name"]))
+                page.append(_record(rt, obj, with_selector))
+                if len(page) >= PAGE_SIZE:
+                    emit((i, page))
+                    page = []
+        finally:
+            if i in services:
+                services_done()  # a failure too: the error ends the listing, nothing waits forever
         if page:
             emit((i, page))
 
+    # the pool starts work in the order it was submitted: the Services first, the Endpoints last,
+    # so every Services listing has started (and will end) before an Endpoints listing waits
+    order = sorted(range(len(work)), key=lambda i: (i not in services, i in endpoints))
     with ThreadPoolExecutor(LIST_WORKERS, thread_name_prefix="list") as pool:
-        futures = [pool.submit(one, i) for i in range(len(work))]
+        futures = [pool.submit(own_services_listing)] if endpoints and not services else []
+        futures += [pool.submit(one, i) for i in order]
         try:
             for f in futures:
                 f.result()
@@ -156,18 +197,15 @@ def capture_resources(
     """Preflight, then capture the resources into a *pending* backup (no manifest yet): the
     first step of ``ys1000.backup.pipeline``, which alone turns it into a complete backup."""
     retries_before = kube.retries
-    inventory = preflight(kube, spec)  # raises before anything is written
-    discovery = Discovery.load(kube)
+    with ThreadPoolExecutor(2, thread_name_prefix="capture-prep") as prep:
+        # the API's types and groups do not depend on the preflight: fetched beside it
+        discovery_loaded, groups_listed = prep.submit(Discovery.load, kube), prep.submit(_builtin_groups, kube)
+        inventory = preflight(kube, spec)  # raises before anything is written
+        discovery, builtin_groups = discovery_loaded.result(), groups_listed.result()
     cancel = cancel or threading.Event()
     report = progress or (lambda _: None)
     wide = inventory.wide
     where = scopes(wide, inventory.namespaces)
-    services_with_selector = {
-        (s["metadata"]["namespace"], s["metadata"]["name"])
-        for ns in where
-        for s in objects_in(kube, SERVICES, ns, None, wide or frozenset())
-        if (s.get("spec") or {}).get("selector")
-    }
     types = [
         rt
         for rt in discovery.namespaced()
@@ -182,16 +220,13 @@ def capture_resources(
     warnings += discovery.warnings()  # an aggregated API that is down: the backup goes on without it
     crd_types: set[tuple[str, str]] = set()
     cluster_role_refs: set[str] = set()  # ClusterRoles the captured RoleBindings refer to
-    builtin_groups = _builtin_groups(kube)
     own: list[str] = []  # ys1000's own working objects met in the namespaces
 
     with repo.begin_backup(spec.backup_id, spec.plan, retention=retention) as writer:
         # listed in a forked child (ys1000.backup.forked): its decoding and the writer's
         # compressing run on two cores
         listing = forked_items(
-            lambda emit: _list_records(
-                kube, work, spec.label_selector, wide or frozenset(), services_with_selector, emit
-            ),
+            lambda emit: _list_records(kube, work, spec.label_selector, wide or frozenset(), emit),
             cancel=cancel,
             what=f"backup {spec.backup_id}: listing",
         )
