@@ -463,7 +463,8 @@ def test_archive_reader_refuses_damaged_tar_headers():
 @pytest.mark.parametrize("bad", [b'{"a":1},{"b":2}', b'{"a":', b""], ids=["two-documents", "truncated", "empty"])
 def test_verify_names_a_document_that_is_not_one_json_document(repo, monkeypatch, bad):
     """A bad document among 1,200 is found and named (a stand-in encoder writes it, as a bug in
-    the writer would)."""
+    the writer would): by the writer's read-back, so the commit fails and nothing is stored; and
+    by ``verify`` reading a stored archive that holds one (written without the read-back)."""
     import ys1000.repository.repository as impl
     from ys1000.repository import IntegrityError
 
@@ -471,16 +472,24 @@ def test_verify_names_a_document_that_is_not_one_json_document(repo, monkeypatch
     monkeypatch.setattr(
         impl, "_ENCODE", lambda obj: bad if (obj.get("metadata") or {}).get("name") == "cm-0777" else real(obj)
     )
-    with repo.begin_backup("b", "plan-a") as w:
-        for i in range(1200):
-            w.add(
-                configmap("demo", f"cm-{i:04d}", k=str(i)),
-                group="",
-                version="v1",
-                resource="configmaps",
-                kind="ConfigMap",
-            )
-        w.commit(namespaces=["demo"])
+    created = datetime.now(timezone.utc)
+
+    def write(backup_id: str, **kw) -> None:
+        with impl.BackupWriter(repo, backup_id, "plan-a", created=created, retain_until=None, **kw) as w:
+            for i in range(1200):
+                w.add(
+                    configmap("demo", f"cm-{i:04d}", k=str(i)),
+                    group="",
+                    version="v1",
+                    resource="configmaps",
+                    kind="ConfigMap",
+                )
+            w.commit(namespaces=["demo"])
+
+    with pytest.raises(IntegrityError, match=r"namespaces/demo/cm-0777\.json' is not a valid JSON object"):
+        write("read-back")
+    assert not list(repo.store.list(layout.backup_prefix("read-back")))
+    write("b", verify=False)
     with pytest.raises(IntegrityError, match=r"namespaces/demo/cm-0777\.json' is not a valid JSON object"):
         repo.verify("b")
     monkeypatch.setattr(impl, "_ENCODE", real)
@@ -505,13 +514,11 @@ def test_verify_refuses_documents_that_are_not_one_json_object(doc, why):
     """Verify checks each document's syntax without building it: what a restore could not parse,
     it refuses, naming the document."""
     from ys1000.repository import IntegrityError
-    from ys1000.repository.manifest import IndexEntry
     from ys1000.repository.repository import _check_document
 
-    entry = IndexEntry("", "v1", "ConfigMap", "configmaps", "ns", "d", len(doc), "p/d.json")
     with pytest.raises(IntegrityError, match=rf"'p/d\.json' is not a valid JSON object: .*{re.escape(why)}"):
-        _check_document(entry, doc)
-    _check_document(entry, b' {"a": [1, 2], "b": {"c": "\xc3\xa9"}} ')  # whitespace around one object is fine
+        _check_document("p/d.json", doc)
+    _check_document("p/d.json", b' {"a": [1, 2], "b": {"c": "\xc3\xa9"}} ')  # whitespace around one object is fine
 
 
 @pytest.mark.parametrize(

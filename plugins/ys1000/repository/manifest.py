@@ -62,6 +62,10 @@ class Manifest(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     api_retries: int = Field(0, description="API requests sent again after throttling (429) while capturing")
     made_by: str | None = Field(None, description="the Airflow run that made it: <dag id>/<run id>")
+    # the writer's read-back of the archive as it was written (repository._StreamVerifier):
+    # {"archive_sha256", "documents", "members_sha256": sha256 of each member's "path\0size\n"};
+    # the pending backup's verify proves the stored archive and index against it
+    stream_verified: dict[str, Any] | None = None
     # the anomaly guard's verdict (ys1000.backup.anomaly), written once at commit:
     # {"suspicious": bool, "reasons": [str], "profile": {...}}; a human's later confirmation is an
     # approvals/ record (manifests are write-once), merged by Repository.list_backups

@@ -31,11 +31,13 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import queue
 import tarfile
 import tempfile
+import threading
 import uuid
 import zlib
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -165,6 +167,117 @@ class CleanupReport:
 # ------------------------------------------------------------------------------------- writer
 
 
+class _StreamVerifier:
+    """Reads the archive back while it is written, in a thread: every segment decrypted and
+    authenticated, the gzip stream and its CRCs, every tar member against the entry the writer
+    added (path and size, in order) and every document a JSON object — what ``verify`` does with
+    the stored archive, done while the capture waits on the API server. The verify step then
+    only proves the stored archive is these bytes (sha256) and the index these entries
+    (``members_sha256``), instead of reading the archive a second time after the capture."""
+
+    def __init__(self, key: bytes, aad: bytes, name: str):
+        self._key, self._aad, self._name = key, aad, name
+        self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=64)
+        self._expected: deque[tuple[str, int]] = deque()
+        self._members = sha256()  # of the verified members' "path\0size\n", in order
+        self.count = 0
+        self.error: BaseException | None = None
+        self._stopped = False
+        # started at the first byte: a capture forks its listing before that, with no thread of
+        # this one's in the middle of anything
+        self._thread = threading.Thread(target=self._run, name="archive-verify", daemon=True)
+
+    def expect(self, path: str, size: int) -> None:
+        """The writer's next member (called before its bytes are written, so never late)."""
+        self._expected.append((path, size))
+
+    def write(self, b) -> int:  # the encrypted stream, as it goes to the spool
+        if self._thread.ident is None:
+            self._thread.start()
+        self._put(bytes(b))
+        return len(b)
+
+    def _put(self, item: bytes | None) -> None:
+        while self._thread.is_alive():  # a verifier that stopped (an error) takes nothing more
+            try:
+                self._chunks.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def finish(self) -> dict[str, Any]:
+        """After the last byte: wait for the verifier; its record for the manifest, or its error."""
+        if self._thread.ident is None:
+            self._thread.start()  # nothing was written: it finds the stream empty, and says so
+        self._put(None)
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+        return {"documents": self.count, "members_sha256": self._members.hexdigest()}
+
+    def stop(self) -> None:
+        """The backup is abandoned: end the verifier without a verdict."""
+        self._stopped = True
+        if self._thread.ident is not None:
+            self._put(None)
+            self._thread.join()
+
+    def _read(self) -> Callable[[int], bytes]:
+        buf, pos, ended = b"", 0, False
+
+        def read(n: int = -1) -> bytes:
+            nonlocal buf, pos, ended
+            if pos >= len(buf):
+                item = None if ended else self._chunks.get()
+                if item is None or self._stopped:
+                    ended = True  # every later read is the end too
+                    return b""
+                buf, pos = item, 0
+            out = buf[pos : pos + n] if n >= 0 else buf[pos:]
+            pos += len(out)
+            return out
+
+        return read
+
+    def _run(self) -> None:
+        raw = cast(BinaryIO, type("QueueReader", (), {"read": staticmethod(self._read())})())
+        try:
+            plain = open_decrypting(raw, self._key, self._aad, name=self._name)
+            with gzip.GzipFile(fileobj=plain, mode="rb") as gz:
+                for path, data in _tar_files(gz.read, self._name):
+                    if self._stopped:
+                        return
+                    want = self._expected.popleft() if self._expected else None
+                    if want != (path, len(data)):
+                        raise IntegrityError(
+                            f"{self._name!r}: the archive holds {path!r} ({len(data)} bytes) where the writer "
+                            f"added {want!r}"
+                        )
+                    _check_document(path, data)
+                    self._members.update(_member_line(path, len(data)))
+                    self.count += 1
+                while gz.read(1 << 16):  # authenticates the final segment, checks the last CRC
+                    pass
+            if self._expected and not self._stopped:
+                raise IntegrityError(f"{self._name!r}: {len(self._expected)} added members are not in the archive")
+        except BaseException as exc:
+            self.error = exc
+
+
+def _member_line(path: str, size: int) -> bytes:
+    return f"{path}\0{size}\n".encode("utf-8", "surrogateescape")
+
+
+class _Tee:
+    def __init__(self, *outs: Any):
+        self._outs = outs
+
+    def write(self, b) -> int:
+        for out in self._outs:
+            out.write(b)
+        return len(b)
+
+
 class BackupWriter:
     """Streams resource documents of one backup into the repository (not thread-safe).
 
@@ -180,6 +293,7 @@ class BackupWriter:
         created: datetime,
         retain_until: datetime | None,
         compresslevel: int = 6,
+        verify: bool = True,
     ):
         self.repo = repo
         self.backup_id = backup_id
@@ -196,7 +310,15 @@ class BackupWriter:
         # archive: tar → gzip (members ending at run boundaries, see the module docstring) →
         # encrypt → sha256 → spool
         self._archive_spool = _spool()
-        self._archive_hash = HashingWriter(self._archive_spool)
+        # read back as it is written (_StreamVerifier), unless the caller verifies otherwise
+        self._verifier = (
+            _StreamVerifier(repo.key.archive_key, repo.archive_aad(backup_id), layout.archive_key(backup_id))
+            if verify
+            else None
+        )
+        self._archive_hash = HashingWriter(
+            cast(BinaryIO, _Tee(self._archive_spool, self._verifier) if self._verifier else self._archive_spool)
+        )
         self._enc = EncryptingWriter(
             cast(BinaryIO, self._archive_hash), repo.key.archive_key, repo.archive_aad(backup_id), ARCHIVE_SEGMENT_SIZE
         )
@@ -282,6 +404,8 @@ class BackupWriter:
             self._run = run
         self._member_namespaces.add(namespace or "")
         path = layout.member_path(layout.group_resource(resource, group), version, namespace, name)
+        if self._verifier is not None:
+            self._verifier.expect(path, len(data))
         header = _ustar_header(path, len(data), self._mtime)
         if header is None:  # a long or non-ASCII path: tarfile writes it a PAX header
             info = tarfile.TarInfo(path)
@@ -389,6 +513,8 @@ class BackupWriter:
             archive = ObjectRef(
                 key=layout.archive_key(bid), sha256=self._archive_hash.hexdigest(), size=self._archive_hash.size
             )
+            if self._verifier is not None:  # raises what the read-back found
+                extra["stream_verified"] = {**self._verifier.finish(), "archive_sha256": archive.sha256}
             index = ObjectRef(
                 key=layout.index_key(bid), sha256=self._index_hash.hexdigest(), size=self._index_hash.size
             )
@@ -439,6 +565,8 @@ class BackupWriter:
             raise
         finally:
             self._close_spools()
+            if self._verifier is not None:
+                self._verifier.stop()
         self._state = "committed"
         return manifest
 
@@ -452,6 +580,8 @@ class BackupWriter:
             raise RepositoryError(f"backup {self.backup_id!r} is committed; use delete_backup")
         self._state = "aborted"
         self._close_spools()
+        if self._verifier is not None:
+            self._verifier.stop()
         left: list[str] = []
         # catalog and manifest first, like delete_backup
         for key in sorted(self._uploaded, key=_delete_order):
@@ -1027,6 +1157,9 @@ class Repository:
         checks = [f"manifest present ({key})"]
         count, size = 0, 0
         counts: Counter[str] = Counter()
+        read_back = m.stream_verified or {}
+        if pending and read_back.get("archive_sha256") == m.archive.sha256:
+            return self._verify_read_back(m, checks)
         archive = self._fetch_verified(m.archive)
         try:
             index = self._fetch_verified(m.index)
@@ -1038,7 +1171,7 @@ class Repository:
         if rows is not None:  # the index read part by part, each proven against its row
             parts = _part_entries(rows, lambda row: _spool_range(index, row[1], row[2]), m.index.key)
         for entry, data in self._pair(m, archive, index, parts):
-            _check_document(entry, data)
+            _check_document(entry.path, data)
             count += 1
             size += len(data)
             counts[entry.kind] += 1
@@ -1057,6 +1190,49 @@ class Repository:
         if rows is not None:
             checks.append(f"index map matches the index ({len(rows)} members: checksums, offsets, namespaces)")
         return VerifyResult(backup_id, count, m.archive.size, size, checks)
+
+    def _verify_read_back(self, m: Manifest, checks: list[str]) -> VerifyResult:
+        """A pending backup whose writer read its archive back as it wrote it (``_StreamVerifier``):
+        the stored archive must be those bytes (its sha256), and the stored index must list the
+        members that read-back checked, in order (``members_sha256``) — then decrypting and
+        parsing the archive again would only repeat what the writer proved."""
+        read_back = m.stream_verified or {}
+        self._fetch_verified(m.archive).close()  # raises unless the stored bytes are the verified ones
+        index = self._fetch_verified(m.index)
+        rows = self._read_index_map(m) if m.index_map is not None else None
+        if rows is not None:
+            entries = _part_entries(rows, lambda row: _spool_range(index, row[1], row[2]), m.index.key)
+        else:
+            entries = self._index_entries(index, m.index.key)
+        members, count, size = sha256(), 0, 0
+        counts: Counter[str] = Counter()
+        with index:
+            for entry in entries:
+                members.update(_member_line(entry.path, entry.size))
+                count += 1
+                size += entry.size
+                counts[entry.kind] += 1
+        if count != read_back.get("documents") or members.hexdigest() != read_back.get("members_sha256"):
+            raise IntegrityError(
+                f"backup {m.backup_id!r}: the index ({count} entries) does not list the archive members the "
+                f"writer read back ({read_back.get('documents')})"
+            )
+        if count != m.total or dict(counts) != {k: v for k, v in m.counts.items() if v}:
+            raise IntegrityError(
+                f"backup {m.backup_id!r}: manifest counts ({m.total} objects, {m.counts}) differ from the "
+                f"index ({count} objects, {dict(counts)})"
+            )
+        checks += [
+            f"archive sha256 {m.archive.sha256} and size {m.archive.size} match",
+            f"index sha256 {m.index.sha256} matches",
+            f"archive decrypted, authenticated and its {count} documents checked as JSON objects as it was "
+            "written (the stored archive is those bytes)",
+            "the index lists exactly the members read back, in order",
+            "manifest counts match the archive",
+        ]
+        if rows is not None:
+            checks.append(f"index map matches the index ({len(rows)} members: checksums, offsets, namespaces)")
+        return VerifyResult(m.backup_id, count, m.archive.size, size, checks)
 
     # -- restore reports
     def save_restore_report(self, restore_id: str, report: dict[str, Any]) -> str:
@@ -1349,7 +1525,7 @@ def _pax_records(data: bytes, name: str) -> dict[bytes, bytes]:
     return out
 
 
-def _check_document(entry: IndexEntry, data: bytes) -> None:
+def _check_document(path: str, data: bytes) -> None:
     """The document is one JSON object in UTF-8, as a restore needs it: msgspec checks its whole
     syntax while skipping every value (no Python objects built: a tenth of parsing it), then its
     bytes are checked as UTF-8, which skipping does not look at inside strings."""
@@ -1357,7 +1533,7 @@ def _check_document(entry: IndexEntry, data: bytes) -> None:
         _CHECK_OBJECT(data)
         data.decode("utf-8")
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise IntegrityError(f"{entry.path!r} is not a valid JSON object: {exc}") from None
+        raise IntegrityError(f"{path!r} is not a valid JSON object: {exc}") from None
 
 
 def parse_document(entry: IndexEntry, data: bytes) -> dict:
