@@ -121,3 +121,25 @@ def test_the_read_back_fails_the_commit_of_an_archive_sealed_wrong(repo, monkeyp
         _pending(repo, "c")
     assert "resources.tar.gz.enc: segment 0 failed authentication" in str(info.value)
     assert not list(repo.store.list(layout.backup_prefix("c")))
+
+
+def test_the_read_back_starts_at_the_first_member_and_reads_an_empty_archive(repo):
+    """A capture forks its listing after ``begin_backup`` and before its first member: no thread
+    of the read-back may exist then (a fork copies a thread's held locks, not the thread)."""
+    import threading
+
+    def read_backs() -> int:
+        return sum(t.name == "archive-verify" for t in threading.enumerate())
+
+    before = read_backs()
+    with repo.begin_backup("empty", "plan-a") as w:
+        assert read_backs() == before
+        w.commit(namespaces=[], final=False)
+    assert repo.pending_manifest("empty").stream_verified["documents"] == 0
+    assert repo.verify("empty", pending=True).objects == 0
+    with repo.begin_backup("one", "plan-a") as w:
+        w.add(configmap("ns", "cm"), group="", version="v1", resource="configmaps", kind="ConfigMap")
+        assert read_backs() == before + 1
+        w.commit(namespaces=["ns"], final=False)
+    assert read_backs() == before
+    assert repo.verify("one", pending=True).objects == 1

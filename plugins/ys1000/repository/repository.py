@@ -4,7 +4,11 @@ Write path (``BackupWriter``): each resource document is serialised, appended as
 a gzip stream that feeds the streaming encryptor, whose output is hashed on its way to a spooled
 temporary file; the index line goes to a second gzip stream. Nothing per object stays in memory,
 so a 300k-object backup costs the same RAM as a 30-object one. ``commit`` uploads archive, index,
-index map, then the manifest (the "complete" marker), then the catalog entry.
+index map, then the manifest (the "complete" marker), then the catalog entry. The writer reads
+the encrypted archive back as it goes (``_StreamVerifier``, a thread: every segment
+authenticated, every member against the entry added, every document a JSON object), so a writer
+bug fails the commit; the manifest records what was read back, and a pending backup's ``verify``
+proves the stored archive and index against that record instead of decrypting it again.
 
 The archive is a concatenation of gzip members, each ending where a run of objects of one type
 in one namespace ends (capture lists type by type, each type's objects in namespace order) once
@@ -183,21 +187,26 @@ class _StreamVerifier:
         self.count = 0
         self.error: BaseException | None = None
         self._stopped = False
-        # started at the first byte: a capture forks its listing before that, with no thread of
-        # this one's in the middle of anything
+        # started at the first member: a capture forks its listing before that (the stream's
+        # header waits in the queue), with no thread of this one's in the middle of anything
         self._thread = threading.Thread(target=self._run, name="archive-verify", daemon=True)
 
     def expect(self, path: str, size: int) -> None:
         """The writer's next member (called before its bytes are written, so never late)."""
+        if self._thread.ident is None:
+            self._thread.start()
         self._expected.append((path, size))
 
     def write(self, b) -> int:  # the encrypted stream, as it goes to the spool
-        if self._thread.ident is None:
-            self._thread.start()
         self._put(bytes(b))
         return len(b)
 
     def _put(self, item: bytes | None) -> None:
+        if self._thread.ident is None:
+            if not self._chunks.full():
+                self._chunks.put_nowait(item)
+                return
+            self._thread.start()
         while self._thread.is_alive():  # a verifier that stopped (an error) takes nothing more
             try:
                 self._chunks.put(item, timeout=0.5)
@@ -208,7 +217,7 @@ class _StreamVerifier:
     def finish(self) -> dict[str, Any]:
         """After the last byte: wait for the verifier; its record for the manifest, or its error."""
         if self._thread.ident is None:
-            self._thread.start()  # nothing was written: it finds the stream empty, and says so
+            self._thread.start()  # no member was added: it reads the empty archive
         self._put(None)
         self._thread.join()
         if self.error is not None:
