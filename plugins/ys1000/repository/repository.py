@@ -187,6 +187,7 @@ class _StreamVerifier:
         self.count = 0
         self.error: BaseException | None = None
         self._stopped = False
+        self._buf, self._pos, self._ended = b"", 0, False  # the reading side (read)
         # started at the first member: a capture forks its listing before that (the stream's
         # header waits in the queue), with no thread of this one's in the middle of anything
         self._thread = threading.Thread(target=self._run, name="archive-verify", daemon=True)
@@ -231,27 +232,21 @@ class _StreamVerifier:
             self._put(None)
             self._thread.join()
 
-    def _read(self) -> Callable[[int], bytes]:
-        buf, pos, ended = b"", 0, False
-
-        def read(n: int = -1) -> bytes:
-            nonlocal buf, pos, ended
-            if pos >= len(buf):
-                item = None if ended else self._chunks.get()
-                if item is None or self._stopped:
-                    ended = True  # every later read is the end too
-                    return b""
-                buf, pos = item, 0
-            out = buf[pos : pos + n] if n >= 0 else buf[pos:]
-            pos += len(out)
-            return out
-
-        return read
+    def read(self, n: int = -1) -> bytes:
+        """The stream as written so far, blocking for more (the decryptor's input, in ``_run``)."""
+        if self._pos >= len(self._buf):
+            item = None if self._ended else self._chunks.get()
+            if item is None or self._stopped:
+                self._ended = True  # every later read is the end too
+                return b""
+            self._buf, self._pos = item, 0
+        out = self._buf[self._pos : self._pos + n] if n >= 0 else self._buf[self._pos :]
+        self._pos += len(out)
+        return out
 
     def _run(self) -> None:
-        raw = cast(BinaryIO, type("QueueReader", (), {"read": staticmethod(self._read())})())
         try:
-            plain = open_decrypting(raw, self._key, self._aad, name=self._name)
+            plain = open_decrypting(cast(BinaryIO, self), self._key, self._aad, name=self._name)
             with gzip.GzipFile(fileobj=plain, mode="rb") as gz:
                 for path, data in _tar_files(gz.read, self._name):
                     if self._stopped:
