@@ -192,10 +192,13 @@ class _StreamVerifier:
         # header waits in the queue), with no thread of this one's in the middle of anything
         self._thread = threading.Thread(target=self._run, name="archive-verify", daemon=True)
 
-    def expect(self, path: str, size: int) -> None:
-        """The writer's next member (called before its bytes are written, so never late)."""
+    def _start(self) -> None:
         if self._thread.ident is None:
             self._thread.start()
+
+    def expect(self, path: str, size: int) -> None:
+        """The writer's next member (called before its bytes are written, so never late)."""
+        self._start()
         self._expected.append((path, size))
 
     def write(self, b) -> int:  # the encrypted stream, as it goes to the spool
@@ -217,8 +220,7 @@ class _StreamVerifier:
 
     def finish(self) -> dict[str, Any]:
         """After the last byte: wait for the verifier; its record for the manifest, or its error."""
-        if self._thread.ident is None:
-            self._thread.start()  # no member was added: it reads the empty archive
+        self._start()  # when no member was added: it reads the empty archive
         self._put(None)
         self._thread.join()
         if self.error is not None:
@@ -246,26 +248,45 @@ class _StreamVerifier:
 
     def _run(self) -> None:
         try:
-            plain = open_decrypting(cast(BinaryIO, self), self._key, self._aad, name=self._name)
-            with gzip.GzipFile(fileobj=plain, mode="rb") as gz:
-                for path, data in _tar_files(gz.read, self._name):
-                    if self._stopped:
-                        return
-                    want = self._expected.popleft() if self._expected else None
-                    if want != (path, len(data)):
-                        raise IntegrityError(
-                            f"{self._name!r}: the archive holds {path!r} ({len(data)} bytes) where the writer "
-                            f"added {want!r}"
-                        )
-                    _check_document(path, data)
-                    self._members.update(_member_line(path, len(data)))
-                    self.count += 1
-                while gz.read(1 << 16):  # authenticates the final segment, checks the last CRC
-                    pass
+            for path, data in _archive_files(cast(BinaryIO, self), self._key, self._aad, self._name):
+                if self._stopped:
+                    return
+                want = self._expected.popleft() if self._expected else None
+                if want != (path, len(data)):
+                    raise IntegrityError(
+                        f"{self._name!r}: the archive holds {path!r} ({len(data)} bytes) where the writer "
+                        f"added {want!r}"
+                    )
+                _check_document(path, data)
+                self._members.update(_member_line(path, len(data)))
+                self.count += 1
             if self._expected and not self._stopped:
                 raise IntegrityError(f"{self._name!r}: {len(self._expected)} added members are not in the archive")
         except BaseException as exc:
             self.error = exc
+
+
+def _archive_files(raw: BinaryIO, key: bytes, aad: bytes, name: str) -> Generator[tuple[str, bytes], None, None]:
+    """An encrypted archive's ``(path, document bytes)``: decrypted, gunzipped, untarred, and
+    drained to the end (authenticates the final segment, checks the last gzip CRC)."""
+    try:
+        plain = open_decrypting(raw, key, aad, name=name)
+        with gzip.GzipFile(fileobj=plain, mode="rb") as gz:
+            yield from _tar_files(gz.read, name)
+            while gz.read(1 << 16):
+                pass
+    except (DecryptionError, IntegrityError):
+        raise
+    except (OSError, EOFError, zlib.error) as exc:
+        raise IntegrityError(f"{name!r} is not a valid archive after decryption: {exc}") from None
+
+
+def _check_counts(m: Manifest, count: int, counts: Counter[str], read: str) -> None:
+    if count != m.total or dict(counts) != {k: v for k, v in m.counts.items() if v}:
+        raise IntegrityError(
+            f"backup {m.backup_id!r}: manifest counts ({m.total} objects, {m.counts}) differ from the "
+            f"{read} ({count} objects, {dict(counts)})"
+        )
 
 
 def _member_line(path: str, size: int) -> bytes:
@@ -914,19 +935,8 @@ class Repository:
 
     def _archive_members(self, m: Manifest, spool: BinaryIO) -> Generator[tuple[str, bytes], None, None]:
         """Decrypt + gunzip + untar, yielding ``(path, document bytes)``; authenticates to the end."""
-        name = m.archive.key
-        try:
-            with spool:
-                plain = open_decrypting(spool, self.key.archive_key, self.archive_aad(m.backup_id), name=name)
-                with gzip.GzipFile(fileobj=plain, mode="rb") as gz:
-                    yield from _tar_files(gz.read, name)
-                    # drain: authenticates the final segment and checks the gzip CRC
-                    while gz.read(1 << 16):
-                        pass
-        except (DecryptionError, IntegrityError):
-            raise
-        except (OSError, EOFError, zlib.error) as exc:
-            raise IntegrityError(f"{name!r} is not a valid archive after decryption: {exc}") from None
+        with spool:
+            yield from _archive_files(spool, self.key.archive_key, self.archive_aad(m.backup_id), m.archive.key)
 
     def _paired(self, backup_id: str) -> Generator[tuple[IndexEntry, bytes], None, None]:
         """Archive members matched one-to-one with index entries; both verified up front."""
@@ -1170,11 +1180,8 @@ class Repository:
         except BaseException:
             archive.close()
             raise
-        rows = self._read_index_map(m) if m.index_map is not None else None
-        parts = None
-        if rows is not None:  # the index read part by part, each proven against its row
-            parts = _part_entries(rows, lambda row: _spool_range(index, row[1], row[2]), m.index.key)
-        for entry, data in self._pair(m, archive, index, parts):
+        rows, entries = self._verified_entries(m, index)
+        for entry, data in self._pair(m, archive, index, entries):
             _check_document(entry.path, data)
             count += 1
             size += len(data)
@@ -1185,15 +1192,21 @@ class Repository:
             "archive decrypts and authenticates to the last segment",
             f"{count} documents are JSON objects and match the index",
         ]
-        if count != m.total or dict(counts) != {k: v for k, v in m.counts.items() if v}:
-            raise IntegrityError(
-                f"backup {backup_id!r}: manifest counts ({m.total} objects, {m.counts}) differ from the "
-                f"archive ({count} objects, {dict(counts)})"
-            )
+        _check_counts(m, count, counts, "archive")
         checks.append("manifest counts match the archive")
         if rows is not None:
             checks.append(f"index map matches the index ({len(rows)} members: checksums, offsets, namespaces)")
         return VerifyResult(backup_id, count, m.archive.size, size, checks)
+
+    def _verified_entries(
+        self, m: Manifest, index: BinaryIO
+    ) -> tuple[list[list[Any]] | None, Generator[IndexEntry, None, None]]:
+        """The index map's rows (None for a backup without one) and the index's entries: read part
+        by part, each proven against its row, when there is a map."""
+        rows = self._read_index_map(m) if m.index_map is not None else None
+        if rows is None:
+            return None, self._index_entries(index, m.index.key)
+        return rows, _part_entries(rows, lambda row: _spool_range(index, row[1], row[2]), m.index.key)
 
     def _verify_read_back(self, m: Manifest, checks: list[str]) -> VerifyResult:
         """A pending backup whose writer read its archive back as it wrote it (``_StreamVerifier``):
@@ -1203,11 +1216,7 @@ class Repository:
         read_back = m.stream_verified or {}
         self._fetch_verified(m.archive).close()  # raises unless the stored bytes are the verified ones
         index = self._fetch_verified(m.index)
-        rows = self._read_index_map(m) if m.index_map is not None else None
-        if rows is not None:
-            entries = _part_entries(rows, lambda row: _spool_range(index, row[1], row[2]), m.index.key)
-        else:
-            entries = self._index_entries(index, m.index.key)
+        rows, entries = self._verified_entries(m, index)
         members, count, size = sha256(), 0, 0
         counts: Counter[str] = Counter()
         with index:
@@ -1221,11 +1230,7 @@ class Repository:
                 f"backup {m.backup_id!r}: the index ({count} entries) does not list the archive members the "
                 f"writer read back ({read_back.get('documents')})"
             )
-        if count != m.total or dict(counts) != {k: v for k, v in m.counts.items() if v}:
-            raise IntegrityError(
-                f"backup {m.backup_id!r}: manifest counts ({m.total} objects, {m.counts}) differ from the "
-                f"index ({count} objects, {dict(counts)})"
-            )
+        _check_counts(m, count, counts, "index")
         checks += [
             f"archive sha256 {m.archive.sha256} and size {m.archive.size} match",
             f"index sha256 {m.index.sha256} matches",
