@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 from contextlib import closing
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import timedelta
 from collections.abc import Set as AbstractSet
@@ -124,58 +124,47 @@ def _list_records(
     # they are listed once every Service is, and the Services with a selector are taken from the
     # backup's own listing of Services — or from one of their own when a label selector (or a
     # kind filter) leaves some out.
-    endpoints = {i for i, (rt, _) in enumerate(work) if (rt.group, rt.resource) == ("", "endpoints")}
-    services = {i for i, (rt, _) in enumerate(work) if (rt.group, rt.resource) == ("", "services")}
-    if label_selector is not None or not services:
-        services = set()
+    endpoints = [i for i, (rt, _) in enumerate(work) if (rt.group, rt.resource) == ("", "endpoints")]
+    services = [i for i, (rt, _) in enumerate(work) if (rt.group, rt.resource) == ("", "services")]
+    if label_selector is not None:
+        services = []
     with_selector: set[tuple[str, str]] = set()
-    services_left = len(services) if endpoints and services else int(bool(endpoints))
-    services_listed = threading.Event()
-    if not services_left:
-        services_listed.set()
-    lock = threading.Lock()
+    services_listed: list[Future] = []  # every one done (or failed) before an Endpoints listing starts
 
-    def services_done() -> None:
-        nonlocal services_left
-        with lock:
-            services_left -= 1
-            if not services_left:
-                services_listed.set()
+    def note_selector(service: dict) -> None:
+        if (service.get("spec") or {}).get("selector"):
+            with_selector.add((service["metadata"]["namespace"], service["metadata"]["name"]))
 
     def own_services_listing() -> None:
-        try:
-            for ns in dict.fromkeys(work[i][1] for i in endpoints):
-                for s in objects_in(kube, SERVICES, ns, None, only):
-                    if (s.get("spec") or {}).get("selector"):
-                        with_selector.add((s["metadata"]["namespace"], s["metadata"]["name"]))
-        finally:
-            services_done()
+        for ns in dict.fromkeys(work[i][1] for i in endpoints):
+            for service in objects_in(kube, SERVICES, ns, None, only):
+                note_selector(service)
 
-    def one(i: int) -> None:
+    def one(i: int, *, is_service: bool = False, is_endpoints: bool = False) -> None:
         rt, ns = work[i]
-        if i in endpoints:
-            services_listed.wait()
+        if is_endpoints:
+            wait(services_listed)
         page: list[Record] = []
-        try:
-            for obj in objects_in(kube, rt, ns, label_selector, only):
-                if i in services and (obj.get("spec") or {}).get("selector"):
-                    with_selector.add((obj["metadata"]["namespace"], obj["metadata"]["name"]))
-                page.append(_record(rt, obj, with_selector))
-                if len(page) >= PAGE_SIZE:
-                    emit((i, page))
-                    page = []
-        finally:
-            if i in services:
-                services_done()  # a failure too: the error ends the listing, nothing waits forever
+        for obj in objects_in(kube, rt, ns, label_selector, only):
+            if is_service:
+                note_selector(obj)
+            page.append(_record(rt, obj, with_selector))
+            if len(page) >= PAGE_SIZE:
+                emit((i, page))
+                page = []
         if page:
             emit((i, page))
 
     # the pool starts work in the order it was submitted: the Services first, the Endpoints last,
     # so every Services listing has started (and will end) before an Endpoints listing waits
-    order = sorted(range(len(work)), key=lambda i: (i not in services, i in endpoints))
+    first_or_last = {*services, *endpoints}
+    rest = [i for i in range(len(work)) if i not in first_or_last]
     with ThreadPoolExecutor(LIST_WORKERS, thread_name_prefix="list") as pool:
-        futures = [pool.submit(own_services_listing)] if endpoints and not services else []
-        futures += [pool.submit(one, i) for i in order]
+        if endpoints and not services:
+            services_listed.append(pool.submit(own_services_listing))
+        services_listed += [pool.submit(one, i, is_service=True) for i in services]
+        futures = services_listed + [pool.submit(one, i) for i in rest]
+        futures += [pool.submit(one, i, is_endpoints=True) for i in endpoints]
         try:
             for f in futures:
                 f.result()
